@@ -1,0 +1,233 @@
+//! The records the catalog keeps, and the types that give their fields meaning.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// A transfer's ID as users type it: a letter for its kind and a number, as Heroku does
+/// (`b001` manual capture, `a001` scheduled capture, `r001` restore, `c001` copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId {
+    prefix: char,
+    number: u32,
+}
+
+/// Why a string is not a transfer ID.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{0}` is not a backup or transfer ID: IDs look like b001 (manual backup), a001 (scheduled backup), r001 (restore) or c001 (copy)"
+)]
+pub struct TransferIdError(pub String);
+
+impl TransferId {
+    /// The ID with this prefix and number.
+    pub fn new(prefix: char, number: u32) -> TransferId {
+        TransferId { prefix, number }
+    }
+
+    /// The kind letter: `b`, `a`, `r` or `c`.
+    pub fn prefix(&self) -> char {
+        self.prefix
+    }
+
+    /// Whether the ID names a capture (a backup), manual or scheduled.
+    pub fn is_backup(&self) -> bool {
+        matches!(self.prefix, 'b' | 'a')
+    }
+}
+
+impl fmt::Display for TransferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:03}", self.prefix, self.number)
+    }
+}
+
+impl FromStr for TransferId {
+    type Err = TransferIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let mut chars = t.chars();
+        let prefix = chars
+            .next()
+            .map(|c| c.to_ascii_lowercase())
+            .filter(|c| matches!(c, 'a' | 'b' | 'c' | 'r'))
+            .ok_or_else(|| TransferIdError(s.to_string()))?;
+        let digits = chars.as_str();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TransferIdError(s.to_string()));
+        }
+        let number = digits.parse().map_err(|_| TransferIdError(s.to_string()))?;
+        Ok(TransferId { prefix, number })
+    }
+}
+
+impl Serialize for TransferId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TransferId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a transfer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferKind {
+    /// Database → storage: makes a backup.
+    Capture,
+    /// Backup → database.
+    Restore,
+}
+
+/// Who started a transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Manual,
+    Scheduled,
+}
+
+/// Where a transfer is in its life: pending → running → succeeded | failed | cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl TransferState {
+    /// Whether the transfer has ended.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TransferState::Succeeded | TransferState::Failed | TransferState::Cancelled
+        )
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Pending => "pending",
+            TransferState::Running => "running",
+            TransferState::Succeeded => "succeeded",
+            TransferState::Failed => "failed",
+            TransferState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A registered database as listed: the URL only in its redacted form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DatabaseRecord {
+    pub name: String,
+    pub url: String,
+    pub created_at: Timestamp,
+}
+
+/// One transfer: a capture (whose success makes it a backup) or a restore.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TransferRecord {
+    pub id: TransferId,
+    pub kind: TransferKind,
+    pub origin: Origin,
+    /// The database captured from or restored into: its registered name, or the redacted URL.
+    pub database: String,
+    /// For a restore: the backup it restores.
+    pub backup_id: Option<TransferId>,
+    pub state: TransferState,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// Dump bytes processed so far (read from pg_dump, or fed to pg_restore).
+    pub bytes_processed: u64,
+    /// `pg_database_size` of the source (capture) or target (restore) when the transfer started.
+    pub database_size: Option<u64>,
+    /// Size of the dump as pg_restore reads it (uncompressed custom format).
+    pub dump_size: Option<u64>,
+    /// Size of the stored object (compressed).
+    pub object_size: Option<u64>,
+    /// SHA-256 of the stored object, hex.
+    pub sha256: Option<String>,
+    /// Where the object lives in storage.
+    pub object_key: Option<String>,
+    /// The compression of the stored object, such as `zstd`.
+    pub compression: Option<String>,
+    pub server_version: Option<String>,
+    pub tool_version: Option<String>,
+    /// Why the transfer failed or was cancelled, in words a user can act on.
+    pub error: Option<String>,
+}
+
+impl TransferRecord {
+    /// A fresh pending transfer.
+    pub fn new(
+        id: TransferId,
+        kind: TransferKind,
+        origin: Origin,
+        database: String,
+        now: Timestamp,
+    ) -> TransferRecord {
+        TransferRecord {
+            id,
+            kind,
+            origin,
+            database,
+            backup_id: None,
+            state: TransferState::Pending,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            bytes_processed: 0,
+            database_size: None,
+            dump_size: None,
+            object_size: None,
+            sha256: None,
+            object_key: None,
+            compression: None,
+            server_version: None,
+            tool_version: None,
+            error: None,
+        }
+    }
+
+    /// Whether this is a completed backup that can be downloaded or restored.
+    pub fn is_completed_backup(&self) -> bool {
+        self.kind == TransferKind::Capture && self.state == TransferState::Succeeded
+    }
+}
+
+/// One line of a transfer's log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub line: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_reject_garbage() {
+        let id: TransferId = "b001".parse().unwrap();
+        assert_eq!(id.to_string(), "b001");
+        assert_eq!("B12".parse::<TransferId>().unwrap().to_string(), "b012");
+        assert_eq!("a1234".parse::<TransferId>().unwrap().to_string(), "a1234");
+        for bad in ["", "b", "x001", "b0x1", "001", "b-1"] {
+            assert!(bad.parse::<TransferId>().is_err(), "{bad}");
+        }
+        assert!(id.is_backup());
+        assert!(!"r001".parse::<TransferId>().unwrap().is_backup());
+    }
+}

@@ -1,0 +1,492 @@
+//! The SQLite catalog (the embedded default).
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::model::{
+    DatabaseRecord, LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState,
+};
+
+/// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("catalog holds a value it cannot read ({0}); was it written by a newer pgbackups?")]
+    Corrupt(String),
+    #[error("a database named `{0}` is already registered; remove it first or pick another name")]
+    DatabaseExists(String),
+}
+
+/// The catalog, on one SQLite connection.
+///
+/// Statements are short (single-row reads and writes on a local file in WAL mode), so callers
+/// run them inline; the mutex serialises them. Log lines are written in batches by the caller.
+pub struct Catalog {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE databases (
+    name TEXT PRIMARY KEY,
+    url_sealed BLOB NOT NULL,
+    url_redacted TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE id_counters (
+    prefix TEXT PRIMARY KEY,
+    last INTEGER NOT NULL
+);
+CREATE TABLE transfers (
+    id TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    database TEXT NOT NULL,
+    backup_id TEXT,
+    state TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    bytes_processed INTEGER NOT NULL DEFAULT 0,
+    database_size INTEGER,
+    dump_size INTEGER,
+    object_size INTEGER,
+    sha256 TEXT,
+    object_key TEXT,
+    compression TEXT,
+    server_version TEXT,
+    tool_version TEXT,
+    error TEXT
+);
+CREATE INDEX transfers_by_time ON transfers (created_at);
+CREATE TABLE transfer_logs (
+    transfer_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (transfer_id, seq)
+);
+"#;
+
+impl Catalog {
+    /// Opens (creating and migrating) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory catalog, for tests.
+    pub fn open_in_memory() -> Result<Catalog, CatalogError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Catalog, CatalogError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL for concurrent readers; FULL so that a transfer marked succeeded stays succeeded
+        // after a power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(CatalogError::Corrupt(format!(
+                "schema version {version}, this pgbackups knows {SCHEMA_VERSION}"
+            )));
+        }
+        if version == 0 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+        }
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (statements are
+        // atomic), so the poisoned guard is safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- databases ----
+
+    /// Registers a database. Fails when the name is taken.
+    pub fn add_database(
+        &self,
+        name: &str,
+        url_sealed: &[u8],
+        url_redacted: &str,
+        now: Timestamp,
+    ) -> Result<(), CatalogError> {
+        let n = self.conn().execute(
+            "INSERT INTO databases (name, url_sealed, url_redacted, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, url_sealed, url_redacted, micros(now)],
+        )?;
+        if n == 0 {
+            return Err(CatalogError::DatabaseExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// All registered databases, by name.
+    pub fn list_databases(&self) -> Result<Vec<DatabaseRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, url_redacted, created_at FROM databases ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DatabaseRecord {
+                name: r.get(0)?,
+                url: r.get(1)?,
+                created_at: from_micros(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The sealed URL of a registered database.
+    pub fn database_url_sealed(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT url_sealed FROM databases WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Forgets a database; its backups stay. Returns whether it was registered.
+    pub fn remove_database(&self, name: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM databases WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    // ---- transfers ----
+
+    /// Allocates the next ID for a prefix (`b` → b001, b002, ...).
+    pub fn next_id(&self, prefix: char) -> Result<TransferId, CatalogError> {
+        let conn = self.conn();
+        let number: i64 = conn.query_row(
+            "INSERT INTO id_counters (prefix, last) VALUES (?1, 1)
+             ON CONFLICT (prefix) DO UPDATE SET last = last + 1
+             RETURNING last",
+            [prefix.to_string()],
+            |r| r.get(0),
+        )?;
+        let number =
+            u32::try_from(number).map_err(|_| CatalogError::Corrupt("id counter".into()))?;
+        Ok(TransferId::new(prefix, number))
+    }
+
+    /// Inserts or replaces a transfer record.
+    pub fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
+        let id = t.id.to_string();
+        self.conn().execute(
+            "INSERT OR REPLACE INTO transfers (id, prefix, number, kind, origin, database, backup_id,
+                state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
+                object_size, sha256, object_key, compression, server_version, tool_version, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            params![
+                id,
+                t.id.prefix().to_string(),
+                id[1..].parse::<i64>().unwrap_or(0),
+                kind_str(t.kind),
+                origin_str(t.origin),
+                t.database,
+                t.backup_id.map(|b| b.to_string()),
+                t.state.as_str(),
+                micros(t.created_at),
+                t.started_at.map(micros),
+                t.finished_at.map(micros),
+                t.bytes_processed as i64,
+                t.database_size.map(|v| v as i64),
+                t.dump_size.map(|v| v as i64),
+                t.object_size.map(|v| v as i64),
+                t.sha256,
+                t.object_key,
+                t.compression,
+                t.server_version,
+                t.tool_version,
+                t.error,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records progress of a running transfer without rewriting the rest of it.
+    pub fn set_progress(&self, id: TransferId, bytes: u64) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE transfers SET bytes_processed = ?2 WHERE id = ?1",
+            params![id.to_string(), bytes as i64],
+        )?;
+        Ok(())
+    }
+
+    /// One transfer.
+    pub fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SELECT_TRANSFER} WHERE id = ?1"))?;
+        let row = stmt.query_row([id.to_string()], read_row).optional()?;
+        row.transpose()
+    }
+
+    /// All transfers of a kind (or all), oldest first.
+    pub fn transfers(
+        &self,
+        kind: Option<TransferKind>,
+    ) -> Result<Vec<TransferRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT_TRANSFER} WHERE (?1 IS NULL OR kind = ?1) ORDER BY created_at, prefix, number"
+        ))?;
+        let rows = stmt.query_map([kind.map(kind_str)], read_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// Transfers that are pending or running, oldest first.
+    pub fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT_TRANSFER} WHERE state IN ('pending', 'running') ORDER BY created_at"
+        ))?;
+        let rows = stmt.query_map([], read_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// Removes a transfer and its log.
+    pub fn delete_transfer(&self, id: TransferId) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM transfer_logs WHERE transfer_id = ?1",
+            [id.to_string()],
+        )?;
+        tx.execute("DELETE FROM transfers WHERE id = ?1", [id.to_string()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- logs ----
+
+    /// Appends lines to a transfer's log in one transaction.
+    pub fn append_logs(
+        &self,
+        id: TransferId,
+        lines: &[(Timestamp, String)],
+    ) -> Result<(), CatalogError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let id = id.to_string();
+        let mut seq: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM transfer_logs WHERE transfer_id = ?1",
+            [&id],
+            |r| r.get(0),
+        )?;
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO transfer_logs (transfer_id, seq, at, line) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (at, line) in lines {
+                seq += 1;
+                stmt.execute(params![id, seq, micros(*at), line])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A transfer's log lines after `after_seq` (0 for all).
+    pub fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, line FROM transfer_logs WHERE transfer_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![id.to_string(), after_seq as i64], |r| {
+            Ok(LogLine {
+                seq: r.get::<_, i64>(0)? as u64,
+                at: from_micros(r.get(1)?),
+                line: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
+    started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
+    object_key, compression, server_version, tool_version, error FROM transfers";
+
+fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
+    let id: String = r.get(0)?;
+    let kind: String = r.get(1)?;
+    let origin: String = r.get(2)?;
+    let backup_id: Option<String> = r.get(4)?;
+    let state: String = r.get(5)?;
+    let u = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(|v| v as u64))
+    };
+    let parsed = (|| {
+        let id: TransferId = id.parse().map_err(|_| CatalogError::Corrupt(id.clone()))?;
+        let backup_id = match backup_id {
+            Some(b) => Some(b.parse().map_err(|_| CatalogError::Corrupt(b.clone()))?),
+            None => None,
+        };
+        Ok::<_, CatalogError>((
+            id,
+            parse_kind(&kind)?,
+            parse_origin(&origin)?,
+            backup_id,
+            parse_state(&state)?,
+        ))
+    })();
+    let (id, kind, origin, backup_id, state) = match parsed {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(TransferRecord {
+        id,
+        kind,
+        origin,
+        database: r.get(3)?,
+        backup_id,
+        state,
+        created_at: from_micros(r.get(6)?),
+        started_at: r.get::<_, Option<i64>>(7)?.map(from_micros),
+        finished_at: r.get::<_, Option<i64>>(8)?.map(from_micros),
+        bytes_processed: r.get::<_, i64>(9)? as u64,
+        database_size: u(10)?,
+        dump_size: u(11)?,
+        object_size: u(12)?,
+        sha256: r.get(13)?,
+        object_key: r.get(14)?,
+        compression: r.get(15)?,
+        server_version: r.get(16)?,
+        tool_version: r.get(17)?,
+        error: r.get(18)?,
+    }))
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn from_micros(v: i64) -> Timestamp {
+    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn kind_str(k: TransferKind) -> &'static str {
+    match k {
+        TransferKind::Capture => "capture",
+        TransferKind::Restore => "restore",
+    }
+}
+
+fn parse_kind(s: &str) -> Result<TransferKind, CatalogError> {
+    match s {
+        "capture" => Ok(TransferKind::Capture),
+        "restore" => Ok(TransferKind::Restore),
+        _ => Err(CatalogError::Corrupt(format!("transfer kind {s}"))),
+    }
+}
+
+fn origin_str(o: Origin) -> &'static str {
+    match o {
+        Origin::Manual => "manual",
+        Origin::Scheduled => "scheduled",
+    }
+}
+
+fn parse_origin(s: &str) -> Result<Origin, CatalogError> {
+    match s {
+        "manual" => Ok(Origin::Manual),
+        "scheduled" => Ok(Origin::Scheduled),
+        _ => Err(CatalogError::Corrupt(format!("transfer origin {s}"))),
+    }
+}
+
+fn parse_state(s: &str) -> Result<TransferState, CatalogError> {
+    Ok(match s {
+        "pending" => TransferState::Pending,
+        "running" => TransferState::Running,
+        "succeeded" => TransferState::Succeeded,
+        "failed" => TransferState::Failed,
+        "cancelled" => TransferState::Cancelled,
+        _ => return Err(CatalogError::Corrupt(format!("transfer state {s}"))),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_ids_per_prefix_and_round_trips_transfers() {
+        let c = Catalog::open_in_memory().unwrap();
+        assert_eq!(c.next_id('b').unwrap().to_string(), "b001");
+        assert_eq!(c.next_id('b').unwrap().to_string(), "b002");
+        assert_eq!(c.next_id('r').unwrap().to_string(), "r001");
+        let now = Timestamp::now();
+        let mut t = TransferRecord::new(
+            "b002".parse().unwrap(),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            now,
+        );
+        t.sha256 = Some("ab".into());
+        c.save_transfer(&t).unwrap();
+        t.state = TransferState::Running;
+        c.save_transfer(&t).unwrap();
+        c.set_progress(t.id, 42).unwrap();
+        let back = c.transfer(t.id).unwrap().unwrap();
+        assert_eq!(back.state, TransferState::Running);
+        assert_eq!(back.bytes_processed, 42);
+        assert_eq!(back.sha256.as_deref(), Some("ab"));
+        assert_eq!(c.unfinished_transfers().unwrap().len(), 1);
+        c.append_logs(t.id, &[(now, "one".into()), (now, "two".into())])
+            .unwrap();
+        c.append_logs(t.id, &[(now, "three".into())]).unwrap();
+        let logs = c.logs(t.id, 1).unwrap();
+        assert_eq!(
+            logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            ["two", "three"]
+        );
+        c.delete_transfer(t.id).unwrap();
+        assert!(c.transfer(t.id).unwrap().is_none());
+        assert!(c.logs(t.id, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn refuses_a_second_database_of_the_same_name() {
+        let c = Catalog::open_in_memory().unwrap();
+        c.add_database("main", b"x", "postgres://u:***@h/db", Timestamp::now())
+            .unwrap();
+        assert!(matches!(
+            c.add_database("main", b"y", "r", Timestamp::now()),
+            Err(CatalogError::DatabaseExists(_))
+        ));
+        assert!(c.remove_database("main").unwrap());
+        assert!(!c.remove_database("main").unwrap());
+    }
+}

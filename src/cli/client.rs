@@ -1,0 +1,137 @@
+//! The CLI's HTTP client for the service's API.
+
+use std::path::PathBuf;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::config::{SERVICE_URL_FILE, default_data_dir};
+use crate::secret::TOKEN_FILE;
+
+/// A CLI failure, printed as `error: ...`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Message(String),
+    /// The service answered with an error; its message is for the user as is.
+    #[error("{0}")]
+    Api(String),
+}
+
+impl CliError {
+    pub fn msg(m: impl Into<String>) -> CliError {
+        CliError::Message(m.into())
+    }
+}
+
+/// Where the service is and how to authenticate to it.
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// Finds the service: `PGBACKUPS_URL` and `PGBACKUPS_TOKEN`, or else the files a service
+    /// writes in its data directory (`PGBACKUPS_DATA_DIR` or the default), for a CLI on the
+    /// same machine.
+    pub fn from_env() -> Result<Client, CliError> {
+        let data_dir: PathBuf = default_data_dir();
+        let base = match std::env::var("PGBACKUPS_URL").ok().filter(|v| !v.is_empty()) {
+            Some(u) => u,
+            None => std::fs::read_to_string(data_dir.join(SERVICE_URL_FILE))
+                .map(|s| s.trim().to_string())
+                .map_err(|_| {
+                    CliError::msg(format!(
+                        "cannot find the pgbackups service: set PGBACKUPS_URL (and PGBACKUPS_TOKEN), or start it with `pgbackups serve` (no running service has written {} in {})",
+                        SERVICE_URL_FILE,
+                        data_dir.display()
+                    ))
+                })?,
+        };
+        let token = match std::env::var("PGBACKUPS_TOKEN").ok().filter(|v| !v.is_empty()) {
+            Some(t) => t,
+            None => std::fs::read_to_string(data_dir.join(TOKEN_FILE))
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    CliError::msg(format!(
+                        "no API token: set PGBACKUPS_TOKEN to the contents of the service's `{TOKEN_FILE}` file ({} here: {e})",
+                        data_dir.join(TOKEN_FILE).display()
+                    ))
+                })?,
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| CliError::msg(format!("cannot create an HTTP client: {e}")))?;
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    /// A request to an API path such as `/transfers`.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}/api{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends a request and checks its status; errors carry the service's message.
+    pub async fn send(&self, req: RequestBuilder) -> Result<Response, CliError> {
+        let resp = req.send().await.map_err(|e| {
+            let why = if e.is_connect() {
+                "connection refused or unreachable; is `pgbackups serve` running?".to_string()
+            } else if e.is_timeout() {
+                "timed out".to_string()
+            } else {
+                e.to_string()
+            };
+            CliError::msg(format!(
+                "cannot reach the pgbackups service at {}: {why}",
+                self.base
+            ))
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| format!("the service answered {status}: {text}"));
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(CliError::Api(format!("{message} (check PGBACKUPS_TOKEN)")));
+        }
+        Err(CliError::Api(message))
+    }
+
+    /// GET and decode JSON.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        let resp = self.send(self.request(Method::GET, path)).await?;
+        decode(resp).await
+    }
+
+    /// POST a JSON body and decode the JSON answer.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, CliError> {
+        let resp = self
+            .send(self.request(Method::POST, path).json(body))
+            .await?;
+        decode(resp).await
+    }
+}
+
+async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, CliError> {
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| CliError::msg(format!("reading the service's answer: {e}")))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::msg(format!("the service's answer is not what this CLI expects ({e}); are the CLI and service the same version?")))
+}

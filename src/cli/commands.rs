@@ -1,0 +1,496 @@
+//! What each command does: call the API, print the answer.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::client::{CliError, Client};
+use super::table::render;
+use super::{Command, watch};
+use crate::catalog::{
+    DatabaseRecord, LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState,
+};
+use crate::config::{ServiceConfig, default_data_dir};
+use crate::format;
+
+pub async fn run(command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Serve {
+            data_dir,
+            listen,
+            max_running,
+        } => {
+            let mut config = ServiceConfig::new(data_dir.unwrap_or_else(default_data_dir));
+            config.listen = listen;
+            config.max_running = max_running;
+            crate::server::serve(config)
+                .await
+                .map_err(|e| CliError::msg(e.to_string()))?;
+            Ok(0)
+        }
+        Command::Databases { json } => {
+            let c = Client::from_env()?;
+            let dbs: Vec<DatabaseRecord> = c.get("/databases").await?;
+            if json {
+                print_json(&dbs)?;
+            } else if dbs.is_empty() {
+                println!(
+                    "No databases registered. Add one with `pgbackups databases:add NAME postgres://...`."
+                );
+            } else {
+                println!("=== Databases");
+                let rows = dbs
+                    .iter()
+                    .map(|d| vec![d.name.clone(), d.url.clone(), format::time(d.created_at)])
+                    .collect::<Vec<_>>();
+                print!("{}", render(&["Name", "URL", "Added at"], &rows));
+            }
+            Ok(0)
+        }
+        Command::DatabasesAdd { name, url } => {
+            let url = match url.filter(|u| u != "-") {
+                Some(u) => u,
+                None => read_url_from_stdin()?,
+            };
+            let c = Client::from_env()?;
+            let added: serde_json::Value = c
+                .post("/databases", &json!({ "name": name, "url": url }))
+                .await?;
+            println!(
+                "Added database {name}: {}",
+                added.get("url").and_then(|u| u.as_str()).unwrap_or("")
+            );
+            Ok(0)
+        }
+        Command::DatabasesRemove { name } => {
+            let c = Client::from_env()?;
+            c.send(c.request(Method::DELETE, &format!("/databases/{}", path_part(&name))))
+                .await?;
+            println!("Removed database {name} (its backups are kept).");
+            Ok(0)
+        }
+        Command::Backups { json } => {
+            let c = Client::from_env()?;
+            let all: Vec<TransferRecord> = c.get("/transfers").await?;
+            if json {
+                print_json(&all)?;
+            } else {
+                print!("{}", backups_listing(&all));
+            }
+            Ok(0)
+        }
+        Command::Capture {
+            database,
+            no_wait,
+            verbose,
+        } => {
+            let c = Client::from_env()?;
+            let rec: TransferRecord = c
+                .post("/captures", &json!({ "database": database }))
+                .await?;
+            if no_wait {
+                println!("{}", rec.id);
+                return Ok(0);
+            }
+            let shown = rec.database.clone();
+            eprintln!("Starting backup of {shown}... done\n");
+            eprintln!(
+                "Use Ctrl-C at any time to stop monitoring progress; the backup will continue running."
+            );
+            eprintln!("Use `pgbackups backups:info` to check progress.");
+            eprintln!("Stop a running backup with `pgbackups backups:cancel`.\n");
+            println!("{}", rec.id);
+            watch::watch(
+                &c,
+                rec.id,
+                &format!("Backing up {shown} to {}", rec.id),
+                verbose,
+            )
+            .await
+        }
+        Command::Cancel { id } => {
+            let c = Client::from_env()?;
+            let path = match &id {
+                Some(id) => format!("/transfers/{}/cancel", parse_id(id)?),
+                None => "/transfers/cancel".to_string(),
+            };
+            let answer: serde_json::Value = c.post(&path, &json!({})).await?;
+            let id = answer.get("id").and_then(|v| v.as_str()).unwrap_or("?");
+            println!("Stopping {id}... done");
+            Ok(0)
+        }
+        Command::Info { id, json } => {
+            let c = Client::from_env()?;
+            let id = match id {
+                Some(id) => parse_id(&id)?,
+                None => newest_backup(&c).await?,
+            };
+            let rec: TransferRecord = c.get(&format!("/transfers/{id}")).await?;
+            let logs: Vec<LogLine> = c.get(&format!("/transfers/{id}/logs")).await?;
+            if json {
+                let mut v = serde_json::to_value(&rec).map_err(|e| CliError::msg(e.to_string()))?;
+                v["logs"] =
+                    serde_json::to_value(&logs).map_err(|e| CliError::msg(e.to_string()))?;
+                print_json(&v)?;
+            } else {
+                print!("{}", info_text(&rec, &logs));
+            }
+            Ok(0)
+        }
+        Command::Download { id, output } => download(id, &output).await,
+        Command::Delete { id, confirm } => {
+            let id = parse_id(&id)?;
+            let c = Client::from_env()?;
+            let mut req = c.request(Method::DELETE, &format!("/backups/{id}"));
+            if let Some(confirm) = &confirm {
+                req = req.query(&[("confirm", confirm)]);
+            }
+            c.send(req).await?;
+            println!("Deleting backup {id}... done");
+            Ok(0)
+        }
+        Command::Restore {
+            first,
+            second,
+            confirm,
+            jobs,
+            no_wait,
+            verbose,
+        } => {
+            // `restore b001 main`, `restore b001`, `restore main`, `restore`.
+            let (backup, database) = match (first, second) {
+                (Some(a), Some(b)) => (Some(parse_id(&a)?), Some(b)),
+                (Some(a), None) => match a.parse::<TransferId>() {
+                    Ok(id) if id.is_backup() => (Some(id), None),
+                    _ => (None, Some(a)),
+                },
+                (None, _) => (None, None),
+            };
+            let c = Client::from_env()?;
+            let rec: TransferRecord = c
+                .post(
+                    "/restores",
+                    &json!({
+                        "backup": backup.map(|b| b.to_string()),
+                        "database": database,
+                        "confirm": confirm,
+                        "jobs": jobs,
+                    }),
+                )
+                .await?;
+            let from = rec.backup_id.map(|b| b.to_string()).unwrap_or_default();
+            if no_wait {
+                println!("{}", rec.id);
+                return Ok(0);
+            }
+            eprintln!("Starting restore of {from} to {}... done\n", rec.database);
+            eprintln!(
+                "Use Ctrl-C at any time to stop monitoring progress; the restore will continue running."
+            );
+            eprintln!("Stop a running restore with `pgbackups backups:cancel`.\n");
+            println!("{}", rec.id);
+            watch::watch(
+                &c,
+                rec.id,
+                &format!("Restoring {from} to {}", rec.database),
+                verbose,
+            )
+            .await
+        }
+    }
+}
+
+fn parse_id(s: &str) -> Result<TransferId, CliError> {
+    s.parse()
+        .map_err(|e: crate::catalog::TransferIdError| CliError::msg(e.to_string()))
+}
+
+fn path_part(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::msg(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn read_url_from_stdin() -> Result<String, CliError> {
+    if std::io::stdin().is_terminal() {
+        eprint!("Database URL (postgres://user:password@host:5432/dbname): ");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_to_string(&mut line)
+        .map_err(|e| CliError::msg(format!("cannot read the URL from standard input: {e}")))?;
+    let url = line.lines().next().unwrap_or("").trim().to_string();
+    if url.is_empty() {
+        return Err(CliError::msg(
+            "no URL given: pass it as the second argument or on standard input",
+        ));
+    }
+    Ok(url)
+}
+
+async fn newest_backup(c: &Client) -> Result<TransferId, CliError> {
+    let all: Vec<TransferRecord> = c.get("/transfers?kind=capture").await?;
+    all.iter()
+        .max_by_key(|t| t.created_at)
+        .map(|t| t.id)
+        .ok_or_else(|| {
+            CliError::msg("there are no backups yet; take one with `pgbackups backups:capture`")
+        })
+}
+
+/// `Completed 2026-11-24 02:00:13 +0000`, `Running (12.3MB processed)`, ...
+pub fn status_text(t: &TransferRecord) -> String {
+    let at = t.finished_at.map(format::time).unwrap_or_default();
+    match t.state {
+        TransferState::Pending => "Pending".into(),
+        TransferState::Running => {
+            format!("Running ({} processed)", format::bytes(t.bytes_processed))
+        }
+        TransferState::Succeeded if t.kind == TransferKind::Restore => format!("Finished {at}"),
+        TransferState::Succeeded => format!("Completed {at}"),
+        TransferState::Failed => format!("Failed {at}"),
+        TransferState::Cancelled => format!("Cancelled {at}"),
+    }
+}
+
+fn size_text(t: &TransferRecord) -> String {
+    let size = match t.kind {
+        TransferKind::Capture => t.object_size,
+        TransferKind::Restore => t.dump_size,
+    };
+    size.map(format::bytes).unwrap_or_else(|| {
+        if t.state == TransferState::Running {
+            format::bytes(t.bytes_processed)
+        } else {
+            String::new()
+        }
+    })
+}
+
+/// The `pgbackups backups` listing: backups, then restores, newest first.
+pub fn backups_listing(all: &[TransferRecord]) -> String {
+    let mut out = String::from("=== Backups\n");
+    let mut captures: Vec<&TransferRecord> = all
+        .iter()
+        .filter(|t| t.kind == TransferKind::Capture)
+        .collect();
+    captures.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    if captures.is_empty() {
+        out.push_str("No backups. Capture one with `pgbackups backups:capture`.\n");
+    } else {
+        let rows = captures
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    format::time(t.created_at),
+                    status_text(t),
+                    size_text(t),
+                    t.database.clone(),
+                ]
+            })
+            .collect::<Vec<_>>();
+        out.push_str(&render(
+            &["ID", "Created at", "Status", "Size", "Database"],
+            &rows,
+        ));
+    }
+    out.push_str("\n=== Restores\n");
+    let mut restores: Vec<&TransferRecord> = all
+        .iter()
+        .filter(|t| t.kind == TransferKind::Restore)
+        .collect();
+    restores.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    if restores.is_empty() {
+        out.push_str("No restores found. Use `pgbackups backups:restore` to restore a backup.\n");
+    } else {
+        let rows = restores
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.started_at.map(format::time).unwrap_or_default(),
+                    status_text(t),
+                    size_text(t),
+                    format!(
+                        "{} → {}",
+                        t.backup_id.map(|b| b.to_string()).unwrap_or_default(),
+                        t.database
+                    ),
+                ]
+            })
+            .collect::<Vec<_>>();
+        out.push_str(&render(
+            &["ID", "Started at", "Status", "Size", "From → To"],
+            &rows,
+        ));
+    }
+    out
+}
+
+/// The `pgbackups backups:info` text.
+pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
+    let mut out = String::new();
+    let what = match t.kind {
+        TransferKind::Capture => "Backup",
+        TransferKind::Restore => "Restore",
+    };
+    out.push_str(&format!("=== {what} {}\n", t.id));
+    let mut fields: Vec<(&str, String)> = vec![("Database", t.database.clone())];
+    if let Some(b) = t.backup_id {
+        fields.push(("Backup", b.to_string()));
+    }
+    fields.push((
+        "Started at",
+        t.started_at
+            .map(format::time)
+            .unwrap_or_else(|| "not yet".into()),
+    ));
+    if let Some(f) = t.finished_at {
+        fields.push(("Finished at", format::time(f)));
+    }
+    let status = match t.state {
+        TransferState::Pending => "Pending".to_string(),
+        TransferState::Running => {
+            format!("Running ({} processed)", format::bytes(t.bytes_processed))
+        }
+        TransferState::Succeeded if t.kind == TransferKind::Restore => "Finished".into(),
+        TransferState::Succeeded => "Completed".into(),
+        TransferState::Failed => "Failed".into(),
+        TransferState::Cancelled => "Cancelled".into(),
+    };
+    fields.push(("Status", status));
+    if let Some(e) = &t.error {
+        fields.push(("Error", e.clone()));
+    }
+    fields.push((
+        "Type",
+        match t.origin {
+            Origin::Manual => "Manual".into(),
+            Origin::Scheduled => "Scheduled".into(),
+        },
+    ));
+    if let Some(s) = t.database_size {
+        fields.push(("Original DB Size", format::bytes(s)));
+    }
+    match t.kind {
+        TransferKind::Capture => {
+            if let (Some(stored), Some(dump)) = (t.object_size, t.dump_size) {
+                fields.push((
+                    "Backup Size",
+                    format!(
+                        "{} ({}; dump {})",
+                        format::bytes(stored),
+                        format::ratio(dump, stored),
+                        format::bytes(dump)
+                    ),
+                ));
+            }
+            if let Some(sha) = &t.sha256 {
+                fields.push(("SHA-256", sha.clone()));
+            }
+        }
+        TransferKind::Restore => {
+            if let Some(d) = t.dump_size {
+                fields.push(("Dump Size", format::bytes(d)));
+            }
+        }
+    }
+    if let Some(v) = &t.server_version {
+        fields.push(("PostgreSQL", v.clone()));
+    }
+    if let Some(v) = &t.tool_version {
+        let tool = if t.kind == TransferKind::Capture {
+            "pg_dump"
+        } else {
+            "pg_restore"
+        };
+        fields.push(("Tool", format!("{tool} {v}")));
+    }
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (k, v) in fields {
+        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    out.push_str(&format!("=== {what} Logs\n"));
+    for l in logs {
+        out.push_str(&format!("{} {}\n", format::time(l.at), l.line));
+    }
+    out
+}
+
+async fn download(id: Option<String>, output: &Path) -> Result<i32, CliError> {
+    let c = Client::from_env()?;
+    let id_part = match &id {
+        Some(id) => parse_id(id)?.to_string(),
+        None => "latest".into(),
+    };
+    let mut resp = c
+        .send(c.request(Method::GET, &format!("/backups/{id_part}/download")))
+        .await?;
+    let expected = resp.content_length();
+    let backup = resp
+        .headers()
+        .get("x-pgbackups-backup")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&id_part)
+        .to_string();
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| CliError::msg(format!("{} is not a file name", output.display())))?;
+    let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)
+        .map_err(|e| CliError::msg(format!("cannot create {}: {e}", tmp.display())))?;
+    let cleanup = |e: String| {
+        let _ = std::fs::remove_file(&tmp);
+        CliError::msg(e)
+    };
+    let mut written = 0u64;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                file.write_all(&chunk)
+                    .map_err(|e| cleanup(format!("cannot write {}: {e}", tmp.display())))?;
+                written += chunk.len() as u64;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(cleanup(format!(
+                    "the download of {backup} broke off after {} ({e}); nothing was written to {}. If it happens again, check the backup with `pgbackups backups:info {backup}`",
+                    format::bytes(written),
+                    output.display()
+                )));
+            }
+        }
+    }
+    if expected.is_some_and(|n| n != written) {
+        return Err(cleanup(format!(
+            "the download of {backup} is incomplete ({written} of {} bytes); nothing was written to {}",
+            expected.unwrap_or(0),
+            output.display()
+        )));
+    }
+    file.sync_all()
+        .map_err(|e| cleanup(format!("cannot write {}: {e}", tmp.display())))?;
+    drop(file);
+    std::fs::rename(&tmp, output)
+        .map_err(|e| cleanup(format!("cannot rename to {}: {e}", output.display())))?;
+    let _ = crate::durable::fsync_dir(dir);
+    println!(
+        "Downloaded {backup} to {} ({}), a custom-format dump: restore it with pg_restore.",
+        output.display(),
+        format::bytes(written)
+    );
+    Ok(0)
+}

@@ -1,0 +1,116 @@
+//! The `pgbackups` command line: `serve`, and the commands that drive a running service
+//! through its API. Commands parse, call, print; the work happens in the service.
+
+mod client;
+mod commands;
+mod table;
+mod watch;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use client::{CliError, Client};
+
+/// pgbackups: backups for PostgreSQL, in the style of `heroku pg:backups`.
+#[derive(Parser, Debug)]
+#[command(name = "pgbackups", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every command. Names follow `heroku pg:backups` (`backups:capture`, ...).
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service: API, workers (and later the scheduler and dashboard).
+    Serve {
+        /// Directory for the catalog, secrets and local storage.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (loopback by default; use port 0 for any free port).
+        #[arg(long, env = "PGBACKUPS_LISTEN", default_value = crate::config::DEFAULT_LISTEN)]
+        listen: String,
+        /// How many transfers run at once (more wait as Pending).
+        #[arg(long, env = "PGBACKUPS_MAX_RUNNING", default_value_t = 4)]
+        max_running: usize,
+    },
+    /// List registered databases.
+    Databases {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a database under a short name. Its URL is encrypted at rest and only shown
+    /// redacted. Leave URL out (or pass `-`) to read it from standard input, which keeps the
+    /// password out of the process list.
+    #[command(name = "databases:add")]
+    DatabasesAdd { name: String, url: Option<String> },
+    /// Forget a registered database (its backups are kept).
+    #[command(name = "databases:remove")]
+    DatabasesRemove { name: String },
+    /// List backups and restores.
+    Backups {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Capture a new backup of DATABASE (a registered name or a postgres:// URL).
+    #[command(name = "backups:capture")]
+    Capture {
+        database: Option<String>,
+        /// Print the new backup's ID and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// Show pg_dump's log lines while watching.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Cancel a running capture or restore (the newest running one without ID).
+    #[command(name = "backups:cancel")]
+    Cancel { id: Option<String> },
+    /// Show a backup or restore with its log (the newest backup without ID).
+    #[command(name = "backups:info")]
+    Info {
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a backup as a custom-format dump for pg_restore (the newest without ID).
+    #[command(name = "backups:download")]
+    Download {
+        id: Option<String>,
+        /// File to write.
+        #[arg(long, short, default_value = "latest.dump")]
+        output: PathBuf,
+    },
+    /// Delete a backup: its stored object and its record.
+    #[command(name = "backups:delete")]
+    Delete {
+        id: String,
+        /// The backup's database name, to confirm.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
+    #[command(name = "backups:restore")]
+    Restore {
+        /// A backup ID (b001, a001), or the target database when only one argument is given.
+        first: Option<String>,
+        /// The target database (a registered name or a postgres:// URL).
+        second: Option<String>,
+        /// The target database's name, to confirm that its contents may be replaced.
+        #[arg(long)]
+        confirm: Option<String>,
+        /// Parallel pg_restore jobs.
+        #[arg(long, short, default_value_t = 1)]
+        jobs: u32,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, short)]
+        verbose: bool,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32, CliError> {
+    commands::run(cli.command).await
+}

@@ -1,0 +1,76 @@
+//! The service's configuration: one struct, read once from flags and environment, with
+//! defaults that work on a laptop.
+
+use std::path::PathBuf;
+
+/// Everything `pgbackups serve` needs to know.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Holds the catalog, secrets, local storage and scratch space.
+    pub data_dir: PathBuf,
+    /// Address the API listens on.
+    pub listen: String,
+    /// Extra directories to look for pg_dump / pg_restore / psql in, before the usual places.
+    pub pg_bin_dirs: Vec<PathBuf>,
+    /// How many transfers run at once; more wait as Pending.
+    pub max_running: usize,
+    /// zstd level for stored dumps (1 = fastest; 3 = zstd's default).
+    pub zstd_level: i32,
+    /// zstd worker threads (0 = compress on the pipeline thread).
+    pub zstd_workers: u32,
+}
+
+impl ServiceConfig {
+    /// The embedded defaults under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> ServiceConfig {
+        ServiceConfig {
+            data_dir,
+            listen: DEFAULT_LISTEN.to_string(),
+            pg_bin_dirs: pg_bin_dirs_from_env(),
+            max_running: 4,
+            zstd_level: 1,
+            zstd_workers: 2,
+        }
+    }
+
+    /// Where the catalog database lives.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.data_dir.join("catalog.db")
+    }
+
+    /// Root of the local object store.
+    pub fn storage_dir(&self) -> PathBuf {
+        self.data_dir.join("storage")
+    }
+
+    /// Scratch space for restores (the dump is spooled here so that pg_restore can seek).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7117";
+
+/// File in the data directory where a running service writes the URL it serves on, so that a
+/// CLI sharing the data directory finds it.
+pub const SERVICE_URL_FILE: &str = "service.url";
+
+/// The data directory: `$PGBACKUPS_DATA_DIR`, else `$XDG_DATA_HOME/pgbackups`, else
+/// `~/.local/share/pgbackups`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PGBACKUPS_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("pgbackups");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    PathBuf::from(home).join(".local/share/pgbackups")
+}
+
+fn pg_bin_dirs_from_env() -> Vec<PathBuf> {
+    std::env::var_os("PGBACKUPS_PG_BIN")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,242 @@
+//! Running the stock client tools against a server: the child environment that carries the
+//! password, `psql` queries, the facts a transfer records, and cleaning a restore's target.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::{PgTool, PgTools, PgUrl, ToolError, Version};
+
+/// A failure talking to a PostgreSQL server. Messages name the database (redacted) and carry
+/// libpq's own explanation; they never contain the password, which only ever travels in the
+/// child's environment.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("could not connect to database {target}: {detail}")]
+    Connect { target: String, detail: String },
+    #[error("query on database {target} failed: {detail}")]
+    Query { target: String, detail: String },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("could not run {tool}: {source}")]
+    Spawn {
+        tool: String,
+        source: std::io::Error,
+    },
+}
+
+/// Variables passed through from the service's own environment to the tools: TLS material and
+/// service files a deployment may set for libpq. Everything else is left out, so that an
+/// operator's own `PGPASSWORD` or `PGDATABASE` never leaks into a connection to another server.
+const PASS_THROUGH: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "TZ",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
+    "PGPASSFILE",
+];
+
+/// A command for a stock tool with an explicit environment. When `url` is given, its password
+/// (if any) is put in `PGPASSWORD`; the caller passes [`PgUrl::without_password`] on the
+/// command line. The child is killed if the handle is dropped.
+pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.env_clear();
+    for key in PASS_THROUGH {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    // Messages in English so that logs are the same everywhere, and errors parse.
+    cmd.env("LC_MESSAGES", "C").env("LANG", "C.UTF-8");
+    cmd.env("PGAPPNAME", "pgbackups");
+    cmd.env("PGCONNECT_TIMEOUT", "10");
+    if let Some(pw) = url.and_then(|u| u.password()) {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// Runs `sql` with `psql` and returns the rows, each a vector of fields.
+pub async fn query(tools: &PgTools, url: &PgUrl, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
+    let out = run_psql(tools, url, &["-A", "-t", "-F", "\t", "-c", sql], None).await?;
+    Ok(out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect())
+}
+
+/// Runs a script with `psql` in one transaction, stopping at the first error.
+pub async fn run_script(tools: &PgTools, url: &PgUrl, script: &str) -> Result<(), PgError> {
+    run_psql(tools, url, &["-1", "-f", "-"], Some(script)).await?;
+    Ok(())
+}
+
+async fn run_psql(
+    tools: &PgTools,
+    url: &PgUrl,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, PgError> {
+    let exe = tools.newest(PgTool::Psql)?;
+    let mut cmd = tool_command(&exe, Some(url));
+    cmd.args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        &url.without_password(),
+    ])
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|source| PgError::Spawn {
+        tool: exe.display().to_string(),
+        source,
+    })?;
+    if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A write error means psql exited early; its status and stderr tell why.
+        let _ = pipe.write_all(script.as_bytes()).await;
+        drop(pipe);
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| PgError::Spawn {
+            tool: exe.display().to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
+    let target = format!("{} on {}", url.dbname(), url.host_port());
+    // psql exits with 2 when the connection failed, 3 when the script failed.
+    if out.status.code() == Some(2) {
+        Err(PgError::Connect { target, detail })
+    } else {
+        Err(PgError::Query { target, detail })
+    }
+}
+
+/// Turns `psql: error: connection to server at "h" (1.2.3.4), port 5432 failed: FATAL:  x` into
+/// a one-line message, keeping libpq's explanation.
+pub fn clean_libpq_message(stderr: &str) -> String {
+    let text = stderr
+        .lines()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.trim_start_matches("psql: error: ")
+                .trim_start_matches("pg_dump: error: ")
+                .trim_start_matches("pg_restore: error: ")
+                .trim_start_matches("ERROR:  ")
+                .replace("FATAL:  ", "")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.is_empty() {
+        "no message (the tool exited with an error)".into()
+    } else {
+        text
+    }
+}
+
+/// What a transfer records about the server it talks to.
+#[derive(Clone, Debug)]
+pub struct ServerFacts {
+    pub version: Version,
+    /// `pg_database_size` of the database, in bytes.
+    pub database_size: u64,
+}
+
+/// Connects to `url` and asks for its version and size. This is also how a transfer checks
+/// early that the database exists and the credentials work.
+pub async fn server_facts(tools: &PgTools, url: &PgUrl) -> Result<ServerFacts, PgError> {
+    let rows = query(
+        tools,
+        url,
+        "SELECT current_setting('server_version_num'), pg_database_size(current_database())",
+    )
+    .await?;
+    let bad = || PgError::Query {
+        target: format!("{} on {}", url.dbname(), url.host_port()),
+        detail: "unexpected answer to a version query".into(),
+    };
+    let row = rows.first().ok_or_else(bad)?;
+    let num: u32 = row.first().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    let size: u64 = row.get(1).and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+    Ok(ServerFacts {
+        version: Version::from_server_num(num),
+        database_size: size,
+    })
+}
+
+/// Drops every user object of a database, as Heroku does before a restore: user schemas
+/// (with everything in them), extensions, large objects and publications. The `public` schema is
+/// recreated with its owner, privileges and comment as they were, so that a restore of a dump
+/// taken from a fresh database gives the same schema again. Runs in one transaction: when any
+/// drop is refused (an object owned by another role, say), nothing has been dropped.
+pub async fn clean_database(tools: &PgTools, url: &PgUrl) -> Result<(), PgError> {
+    run_script(tools, url, CLEAN_SCRIPT).await
+}
+
+const CLEAN_SCRIPT: &str = r#"
+DO $pgbackups$
+DECLARE
+  r record;
+  public_owner text;
+  public_acl aclitem[];
+  public_comment text;
+BEGIN
+  PERFORM lo_unlink(oid) FROM pg_largeobject_metadata;
+  FOR r IN SELECT pubname FROM pg_publication LOOP
+    EXECUTE format('DROP PUBLICATION %I', r.pubname);
+  END LOOP;
+  FOR r IN SELECT extname FROM pg_extension WHERE extname <> 'plpgsql' LOOP
+    EXECUTE format('DROP EXTENSION IF EXISTS %I CASCADE', r.extname);
+  END LOOP;
+  FOR r IN SELECT nspname FROM pg_namespace
+           WHERE nspname NOT IN ('public', 'information_schema')
+             AND nspname NOT LIKE 'pg\_%' LOOP
+    EXECUTE format('DROP SCHEMA %I CASCADE', r.nspname);
+  END LOOP;
+  SELECT nspowner::regrole::text, nspacl, obj_description(oid, 'pg_namespace')
+    INTO public_owner, public_acl, public_comment
+    FROM pg_namespace WHERE nspname = 'public';
+  IF FOUND THEN
+    DROP SCHEMA public CASCADE;
+    EXECUTE format('CREATE SCHEMA public AUTHORIZATION %s', public_owner);
+    IF public_comment IS NOT NULL THEN
+      EXECUTE format('COMMENT ON SCHEMA public IS %L', public_comment);
+    END IF;
+    IF public_acl IS NOT NULL THEN
+      EXECUTE format('REVOKE ALL ON SCHEMA public FROM %s', public_owner);
+      FOR r IN SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END AS grantee,
+                      a.privilege_type, a.is_grantable
+               FROM aclexplode(public_acl) a LOOP
+        EXECUTE format('GRANT %s ON SCHEMA public TO %s%s', r.privilege_type, r.grantee,
+                       CASE WHEN r.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+      END LOOP;
+    END IF;
+  ELSE
+    CREATE SCHEMA public;
+  END IF;
+END
+$pgbackups$;
+"#;

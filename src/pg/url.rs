@@ -1,0 +1,209 @@
+//! `PgUrl`: a parsed `postgres://` URL whose `Display` and `Debug` never show the password.
+
+use std::fmt;
+
+use url::Url;
+
+/// A PostgreSQL connection URL (`postgres://user:password@host:port/dbname?params`).
+///
+/// The password is a secret: it is reachable only through [`PgUrl::password`] (to hand to a
+/// child process through its environment) and [`PgUrl::expose`] (to encrypt it at rest).
+/// Everything else (`Display`, `Debug`, [`PgUrl::redacted`], [`PgUrl::without_password`])
+/// leaves it out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl {
+    /// The URL with any `password=` query parameter folded into the userinfo part, so that
+    /// there is exactly one place where the password lives.
+    url: Url,
+}
+
+/// Why a string is not a usable PostgreSQL URL.
+#[derive(Debug, thiserror::Error)]
+pub enum PgUrlError {
+    #[error(
+        "not a PostgreSQL URL: it must start with postgres:// or postgresql:// (for example postgres://user:password@db.example.com:5432/mydb)"
+    )]
+    Scheme,
+    #[error(
+        "malformed PostgreSQL URL ({0}); the expected form is postgres://user:password@host:5432/dbname"
+    )]
+    Malformed(String),
+    #[error(
+        "the PostgreSQL URL names no database; add it as the path, as in postgres://user@host:5432/dbname"
+    )]
+    NoDatabase,
+}
+
+impl PgUrl {
+    /// Parses a `postgres://` or `postgresql://` URL. The database name is required: a backup
+    /// of "whatever database libpq picks by default" is a surprise nobody wants.
+    pub fn parse(s: &str) -> Result<Self, PgUrlError> {
+        let s = s.trim();
+        if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+            return Err(PgUrlError::Scheme);
+        }
+        // Never echo the input in the error: it may contain the password.
+        let mut url = Url::parse(s).map_err(|e| PgUrlError::Malformed(e.to_string()))?;
+        let query_password = url
+            .query_pairs()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v.into_owned());
+        if let Some(password) = query_password {
+            let rest: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "password")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if rest.is_empty() {
+                url.set_query(None);
+            } else {
+                url.query_pairs_mut().clear().extend_pairs(rest);
+            }
+            url.set_password(Some(&password))
+                .map_err(|()| PgUrlError::Malformed("a password needs a host".into()))?;
+        }
+        let parsed = PgUrl { url };
+        if parsed.dbname().is_empty() {
+            return Err(PgUrlError::NoDatabase);
+        }
+        Ok(parsed)
+    }
+
+    /// The database name (percent-decoded).
+    pub fn dbname(&self) -> String {
+        let path = self.url.path().trim_start_matches('/');
+        decode(path)
+    }
+
+    /// The user name, if the URL has one (percent-decoded).
+    pub fn user(&self) -> Option<String> {
+        let u = self.url.username();
+        (!u.is_empty()).then(|| decode(u))
+    }
+
+    /// `host:port` as written in the URL, for messages.
+    pub fn host_port(&self) -> String {
+        let host = self.url.host_str().map(decode).unwrap_or_default();
+        let host = if host.is_empty() {
+            "local socket".to_string()
+        } else {
+            host
+        };
+        match self.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        }
+    }
+
+    /// The password, percent-decoded; only for a child process's environment.
+    pub fn password(&self) -> Option<String> {
+        self.url.password().map(decode)
+    }
+
+    /// The URL with the password removed: safe for argv and logs, and enough for libpq when
+    /// the password travels in `PGPASSWORD`.
+    pub fn without_password(&self) -> String {
+        let mut u = self.url.clone();
+        // Cannot fail: the URL has a host whenever it has a password.
+        let _ = u.set_password(None);
+        u.to_string()
+    }
+
+    /// The URL with the password replaced by `***`, for display.
+    pub fn redacted(&self) -> String {
+        let mut u = self.url.clone();
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        u.to_string().replacen(":%2A%2A%2A@", ":***@", 1)
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_dbname(&self, dbname: &str) -> PgUrl {
+        let mut u = self.url.clone();
+        u.set_path(&format!("/{}", encode_path(dbname)));
+        PgUrl { url: u }
+    }
+
+    /// The full URL including the password. Only for sealing it in the catalog.
+    pub fn expose(&self) -> &str {
+        self.url.as_str()
+    }
+}
+
+impl fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgUrl({})", self.redacted())
+    }
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn encode_path(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_the_password_everywhere() {
+        let u = PgUrl::parse("postgres://alice:s3cr%40t@db.example.com:5433/app").unwrap();
+        assert_eq!(u.redacted(), "postgres://alice:***@db.example.com:5433/app");
+        assert_eq!(u.to_string(), u.redacted());
+        assert!(!format!("{u:?}").contains("s3cr"));
+        assert_eq!(u.password().as_deref(), Some("s3cr@t"));
+        assert_eq!(
+            u.without_password(),
+            "postgres://alice@db.example.com:5433/app"
+        );
+        assert_eq!(u.dbname(), "app");
+        assert_eq!(u.user().as_deref(), Some("alice"));
+        assert_eq!(u.host_port(), "db.example.com:5433");
+    }
+
+    #[test]
+    fn folds_a_query_password_into_the_userinfo() {
+        let u = PgUrl::parse("postgresql://bob@h/db?sslmode=require&password=pw%2B1").unwrap();
+        assert_eq!(u.password().as_deref(), Some("pw+1"));
+        assert!(!u.without_password().contains("pw"));
+        assert!(u.without_password().contains("sslmode=require"));
+        assert_eq!(u.redacted(), "postgresql://bob:***@h/db?sslmode=require");
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_postgres_url_without_echoing_it() {
+        assert!(matches!(
+            PgUrl::parse("mysql://u:hunter2@h/db"),
+            Err(PgUrlError::Scheme)
+        ));
+        assert!(matches!(
+            PgUrl::parse("postgres://u:hunter2@h"),
+            Err(PgUrlError::NoDatabase)
+        ));
+        let err = PgUrl::parse("postgres://u:hunter2@h:notaport/db").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn swaps_the_database() {
+        let u = PgUrl::parse("postgres://u:p@h:1/a").unwrap();
+        let v = u.with_dbname("my db");
+        assert_eq!(v.dbname(), "my db");
+        assert_eq!(v.password().as_deref(), Some("p"));
+    }
+}

@@ -1,0 +1,328 @@
+//! The API routes: thin handlers that parse, call the engine, and answer JSON.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::catalog::{CatalogError, DatabaseRecord, Origin, TransferId, TransferKind};
+use crate::secret::Secrets;
+use crate::transfer::{Engine, TransferError};
+
+#[derive(Clone)]
+struct AppState {
+    engine: Arc<Engine>,
+    secrets: Arc<Secrets>,
+}
+
+/// The service's routes.
+pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>) -> Router {
+    let state = AppState { engine, secrets };
+    let api = Router::new()
+        .route("/databases", get(list_databases).post(add_database))
+        .route("/databases/{name}", delete(remove_database))
+        .route("/transfers", get(list_transfers))
+        .route("/transfers/cancel", post(cancel_newest))
+        .route("/transfers/{id}", get(show_transfer))
+        .route("/transfers/{id}/logs", get(transfer_logs))
+        .route("/transfers/{id}/cancel", post(cancel_transfer))
+        .route("/captures", post(start_capture))
+        .route("/restores", post(start_restore))
+        .route("/backups/{id}", delete(delete_backup))
+        .route("/backups/{id}/download", get(download))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such API route; see docs/API.md")
+        })
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .nest("/api", api)
+        .with_state(state)
+}
+
+/// An error answer: `{"error": "..."}` with a status that tells the kind of failure.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<TransferError> for ApiError {
+    fn from(e: TransferError) -> ApiError {
+        use TransferError as E;
+        let status = match &e {
+            E::NotFound(_) | E::UnknownDatabase(_) | E::NoBackups => StatusCode::NOT_FOUND,
+            E::NoDatabases
+            | E::WhichDatabase(_)
+            | E::BadName(_)
+            | E::BadUrl(_)
+            | E::Confirm { .. }
+            | E::NotABackup(_)
+            | E::BadJobs(_) => StatusCode::BAD_REQUEST,
+            E::NotCompleted { .. }
+            | E::StillRunning(_)
+            | E::NotRunning { .. }
+            | E::NothingRunning => StatusCode::CONFLICT,
+            E::Catalog(CatalogError::DatabaseExists(_)) => StatusCode::CONFLICT,
+            E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            E::Catalog(_) | E::Storage(_) | E::Unseal(_) | E::Internal(_) => {
+                tracing::error!("{e}");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        TransferError::from(e).into()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(t) if state.secrets.token_matches(t) => next.run(req).await,
+        Some(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the API token is wrong; use the token in the service's data directory (file `token`) as PGBACKUPS_TOKEN",
+        )
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this API needs a token: send `Authorization: Bearer <token>` (the token is in the service's data directory, file `token`)",
+        )
+        .into_response(),
+    }
+}
+
+fn parse_id(s: &str) -> ApiResult<TransferId> {
+    s.parse().map_err(|e: crate::catalog::TransferIdError| {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    })
+}
+
+fn parse_optional_id(s: Option<&str>) -> ApiResult<Option<TransferId>> {
+    match s.map(str::trim).filter(|s| !s.is_empty() && *s != "latest") {
+        Some(s) => parse_id(s).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Runs a blocking engine call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TransferError> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+// ---- databases ----
+
+async fn list_databases(State(s): State<AppState>) -> ApiResult<Json<Vec<DatabaseRecord>>> {
+    let e = s.engine.clone();
+    Ok(Json(
+        blocking(move || Ok(e.catalog().list_databases()?)).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct AddDatabase {
+    name: String,
+    url: String,
+}
+
+async fn add_database(
+    State(s): State<AppState>,
+    Json(body): Json<AddDatabase>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let e = s.engine.clone();
+    let name = body.name.clone();
+    let url = blocking(move || e.add_database(&body.name, &body.url)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "name": name, "url": url.redacted() })),
+    ))
+}
+
+async fn remove_database(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    let e = s.engine.clone();
+    let removed = blocking(move || Ok(e.catalog().remove_database(&name)?)).await?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no database of that name is registered; list them with `pgbackups databases`",
+        ))
+    }
+}
+
+// ---- transfers ----
+
+#[derive(Deserialize)]
+struct TransferFilter {
+    kind: Option<TransferKind>,
+}
+
+async fn list_transfers(
+    State(s): State<AppState>,
+    Query(f): Query<TransferFilter>,
+) -> ApiResult<impl IntoResponse> {
+    let e = s.engine.clone();
+    Ok(Json(blocking(move || e.transfers(f.kind)).await?))
+}
+
+async fn show_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id)?;
+    let e = s.engine.clone();
+    Ok(Json(blocking(move || e.transfer(id)).await?))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    after: Option<u64>,
+}
+
+async fn transfer_logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id)?;
+    let e = s.engine.clone();
+    let logs = blocking(move || {
+        e.transfer(id)?;
+        Ok(e.catalog().logs(id, q.after.unwrap_or(0))?)
+    })
+    .await?;
+    Ok(Json(logs))
+}
+
+async fn cancel_transfer(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id)?;
+    let id = s.engine.cancel(Some(id))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+async fn cancel_newest(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let id = s.engine.cancel(None)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+}
+
+#[derive(Deserialize)]
+struct StartCapture {
+    database: Option<String>,
+}
+
+async fn start_capture(
+    State(s): State<AppState>,
+    Json(body): Json<StartCapture>,
+) -> ApiResult<impl IntoResponse> {
+    let rec = s
+        .engine
+        .start_capture(body.database.as_deref(), Origin::Manual)?;
+    Ok((StatusCode::CREATED, Json(rec)))
+}
+
+#[derive(Deserialize)]
+struct StartRestore {
+    backup: Option<String>,
+    database: Option<String>,
+    confirm: Option<String>,
+    jobs: Option<u32>,
+}
+
+async fn start_restore(
+    State(s): State<AppState>,
+    Json(body): Json<StartRestore>,
+) -> ApiResult<impl IntoResponse> {
+    let backup = parse_optional_id(body.backup.as_deref())?;
+    let rec = s.engine.start_restore(
+        backup,
+        body.database.as_deref(),
+        body.confirm.as_deref(),
+        body.jobs.unwrap_or(1),
+    )?;
+    Ok((StatusCode::CREATED, Json(rec)))
+}
+
+// ---- backups ----
+
+#[derive(Deserialize)]
+struct Confirm {
+    confirm: Option<String>,
+}
+
+async fn delete_backup(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<Confirm>,
+) -> ApiResult<StatusCode> {
+    let id = parse_id(&id)?;
+    let e = s.engine.clone();
+    blocking(move || e.delete_backup(id, q.confirm.as_deref())).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn download(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = parse_optional_id(Some(&id))?;
+    let (backup, stream) = s.engine.download(id)?;
+    let mut resp = Body::from_stream(stream).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.dump\"", backup.id)) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(size) = backup.dump_size {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    if let Ok(v) = HeaderValue::from_str(&backup.id.to_string()) {
+        headers.insert("x-pgbackups-backup", v);
+    }
+    Ok(resp)
+}

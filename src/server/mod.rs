@@ -1,0 +1,153 @@
+//! `pgbackups serve`: the HTTP/JSON API in front of the transfer engine.
+//!
+//! Every `/api` call needs `Authorization: Bearer <token>` (the token is generated on first
+//! start and kept in the data directory with mode 0600). `/healthz` is open: it says only
+//! that the service is up. The API is documented in `docs/API.md`.
+
+mod api;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::config::{SERVICE_URL_FILE, ServiceConfig};
+use crate::pg::PgTools;
+use crate::secret::Secrets;
+use crate::storage::LocalStorage;
+use crate::transfer::Engine;
+
+pub use api::router;
+
+/// Why the service could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServeError(String);
+
+/// How long running transfers get to record that they were interrupted at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the service until SIGTERM or SIGINT.
+///
+/// At shutdown, running transfers are stopped (their child processes terminated, partial
+/// objects removed) and recorded as Failed (interrupted by shutdown); none is left looking
+/// succeeded or running.
+pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
+    let dir = &config.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            ServeError(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    let _lock = lock_data_dir(dir)?;
+
+    let secrets = Arc::new(Secrets::load_or_create(dir).map_err(|e| {
+        ServeError(format!(
+            "cannot read or create the service's secrets in {}: {e}",
+            dir.display()
+        ))
+    })?);
+    let catalog = Arc::new(Catalog::open(&config.catalog_path()).map_err(|e| {
+        ServeError(format!(
+            "cannot open catalog {}: {e}",
+            config.catalog_path().display()
+        ))
+    })?);
+    let storage = Arc::new(
+        LocalStorage::new(config.storage_dir())
+            .map_err(|e| ServeError(format!("cannot open storage: {e}")))?,
+    );
+    let tools = PgTools::discover(&config.pg_bin_dirs);
+    tracing::info!("PostgreSQL client tools: {}", tools.describe());
+    let engine = Engine::new(&config, catalog, storage, secrets.clone(), tools);
+    let interrupted = engine
+        .recover_interrupted()
+        .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?;
+    for id in &interrupted {
+        tracing::warn!(transfer = %id, "marked failed: it was running when the service last stopped");
+    }
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| {
+            ServeError(format!(
+                "cannot listen on {}: {e}; pass another --listen address",
+                config.listen
+            ))
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError(format!("cannot read the listening address: {e}")))?;
+    let url = format!("http://{addr}");
+    crate::durable::write_file(
+        &dir.join(SERVICE_URL_FILE),
+        format!("{url}\n").as_bytes(),
+        0o600,
+    )
+    .map_err(|e| ServeError(format!("cannot write {SERVICE_URL_FILE}: {e}")))?;
+    tracing::info!("storage: {}", engine.storage().describe());
+    // The first line on stdout is the address, for scripts and the test harness.
+    println!(
+        "pgbackups listening on {url} (data directory {})",
+        dir.display()
+    );
+
+    let app = router(engine.clone(), secrets);
+    let shutdown_engine = engine.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: stopping running transfers");
+        shutdown_engine.shutdown(SHUTDOWN_GRACE).await;
+    });
+    server
+        .await
+        .map_err(|e| ServeError(format!("server error: {e}")))?;
+    let _ = std::fs::remove_file(dir.join(SERVICE_URL_FILE));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Holds an exclusive lock on the data directory for the life of the service, so that two
+/// services never share one catalog and store by accident.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
+    let path = dir.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| ServeError(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError(format!(
+            "another pgbackups service is already running with data directory {}; stop it or pass another --data-dir",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(ServeError(format!("cannot lock {}: {e}", path.display())))
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

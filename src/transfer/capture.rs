@@ -1,0 +1,209 @@
+//! A capture: `pg_dump -Fc` of a database, streamed through zstd and SHA-256 into storage.
+//!
+//! ```text
+//! pg_dump (child, custom format, uncompressed) ─pipe─▶ progress ─▶ zstd ─▶ SHA-256 ─▶ storage
+//! ```
+//! pg_dump's own zlib is single-threaded and slow; zstd on our side is several times faster
+//! and compresses better. Downloads and restores decompress, so users always get a dump the
+//! stock `pg_restore` reads. The object is committed only after pg_dump exited cleanly, and
+//! the backup is marked succeeded only after the commit.
+
+use std::io::{self, Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::job::JobCtx;
+use super::pipeline::{
+    CHUNK, DUMP_MAGIC, HashingWriter, error_summary, log_stderr, spawn_tool, terminate,
+};
+use super::{Job, JobEnd};
+use crate::format::bytes;
+use crate::pg::client::{server_facts, tool_command};
+use crate::pg::{PgTool, PgUrl};
+use crate::storage::ObjectWriter;
+
+/// What the compression pipeline hands back: the uncommitted object and what it measured.
+struct Captured {
+    writer: Box<dyn ObjectWriter>,
+    sha256: String,
+    stored_bytes: u64,
+    dump_bytes: u64,
+    magic_ok: bool,
+}
+
+pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
+    let engine = job.engine.clone();
+    job.log(&format!("Connecting to {}", url.redacted()));
+    let facts = server_facts(&engine.tools, &url)
+        .await
+        .map_err(JobEnd::failed)?;
+    let pg_dump = engine
+        .tools
+        .find(PgTool::Dump, facts.version.major)
+        .map_err(JobEnd::failed)?;
+    let tool_version = engine.tools.version_of(&pg_dump);
+    job.rec.server_version = Some(facts.version.to_string());
+    job.rec.database_size = Some(facts.database_size);
+    job.rec.tool_version = tool_version.map(|v| v.to_string());
+    let key = format!(
+        "backups/{}-{}.dump.zst",
+        job.rec.id,
+        Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+    );
+    job.rec.object_key = Some(key.clone());
+    job.rec.compression = Some(format!("zstd-{}", engine.zstd_level));
+    // Saved before anything is written, so that recovery after a crash knows what to remove.
+    job.save().await?;
+    job.log(&format!(
+        "PostgreSQL {} server, database size {}; dumping with {} ({})",
+        facts.version,
+        bytes(facts.database_size),
+        tool_version
+            .map(|v| format!("pg_dump {v}"))
+            .unwrap_or_else(|| "pg_dump".into()),
+        pg_dump.display()
+    ));
+
+    let storage = engine.storage.clone();
+    let writer = tokio::task::spawn_blocking(move || storage.create(&key))
+        .await
+        .map_err(JobEnd::failed)?
+        .map_err(JobEnd::failed)?;
+
+    // Our own pipe: a blocking reader for the pipeline thread, pg_dump's stdout on the other end.
+    let (reader, pipe_writer) = io::pipe().map_err(JobEnd::failed)?;
+    let mut cmd = tool_command(&pg_dump, Some(&url));
+    cmd.args([
+        "--format=custom",
+        "--compress=0",
+        "--verbose",
+        "--no-password",
+        "--dbname",
+        &url.without_password(),
+    ])
+    .stdout(Stdio::from(pipe_writer))
+    .stderr(Stdio::piped());
+    let mut child = spawn_tool(&mut cmd, "pg_dump").map_err(JobEnd::failed)?;
+    // The command holds our copy of the pipe's write end; without dropping it the pipeline
+    // would never see the end of the dump.
+    drop(cmd);
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| log_stderr(s, job.ctx.clone(), "pg_dump"));
+
+    let ctx = job.ctx.clone();
+    let (level, workers) = (engine.zstd_level, engine.zstd_workers);
+    let pipeline =
+        tokio::task::spawn_blocking(move || compress_into(reader, writer, level, workers, &ctx));
+
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = job.ctx.cancelled().cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
+    };
+    let tail = match stderr {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let piped = pipeline.await.map_err(JobEnd::failed)?;
+
+    if job.ctx.is_cancelled() {
+        if let Ok(c) = piped {
+            c.writer.abort();
+        }
+        return Err(JobEnd::Stopped);
+    }
+    let captured = match piped {
+        Ok(c) => c,
+        Err(e) => return Err(JobEnd::failed(format!("could not store the dump: {e}"))),
+    };
+    let status = status.map_err(JobEnd::failed)?;
+    if !status.success() {
+        captured.writer.abort();
+        return Err(JobEnd::failed(format!(
+            "pg_dump failed ({status}): {}",
+            error_summary(&tail)
+        )));
+    }
+    if !captured.magic_ok {
+        captured.writer.abort();
+        return Err(JobEnd::failed(
+            "pg_dump's output is not a custom-format dump (it does not start with PGDMP)",
+        ));
+    }
+
+    job.log("Dump finished; making the stored object durable");
+    let Captured {
+        writer,
+        sha256,
+        stored_bytes,
+        dump_bytes,
+        ..
+    } = captured;
+    let committed = tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .map_err(JobEnd::failed)?
+        .map_err(|e| JobEnd::failed(format!("could not store the dump: {e}")))?;
+    if committed != stored_bytes {
+        return Err(JobEnd::failed(format!(
+            "the stored object has {committed} bytes, but {stored_bytes} were written"
+        )));
+    }
+    job.rec.sha256 = Some(sha256.clone());
+    job.rec.object_size = Some(stored_bytes);
+    job.rec.dump_size = Some(dump_bytes);
+    job.log(&format!(
+        "Stored {} (dump {}, {}), SHA-256 {sha256}",
+        bytes(stored_bytes),
+        bytes(dump_bytes),
+        crate::format::ratio(dump_bytes, stored_bytes)
+    ));
+    Ok(())
+}
+
+/// The blocking half of a capture: reads the dump from the pipe, counts it, compresses it and
+/// hashes what is stored. Stops early (returning what it has) when the transfer is cancelled.
+fn compress_into(
+    mut reader: io::PipeReader,
+    writer: Box<dyn ObjectWriter>,
+    level: i32,
+    workers: u32,
+    ctx: &JobCtx,
+) -> io::Result<Captured> {
+    let mut enc = zstd::stream::write::Encoder::new(HashingWriter::new(writer), level)?;
+    if workers > 0 {
+        enc.multithread(workers)?;
+    }
+    enc.include_checksum(true)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut head: Vec<u8> = Vec::with_capacity(DUMP_MAGIC.len());
+    let mut dump_bytes = 0u64;
+    loop {
+        if ctx.is_cancelled() {
+            break;
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if head.len() < DUMP_MAGIC.len() {
+            let want = (DUMP_MAGIC.len() - head.len()).min(n);
+            head.extend_from_slice(&buf[..want]);
+        }
+        enc.write_all(&buf[..n])?;
+        dump_bytes += n as u64;
+        ctx.add_progress(n as u64);
+    }
+    let (writer, sha256, stored_bytes) = enc.finish()?.finish();
+    Ok(Captured {
+        writer,
+        sha256,
+        stored_bytes,
+        dump_bytes,
+        magic_ok: head == DUMP_MAGIC,
+    })
+}

@@ -1,0 +1,628 @@
+//! Transfers: the jobs that move data — captures (database → storage) and restores
+//! (backup → database) — and the [`Engine`] that starts, tracks, cancels and recovers them.
+//!
+//! Each transfer runs as one task: it waits for a free slot, runs its work (`capture::run` or
+//! `restore::run`) with a [`job::JobCtx`] for logs, progress and cancellation, then records how
+//! it ended. Whatever happens, a capture that did not succeed leaves no object behind.
+
+mod capture;
+mod download;
+pub mod job;
+pub mod pipeline;
+mod restore;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::catalog::{
+    Catalog, CatalogError, Origin, TransferId, TransferKind, TransferRecord, TransferState,
+};
+use crate::config::ServiceConfig;
+use crate::pg::{PgTools, PgUrl, PgUrlError};
+use crate::secret::{Secrets, UnsealError};
+use crate::storage::{Storage, StorageError};
+use job::{Control, JobCtx, StopReason};
+
+pub use download::PlainDump;
+
+/// A request that cannot be carried out, in words the user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("no backup or transfer {0}; list them with `pgbackups backups`")]
+    NotFound(TransferId),
+    #[error(
+        "no database named `{0}` is registered; add it with `pgbackups databases:add {0} postgres://...`, or pass a postgres:// URL instead"
+    )]
+    UnknownDatabase(String),
+    #[error(
+        "no database is registered; add one with `pgbackups databases:add NAME postgres://...`, or pass a postgres:// URL"
+    )]
+    NoDatabases,
+    #[error("several databases are registered ({0}); name the one you mean")]
+    WhichDatabase(String),
+    #[error(
+        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-` (or pass a postgres:// URL)"
+    )]
+    BadName(String),
+    #[error(transparent)]
+    BadUrl(#[from] PgUrlError),
+    #[error("this is destructive: confirm it by passing --confirm {expected}{given}")]
+    Confirm { expected: String, given: String },
+    #[error(
+        "{id} is not a completed backup (it is {state}); pick a completed one from `pgbackups backups`"
+    )]
+    NotCompleted { id: TransferId, state: String },
+    #[error("{0} is a restore, not a backup")]
+    NotABackup(TransferId),
+    #[error("{0} is still running; cancel it first with `pgbackups backups:cancel {0}`")]
+    StillRunning(TransferId),
+    #[error("{id} is not running (it is {state}); nothing to cancel")]
+    NotRunning { id: TransferId, state: String },
+    #[error("no capture or restore is running; nothing to cancel")]
+    NothingRunning,
+    #[error("there is no completed backup yet; take one with `pgbackups backups:capture`")]
+    NoBackups,
+    #[error("--jobs must be between 1 and 64, not {0}")]
+    BadJobs(u32),
+    #[error("the service is shutting down; try again once it is back")]
+    ShuttingDown,
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Unseal(#[from] UnsealError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How a transfer's work ended when it did not succeed.
+#[derive(Debug)]
+pub(crate) enum JobEnd {
+    /// Told to stop (cancel or shutdown); the stop reason says which.
+    Stopped,
+    /// Failed, with the message for the user.
+    Failed(String),
+}
+
+impl JobEnd {
+    fn failed(msg: impl std::fmt::Display) -> JobEnd {
+        JobEnd::Failed(msg.to_string())
+    }
+}
+
+/// What a queued transfer will do.
+enum Work {
+    Capture {
+        url: PgUrl,
+    },
+    Restore {
+        backup: Box<TransferRecord>,
+        url: PgUrl,
+        jobs: u32,
+    },
+}
+
+/// The transfer machinery of one service: starts transfers, tracks the running ones.
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    storage: Arc<dyn Storage>,
+    tools: PgTools,
+    secrets: Arc<Secrets>,
+    tmp_dir: PathBuf,
+    zstd_level: i32,
+    zstd_workers: u32,
+    running: Mutex<HashMap<TransferId, Arc<Control>>>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+}
+
+/// A transfer's work in progress: the record it keeps up to date and its context.
+pub(crate) struct Job {
+    engine: Arc<Engine>,
+    ctx: JobCtx,
+    rec: TransferRecord,
+    /// Set by a restore once it has started changing the target, so that how it ended can say so.
+    target_touched: bool,
+}
+
+impl Job {
+    fn log(&self, line: &str) {
+        self.ctx.log(line);
+    }
+
+    async fn save(&self) -> Result<(), JobEnd> {
+        let catalog = self.engine.catalog.clone();
+        let rec = self.rec.clone();
+        tokio::task::spawn_blocking(move || catalog.save_transfer(&rec))
+            .await
+            .map_err(JobEnd::failed)?
+            .map_err(JobEnd::failed)
+    }
+}
+
+impl Engine {
+    /// An engine over an opened catalog and storage.
+    pub fn new(
+        config: &ServiceConfig,
+        catalog: Arc<Catalog>,
+        storage: Arc<dyn Storage>,
+        secrets: Arc<Secrets>,
+        tools: PgTools,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            catalog,
+            storage,
+            tools,
+            secrets,
+            tmp_dir: config.tmp_dir(),
+            zstd_level: config.zstd_level,
+            zstd_workers: config.zstd_workers,
+            running: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(config.max_running.max(1))),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The catalog this engine records into.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The storage this engine writes to.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The client tools found on this machine.
+    pub fn tools(&self) -> &PgTools {
+        &self.tools
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TransferId, Arc<Control>>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- start-up ----
+
+    /// Runs once at start-up, before any new transfer: marks transfers that were running when
+    /// the service last stopped as Failed (interrupted), removes what they left in storage,
+    /// and empties the scratch directory. Returns the IDs it marked.
+    pub fn recover_interrupted(&self) -> Result<Vec<TransferId>, TransferError> {
+        let now = Timestamp::now();
+        let mut marked = Vec::new();
+        for mut t in self.catalog.unfinished_transfers()? {
+            if t.kind == TransferKind::Capture
+                && let Some(key) = &t.object_key
+            {
+                self.storage.delete(key)?;
+            }
+            let mut msg = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again".to_string();
+            if t.kind == TransferKind::Restore {
+                msg.push_str(". The target database may have been emptied and only partially restored: restore again");
+            }
+            t.state = TransferState::Failed;
+            t.finished_at = Some(now);
+            t.error = Some(msg.clone());
+            self.catalog.save_transfer(&t)?;
+            self.catalog.append_logs(t.id, &[(now, msg)])?;
+            marked.push(t.id);
+        }
+        let collected = self.storage.collect_partial()?;
+        if collected > 0 {
+            tracing::info!("removed {collected} partial object(s) left by an interrupted run");
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.tmp_dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        std::fs::create_dir_all(&self.tmp_dir).map_err(|e| {
+            TransferError::Internal(format!(
+                "cannot create scratch directory {}: {e}",
+                self.tmp_dir.display()
+            ))
+        })?;
+        Ok(marked)
+    }
+
+    // ---- databases ----
+
+    /// Resolves what a user typed for a database: a registered name, a `postgres://` URL, or
+    /// nothing (the only registered database). Returns the label to record and the URL.
+    pub fn resolve_database(
+        &self,
+        reference: Option<&str>,
+    ) -> Result<(String, PgUrl), TransferError> {
+        let name = match reference.map(str::trim).filter(|r| !r.is_empty()) {
+            Some(r) if r.starts_with("postgres://") || r.starts_with("postgresql://") => {
+                let url = PgUrl::parse(r)?;
+                return Ok((url.redacted(), url));
+            }
+            Some(r) => r.to_string(),
+            None => {
+                let dbs = self.catalog.list_databases()?;
+                match dbs.as_slice() {
+                    [] => return Err(TransferError::NoDatabases),
+                    [one] => one.name.clone(),
+                    many => {
+                        return Err(TransferError::WhichDatabase(
+                            many.iter()
+                                .map(|d| d.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ));
+                    }
+                }
+            }
+        };
+        check_name(&name)?;
+        let sealed = self
+            .catalog
+            .database_url_sealed(&name)?
+            .ok_or_else(|| TransferError::UnknownDatabase(name.clone()))?;
+        let url = PgUrl::parse(&self.secrets.unseal(&sealed)?)?;
+        Ok((name, url))
+    }
+
+    /// Registers a database under `name`, its URL sealed.
+    pub fn add_database(&self, name: &str, url: &str) -> Result<PgUrl, TransferError> {
+        check_name(name)?;
+        let url = PgUrl::parse(url)?;
+        let sealed = self
+            .secrets
+            .seal(url.expose())
+            .map_err(|e| TransferError::Internal(e.to_string()))?;
+        self.catalog
+            .add_database(name, &sealed, &url.redacted(), Timestamp::now())?;
+        Ok(url)
+    }
+
+    // ---- transfers ----
+
+    /// Starts a capture of `database` (a name, a URL, or the only registered database).
+    pub fn start_capture(
+        self: &Arc<Self>,
+        database: Option<&str>,
+        origin: Origin,
+    ) -> Result<TransferRecord, TransferError> {
+        let (label, url) = self.resolve_database(database)?;
+        let prefix = match origin {
+            Origin::Manual => 'b',
+            Origin::Scheduled => 'a',
+        };
+        let rec = self.new_transfer(prefix, TransferKind::Capture, origin, label)?;
+        self.launch(rec.clone(), Work::Capture { url });
+        Ok(rec)
+    }
+
+    /// Starts a restore of `backup` (the newest completed backup when `None`) into `database`,
+    /// after checking the confirmation against the target's name.
+    pub fn start_restore(
+        self: &Arc<Self>,
+        backup: Option<TransferId>,
+        database: Option<&str>,
+        confirm: Option<&str>,
+        jobs: u32,
+    ) -> Result<TransferRecord, TransferError> {
+        if !(1..=64).contains(&jobs) {
+            return Err(TransferError::BadJobs(jobs));
+        }
+        let backup = match backup {
+            Some(id) => self.completed_backup(id)?,
+            None => self.latest_backup()?,
+        };
+        let (label, url) = self.resolve_database(database)?;
+        check_confirm(&label, confirm)?;
+        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
+        rec.backup_id = Some(backup.id);
+        self.catalog.save_transfer(&rec)?;
+        self.launch(
+            rec.clone(),
+            Work::Restore {
+                backup: Box::new(backup),
+                url,
+                jobs,
+            },
+        );
+        Ok(rec)
+    }
+
+    fn new_transfer(
+        &self,
+        prefix: char,
+        kind: TransferKind,
+        origin: Origin,
+        label: String,
+    ) -> Result<TransferRecord, TransferError> {
+        if self.tasks.is_closed() {
+            return Err(TransferError::ShuttingDown);
+        }
+        let id = self.catalog.next_id(prefix)?;
+        let rec = TransferRecord::new(id, kind, origin, label, Timestamp::now());
+        self.catalog.save_transfer(&rec)?;
+        Ok(rec)
+    }
+
+    /// A completed backup by ID.
+    pub fn completed_backup(&self, id: TransferId) -> Result<TransferRecord, TransferError> {
+        let rec = self.transfer(id)?;
+        if rec.kind != TransferKind::Capture {
+            return Err(TransferError::NotABackup(id));
+        }
+        if !rec.is_completed_backup() {
+            return Err(TransferError::NotCompleted {
+                id,
+                state: rec.state.as_str().to_string(),
+            });
+        }
+        Ok(rec)
+    }
+
+    /// The newest completed backup.
+    pub fn latest_backup(&self) -> Result<TransferRecord, TransferError> {
+        self.catalog
+            .transfers(Some(TransferKind::Capture))?
+            .into_iter()
+            .filter(|t| t.is_completed_backup())
+            .max_by_key(|t| (t.finished_at, t.created_at))
+            .ok_or(TransferError::NoBackups)
+    }
+
+    /// One transfer, with live progress if it is running.
+    pub fn transfer(&self, id: TransferId) -> Result<TransferRecord, TransferError> {
+        let mut rec = self
+            .catalog
+            .transfer(id)?
+            .ok_or(TransferError::NotFound(id))?;
+        self.overlay_progress(&mut rec);
+        Ok(rec)
+    }
+
+    /// All transfers of a kind (or all), oldest first, with live progress.
+    pub fn transfers(
+        &self,
+        kind: Option<TransferKind>,
+    ) -> Result<Vec<TransferRecord>, TransferError> {
+        let mut all = self.catalog.transfers(kind)?;
+        for t in &mut all {
+            self.overlay_progress(t);
+        }
+        Ok(all)
+    }
+
+    fn overlay_progress(&self, rec: &mut TransferRecord) {
+        if let Some(c) = self.running().get(&rec.id) {
+            rec.bytes_processed = c.bytes();
+        }
+    }
+
+    /// Cancels a running (or pending) transfer; the newest one when `id` is `None`.
+    pub fn cancel(&self, id: Option<TransferId>) -> Result<TransferId, TransferError> {
+        let running = self.running();
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let mut ids: Vec<TransferId> = running.keys().copied().collect();
+                drop(running);
+                let mut newest: Option<(Timestamp, TransferId)> = None;
+                for id in ids.drain(..) {
+                    if let Some(t) = self.catalog.transfer(id)?
+                        && newest.is_none_or(|(at, _)| t.created_at > at)
+                    {
+                        newest = Some((t.created_at, id));
+                    }
+                }
+                return match newest {
+                    Some((_, id)) => self.cancel(Some(id)),
+                    None => Err(TransferError::NothingRunning),
+                };
+            }
+        };
+        match running.get(&id) {
+            Some(c) => {
+                c.stop(StopReason::Cancel);
+                Ok(id)
+            }
+            None => {
+                drop(running);
+                let rec = self.transfer(id)?;
+                Err(TransferError::NotRunning {
+                    id,
+                    state: rec.state.as_str().to_string(),
+                })
+            }
+        }
+    }
+
+    /// Deletes a backup's object and record, once `confirm` names its database.
+    pub fn delete_backup(
+        &self,
+        id: TransferId,
+        confirm: Option<&str>,
+    ) -> Result<(), TransferError> {
+        let rec = self.transfer(id)?;
+        if rec.kind != TransferKind::Capture {
+            return Err(TransferError::NotABackup(id));
+        }
+        if !rec.state.is_finished() {
+            return Err(TransferError::StillRunning(id));
+        }
+        check_confirm(&rec.database, confirm)?;
+        if let Some(key) = &rec.object_key {
+            self.storage.delete(key)?;
+        }
+        self.catalog.delete_transfer(id)?;
+        Ok(())
+    }
+
+    /// Stops every running transfer (they end Failed: interrupted by shutdown) and waits for
+    /// them to record how they ended, up to `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        for c in self.running().values() {
+            c.stop(StopReason::Shutdown);
+        }
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some transfers did not stop in time; they will show as interrupted at the next start"
+            );
+        }
+    }
+
+    fn launch(self: &Arc<Self>, rec: TransferRecord, work: Work) {
+        let (ctx, log_writer) = JobCtx::new(rec.id, self.catalog.clone());
+        self.running().insert(rec.id, ctx.control.clone());
+        let engine = self.clone();
+        self.tasks.spawn(async move {
+            let id = rec.id;
+            let mut job = Job {
+                engine: engine.clone(),
+                ctx,
+                rec,
+                target_touched: false,
+            };
+            let result = engine.run_job(&mut job, work).await;
+            engine.finish(job, result, log_writer).await;
+            engine.running().remove(&id);
+        });
+    }
+
+    async fn run_job(&self, job: &mut Job, work: Work) -> Result<(), JobEnd> {
+        let slots = self.slots.clone();
+        let _permit = tokio::select! {
+            p = slots.acquire_owned() => p.map_err(JobEnd::failed)?,
+            _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+        };
+        job.rec.state = TransferState::Running;
+        job.rec.started_at = Some(Timestamp::now());
+        job.save().await?;
+        match work {
+            Work::Capture { url } => capture::run(job, url).await,
+            Work::Restore { backup, url, jobs } => restore::run(job, &backup, url, jobs).await,
+        }
+    }
+
+    async fn finish(&self, mut job: Job, result: Result<(), JobEnd>, log_writer: job::LogWriter) {
+        let stop = job.ctx.control.stop_reason();
+        let (state, message) = match (result, stop) {
+            (Ok(()), _) => (TransferState::Succeeded, None),
+            (Err(_), Some(StopReason::Cancel)) => {
+                (TransferState::Cancelled, Some("cancelled by request".to_string()))
+            }
+            (Err(_), Some(StopReason::Shutdown)) => (
+                TransferState::Failed,
+                Some("interrupted: the service was shut down while this transfer was running; start it again".to_string()),
+            ),
+            (Err(JobEnd::Failed(msg)), None) => (TransferState::Failed, Some(msg)),
+            (Err(JobEnd::Stopped), None) => {
+                (TransferState::Failed, Some("stopped for an unknown reason".to_string()))
+            }
+        };
+        let message = message.map(|m| {
+            if job.target_touched {
+                format!("{m}. The target database was emptied before the restore began, so it is now only partially restored: fix the cause and restore again")
+            } else if job.rec.kind == TransferKind::Restore {
+                format!("{m}. The target database was not changed")
+            } else {
+                m
+            }
+        });
+        if state != TransferState::Succeeded
+            && job.rec.kind == TransferKind::Capture
+            && let Some(key) = job.rec.object_key.clone()
+        {
+            let storage = self.storage.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || storage.delete(&key)).await {
+                job.log(&format!("could not remove the unfinished object: {e}"));
+            }
+        }
+        match &message {
+            Some(m) => job.log(&format!("{}: {m}", state_word(state))),
+            None => job.log(&format!("{} {}", job.rec.id, state_word(state))),
+        }
+        job.rec.bytes_processed = job.ctx.bytes();
+        job.rec.state = state;
+        job.rec.error = message;
+        job.rec.finished_at = Some(Timestamp::now());
+        let Job { ctx, rec, .. } = job;
+        log_writer.close(ctx).await;
+        let catalog = self.catalog.clone();
+        let saved = tokio::task::spawn_blocking(move || catalog.save_transfer(&rec)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::error!("could not record how a transfer ended: {saved:?}");
+        }
+    }
+}
+
+fn state_word(s: TransferState) -> &'static str {
+    match s {
+        TransferState::Pending => "Pending",
+        TransferState::Running => "Running",
+        TransferState::Succeeded => "Completed",
+        TransferState::Failed => "Failed",
+        TransferState::Cancelled => "Cancelled",
+    }
+}
+
+/// Database names: short, safe in URLs, shells and file names.
+pub fn check_name(name: &str) -> Result<(), TransferError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(TransferError::BadName(name.to_string()))
+    }
+}
+
+/// The word a user must pass to `--confirm` for a database label: the registered name, or the
+/// database name inside a URL.
+pub fn confirm_word(label: &str) -> String {
+    match PgUrl::parse(label) {
+        Ok(url) => url.dbname(),
+        Err(_) => label.to_string(),
+    }
+}
+
+fn check_confirm(label: &str, confirm: Option<&str>) -> Result<(), TransferError> {
+    let expected = confirm_word(label);
+    match confirm.map(str::trim) {
+        Some(c) if c == expected => Ok(()),
+        given => Err(TransferError::Confirm {
+            given: given
+                .map(|g| format!(" (you passed `{g}`)"))
+                .unwrap_or_default(),
+            expected,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmation_names_the_database() {
+        assert_eq!(confirm_word("main"), "main");
+        assert_eq!(confirm_word("postgres://u:***@h:5432/app"), "app");
+        assert!(check_confirm("main", Some("main")).is_ok());
+        assert!(check_confirm("main", Some("other")).is_err());
+        assert!(check_confirm("main", None).is_err());
+        assert!(check_name("DATABASE_URL").is_ok());
+        assert!(check_name("bad name").is_err());
+        assert!(check_name("").is_err());
+    }
+}

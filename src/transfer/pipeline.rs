@@ -1,0 +1,209 @@
+//! Small streaming stages and child-process plumbing shared by captures and restores.
+
+use std::io::{self, Read, Write};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, Command};
+use tokio::task::JoinHandle;
+
+use super::job::JobCtx;
+
+/// Size of the chunks the pipelines move; bounds their memory together with zstd's window.
+pub const CHUNK: usize = 1 << 20;
+
+/// The first bytes of every custom-format dump.
+pub const DUMP_MAGIC: &[u8; 5] = b"PGDMP";
+
+/// A `Write` stage that hashes and counts what passes through it.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The inner writer, the hex SHA-256 and the byte count.
+    pub fn finish(self) -> (W, String, u64) {
+        (self.inner, hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A `Read` stage that hashes and counts what passes through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads what is left (so that the hash covers the whole object), then returns the hex
+    /// SHA-256 and the byte count.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((hex::encode(self.hasher.finalize()), self.bytes))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Spawns a PostgreSQL tool so that it dies with the service: if the service is killed, the
+/// kernel sends the child SIGTERM (which pg_dump and pg_restore handle by cancelling their
+/// queries and stopping their parallel workers).
+///
+/// Must be called from an async task (a runtime worker thread, which lives as long as the
+/// runtime), never from a short-lived blocking thread: the death signal fires when the
+/// spawning *thread* exits.
+pub fn spawn_tool(cmd: &mut Command, tool: &str) -> Result<Child, io::Error> {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                .map_err(io::Error::from)
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("could not start {tool}: {e}")))
+}
+
+/// Stops a child: SIGTERM, then SIGKILL if it has not exited within `grace`.
+pub async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitStatus> {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            child.start_kill()?;
+            child.wait().await
+        }
+    }
+}
+
+/// Copies a child's stderr into the transfer log line by line, and returns its last lines
+/// (for the error message when the tool fails).
+pub fn log_stderr(stderr: ChildStderr, ctx: JobCtx, tool: &'static str) -> JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut tail: Vec<String> = Vec::new();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
+                    let line = line.trim_end().to_string();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    ctx.log(&line);
+                    tail.push(line);
+                    if tail.len() > 8 {
+                        tail.remove(0);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    ctx.log(&format!("(could not read {tool}'s messages: {e})"));
+                    break;
+                }
+            }
+        }
+        tail
+    })
+}
+
+/// The lines of a tool's stderr that say what went wrong (its `error:` lines when there are
+/// any, else the last lines), joined for an error message.
+pub fn error_summary(tail: &[String]) -> String {
+    let errors: Vec<&str> = tail
+        .iter()
+        .filter(|l| {
+            l.contains("error:")
+                || l.contains("detail:")
+                || l.contains("FATAL")
+                || l.contains("ERROR")
+        })
+        .map(String::as_str)
+        .collect();
+    let chosen: Vec<&str> = if errors.is_empty() {
+        tail.iter()
+            .rev()
+            .take(3)
+            .rev()
+            .map(String::as_str)
+            .collect()
+    } else {
+        errors
+    };
+    chosen.join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashing_stages_agree() {
+        let data = b"the quick brown fox".repeat(1000);
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(&data).unwrap();
+        let (out, hw, nw) = w.finish();
+        assert_eq!(out, data);
+        let r = HashingReader::new(&data[..]);
+        let (hr, nr) = r.finish().unwrap();
+        assert_eq!((hw.clone(), nw), (hr, nr));
+        assert_eq!(hw, hex::encode(Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn summarises_tool_errors() {
+        let tail = vec![
+            "pg_dump: dumping contents of table \"public.a\"".to_string(),
+            "pg_dump: error: Dumping the contents of table \"b\" failed".to_string(),
+            "pg_dump: detail: Error message from server: boom".to_string(),
+        ];
+        assert_eq!(
+            error_summary(&tail),
+            "pg_dump: error: Dumping the contents of table \"b\" failed / pg_dump: detail: Error message from server: boom"
+        );
+    }
+}
