@@ -23,8 +23,19 @@ pub async fn watch(
     let mut rate = 0.0f64;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let path = format!("/transfers/{id}?wait_ms=500");
     loop {
-        let rec: TransferRecord = c.get(&format!("/transfers/{id}")).await?;
+        // The service answers as soon as the transfer ends, or after half a second.
+        let rec: TransferRecord = tokio::select! {
+            r = c.get(&path) => r?,
+            _ = &mut ctrl_c => {
+                if tty {
+                    eprint!("\r\x1b[K");
+                }
+                eprintln!("Stopped watching; {id} goes on in the service. Follow it with `pgbackups backups:info {id}`.");
+                return Ok(130);
+            }
+        };
         if verbose {
             let logs: Vec<LogLine> = c
                 .get(&format!("/transfers/{id}/logs?after={last_seq}"))
@@ -66,16 +77,6 @@ pub async fn watch(
         } else if last_plain_report.elapsed() >= Duration::from_secs(10) {
             eprintln!("{line}");
             last_plain_report = Instant::now();
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = &mut ctrl_c => {
-                if tty {
-                    eprint!("\r\x1b[K");
-                }
-                eprintln!("Stopped watching; {id} goes on in the service. Follow it with `pgbackups backups:info {id}`.");
-                return Ok(130);
-            }
         }
     }
 }

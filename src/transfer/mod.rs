@@ -121,6 +121,8 @@ pub struct Engine {
     running: Mutex<HashMap<TransferId, Arc<Control>>>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// Bumped whenever a transfer ends, so that watchers can wait instead of polling.
+    ended: tokio::sync::watch::Sender<u64>,
 }
 
 /// A transfer's work in progress: the record it keeps up to date and its context.
@@ -167,6 +169,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             tasks: TaskTracker::new(),
+            ended: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -397,6 +400,30 @@ impl Engine {
         Ok(all)
     }
 
+    /// Like [`Engine::transfer`], but when the transfer is still going, waits up to `wait` for
+    /// it to end first: watchers learn of the end at once without polling fast.
+    pub async fn transfer_after(
+        self: &Arc<Self>,
+        id: TransferId,
+        wait: Duration,
+    ) -> Result<TransferRecord, TransferError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut ended = self.ended.subscribe();
+        loop {
+            let engine = self.clone();
+            let rec = tokio::task::spawn_blocking(move || engine.transfer(id))
+                .await
+                .map_err(|e| TransferError::Internal(e.to_string()))??;
+            if rec.state.is_finished() {
+                return Ok(rec);
+            }
+            match tokio::time::timeout_at(deadline, ended.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(rec),
+            }
+        }
+    }
+
     fn overlay_progress(&self, rec: &mut TransferRecord) {
         if let Some(c) = self.running().get(&rec.id) {
             rec.bytes_processed = c.bytes();
@@ -561,6 +588,7 @@ impl Engine {
         if !matches!(saved, Ok(Ok(()))) {
             tracing::error!("could not record how a transfer ended: {saved:?}");
         }
+        self.ended.send_modify(|n| *n += 1);
     }
 }
 

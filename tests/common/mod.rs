@@ -1,0 +1,527 @@
+//! The test harness: throwaway PostgreSQL clusters started with `initdb`, and throwaway
+//! pgbackups services, both real processes.
+//!
+//! When the tests run as root (as in CI), the PostgreSQL server runs as the unprivileged
+//! `postgres` user, because it refuses to run as root.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The superuser password of every test cluster (TCP connections need it).
+pub const PASSWORD: &str = "Sup3r-s3cret-pw";
+
+fn pg_bin(tool: &str) -> PathBuf {
+    let dir = std::env::var("PGBACKUPS_TEST_PG_BIN").unwrap_or_else(|_| PG_BIN.to_string());
+    Path::new(&dir).join(tool)
+}
+
+/// The OS user the server runs as: `postgres` when we are root, else ourselves.
+fn server_user() -> Option<(u32, u32)> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return None;
+    }
+    let user = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("running as root needs the `postgres` OS user to run the PostgreSQL server");
+    Some((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+fn as_server_user(cmd: &mut Command) -> &mut Command {
+    if let Some((uid, gid)) = server_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn check(out: Output, what: &str) -> String {
+    if !out.status.success() {
+        panic!(
+            "{what} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A throwaway PostgreSQL cluster on a free port; stopped and removed on drop.
+pub struct Cluster {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// initdb + start, with password (SCRAM) authentication on TCP.
+    pub fn start() -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("pgbackups-test-pg-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if let Some((uid, gid)) = server_user() {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, PASSWORD).unwrap();
+        if let Some((uid, gid)) = server_user() {
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
+        }
+        let data = dir.path().join("data");
+        check(
+            as_server_user(Command::new(pg_bin("initdb")).args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--pwfile",
+                pwfile.to_str().unwrap(),
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ]))
+            .output()
+            .unwrap(),
+            "initdb",
+        );
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=40",
+                dir.path().display()
+            );
+            let out = as_server_user(Command::new(pg_bin("pg_ctl")).args([
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-l",
+                dir.path().join("server.log").to_str().unwrap(),
+                "-w",
+                "start",
+            ]))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+            if out.status.success() {
+                return Cluster { port, dir };
+            }
+            last_err = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        }
+        panic!("could not start PostgreSQL: {last_err}");
+    }
+
+    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/db`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
+            self.port
+        )
+    }
+
+    /// Runs SQL with psql; panics on error; returns unaligned, tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        check(self.try_psql(db, sql), &format!("psql {sql}"))
+    }
+
+    pub fn try_psql(&self, db: &str, sql: &str) -> Output {
+        Command::new(pg_bin("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", PASSWORD)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn create_db(&self, db: &str) {
+        self.psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+    }
+
+    /// Starts a psql session that runs `sql` and then holds on (its transaction open, its
+    /// locks held) until the returned guard is released or dropped.
+    pub fn hold(&self, db: &str, sql: &str) -> Holder<'_> {
+        let mut child = Command::new(pg_bin("psql"))
+            .args(["-X", "-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", db])
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGAPPNAME", "pgbackups-test-holder")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{sql}").unwrap();
+        writeln!(stdin, "SELECT pg_sleep(600);").unwrap();
+        stdin.flush().unwrap();
+        // Wait until the statement runs, so that its locks are taken.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .psql(db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbackups-test-holder' AND query LIKE '%pg_sleep%'")
+            .trim()
+            != "1"
+        {
+            assert!(Instant::now() < deadline, "the lock holder did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Holder {
+            cluster: self,
+            child: Some(child),
+            _stdin: stdin,
+        }
+    }
+
+    /// `pg_dump --schema-only` of a database, for round-trip comparisons.
+    pub fn schema(&self, db: &str) -> String {
+        let out = Command::new(pg_bin("pg_dump"))
+            .args(["--schema-only", "--no-owner", "--no-acl", "-h", "127.0.0.1"])
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        // `\restrict KEY` lines (pg_dump 15.14 and later) carry a random key per run.
+        check(out, "pg_dump --schema-only")
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Row counts of every table and materialized view, and the number of large objects.
+    pub fn row_counts(&self, db: &str) -> Vec<(String, i64)> {
+        let tables = self.psql(
+            db,
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+        );
+        let mut out = Vec::new();
+        for t in tables.lines().filter(|l| !l.is_empty()) {
+            let n: i64 = self
+                .psql(db, &format!("SELECT count(*) FROM {t}"))
+                .trim()
+                .parse()
+                .unwrap();
+            out.push((t.to_string(), n));
+        }
+        let los: i64 = self
+            .psql(db, "SELECT count(*) FROM pg_largeobject_metadata")
+            .trim()
+            .parse()
+            .unwrap();
+        out.push(("large objects".into(), los));
+        out
+    }
+
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = as_server_user(Command::new(pg_bin("pg_ctl")).args([
+            "-D",
+            self.dir.path().join("data").to_str().unwrap(),
+            "-m",
+            "immediate",
+            "stop",
+        ]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    }
+}
+
+/// A psql session holding locks; see [`Cluster::hold`].
+pub struct Holder<'a> {
+    cluster: &'a Cluster,
+    child: Option<Child>,
+    _stdin: std::process::ChildStdin,
+}
+
+impl Holder<'_> {
+    /// Ends the session and its transaction (the server would not notice a killed client
+    /// while it sleeps, so its backend is terminated too).
+    pub fn release(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            self.cluster.psql(
+                "postgres",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgbackups-test-holder'",
+            );
+        }
+    }
+}
+
+impl Drop for Holder<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A throwaway `pgbackups serve` with its own data directory.
+pub struct Service {
+    pub data_dir: PathBuf,
+    pub url: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+    stderr_log: PathBuf,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_pgbackups")
+}
+
+impl Service {
+    pub fn start() -> Service {
+        let dir = tempfile::Builder::new()
+            .prefix("pgbackups-test-svc-")
+            .tempdir()
+            .unwrap();
+        let data_dir = dir.path().join("data");
+        let mut s = Service::start_in(data_dir);
+        s._dir = Some(dir);
+        s
+    }
+
+    /// Starts a service on an existing data directory (after a crash, say).
+    pub fn start_in(data_dir: PathBuf) -> Service {
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let stderr_log = data_dir.with_extension("stderr.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)
+            .unwrap();
+        let mut child = Command::new(binary())
+            .args([
+                "serve",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .env_remove("PGBACKUPS_URL")
+            .env_remove("PGBACKUPS_TOKEN")
+            .env("PGBACKUPS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "service did not start: {line}\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        Service {
+            data_dir,
+            url,
+            child: Some(child),
+            _dir: None,
+            stderr_log,
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The CLI, pointed at this service.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, "")
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("PGBACKUPS_URL", &self.url)
+            .env("PGBACKUPS_TOKEN", self.token())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs the CLI and panics unless it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        check(self.cli(args), &format!("pgbackups {}", args.join(" ")))
+    }
+
+    /// A transfer as JSON (`backups:info ID --json`).
+    pub fn info(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["backups:info", id, "--json"])).unwrap()
+    }
+
+    /// Waits until a transfer's state is one of `states`; returns its JSON.
+    pub fn wait_state(&self, id: &str, states: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let v = self.info(id);
+            if states.contains(&v["state"].as_str().unwrap_or("")) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("{id} did not reach {states:?}: {v:#}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Files under the local storage directory (partial objects included).
+    pub fn stored_files(&self) -> Vec<String> {
+        fn walk(dir: &Path, out: &mut Vec<String>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path(), out);
+                    } else {
+                        out.push(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data_dir.join("storage"), &mut out);
+        out.sort();
+        out
+    }
+
+    /// A raw HTTP request (no client library in between); returns status and body.
+    pub fn raw_http(&self, request_head: &str) -> (u16, String) {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request_head.as_bytes()).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, resp)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: as if the machine lost the process.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        c.wait().unwrap().success()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// stdout + stderr of a CLI run, for assertions on messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The first line of stdout that looks like a transfer ID.
+pub fn transfer_id(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() >= 4 && l[1..].bytes().all(|b| b.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no transfer ID in output: {}", text(out)))
+        .to_string()
+}
