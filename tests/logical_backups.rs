@@ -572,3 +572,107 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn a_cancelled_restore_leaves_the_target_as_it_was() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g",
+    );
+    pg.create_db("target");
+    pg.psql(
+        "target",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)",
+    );
+    let svc = Service::start();
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // An application holds a lock on the target, so emptying it waits: cancel it there.
+    let mut holder = pg.hold("target", "BEGIN; LOCK TABLE precious IN ACCESS SHARE MODE;");
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("target"),
+        "--confirm",
+        "target",
+        "--no-wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = transfer_id(&out);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !svc.info(&id)["logs"]
+        .to_string()
+        .contains("Dropping all objects")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", svc.info(&id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let out = svc.cli(&["backups:cancel", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info = svc.wait_state(&id, &["cancelled"]);
+    assert!(
+        info["error"].as_str().unwrap().contains("not changed"),
+        "{info}"
+    );
+    holder.release();
+    assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
+    assert!(
+        svc.data_dir
+            .join("tmp")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none(),
+        "scratch file left"
+    );
+}
+
+#[test]
+fn a_stored_object_that_is_not_a_dump_is_refused_before_the_target_is_touched() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.create_db("target");
+    pg.psql(
+        "target",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)",
+    );
+    let svc = Service::start();
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Replace the object with a well-formed zstd stream of something else, and make the
+    // catalog agree with it, so that only the content check can catch it.
+    let info = svc.info("b001");
+    let stored = svc
+        .data_dir
+        .join("storage")
+        .join(info["object_key"].as_str().unwrap());
+    let foreign = zstd::encode_all(&b"<html>not a dump</html>\n".repeat(100)[..], 3).unwrap();
+    std::fs::write(&stored, &foreign).unwrap();
+    let catalog = rusqlite::Connection::open(svc.data_dir.join("catalog.db")).unwrap();
+    catalog
+        .execute(
+            "UPDATE transfers SET sha256 = ?1, object_size = ?2 WHERE id = 'b001'",
+            rusqlite::params![sha256_hex(&foreign), foreign.len() as i64],
+        )
+        .unwrap();
+
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("target"),
+        "--confirm",
+        "target",
+    ]);
+    assert!(!out.status.success());
+    let error = svc.info(&transfer_id(&out))["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("not a custom-format dump"), "{error}");
+    assert!(error.contains("not changed"), "{error}");
+    assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
+}

@@ -232,6 +232,38 @@ fn tool_version(exe: &Path) -> Option<Version> {
 mod tests {
     use super::*;
 
+    fn fake_install(root: &Path, major: u32) -> Install {
+        let dir = root.join(major.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        for tool in ["pg_dump", "pg_restore", "psql"] {
+            std::fs::write(dir.join(tool), "").unwrap();
+        }
+        Install {
+            dir,
+            version: Version { major, minor: 1 },
+        }
+    }
+
+    #[test]
+    fn picks_the_oldest_tools_at_least_as_new_as_the_server() {
+        let root = tempfile::tempdir().unwrap();
+        let tools = PgTools {
+            installs: vec![fake_install(root.path(), 17), fake_install(root.path(), 15)],
+        };
+        let dump = |major| tools.find(PgTool::Dump, major);
+        assert!(dump(15).unwrap().ends_with("15/pg_dump"));
+        assert!(dump(14).unwrap().ends_with("15/pg_dump"));
+        assert!(dump(16).unwrap().ends_with("17/pg_dump"));
+        let err = dump(18).unwrap_err().to_string();
+        assert!(err.contains("pg_dump 18 or newer"), "{err}");
+        assert!(err.contains("postgresql-client-18"), "{err}");
+        let none = PgTools::default()
+            .find(PgTool::Restore, 15)
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("no pg_restore is installed"), "{none}");
+    }
+
     #[test]
     fn parses_versions() {
         assert_eq!(

@@ -116,9 +116,14 @@ pub(super) async fn run(
         "Dropping all objects in database {} (schemas, extensions, large objects)",
         url.dbname()
     ));
-    clean_database(&engine.tools, &url)
-        .await
-        .map_err(|e| JobEnd::failed(format!("could not empty the target database: {e}")))?;
+    // The drop runs in one transaction that psql commits only after the whole block ran: when
+    // the transfer is cancelled meanwhile (say, while waiting for a lock an application holds),
+    // psql is killed before it commits and the server rolls everything back.
+    tokio::select! {
+        r = clean_database(&engine.tools, &url) => r
+            .map_err(|e| JobEnd::failed(format!("could not empty the target database: {e}")))?,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    }
     job.target_touched = true;
 
     // 4. Restore.
