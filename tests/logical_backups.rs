@@ -119,6 +119,12 @@ fn capture_then_restore_round_trips_schema_and_rows() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(transfer_id(&out), "r001");
+    // pg_dump wrote to a pipe; the restore filled in the data offsets for pg_restore --jobs.
+    let restore_log = svc.info("r001")["logs"].to_string();
+    assert!(
+        restore_log.contains("Filled in the data offsets of"),
+        "{restore_log}"
+    );
     assert_eq!(pg.schema("app"), pg.schema("restored"));
     assert_eq!(pg.row_counts("app"), pg.row_counts("restored"));
     assert_eq!(
@@ -413,6 +419,16 @@ fn unknown_ids_missing_tokens_and_missing_confirmations_are_refused() {
     assert_eq!(status, 200);
     let (status, _) = svc.raw_http("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status, 200);
+    // A CLI that shares the service's data directory finds the service and token by itself.
+    let out = std::process::Command::new(common::binary())
+        .arg("databases")
+        .env_remove("PGBACKUPS_URL")
+        .env_remove("PGBACKUPS_TOKEN")
+        .env("PGBACKUPS_DATA_DIR", &svc.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("main"), "{}", text(&out));
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(svc.data_dir.join("token"))
             .unwrap()

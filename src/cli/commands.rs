@@ -450,8 +450,10 @@ async fn download(id: Option<String>, output: &Path) -> Result<i32, CliError> {
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| CliError::msg(format!("{} is not a file name", output.display())))?;
     let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)
+    let file = std::fs::File::create(&tmp)
         .map_err(|e| CliError::msg(format!("cannot create {}: {e}", tmp.display())))?;
+    // HTTP chunks are small; a large buffer turns them into few writes.
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
     let cleanup = |e: String| {
         let _ = std::fs::remove_file(&tmp);
         CliError::msg(e)
@@ -481,6 +483,9 @@ async fn download(id: Option<String>, output: &Path) -> Result<i32, CliError> {
             output.display()
         )));
     }
+    let file = file
+        .into_inner()
+        .map_err(|e| cleanup(format!("cannot write {}: {}", tmp.display(), e.error())))?;
     file.sync_all()
         .map_err(|e| cleanup(format!("cannot write {}: {e}", tmp.display())))?;
     drop(file);

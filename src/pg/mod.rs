@@ -5,6 +5,7 @@
 //! URL may rely on (TLS modes, multiple hosts, service files, passfiles) behaves exactly as it
 //! does for `pg_dump` itself.
 
+pub mod archive;
 mod tools;
 mod url;
 

@@ -9,8 +9,8 @@
 //! changes until the backup has been verified end to end.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
 use crate::pg::client::{clean_database, server_facts, tool_command};
-use crate::pg::{PgTool, PgUrl, Version};
+use crate::pg::{PgTool, PgUrl, Version, archive};
 
 /// Removes the scratch file however the restore ends.
 struct Scratch(PathBuf);
@@ -168,35 +168,47 @@ pub(super) async fn run(
 }
 
 /// Decompresses the backup into the scratch file (mode 0600: it holds the data), counting
-/// progress, then proves the checksum and that the content starts like a custom-format dump.
-fn spool(mut plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
+/// progress; proves the checksum and that the content starts like a custom-format dump; then
+/// fills in the data offsets pg_dump could not write to its pipe, so that `pg_restore --jobs`
+/// seeks straight to each table's data instead of scanning the file for it.
+///
+/// Two threads share the work: one reads, hashes and decompresses the stored object, the other
+/// indexes the archive and writes the scratch file; a bounded channel between them keeps
+/// memory at a few chunks.
+fn spool(plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
     let file: File = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)?;
-    let mut out = BufWriter::with_capacity(CHUNK, file);
-    let mut buf = vec![0u8; CHUNK];
-    let mut head: Vec<u8> = Vec::with_capacity(DUMP_MAGIC.len());
-    loop {
-        if ctx.is_cancelled() {
-            return Ok(());
-        }
-        let n = match plain.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if head.len() < DUMP_MAGIC.len() {
-            let want = (DUMP_MAGIC.len() - head.len()).min(n);
-            head.extend_from_slice(&buf[..want]);
-        }
-        out.write_all(&buf[..n])?;
-        ctx.add_progress(n as u64);
-    }
-    out.flush()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let producer = std::thread::Builder::new()
+        .name("restore-read".into())
+        .spawn(move || decompress_into(plain, &tx))?;
+    let tee = Tee {
+        inner: ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        },
+        out: BufWriter::with_capacity(CHUNK, file),
+        head: Vec::with_capacity(DUMP_MAGIC.len()),
+        ctx,
+    };
+    // The scan pulls every byte through the tee, which writes it to the scratch file.
+    let mut reader = BufReader::with_capacity(CHUNK, tee);
+    let scanned = archive::scan(&mut reader);
+    let Tee {
+        inner, out, head, ..
+    } = reader.into_inner();
+    // Closing our end stops the reader thread if we stopped early (cancel, write error).
+    drop(inner);
+    let plain = producer
+        .join()
+        .map_err(|_| io::Error::other("the restore's reader thread panicked"))??;
+    let index = scanned?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
     plain.verify()?;
     if head != DUMP_MAGIC {
         return Err(io::Error::new(
@@ -204,5 +216,94 @@ fn spool(mut plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
             "the backup is not a custom-format dump (it does not start with PGDMP)",
         ));
     }
+    match index.map(|i| i.patches()) {
+        Some(patches) if !patches.is_empty() => {
+            for (pos, bytes) in &patches {
+                file.write_all_at(bytes, *pos)?;
+            }
+            ctx.log(&format!(
+                "Filled in the data offsets of {} table(s) for pg_restore",
+                patches.len()
+            ));
+        }
+        _ => ctx.log("Could not index the dump's data blocks; pg_restore will scan for them"),
+    }
     Ok(())
+}
+
+/// The reading half of [`spool`]: sends the plain dump in chunks until the end or until the
+/// receiver goes away, and hands the reader back for its checksum verdict.
+fn decompress_into(
+    mut plain: PlainDump,
+    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> io::Result<PlainDump> {
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        let mut filled = 0;
+        while filled < CHUNK {
+            match plain.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(plain);
+        }
+        chunk.truncate(filled);
+        if tx.send(chunk).is_err() {
+            return Ok(plain); // the writer stopped; it knows why
+        }
+    }
+}
+
+/// Reads the chunks a channel delivers, as one stream; the end of the channel is the end.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// A `Read` stage that copies what is read into the scratch file, counts progress, keeps the
+/// first bytes, and stops when the transfer is cancelled.
+struct Tee<'a> {
+    inner: ChannelReader,
+    out: BufWriter<File>,
+    head: Vec<u8>,
+    ctx: &'a JobCtx,
+}
+
+impl Read for Tee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.ctx.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
+        let n = self.inner.read(buf)?;
+        if self.head.len() < DUMP_MAGIC.len() {
+            let want = (DUMP_MAGIC.len() - self.head.len()).min(n);
+            self.head.extend_from_slice(&buf[..want]);
+        }
+        self.out.write_all(&buf[..n])?;
+        self.ctx.add_progress(n as u64);
+        Ok(n)
+    }
 }

@@ -1,0 +1,275 @@
+//! The structure of a custom-format archive (what `pg_dump -Fc` writes), read as it streams by.
+//!
+//! `pg_dump` writing to a pipe cannot go back and fill in where each table's data starts (the
+//! "data offsets" in its table of contents), so `pg_restore --jobs` must scan the file to find
+//! every block, which costs it a lot on large dumps. [`scan`] reads an archive once, notes
+//! where each TOC entry's offset field and each data block lie, and [`ArchiveIndex::patches`]
+//! gives the bytes to write back — exactly what `pg_dump` itself does when its output is a
+//! file. The field sizes do not change, so the patch is done in place.
+//!
+//! Format reference: PostgreSQL's `pg_backup_archiver.c` (header, TOC) and
+//! `pg_backup_custom.c` (data blocks), archive versions 1.12 to 1.16 (PostgreSQL 11 to 17).
+//! Anything else is read through without an index: pg_restore still copes without offsets.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead};
+
+const MAGIC: &[u8; 5] = b"PGDMP";
+const FORMAT_CUSTOM: u8 = 1;
+const BLK_DATA: u8 = 1;
+const BLK_BLOBS: u8 = 3;
+const OFFSET_POS_NOT_SET: u8 = 1;
+const OFFSET_POS_SET: u8 = 2;
+
+const fn version(major: u32, minor: u32) -> u32 {
+    (major << 16) | (minor << 8)
+}
+const MIN_VERSION: u32 = version(1, 12);
+const MAX_VERSION: u32 = version(1, 16);
+const V1_14: u32 = version(1, 14);
+const V1_15: u32 = version(1, 15);
+const V1_16: u32 = version(1, 16);
+
+/// Where a TOC entry's data-offset field is, and where its data block turned out to be.
+#[derive(Debug, Default)]
+pub struct ArchiveIndex {
+    off_size: usize,
+    /// dump ID → position of the entry's offset flag byte, for entries whose offset is unset.
+    unset: HashMap<i64, u64>,
+    /// dump ID → position of its data block's type byte.
+    blocks: HashMap<i64, u64>,
+}
+
+impl ArchiveIndex {
+    /// The writes that fill in the data offsets: `(position, bytes)`. Empty when the blocks
+    /// found do not match the TOC, so that a surprise never produces a wrong offset.
+    pub fn patches(&self) -> Vec<(u64, Vec<u8>)> {
+        if self.blocks.keys().any(|id| !self.unset.contains_key(id)) {
+            return Vec::new();
+        }
+        let mut out: Vec<(u64, Vec<u8>)> = self
+            .blocks
+            .iter()
+            .filter_map(|(id, data_pos)| {
+                let flag_pos = *self.unset.get(id)?;
+                let mut bytes = Vec::with_capacity(1 + self.off_size);
+                bytes.push(OFFSET_POS_SET);
+                bytes.extend((0..self.off_size).map(|i| {
+                    if i < 8 {
+                        (data_pos >> (8 * i)) as u8
+                    } else {
+                        0
+                    }
+                }));
+                Some((flag_pos, bytes))
+            })
+            .collect();
+        out.sort_by_key(|(pos, _)| *pos);
+        out
+    }
+}
+
+/// Reads all of `r` and returns the archive's index, or `None` when it is not a custom-format
+/// archive of a version this module knows (it is still read to the end). I/O errors of `r`
+/// are returned as they are.
+pub fn scan<R: BufRead>(r: R) -> io::Result<Option<ArchiveIndex>> {
+    let mut p = Parser {
+        r,
+        pos: 0,
+        int_size: 4,
+        version: 0,
+    };
+    let result = p.archive();
+    // Whatever happened, read the rest: callers rely on every byte passing through.
+    io::copy(&mut p.r, &mut io::sink())?;
+    match result {
+        Ok(index) => Ok(Some(index)),
+        Err(Stop::Unknown) => Ok(None),
+        Err(Stop::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(Stop::Io(e)) => Err(e),
+    }
+}
+
+enum Stop {
+    /// Not an archive this parser understands.
+    Unknown,
+    Io(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        Stop::Io(e)
+    }
+}
+
+struct Parser<R> {
+    r: R,
+    pos: u64,
+    int_size: usize,
+    version: u32,
+}
+
+impl<R: BufRead> Parser<R> {
+    fn archive(&mut self) -> Result<ArchiveIndex, Stop> {
+        let mut magic = [0u8; 5];
+        self.bytes(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(Stop::Unknown);
+        }
+        let (vmaj, vmin, vrev) = (self.byte()?, self.byte()?, self.byte()?);
+        self.version = version(u32::from(vmaj), u32::from(vmin)) | u32::from(vrev);
+        if !(MIN_VERSION..MAX_VERSION + 0x100).contains(&self.version) {
+            return Err(Stop::Unknown);
+        }
+        self.int_size = usize::from(self.byte()?);
+        let off_size = usize::from(self.byte()?);
+        if !(1..=8).contains(&self.int_size) || !(1..=16).contains(&off_size) {
+            return Err(Stop::Unknown);
+        }
+        if self.byte()? != FORMAT_CUSTOM {
+            return Err(Stop::Unknown);
+        }
+        if self.version >= V1_15 {
+            self.byte()?; // compression algorithm
+        } else {
+            self.int()?; // compression level
+        }
+        for _ in 0..7 {
+            self.int()?; // creation time: sec, min, hour, mday, mon, year, isdst
+        }
+        for _ in 0..3 {
+            self.skip_str()?; // database name, server version, pg_dump version
+        }
+
+        let mut index = ArchiveIndex {
+            off_size,
+            ..Default::default()
+        };
+        let entries = self.int()?;
+        for _ in 0..entries {
+            let dump_id = self.int()?;
+            self.int()?; // had a data dumper
+            for _ in 0..4 {
+                self.skip_str()?; // table OID, OID, tag, description
+            }
+            self.int()?; // section
+            for _ in 0..3 {
+                self.skip_str()?; // definition, drop statement, COPY statement
+            }
+            self.skip_str()?; // namespace
+            self.skip_str()?; // tablespace
+            if self.version >= V1_14 {
+                self.skip_str()?; // table access method
+            }
+            if self.version >= V1_16 {
+                self.int()?; // relkind
+            }
+            self.skip_str()?; // owner
+            self.skip_str()?; // "with OIDs", always "false"
+            while self.skip_str()?.is_some() {} // dependencies, ended by a NULL string
+            let flag_pos = self.pos;
+            let flag = self.byte()?;
+            for _ in 0..off_size {
+                self.byte()?;
+            }
+            if flag == OFFSET_POS_NOT_SET {
+                index.unset.insert(dump_id, flag_pos);
+            }
+        }
+
+        // Data blocks until the end of the archive.
+        loop {
+            let block_pos = self.pos;
+            let kind = match self.byte() {
+                Ok(b) => b,
+                Err(Stop::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e),
+            };
+            let dump_id = self.int()?;
+            match kind {
+                BLK_DATA => self.skip_chunks()?,
+                BLK_BLOBS => {
+                    while self.int()? != 0 {
+                        self.skip_chunks()?; // one large object: its OID, then its chunks
+                    }
+                }
+                _ => return Err(Stop::Unknown),
+            }
+            index.blocks.insert(dump_id, block_pos);
+        }
+        Ok(index)
+    }
+
+    fn byte(&mut self) -> Result<u8, Stop> {
+        let mut b = [0u8; 1];
+        self.bytes(&mut b)?;
+        Ok(b[0])
+    }
+
+    fn bytes(&mut self, buf: &mut [u8]) -> Result<(), Stop> {
+        self.r.read_exact(buf)?;
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    /// pg_dump's integer: a sign byte, then `int_size` bytes, least significant first.
+    fn int(&mut self) -> Result<i64, Stop> {
+        let negative = self.byte()? != 0;
+        let mut v: i64 = 0;
+        for i in 0..self.int_size {
+            v |= i64::from(self.byte()?) << (8 * i);
+        }
+        Ok(if negative { -v } else { v })
+    }
+
+    /// A length-prefixed string (length -1 is NULL); returns its length.
+    fn skip_str(&mut self) -> Result<Option<u64>, Stop> {
+        let len = self.int()?;
+        if len < 0 {
+            return Ok(None);
+        }
+        self.skip(len as u64)?;
+        Ok(Some(len as u64))
+    }
+
+    /// Data chunks: (length, bytes)... ended by length 0.
+    fn skip_chunks(&mut self) -> Result<(), Stop> {
+        loop {
+            let len = self.int()?;
+            if len == 0 {
+                return Ok(());
+            }
+            if len < 0 {
+                return Err(Stop::Unknown);
+            }
+            self.skip(len as u64)?;
+        }
+    }
+
+    fn skip(&mut self, mut n: u64) -> Result<(), Stop> {
+        while n > 0 {
+            let available = self.r.fill_buf()?;
+            if available.is_empty() {
+                return Err(Stop::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            let take = available.len().min(n as usize);
+            self.r.consume(take);
+            self.pos += take as u64;
+            n -= take as u64;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_through_what_it_does_not_know() {
+        let junk = b"<html>not a dump</html>".repeat(1000);
+        assert!(scan(&junk[..]).unwrap().is_none());
+        let truncated = b"PGDMP\x01\x0e\x00\x04\x08\x01";
+        assert!(scan(&truncated[..]).unwrap().is_none());
+    }
+}
