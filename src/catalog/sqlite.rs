@@ -29,7 +29,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -100,9 +100,13 @@ impl Catalog {
             )));
         }
         if version == 0 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))?;
+        }
+        if version < 2 {
+            // How each stored dump is laid out (zstd frames, archive structure), as JSON.
+            conn.execute_batch(
+                "BEGIN; ALTER TABLE transfers ADD COLUMN layout TEXT; PRAGMA user_version = 2; COMMIT;",
+            )?;
         }
         Ok(Catalog {
             conn: Mutex::new(conn),
@@ -188,14 +192,17 @@ impl Catalog {
         Ok(TransferId::new(prefix, number))
     }
 
-    /// Inserts or replaces a transfer record.
+    /// Inserts a transfer record, or updates it (leaving its layout alone).
     pub fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
         let id = t.id.to_string();
         self.conn().execute(
-            "INSERT OR REPLACE INTO transfers (id, prefix, number, kind, origin, database, backup_id,
+            // An upsert, not INSERT OR REPLACE: a replace would wipe the columns kept apart
+            // from the record (the layout).
+            "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
                 state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
                 object_size, sha256, object_key, compression, server_version, tool_version, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error",
             params![
                 id,
                 t.id.prefix().to_string(),
@@ -230,6 +237,28 @@ impl Catalog {
             params![id.to_string(), bytes as i64],
         )?;
         Ok(())
+    }
+
+    /// Records how a backup's stored object is laid out (JSON, see `transfer::layout`).
+    pub fn set_layout(&self, id: TransferId, layout: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE transfers SET layout = ?2 WHERE id = ?1",
+            params![id.to_string(), layout],
+        )?;
+        Ok(())
+    }
+
+    /// How a backup's stored object is laid out, if recorded.
+    pub fn layout(&self, id: TransferId) -> Result<Option<String>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT layout FROM transfers WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// One transfer.
@@ -456,8 +485,10 @@ mod tests {
         );
         t.sha256 = Some("ab".into());
         c.save_transfer(&t).unwrap();
+        c.set_layout(t.id, "{}").unwrap();
         t.state = TransferState::Running;
         c.save_transfer(&t).unwrap();
+        assert_eq!(c.layout(t.id).unwrap().as_deref(), Some("{}"));
         c.set_progress(t.id, 42).unwrap();
         let back = c.transfer(t.id).unwrap().unwrap();
         assert_eq!(back.state, TransferState::Running);

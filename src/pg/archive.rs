@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::io::{self, BufRead};
 
+use serde::{Deserialize, Serialize};
+
 const MAGIC: &[u8; 5] = b"PGDMP";
 const FORMAT_CUSTOM: u8 = 1;
 const BLK_DATA: u8 = 1;
@@ -30,42 +32,67 @@ const V1_14: u32 = version(1, 14);
 const V1_15: u32 = version(1, 15);
 const V1_16: u32 = version(1, 16);
 
-/// Where a TOC entry's data-offset field is, and where its data block turned out to be.
-#[derive(Debug, Default)]
+/// Section of a TOC entry whose data (if any) `pg_restore --section=data` restores.
+pub const SECTION_DATA: i64 = 3;
+
+/// The layout of an archive: where its TOC ends and where each entry's data block lies.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveIndex {
-    off_size: usize,
-    /// dump ID → position of the entry's offset flag byte, for entries whose offset is unset.
-    unset: HashMap<i64, u64>,
-    /// dump ID → position of its data block's type byte.
-    blocks: HashMap<i64, u64>,
+    /// Size of the offset fields (8 in practice).
+    pub off_size: usize,
+    /// Where the data blocks begin: the bytes before are the header and the TOC.
+    pub toc_end: u64,
+    /// The TOC entries, in TOC order.
+    pub entries: Vec<TocEntry>,
+    /// The data blocks, in the order they appear.
+    pub blocks: Vec<Block>,
+}
+
+/// What the index keeps of a TOC entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TocEntry {
+    pub dump_id: i64,
+    /// pg_dump's section number: 1 none, 2 pre-data, 3 data, 4 post-data.
+    pub section: i64,
+    /// Position of the entry's data-offset flag byte.
+    pub offset_pos: u64,
+    /// The flag as written: 1 offset not set, 2 set, 3 no data.
+    pub offset_flag: u8,
+}
+
+/// A data block: `[start, end)` in the archive, starting at its block-type byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub dump_id: i64,
+    pub start: u64,
+    pub end: u64,
 }
 
 impl ArchiveIndex {
     /// The writes that fill in the data offsets: `(position, bytes)`. Empty when the blocks
     /// found do not match the TOC, so that a surprise never produces a wrong offset.
     pub fn patches(&self) -> Vec<(u64, Vec<u8>)> {
-        if self.blocks.keys().any(|id| !self.unset.contains_key(id)) {
+        let unset: HashMap<i64, u64> = self
+            .entries
+            .iter()
+            .filter(|e| e.offset_flag == OFFSET_POS_NOT_SET)
+            .map(|e| (e.dump_id, e.offset_pos))
+            .collect();
+        if self.blocks.iter().any(|b| !unset.contains_key(&b.dump_id)) {
             return Vec::new();
         }
-        let mut out: Vec<(u64, Vec<u8>)> = self
-            .blocks
+        self.blocks
             .iter()
-            .filter_map(|(id, data_pos)| {
-                let flag_pos = *self.unset.get(id)?;
+            .filter_map(|b| {
+                let flag_pos = *unset.get(&b.dump_id)?;
                 let mut bytes = Vec::with_capacity(1 + self.off_size);
                 bytes.push(OFFSET_POS_SET);
-                bytes.extend((0..self.off_size).map(|i| {
-                    if i < 8 {
-                        (data_pos >> (8 * i)) as u8
-                    } else {
-                        0
-                    }
-                }));
+                bytes.extend(
+                    (0..self.off_size).map(|i| if i < 8 { (b.start >> (8 * i)) as u8 } else { 0 }),
+                );
                 Some((flag_pos, bytes))
             })
-            .collect();
-        out.sort_by_key(|(pos, _)| *pos);
-        out
+            .collect()
     }
 }
 
@@ -152,7 +179,7 @@ impl<R: BufRead> Parser<R> {
             for _ in 0..4 {
                 self.skip_str()?; // table OID, OID, tag, description
             }
-            self.int()?; // section
+            let section = self.int()?;
             for _ in 0..3 {
                 self.skip_str()?; // definition, drop statement, COPY statement
             }
@@ -172,11 +199,15 @@ impl<R: BufRead> Parser<R> {
             for _ in 0..off_size {
                 self.byte()?;
             }
-            if flag == OFFSET_POS_NOT_SET {
-                index.unset.insert(dump_id, flag_pos);
-            }
+            index.entries.push(TocEntry {
+                dump_id,
+                section,
+                offset_pos: flag_pos,
+                offset_flag: flag,
+            });
         }
 
+        index.toc_end = self.pos;
         // Data blocks until the end of the archive.
         loop {
             let block_pos = self.pos;
@@ -195,7 +226,11 @@ impl<R: BufRead> Parser<R> {
                 }
                 _ => return Err(Stop::Unknown),
             }
-            index.blocks.insert(dump_id, block_pos);
+            index.blocks.push(Block {
+                dump_id,
+                start: block_pos,
+                end: self.pos,
+            });
         }
         Ok(index)
     }

@@ -1,7 +1,7 @@
 //! The local-directory driver: objects are files under a root directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{ObjectWriter, Storage, StorageError};
@@ -77,10 +77,16 @@ impl Storage for LocalStorage {
         }))
     }
 
-    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+    fn open_at(&self, key: &str, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
         let path = self.path(key)?;
         match File::open(&path) {
-            Ok(f) => Ok(Box::new(f)),
+            Ok(mut f) => {
+                if offset > 0 {
+                    f.seek(SeekFrom::Start(offset))
+                        .map_err(io_err("seek in", key))?;
+                }
+                Ok(Box::new(f))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 Err(StorageError::NotFound(key.to_string()))
             }
@@ -203,6 +209,12 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "hello");
+        let mut tail = String::new();
+        s.open_at("backups/b001.dump", 3)
+            .unwrap()
+            .read_to_string(&mut tail)
+            .unwrap();
+        assert_eq!(tail, "lo");
 
         let mut w = s.create("backups/b002.dump").unwrap();
         w.write_all(b"partial").unwrap();

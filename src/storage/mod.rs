@@ -36,7 +36,12 @@ pub trait Storage: Send + Sync {
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StorageError>;
 
     /// Reads an object from the start.
-    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError>;
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StorageError> {
+        self.open_at(key, 0)
+    }
+
+    /// Reads an object from byte `offset` on (restores read parts of a dump in parallel).
+    fn open_at(&self, key: &str, offset: u64) -> Result<Box<dyn Read + Send>, StorageError>;
 
     /// The size of an object, or `None` when it does not exist.
     fn size(&self, key: &str) -> Result<Option<u64>, StorageError>;

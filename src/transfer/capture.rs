@@ -8,20 +8,19 @@
 //! stock `pg_restore` reads. The object is committed only after pg_dump exited cleanly, and
 //! the backup is marked succeeded only after the commit.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::job::JobCtx;
-use super::pipeline::{
-    CHUNK, DUMP_MAGIC, HashingWriter, error_summary, log_stderr, spawn_tool, terminate,
-};
+use super::layout::{FramedEncoder, StoredLayout};
+use super::pipeline::{CHUNK, Tee, error_summary, log_stderr, spawn_tool, terminate};
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{server_facts, tool_command};
-use crate::pg::{PgTool, PgUrl};
+use crate::pg::{PgTool, PgUrl, archive};
 use crate::storage::ObjectWriter;
 
 /// What the compression pipeline hands back: the uncommitted object and what it measured.
@@ -31,6 +30,7 @@ struct Captured {
     stored_bytes: u64,
     dump_bytes: u64,
     magic_ok: bool,
+    layout: StoredLayout,
 }
 
 pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
@@ -140,6 +140,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         sha256,
         stored_bytes,
         dump_bytes,
+        layout,
         ..
     } = captured;
     let committed = tokio::task::spawn_blocking(move || writer.commit())
@@ -151,6 +152,16 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
             "the stored object has {committed} bytes, but {stored_bytes} were written"
         )));
     }
+    if layout.archive.is_none() {
+        job.log("Could not index the dump's data blocks; restores of it will scan for them");
+    }
+    let layout = serde_json::to_string(&layout).map_err(JobEnd::failed)?;
+    let catalog = engine.catalog.clone();
+    let id = job.rec.id;
+    tokio::task::spawn_blocking(move || catalog.set_layout(id, &layout))
+        .await
+        .map_err(JobEnd::failed)?
+        .map_err(JobEnd::failed)?;
     job.rec.sha256 = Some(sha256.clone());
     job.rec.object_size = Some(stored_bytes);
     job.rec.dump_size = Some(dump_bytes);
@@ -163,47 +174,32 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     Ok(())
 }
 
-/// The blocking half of a capture: reads the dump from the pipe, counts it, compresses it and
-/// hashes what is stored. Stops early (returning what it has) when the transfer is cancelled.
+/// The blocking half of a capture: reads the dump from the pipe, counts it, compresses it in
+/// frames and hashes what is stored, and reads the archive's structure on the way (for
+/// parallel restores). Stops early when the transfer is cancelled.
 fn compress_into(
-    mut reader: io::PipeReader,
+    reader: io::PipeReader,
     writer: Box<dyn ObjectWriter>,
     level: i32,
     workers: u32,
     ctx: &JobCtx,
 ) -> io::Result<Captured> {
-    let mut enc = zstd::stream::write::Encoder::new(HashingWriter::new(writer), level)?;
-    if workers > 0 {
-        enc.multithread(workers)?;
-    }
-    enc.include_checksum(true)?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut head: Vec<u8> = Vec::with_capacity(DUMP_MAGIC.len());
-    let mut dump_bytes = 0u64;
-    loop {
-        if ctx.is_cancelled() {
-            break;
-        }
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if head.len() < DUMP_MAGIC.len() {
-            let want = (DUMP_MAGIC.len() - head.len()).min(n);
-            head.extend_from_slice(&buf[..want]);
-        }
-        enc.write_all(&buf[..n])?;
-        dump_bytes += n as u64;
-        ctx.add_progress(n as u64);
-    }
-    let (writer, sha256, stored_bytes) = enc.finish()?.finish();
+    let encoder = FramedEncoder::new(writer, level, workers)?;
+    let mut tee = BufReader::with_capacity(CHUNK, Tee::new(reader, encoder, ctx));
+    let archive = archive::scan(&mut tee)?;
+    let tee = tee.into_inner();
+    let magic_ok = tee.starts_with_magic();
+    let dump_bytes = ctx.bytes();
+    let compressed = tee.out.finish()?;
     Ok(Captured {
-        writer,
-        sha256,
-        stored_bytes,
+        writer: compressed.inner,
+        sha256: compressed.sha256,
+        stored_bytes: compressed.bytes,
         dump_bytes,
-        magic_ok: head == DUMP_MAGIC,
+        magic_ok,
+        layout: StoredLayout {
+            frames: compressed.frames,
+            archive,
+        },
     })
 }

@@ -8,6 +8,7 @@
 mod capture;
 mod download;
 pub mod job;
+pub mod layout;
 pub mod pipeline;
 mod restore;
 
@@ -223,7 +224,12 @@ impl Engine {
         }
         if let Ok(entries) = std::fs::read_dir(&self.tmp_dir) {
             for e in entries.flatten() {
-                let _ = std::fs::remove_file(e.path());
+                let path = e.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
             }
         }
         std::fs::create_dir_all(&self.tmp_dir).map_err(|e| {

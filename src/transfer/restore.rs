@@ -1,36 +1,80 @@
 //! A restore: a stored backup into a database, with the stock `pg_restore`.
 //!
-//! ```text
-//! storage ─▶ SHA-256 ─▶ zstd -d ─▶ scratch file ─▶ pg_restore --list (is it a dump?)
-//!         ─▶ empty the target ─▶ pg_restore --jobs N
-//! ```
-//! The dump is spooled to a scratch file because `pg_restore --jobs` needs a seekable file, and
-//! because the checksum must be proven before the target is touched. Nothing in the target
-//! changes until the backup has been verified end to end.
+//! Nothing in the target changes until the whole stored object has been proven (its SHA-256
+//! matches the catalog, and `pg_restore --list` reads it). Then the target is emptied, as
+//! Heroku does, and restored. Two ways, depending on what the capture recorded:
+//!
+//! - **Streamed** (backups with a recorded layout, see `layout.rs`): the archive's header and
+//!   TOC go to a small scratch file; `pg_restore --section=pre-data` creates the schema; then
+//!   up to `--jobs` pg_restore processes load table data in parallel, each fed on its stdin
+//!   with the TOC and its tables' data blocks, read straight from the stored object (each from
+//!   its own zstd frame); finally `pg_restore --section=post-data --jobs N` builds indexes and
+//!   constraints. No copy of the dump is written anywhere.
+//! - **Spooled** (backups without a layout): the dump is decompressed into a scratch file with
+//!   its data offsets filled in, and `pg_restore --jobs N` restores that file.
 
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use super::download::PlainDump;
 use super::job::JobCtx;
-use super::pipeline::{CHUNK, DUMP_MAGIC, error_summary, log_stderr, spawn_tool, terminate};
+use super::layout::StoredLayout;
+use super::pipeline::{
+    CHUNK, HashingReader, Tee, error_summary, log_stderr, spawn_tool, terminate,
+};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
+use crate::pg::archive::{self, ArchiveIndex, SECTION_DATA};
 use crate::pg::client::{clean_database, server_facts, tool_command};
-use crate::pg::{PgTool, PgUrl, Version, archive};
+use crate::pg::{PgTool, PgUrl, Version};
+use crate::storage::Storage;
 
-/// Removes the scratch file however the restore ends.
+/// Consecutive tables whose data is smaller than this together go to one pg_restore process
+/// (a process per tiny table would cost more than it loads).
+const GROUP_BYTES: u64 = 64 << 20;
+
+/// The restore's scratch directory (in the data directory's `tmp/`), removed however the
+/// restore ends.
 struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create(path: PathBuf) -> io::Result<Scratch> {
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(Scratch(path))
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// What every pg_restore of one restore shares.
+#[derive(Clone)]
+struct Restorer {
+    ctx: JobCtx,
+    exe: PathBuf,
+    url: PgUrl,
+    storage: Arc<dyn Storage>,
+}
+
+/// Bytes to feed a pg_restore on its stdin: the archive's header and TOC, then data blocks.
+struct Feed {
+    toc: PathBuf,
+    key: String,
+    layout: Arc<StoredLayout>,
+    /// `[start, end)` ranges of the plain dump.
+    ranges: Vec<(u64, u64)>,
 }
 
 pub(super) async fn run(
@@ -70,28 +114,288 @@ pub(super) async fn run(
     job.rec.dump_size = backup.dump_size;
     job.save().await?;
 
-    // 1. Verify and spool.
+    let catalog = engine.catalog.clone();
+    let backup_id = backup.id;
+    let layout = tokio::task::spawn_blocking(move || catalog.layout(backup_id))
+        .await
+        .map_err(JobEnd::failed)?
+        .map_err(JobEnd::failed)?
+        .and_then(|json| serde_json::from_str::<StoredLayout>(&json).ok())
+        .filter(|l| l.archive.is_some());
+    let scratch = Scratch::create(engine.tmp_dir.join(job.rec.id.to_string())).map_err(|e| {
+        JobEnd::failed(format!(
+            "cannot create the restore's scratch directory: {e}"
+        ))
+    })?;
+    let restorer = Restorer {
+        ctx: job.ctx.clone(),
+        exe: pg_restore,
+        url,
+        storage: engine.storage.clone(),
+    };
     job.log(&format!(
         "Reading backup {} ({}) and checking its SHA-256",
         backup.id,
         bytes(backup.object_size.unwrap_or(0))
     ));
-    let scratch = Scratch(engine.tmp_dir.join(format!("{}.dump", job.rec.id)));
-    let plain = PlainDump::open(engine.storage.as_ref(), backup).map_err(JobEnd::failed)?;
-    let path = scratch.0.clone();
-    let ctx = job.ctx.clone();
-    tokio::task::spawn_blocking(move || spool(plain, &path, &ctx))
+    match layout {
+        Some(layout) => streamed(job, backup, &restorer, layout, jobs, &scratch).await,
+        None => spooled(job, backup, &restorer, jobs, &scratch).await,
+    }
+}
+
+async fn streamed(
+    job: &mut Job,
+    backup: &TransferRecord,
+    r: &Restorer,
+    layout: StoredLayout,
+    jobs: u32,
+    scratch: &Scratch,
+) -> Result<(), JobEnd> {
+    let key = backup
+        .object_key
+        .clone()
+        .ok_or_else(|| JobEnd::failed("the backup has no stored object"))?;
+    let layout = Arc::new(layout);
+    let archive: ArchiveIndex = layout.archive.clone().unwrap_or_default();
+    let toc = scratch.0.join("toc.dump");
+
+    // 1. Prove the object, and extract the header and TOC.
+    let (storage, l, k, t, b) = (
+        r.storage.clone(),
+        layout.clone(),
+        key.clone(),
+        toc.clone(),
+        backup.clone(),
+    );
+    tokio::task::spawn_blocking(move || verify_and_extract_toc(storage.as_ref(), &b, &l, &k, &t))
+        .await
+        .map_err(JobEnd::failed)?
+        .map_err(JobEnd::failed)?;
+    check_readable(r, backup, &toc).await?;
+    job.log("Backup verified: checksum matches and pg_restore reads it");
+
+    // 2. Empty the target.
+    empty_target(job, r).await?;
+
+    // 3. Schema, then data in parallel, then indexes and constraints.
+    job.log("Creating the schema (pg_restore --section=pre-data)");
+    let never = CancellationToken::new();
+    let args = |a: &[&str]| -> Vec<OsString> { a.iter().map(OsString::from).collect() };
+    let mut pre = args(&["--section=pre-data"]);
+    pre.push(toc.clone().into_os_string());
+    r.step(pre, None, &never).await?;
+
+    let groups = data_groups(&archive);
+    job.log(&format!(
+        "Loading table data: {} data block(s) in {} stream(s), up to {jobs} at a time",
+        archive.blocks.len(),
+        groups.len()
+    ));
+    let queue = Arc::new(Mutex::new(groups));
+    let abort = CancellationToken::new();
+    let mut workers = tokio::task::JoinSet::new();
+    for n in 0..jobs {
+        let (r, queue, abort, toc, key, layout) = (
+            r.clone(),
+            queue.clone(),
+            abort.clone(),
+            toc.clone(),
+            key.clone(),
+            layout.clone(),
+        );
+        let list_dir = scratch.0.clone();
+        workers.spawn(async move {
+            let mut k = 0;
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(group) = next else { return Ok(()) };
+                k += 1;
+                let list = list_dir.join(format!("list-{n}-{k}"));
+                let ids: String = group.ids.iter().map(|id| format!("{id}\n")).collect();
+                std::fs::write(&list, ids).map_err(JobEnd::failed)?;
+                let mut a = vec![
+                    OsString::from("--format=custom"),
+                    OsString::from("--use-list"),
+                ];
+                a.push(list.into_os_string());
+                let feed = Feed {
+                    toc: toc.clone(),
+                    key: key.clone(),
+                    layout: layout.clone(),
+                    ranges: group.ranges,
+                };
+                if let Err(e) = r.step(a, Some(feed), &abort).await {
+                    abort.cancel();
+                    return Err(e);
+                }
+            }
+        });
+    }
+    let mut first_error = None;
+    while let Some(done) = workers.join_next().await {
+        let result = done.map_err(JobEnd::failed).and_then(|r| r);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    if job.ctx.is_cancelled() {
+        return Err(JobEnd::Stopped);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    job.log(&format!(
+        "Building indexes and constraints (pg_restore --section=post-data --jobs {jobs})"
+    ));
+    let mut post = args(&["--section=post-data"]);
+    post.push(format!("--jobs={jobs}").into());
+    post.push(toc.into_os_string());
+    r.step(post, None, &never).await?;
+    Ok(())
+}
+
+/// One pg_restore process's share of the data: the TOC entries to restore (in stream order)
+/// and the plain ranges holding their blocks.
+#[derive(Debug)]
+struct Group {
+    ids: Vec<i64>,
+    ranges: Vec<(u64, u64)>,
+    bytes: u64,
+}
+
+/// Splits the data section into groups: each large table alone, consecutive small ones
+/// together; entries of the data section that have no block (sequence values) in a group of
+/// their own. Sorted so that `pop()` yields the largest first.
+fn data_groups(archive: &ArchiveIndex) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut current: Option<Group> = None;
+    for b in &archive.blocks {
+        let size = b.end - b.start;
+        match &mut current {
+            Some(g) if g.bytes + size <= GROUP_BYTES => {
+                g.ids.push(b.dump_id);
+                if let Some(last) = g.ranges.last_mut().filter(|r| r.1 == b.start) {
+                    last.1 = b.end;
+                } else {
+                    g.ranges.push((b.start, b.end));
+                }
+                g.bytes += size;
+            }
+            _ => {
+                groups.extend(current.take());
+                current = Some(Group {
+                    ids: vec![b.dump_id],
+                    ranges: vec![(b.start, b.end)],
+                    bytes: size,
+                });
+            }
+        }
+    }
+    groups.extend(current);
+    let with_block: std::collections::HashSet<i64> =
+        archive.blocks.iter().map(|b| b.dump_id).collect();
+    let blockless: Vec<i64> = archive
+        .entries
+        .iter()
+        .filter(|e| e.section == SECTION_DATA && !with_block.contains(&e.dump_id))
+        .map(|e| e.dump_id)
+        .collect();
+    if !blockless.is_empty() {
+        groups.push(Group {
+            ids: blockless,
+            ranges: Vec::new(),
+            bytes: 0,
+        });
+    }
+    groups.sort_by_key(|g| g.bytes);
+    groups
+}
+
+/// Reads the whole stored object to prove its SHA-256 and size, then writes the archive's
+/// header and TOC (decompressed) to `toc`.
+fn verify_and_extract_toc(
+    storage: &dyn Storage,
+    backup: &TransferRecord,
+    layout: &StoredLayout,
+    key: &str,
+    toc: &Path,
+) -> io::Result<()> {
+    let whole = HashingReader::new(storage.open(key).map_err(io::Error::other)?);
+    let (sha, size) = whole.finish()?;
+    if Some(&sha) != backup.sha256.as_ref() || Some(size) != backup.object_size {
+        return Err(super::download::damaged(
+            backup.id,
+            &format!(
+                "its SHA-256 is {sha} ({size} bytes) but {} was recorded",
+                backup.sha256.as_deref().unwrap_or("nothing")
+            ),
+        ));
+    }
+    let toc_end = layout.archive.as_ref().map(|a| a.toc_end).unwrap_or(0);
+    let mut head = layout
+        .open_at(storage, key, 0)
+        .map_err(io::Error::other)?
+        .take(toc_end);
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(toc)?;
+    let mut magic = [0u8; 5];
+    head.read_exact(&mut magic).map_err(|_| not_a_dump())?;
+    if &magic != super::pipeline::DUMP_MAGIC {
+        return Err(not_a_dump());
+    }
+    out.write_all(&magic)?;
+    let copied = io::copy(&mut head, &mut out)? + magic.len() as u64;
+    if copied != toc_end {
+        return Err(not_a_dump());
+    }
+    Ok(())
+}
+
+fn not_a_dump() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "the backup is not a custom-format dump (it does not start with PGDMP)",
+    )
+}
+
+async fn spooled(
+    job: &mut Job,
+    backup: &TransferRecord,
+    r: &Restorer,
+    jobs: u32,
+    scratch: &Scratch,
+) -> Result<(), JobEnd> {
+    let path = scratch.0.join("backup.dump");
+    let plain = PlainDump::open(r.storage.as_ref(), backup).map_err(JobEnd::failed)?;
+    let (p, ctx) = (path.clone(), job.ctx.clone());
+    tokio::task::spawn_blocking(move || spool(plain, &p, &ctx))
         .await
         .map_err(JobEnd::failed)?
         .map_err(JobEnd::failed)?;
     if job.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
     }
+    check_readable(r, backup, &path).await?;
+    job.log("Backup verified: checksum matches and pg_restore reads it");
+    empty_target(job, r).await?;
+    job.log(&format!("Restoring with pg_restore --jobs {jobs}"));
+    let args = vec![
+        OsString::from(format!("--jobs={jobs}")),
+        path.into_os_string(),
+    ];
+    r.step(args, None, &CancellationToken::new()).await
+}
 
-    // 2. Is it a dump pg_restore can read?
-    let mut list = tool_command(&pg_restore, None);
+/// `pg_restore --list`: refuses what pg_restore cannot read before the target is touched.
+async fn check_readable(r: &Restorer, backup: &TransferRecord, file: &Path) -> Result<(), JobEnd> {
+    let mut list = tool_command(&r.exe, None);
     list.arg("--list")
-        .arg(&scratch.0)
+        .arg(file)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let out = spawn_tool(&mut list, "pg_restore")
@@ -106,65 +410,119 @@ pub(super) async fn run(
             crate::pg::client::clean_libpq_message(&String::from_utf8_lossy(&out.stderr))
         )));
     }
-    job.log("Backup verified: checksum matches and pg_restore reads it");
-    if job.ctx.is_cancelled() {
+    if r.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
     }
+    Ok(())
+}
 
-    // 3. Empty the target, as Heroku does.
+/// Empties the target, as Heroku does.
+async fn empty_target(job: &mut Job, r: &Restorer) -> Result<(), JobEnd> {
     job.log(&format!(
         "Dropping all objects in database {} (schemas, extensions, large objects)",
-        url.dbname()
+        r.url.dbname()
     ));
     // The drop runs in one transaction that psql commits only after the whole block ran: when
     // the transfer is cancelled meanwhile (say, while waiting for a lock an application holds),
     // psql is killed before it commits and the server rolls everything back.
     tokio::select! {
-        r = clean_database(&engine.tools, &url) => r
+        res = clean_database(&job.engine.tools, &r.url) => res
             .map_err(|e| JobEnd::failed(format!("could not empty the target database: {e}")))?,
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
     }
     job.target_touched = true;
-
-    // 4. Restore.
-    job.log(&format!(
-        "Restoring with pg_restore --jobs {jobs} ({})",
-        pg_restore.display()
-    ));
-    let mut cmd = tool_command(&pg_restore, Some(&url));
-    cmd.args(["--verbose", "--no-owner", "--no-acl", "--no-password"])
-        .arg(format!("--jobs={jobs}"))
-        .arg("--dbname")
-        .arg(url.without_password())
-        .arg(&scratch.0)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = spawn_tool(&mut cmd, "pg_restore").map_err(JobEnd::failed)?;
-    drop(cmd);
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| log_stderr(s, job.ctx.clone(), "pg_restore"));
-    let status = tokio::select! {
-        s = child.wait() => s,
-        _ = job.ctx.cancelled().cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
-    };
-    let tail = match stderr {
-        Some(t) => t.await.unwrap_or_default(),
-        None => Vec::new(),
-    };
-    if job.ctx.is_cancelled() {
-        return Err(JobEnd::Stopped);
-    }
-    let status = status.map_err(JobEnd::failed)?;
-    if !status.success() {
-        return Err(JobEnd::failed(format!(
-            "pg_restore failed ({status}): {}",
-            error_summary(&tail)
-        )));
-    }
-    drop(scratch);
     Ok(())
+}
+
+impl Restorer {
+    /// Runs one pg_restore into the target with `args` (plus the common ones), fed on stdin
+    /// when `feed` is given. Stops it when the transfer is cancelled or `abort` fires.
+    async fn step(
+        &self,
+        args: Vec<OsString>,
+        feed: Option<Feed>,
+        abort: &CancellationToken,
+    ) -> Result<(), JobEnd> {
+        let mut cmd = tool_command(&self.exe, Some(&self.url));
+        cmd.args(["--verbose", "--no-owner", "--no-acl", "--no-password"])
+            .arg("--dbname")
+            .arg(self.url.without_password())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut feeder = None;
+        if let Some(feed) = feed {
+            let (reader, writer) = io::pipe().map_err(JobEnd::failed)?;
+            cmd.stdin(Stdio::from(reader));
+            let (storage, ctx) = (self.storage.clone(), self.ctx.clone());
+            feeder = Some(tokio::task::spawn_blocking(move || {
+                feed_blocks(storage.as_ref(), &feed, writer, &ctx)
+            }));
+        }
+        let mut child = spawn_tool(&mut cmd, "pg_restore").map_err(JobEnd::failed)?;
+        drop(cmd);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| log_stderr(s, self.ctx.clone(), "pg_restore"));
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = self.ctx.cancelled().cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
+            _ = abort.cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
+        };
+        let tail = match stderr {
+            Some(t) => t.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let fed = match feeder {
+            Some(f) => f.await.map_err(JobEnd::failed)?,
+            None => Ok(()),
+        };
+        if self.ctx.is_cancelled() || abort.is_cancelled() {
+            return Err(JobEnd::Stopped);
+        }
+        let status = status.map_err(JobEnd::failed)?;
+        if !status.success() {
+            return Err(JobEnd::failed(format!(
+                "pg_restore failed ({status}): {}",
+                error_summary(&tail)
+            )));
+        }
+        fed.map_err(|e| JobEnd::failed(format!("could not read the backup: {e}")))
+    }
+}
+
+/// Writes the TOC and then the plain ranges to a pg_restore's stdin.
+fn feed_blocks(
+    storage: &dyn Storage,
+    feed: &Feed,
+    pipe: io::PipeWriter,
+    ctx: &JobCtx,
+) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(CHUNK, pipe);
+    io::copy(&mut File::open(&feed.toc)?, &mut out)?;
+    let mut buf = vec![0u8; CHUNK];
+    for (start, end) in &feed.ranges {
+        let mut part = feed
+            .layout
+            .open_at(storage, &feed.key, *start)
+            .map_err(io::Error::other)?
+            .take(end - start);
+        loop {
+            if ctx.is_cancelled() {
+                return Err(io::Error::other("cancelled"));
+            }
+            let n = match part.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            out.write_all(&buf[..n])?;
+            ctx.add_progress(n as u64);
+        }
+    }
+    out.flush()
 }
 
 /// Decompresses the backup into the scratch file (mode 0600: it holds the data), counting
@@ -186,22 +544,21 @@ fn spool(plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
     let producer = std::thread::Builder::new()
         .name("restore-read".into())
         .spawn(move || decompress_into(plain, &tx))?;
-    let tee = Tee {
-        inner: ChannelReader {
+    let tee = Tee::new(
+        ChannelReader {
             rx,
             chunk: Vec::new(),
             at: 0,
         },
-        out: BufWriter::with_capacity(CHUNK, file),
-        head: Vec::with_capacity(DUMP_MAGIC.len()),
+        BufWriter::with_capacity(CHUNK, file),
         ctx,
-    };
+    );
     // The scan pulls every byte through the tee, which writes it to the scratch file.
     let mut reader = BufReader::with_capacity(CHUNK, tee);
     let scanned = archive::scan(&mut reader);
-    let Tee {
-        inner, out, head, ..
-    } = reader.into_inner();
+    let tee = reader.into_inner();
+    let magic_ok = tee.starts_with_magic();
+    let Tee { inner, out, .. } = tee;
     // Closing our end stops the reader thread if we stopped early (cancel, write error).
     drop(inner);
     let plain = producer
@@ -210,11 +567,8 @@ fn spool(plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
     let index = scanned?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     plain.verify()?;
-    if head != DUMP_MAGIC {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the backup is not a custom-format dump (it does not start with PGDMP)",
-        ));
+    if !magic_ok {
+        return Err(not_a_dump());
     }
     match index.map(|i| i.patches()) {
         Some(patches) if !patches.is_empty() => {
@@ -279,31 +633,6 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.chunk.len() - self.at);
         buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
         self.at += n;
-        Ok(n)
-    }
-}
-
-/// A `Read` stage that copies what is read into the scratch file, counts progress, keeps the
-/// first bytes, and stops when the transfer is cancelled.
-struct Tee<'a> {
-    inner: ChannelReader,
-    out: BufWriter<File>,
-    head: Vec<u8>,
-    ctx: &'a JobCtx,
-}
-
-impl Read for Tee<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.ctx.is_cancelled() {
-            return Err(io::Error::other("cancelled"));
-        }
-        let n = self.inner.read(buf)?;
-        if self.head.len() < DUMP_MAGIC.len() {
-            let want = (DUMP_MAGIC.len() - self.head.len()).min(n);
-            self.head.extend_from_slice(&buf[..want]);
-        }
-        self.out.write_all(&buf[..n])?;
-        self.ctx.add_progress(n as u64);
         Ok(n)
     }
 }
