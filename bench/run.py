@@ -578,12 +578,24 @@ CAPTURE_PHASES = [
     ("pg_dump → zstd → storage", "PostgreSQL "),
     ("make the object durable, commit", "Dump finished"),
 ]
+# Streamed restores (backups with a recorded layout) and spooled ones (without) log different
+# phases; the first list whose lines are all in the log is used.
 RESTORE_PHASES = [
-    ("connect, check the target", None),
-    ("verify checksum, spool, pg_restore --list", "Reading backup"),
-    ("other", "Backup verified"),
-    ("empty the target", "Dropping all objects"),
-    ("pg_restore", "Restoring with pg_restore"),
+    [
+        ("connect, check the target", None),
+        ("verify checksum, extract the TOC, pg_restore --list", "Reading backup"),
+        ("empty the target", "Dropping all objects"),
+        ("schema (pre-data)", "Creating the schema"),
+        ("table data, parallel streams", "Loading table data"),
+        ("indexes and constraints (post-data)", "Building indexes"),
+    ],
+    [
+        ("connect, check the target", None),
+        ("verify checksum, spool, pg_restore --list", "Reading backup"),
+        ("other", "Backup verified"),
+        ("empty the target", "Dropping all objects"),
+        ("pg_restore", "Restoring with pg_restore"),
+    ],
 ]
 
 
@@ -670,7 +682,8 @@ def one_round(i: int, cl: Cluster, svc: Service, work: Path, source_counts: dict
         rid = transfer_id(out, "backups:restore")
         info = svc.info(rid)
         r.restore_service_s = service_seconds(info)
-        r.restore_phases = phases(info, RESTORE_PHASES)
+        r.restore_phases = next(
+            (p for p in (phases(info, v) for v in RESTORE_PHASES) if p), {})
         log(f"  pgbackups restore --jobs {jobs}: {r.restore_s:.2f} s, "
             f"peak RSS {r.restore_rss_mb or 0:.1f} MB")
         log_phases(r.restore_phases)
@@ -772,7 +785,7 @@ def build_report(args: argparse.Namespace, rounds: list[Round], machine: list[tu
     if small:
         md.append(f"> **Small-scale run (pgbench scale {args.scale}, not the default 100).** "
                   "The targets are meant for the default scale; at small scales fixed costs "
-                  "(process start-up, the CLI's 500 ms status polling, the restore's checks) "
+                  "(process start-up, the API calls, the restore's checks) "
                   "weigh much more.\n")
     md.append(f"- Date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     md.append(f"- Command: `{command}`")
@@ -810,7 +823,7 @@ def build_report(args: argparse.Namespace, rounds: list[Round], machine: list[tu
             continue
         md.append(f"\n### {title} inside the service, last round\n")
         md.append("From the transfer's log timestamps; the rest of the command's wall time "
-                  "is the CLI (start-up, the API calls, its status polling every 500 ms).\n")
+                  "is the CLI (start-up, the API calls; it learns of the end at once by long polling).\n")
         md.append("| phase | s |")
         md.append("|---|---|")
         for name, secs in split.items():

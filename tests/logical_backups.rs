@@ -141,6 +141,18 @@ fn capture_then_restore_round_trips_schema_and_rows() {
         .unwrap();
     assert!(list.status.success());
     assert!(String::from_utf8_lossy(&list.stdout).contains("TABLE DATA sales orders_2025"));
+    // Its data offsets are filled in, as in a file pg_dump writes itself.
+    let dumped = std::io::BufReader::new(std::fs::File::open(&file).unwrap());
+    let index = pgbackups::pg::archive::scan(dumped).unwrap().unwrap();
+    assert!(!index.blocks.is_empty());
+    for block in &index.blocks {
+        let entry = index
+            .entries
+            .iter()
+            .find(|e| e.dump_id == block.dump_id)
+            .unwrap();
+        assert_eq!(entry.offset_flag, 2, "offset of {} not set", block.dump_id);
+    }
     pg.create_db("fromfile");
     let restore = std::process::Command::new(format!("{}/pg_restore", common::PG_BIN))
         .args([
@@ -688,4 +700,38 @@ fn a_stored_object_that_is_not_a_dump_is_refused_before_the_target_is_touched() 
     assert!(error.contains("not a custom-format dump"), "{error}");
     assert!(error.contains("not changed"), "{error}");
     assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
+}
+
+#[test]
+fn a_backup_without_a_recorded_layout_is_restored_through_a_scratch_file() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", RICH_DATABASE);
+    let svc = Service::start();
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+    // As for a backup taken before layouts were recorded.
+    rusqlite::Connection::open(svc.data_dir.join("catalog.db"))
+        .unwrap()
+        .execute("UPDATE transfers SET layout = NULL WHERE id = 'b001'", [])
+        .unwrap();
+    pg.create_db("restored");
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("restored"),
+        "--confirm",
+        "restored",
+        "--jobs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = svc.info("r001")["logs"].to_string();
+    assert!(log.contains("Filled in the data offsets of"), "{log}");
+    assert_eq!(pg.schema("app"), pg.schema("restored"));
+    assert_eq!(pg.row_counts("app"), pg.row_counts("restored"));
+    assert_eq!(
+        sequence_and_lo(&pg, "app"),
+        sequence_and_lo(&pg, "restored")
+    );
 }
