@@ -735,3 +735,56 @@ fn a_backup_without_a_recorded_layout_is_restored_through_a_scratch_file() {
         sequence_and_lo(&pg, "restored")
     );
 }
+
+#[test]
+fn a_restore_goes_on_past_objects_the_target_refuses_and_then_reports_them() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    // pg_buffercache is not a trusted extension: only a superuser may create it.
+    pg.psql(
+        "app",
+        "CREATE EXTENSION pg_buffercache; \
+         CREATE TABLE t AS SELECT g FROM generate_series(1, 5000) g; \
+         ALTER TABLE t ADD PRIMARY KEY (g);",
+    );
+    pg.psql(
+        "postgres",
+        "CREATE ROLE owner_role LOGIN PASSWORD 'owner-pw'",
+    );
+    pg.psql("postgres", "CREATE DATABASE target OWNER owner_role");
+    let svc = Service::start();
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let target = format!(
+        "postgres://owner_role:owner-pw@127.0.0.1:{}/target",
+        pg.port
+    );
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &target,
+        "--confirm",
+        "target",
+        "--jobs",
+        "2",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let info = svc.info(&transfer_id(&out));
+    assert_eq!(info["state"], "failed");
+    let error = info["error"].as_str().unwrap();
+    assert!(
+        error.contains("pg_buffercache") || error.contains("permission denied"),
+        "{error}"
+    );
+    assert!(error.contains("partially restored"), "{error}");
+    // Everything else was restored, indexes included.
+    assert_eq!(pg.psql("target", "SELECT count(*) FROM t").trim(), "5000");
+    assert_eq!(
+        pg.psql(
+            "target",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 't'"
+        )
+        .trim(),
+        "1"
+    );
+}

@@ -168,11 +168,12 @@ pub async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitSta
     }
 }
 
-/// Copies a child's stderr into the transfer log line by line, and returns its last lines
-/// (for the error message when the tool fails).
+/// Copies a child's stderr into the transfer log line by line, and returns what explains a
+/// failure: its first error lines (all of them up to a limit), then its last lines.
 pub fn log_stderr(stderr: ChildStderr, ctx: JobCtx, tool: &'static str) -> JoinHandle<Vec<String>> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stderr).lines();
+        let mut errors: Vec<String> = Vec::new();
         let mut tail: Vec<String> = Vec::new();
         loop {
             match lines.next_line().await {
@@ -182,8 +183,11 @@ pub fn log_stderr(stderr: ChildStderr, ctx: JobCtx, tool: &'static str) -> JoinH
                         continue;
                     }
                     ctx.log(&line);
+                    if is_error_line(&line) && errors.len() < 10 {
+                        errors.push(line.clone());
+                    }
                     tail.push(line);
-                    if tail.len() > 8 {
+                    if tail.len() > 3 {
                         tail.remove(0);
                     }
                 }
@@ -194,34 +198,39 @@ pub fn log_stderr(stderr: ChildStderr, ctx: JobCtx, tool: &'static str) -> JoinH
                 }
             }
         }
-        tail
+        for line in tail {
+            if !errors.contains(&line) {
+                errors.push(line);
+            }
+        }
+        errors
     })
 }
 
-/// The lines of a tool's stderr that say what went wrong (its `error:` lines when there are
-/// any, else the last lines), joined for an error message.
-pub fn error_summary(tail: &[String]) -> String {
-    let errors: Vec<&str> = tail
+fn is_error_line(line: &str) -> bool {
+    line.contains("error:")
+        || line.contains("detail:")
+        || line.contains("FATAL")
+        || line.contains("ERROR")
+}
+
+/// The lines of a tool's stderr that say what went wrong (its error lines when there are any,
+/// else the last lines), joined for an error message.
+pub fn error_summary(lines: &[String]) -> String {
+    let errors: Vec<&str> = lines
         .iter()
-        .filter(|l| {
-            l.contains("error:")
-                || l.contains("detail:")
-                || l.contains("FATAL")
-                || l.contains("ERROR")
-        })
+        .filter(|l| is_error_line(l))
         .map(String::as_str)
         .collect();
-    let chosen: Vec<&str> = if errors.is_empty() {
-        tail.iter()
-            .rev()
-            .take(3)
-            .rev()
+    if errors.is_empty() {
+        lines
+            .iter()
             .map(String::as_str)
-            .collect()
+            .collect::<Vec<_>>()
+            .join(" / ")
     } else {
-        errors
-    };
-    chosen.join(" / ")
+        errors.join(" / ")
+    }
 }
 
 #[cfg(test)]

@@ -182,9 +182,12 @@ async fn streamed(
     job.log("Creating the schema (pg_restore --section=pre-data)");
     let never = CancellationToken::new();
     let args = |a: &[&str]| -> Vec<OsString> { a.iter().map(OsString::from).collect() };
+    // Like pg_restore itself, go on past errors (an object the target cannot take) and report
+    // them all at the end; only a cancel stops everything at once.
+    let mut errors: Vec<String> = Vec::new();
     let mut pre = args(&["--section=pre-data"]);
     pre.push(toc.clone().into_os_string());
-    r.step(pre, None, &never).await?;
+    tolerate(r.step(pre, None, &never).await, &mut errors)?;
 
     let groups = data_groups(&archive);
     job.log(&format!(
@@ -193,23 +196,25 @@ async fn streamed(
         groups.len()
     ));
     let queue = Arc::new(Mutex::new(groups));
-    let abort = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
     for n in 0..jobs {
-        let (r, queue, abort, toc, key, layout) = (
+        let (r, queue, never, toc, key, layout) = (
             r.clone(),
             queue.clone(),
-            abort.clone(),
+            never.clone(),
             toc.clone(),
             key.clone(),
             layout.clone(),
         );
         let list_dir = scratch.0.clone();
         workers.spawn(async move {
+            let mut errors = Vec::new();
             let mut k = 0;
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some(group) = next else { return Ok(()) };
+                let Some(group) = next else {
+                    return Ok(errors);
+                };
                 k += 1;
                 let list = list_dir.join(format!("list-{n}-{k}"));
                 let ids: String = group.ids.iter().map(|id| format!("{id}\n")).collect();
@@ -225,25 +230,20 @@ async fn streamed(
                     layout: layout.clone(),
                     ranges: group.ranges,
                 };
-                if let Err(e) = r.step(a, Some(feed), &abort).await {
-                    abort.cancel();
-                    return Err(e);
-                }
+                tolerate(r.step(a, Some(feed), &never).await, &mut errors)?;
             }
         });
     }
-    let mut first_error = None;
+    let mut stopped = false;
     while let Some(done) = workers.join_next().await {
-        let result = done.map_err(JobEnd::failed).and_then(|r| r);
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
+        match done.map_err(JobEnd::failed).and_then(|r| r) {
+            Ok(mut e) => errors.append(&mut e),
+            Err(JobEnd::Stopped) => stopped = true,
+            Err(JobEnd::Failed(m)) => errors.push(m),
         }
     }
-    if job.ctx.is_cancelled() {
+    if stopped || job.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
-    }
-    if let Some(e) = first_error {
-        return Err(e);
     }
 
     job.log(&format!(
@@ -252,8 +252,24 @@ async fn streamed(
     let mut post = args(&["--section=post-data"]);
     post.push(format!("--jobs={jobs}").into());
     post.push(toc.into_os_string());
-    r.step(post, None, &never).await?;
-    Ok(())
+    tolerate(r.step(post, None, &never).await, &mut errors)?;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(JobEnd::Failed(errors.join("; ")))
+    }
+}
+
+/// Notes a failed step and goes on; passes a stop through.
+fn tolerate(result: Result<(), JobEnd>, errors: &mut Vec<String>) -> Result<(), JobEnd> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(JobEnd::Failed(m)) => {
+            errors.push(m);
+            Ok(())
+        }
+        Err(JobEnd::Stopped) => Err(JobEnd::Stopped),
+    }
 }
 
 /// One pg_restore process's share of the data: the TOC entries to restore (in stream order)
