@@ -99,6 +99,12 @@ fn capture_then_restore_round_trips_schema_and_rows() {
         .join(info["object_key"].as_str().unwrap());
     let bytes = std::fs::read(&stored).unwrap();
     assert_eq!(bytes.len() as u64, info["object_size"].as_u64().unwrap());
+    // Dumps hold all the data: only the service's user may read them.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&stored), 0o600);
+    assert_eq!(mode(stored.parent().unwrap()), 0o700);
+    assert_eq!(mode(&svc.data_dir), 0o700);
     assert_eq!(sha256_hex(&bytes), info["sha256"].as_str().unwrap());
 
     // Restore into a database that already holds other objects: they are dropped first.

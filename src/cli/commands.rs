@@ -1,6 +1,6 @@
 //! What each command does: call the API, print the answer.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use reqwest::Method;
@@ -218,15 +218,31 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
 }
 
 fn read_url_from_stdin() -> Result<String, CliError> {
-    if std::io::stdin().is_terminal() {
-        eprint!("Database URL (postgres://user:password@host:5432/dbname): ");
-        let _ = std::io::stderr().flush();
-    }
+    let stdin = std::io::stdin();
     let mut line = String::new();
-    std::io::stdin()
-        .read_to_string(&mut line)
-        .map_err(|e| CliError::msg(format!("cannot read the URL from standard input: {e}")))?;
-    let url = line.lines().next().unwrap_or("").trim().to_string();
+    let read = if stdin.is_terminal() {
+        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        use std::os::fd::AsFd;
+        eprint!("Database URL (postgres://user:password@host:5432/dbname, not echoed): ");
+        let _ = std::io::stderr().flush();
+        // Typed, not echoed: the password never shows on the screen.
+        let saved = tcgetattr(stdin.as_fd()).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet.local_flags.remove(LocalFlags::ECHO);
+            let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &quiet);
+        }
+        let read = stdin.read_line(&mut line);
+        if let Some(t) = &saved {
+            let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, t);
+            eprintln!();
+        }
+        read
+    } else {
+        stdin.read_line(&mut line)
+    };
+    read.map_err(|e| CliError::msg(format!("cannot read the URL from standard input: {e}")))?;
+    let url = line.trim().to_string();
     if url.is_empty() {
         return Err(CliError::msg(
             "no URL given: pass it as the second argument or on standard input",

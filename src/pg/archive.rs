@@ -254,7 +254,11 @@ impl<R: BufRead> Parser<R> {
         for i in 0..self.int_size {
             v |= i64::from(self.byte()?) << (8 * i);
         }
-        Ok(if negative { -v } else { v })
+        if negative {
+            v.checked_neg().ok_or(Stop::Unknown)
+        } else {
+            Ok(v)
+        }
     }
 
     /// A length-prefixed string (length -1 is NULL); returns its length.

@@ -105,9 +105,11 @@ async fn run_psql(
     if stdin.is_some() {
         cmd.stdin(Stdio::piped());
     }
-    let mut child = cmd.spawn().map_err(|source| PgError::Spawn {
-        tool: exe.display().to_string(),
-        source,
+    let mut child = crate::transfer::pipeline::spawn_tool(&mut cmd, "psql").map_err(|source| {
+        PgError::Spawn {
+            tool: exe.display().to_string(),
+            source,
+        }
     })?;
     if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A write error means psql exited early; its status and stderr tell why.

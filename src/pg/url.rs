@@ -25,13 +25,17 @@ pub enum PgUrlError {
     )]
     Scheme,
     #[error(
-        "malformed PostgreSQL URL ({0}); the expected form is postgres://user:password@host:5432/dbname"
+        "malformed PostgreSQL URL ({0}); the expected form is postgres://user:password@host:5432/dbname, with special characters in the password percent-encoded"
     )]
     Malformed(String),
     #[error(
         "the PostgreSQL URL names no database; add it as the path, as in postgres://user@host:5432/dbname"
     )]
     NoDatabase,
+    #[error(
+        "the PostgreSQL URL cannot be read as user:password@host: percent-encode special characters in the user name and password (`/` as %2F, `@` as %40, `#` as %23, `?` as %3F, `:` as %3A)"
+    )]
+    SpecialCharacters,
 }
 
 impl PgUrl {
@@ -44,6 +48,15 @@ impl PgUrl {
         }
         // Never echo the input in the error: it may contain the password.
         let mut url = Url::parse(s).map_err(|e| PgUrlError::Malformed(e.to_string()))?;
+        // `postgres://app:/x9@db/app` parses as host `app` and path `/x9@db/app`: a password
+        // with an unencoded `/`, `?` or `#` would end up shown as a path. Refuse it.
+        let userinfo_lost = url.username().is_empty()
+            && url.password().is_none()
+            && s.split_once("://")
+                .is_some_and(|(_, rest)| rest.contains('@'));
+        if userinfo_lost || url.fragment().is_some() {
+            return Err(PgUrlError::SpecialCharacters);
+        }
         let query_password = url
             .query_pairs()
             .find(|(k, _)| k == "password")
@@ -197,6 +210,13 @@ mod tests {
         ));
         let err = PgUrl::parse("postgres://u:hunter2@h:notaport/db").unwrap_err();
         assert!(!err.to_string().contains("hunter2"));
+        for unencoded in ["postgres://app:/x9Q@db/app", "postgres://app:p#w@db/app"] {
+            let err = PgUrl::parse(unencoded).unwrap_err().to_string();
+            assert!(err.contains("percent-encode"), "{unencoded}: {err}");
+            assert!(!err.contains("x9Q") && !err.contains("p#w"));
+        }
+        let encoded = PgUrl::parse("postgres://app:%2Fx9Q@db/app").unwrap();
+        assert_eq!(encoded.password().as_deref(), Some("/x9Q"));
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl From<TransferError> for ApiError {
             | E::NotABackup(_)
             | E::BadJobs(_) => StatusCode::BAD_REQUEST,
             E::NotCompleted { .. }
+            | E::InUse { .. }
             | E::StillRunning(_)
             | E::NotRunning { .. }
             | E::NothingRunning => StatusCode::CONFLICT,
@@ -208,13 +209,20 @@ async fn list_transfers(
     Ok(Json(blocking(move || e.transfers(f.kind)).await?))
 }
 
+#[derive(Deserialize)]
+struct ShowQuery {
+    /// Wait up to this many milliseconds (at most 30 s) for a running transfer to end.
+    wait_ms: Option<u64>,
+}
+
 async fn show_transfer(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let e = s.engine.clone();
-    Ok(Json(blocking(move || e.transfer(id)).await?))
+    let wait = std::time::Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000));
+    Ok(Json(s.engine.transfer_after(id, wait).await?))
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@
 mod api;
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +46,22 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
                 dir.display()
             ))
         })?;
+    // The directory holds the token, the key and (with local storage) every dump.
+    let mode = std::fs::metadata(dir)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0);
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            ServeError(format!(
+                "cannot make data directory {} private: {e}",
+                dir.display()
+            ))
+        })?;
+        tracing::warn!(
+            "data directory {} was mode {mode:o}; made it 0700",
+            dir.display()
+        );
+    }
     let _lock = lock_data_dir(dir)?;
 
     let secrets = Arc::new(Secrets::load_or_create(dir).map_err(|e| {
@@ -101,14 +117,23 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
 
     let app = router(engine.clone(), secrets);
     let shutdown_engine = engine.clone();
+    let stopped = Arc::new(tokio::sync::Notify::new());
+    let stopped_tx = stopped.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: stopping running transfers");
         shutdown_engine.shutdown(SHUTDOWN_GRACE).await;
+        stopped_tx.notify_one();
     });
-    server
-        .await
-        .map_err(|e| ServeError(format!("server error: {e}")))?;
+    // Open connections (a long download, a client that stopped reading) get a little time
+    // to finish once the transfers are recorded; then the service exits anyway.
+    tokio::select! {
+        r = server => r.map_err(|e| ServeError(format!("server error: {e}")))?,
+        _ = async {
+            stopped.notified().await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        } => tracing::warn!("closing connections still open 10 s after shutdown"),
+    }
     let _ = std::fs::remove_file(dir.join(SERVICE_URL_FILE));
     tracing::info!("stopped");
     Ok(())

@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{ObjectWriter, Storage, StorageError};
@@ -9,6 +10,14 @@ use crate::durable;
 
 /// Marker in the names of files being written; what carries it after a crash is garbage.
 const PARTIAL_MARK: &str = ".partial-";
+
+/// Creates `dir` and its missing parents with mode 0700.
+fn private_dirs(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
 
 /// Objects as files under `root`, written durably (temp → fsync → rename → fsync dir).
 pub struct LocalStorage {
@@ -18,7 +27,7 @@ pub struct LocalStorage {
 impl LocalStorage {
     /// A store rooted at `root`, which is created if missing.
     pub fn new(root: PathBuf) -> Result<LocalStorage, StorageError> {
-        fs::create_dir_all(&root).map_err(|source| StorageError::Io {
+        private_dirs(&root).map_err(|source| StorageError::Io {
             op: "create directory",
             key: root.display().to_string(),
             source,
@@ -56,16 +65,18 @@ impl Storage for LocalStorage {
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StorageError> {
         let path = self.path(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io_err("create directory for", key))?;
+        private_dirs(&dir).map_err(io_err("create directory for", key))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let suffix = crate::secret::random_hex(6).map_err(io_err("create", key))?;
         let tmp = dir.join(format!(".{name}{PARTIAL_MARK}{suffix}"));
+        // Dumps hold all the data: readable by the service's user alone.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(io_err("create", key))?;
         Ok(Box::new(LocalWriter {

@@ -36,9 +36,10 @@ struct Captured {
 pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
     job.log(&format!("Connecting to {}", url.redacted()));
-    let facts = server_facts(&engine.tools, &url)
-        .await
-        .map_err(JobEnd::failed)?;
+    let facts = tokio::select! {
+        f = server_facts(&engine.tools, &url) => f.map_err(JobEnd::failed)?,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    };
     let pg_dump = engine
         .tools
         .find(PgTool::Dump, facts.version.major)

@@ -121,6 +121,7 @@ impl Engine {
             .catalog
             .layout(backup.id)?
             .and_then(|json| serde_json::from_str::<StoredLayout>(&json).ok())
+            .filter(|l| l.is_consistent(backup.dump_size))
             .and_then(|l| l.archive)
             .map(|a| a.patches())
             .unwrap_or_default();

@@ -29,6 +29,28 @@ pub struct StoredLayout {
 }
 
 impl StoredLayout {
+    /// Whether the layout can be trusted for a dump of `dump_size` plain bytes: frames start
+    /// at 0 and ascend, blocks lie after the TOC, in order, inside the dump. A layout that is
+    /// not (a damaged or edited catalog) is ignored; the restore then takes the spooled path.
+    pub fn is_consistent(&self, dump_size: Option<u64>) -> bool {
+        let size = dump_size.unwrap_or(u64::MAX);
+        let frames_ok = self.frames.first() == Some(&(0, 0))
+            && self
+                .frames
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+        let archive_ok = self.archive.as_ref().is_none_or(|a| {
+            let mut at = a.toc_end;
+            a.toc_end <= size
+                && a.blocks.iter().all(|b| {
+                    let ok = at <= b.start && b.start < b.end && b.end <= size;
+                    at = b.end;
+                    ok
+                })
+        });
+        frames_ok && archive_ok
+    }
+
     /// A reader of the plain dump from `plain_offset` on.
     pub fn open_at(
         &self,
@@ -160,6 +182,43 @@ impl<W: Write> Write for FramedEncoder<W> {
 mod tests {
     use super::*;
     use crate::storage::LocalStorage;
+
+    #[test]
+    fn inconsistent_layouts_are_not_trusted() {
+        use crate::pg::archive::{ArchiveIndex, Block};
+        let archive = |blocks: Vec<Block>| ArchiveIndex {
+            off_size: 8,
+            toc_end: 100,
+            entries: Vec::new(),
+            blocks,
+        };
+        let block = |start, end| Block {
+            dump_id: 1,
+            start,
+            end,
+        };
+        let good = StoredLayout {
+            frames: vec![(0, 0), (FRAME_SIZE, 10)],
+            archive: Some(archive(vec![block(100, 200), block(200, 300)])),
+        };
+        assert!(good.is_consistent(Some(300)));
+        assert!(!good.is_consistent(Some(299)));
+        let frames_off = StoredLayout {
+            frames: vec![(5, 0)],
+            ..good.clone()
+        };
+        assert!(!frames_off.is_consistent(None));
+        let backwards = StoredLayout {
+            archive: Some(archive(vec![block(200, 150)])),
+            ..good.clone()
+        };
+        assert!(!backwards.is_consistent(None));
+        let inside_toc = StoredLayout {
+            archive: Some(archive(vec![block(50, 150)])),
+            ..good
+        };
+        assert!(!inside_toc.is_consistent(None));
+    }
 
     #[test]
     fn frames_can_be_read_from_any_offset_and_as_one_stream() {

@@ -63,6 +63,13 @@ pub enum TransferError {
     NotABackup(TransferId),
     #[error("{0} is still running; cancel it first with `pgbackups backups:cancel {0}`")]
     StillRunning(TransferId),
+    #[error(
+        "backup {backup} is being restored by {restore}; wait for it to end or cancel it first"
+    )]
+    InUse {
+        backup: TransferId,
+        restore: TransferId,
+    },
     #[error("{id} is not running (it is {state}); nothing to cancel")]
     NotRunning { id: TransferId, state: String },
     #[error("no capture or restore is running; nothing to cancel")]
@@ -487,6 +494,17 @@ impl Engine {
         if !rec.state.is_finished() {
             return Err(TransferError::StillRunning(id));
         }
+        if let Some(restore) = self
+            .catalog
+            .unfinished_transfers()?
+            .into_iter()
+            .find(|t| t.backup_id == Some(id))
+        {
+            return Err(TransferError::InUse {
+                backup: id,
+                restore: restore.id,
+            });
+        }
         check_confirm(&rec.database, confirm)?;
         if let Some(key) = &rec.object_key {
             self.storage.delete(key)?;
@@ -515,6 +533,10 @@ impl Engine {
     fn launch(self: &Arc<Self>, rec: TransferRecord, work: Work) {
         let (ctx, log_writer) = JobCtx::new(rec.id, self.catalog.clone());
         self.running().insert(rec.id, ctx.control.clone());
+        // A shutdown that began after `new_transfer` checked has already stopped the others.
+        if self.tasks.is_closed() {
+            ctx.control.stop(StopReason::Shutdown);
+        }
         let engine = self.clone();
         self.tasks.spawn(async move {
             let id = rec.id;

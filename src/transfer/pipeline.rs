@@ -172,13 +172,18 @@ pub async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitSta
 /// failure: its first error lines (all of them up to a limit), then its last lines.
 pub fn log_stderr(stderr: ChildStderr, ctx: JobCtx, tool: &'static str) -> JoinHandle<Vec<String>> {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
+        // Bytes, not `lines()`: a tool prints names in the database's encoding, which need
+        // not be UTF-8, and giving up on a line would close the pipe under the tool.
+        let mut reader = BufReader::new(stderr);
+        let mut raw: Vec<u8> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         let mut tail: Vec<String> = Vec::new();
         loop {
-            match lines.next_line().await {
-                Ok(Some(line)) => {
-                    let line = line.trim_end().to_string();
+            raw.clear();
+            match reader.read_until(b'\n', &mut raw).await {
+                Ok(0) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&raw).trim_end().to_string();
                     if line.is_empty() {
                         continue;
                     }
@@ -191,9 +196,10 @@ pub fn log_stderr(stderr: ChildStderr, ctx: JobCtx, tool: &'static str) -> JoinH
                         tail.remove(0);
                     }
                 }
-                Ok(None) => break,
                 Err(e) => {
                     ctx.log(&format!("(could not read {tool}'s messages: {e})"));
+                    // Keep draining, so that the tool never blocks or dies on a full pipe.
+                    let _ = tokio::io::copy(&mut reader, &mut tokio::io::sink()).await;
                     break;
                 }
             }

@@ -90,9 +90,10 @@ pub(super) async fn run(
         backup.database,
         url.redacted()
     ));
-    let facts = server_facts(&engine.tools, &url)
-        .await
-        .map_err(JobEnd::failed)?;
+    let facts = tokio::select! {
+        f = server_facts(&engine.tools, &url) => f.map_err(JobEnd::failed)?,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    };
     job.rec.server_version = Some(facts.version.to_string());
     job.rec.database_size = Some(facts.database_size);
     // pg_restore must be at least as new as the pg_dump that wrote the archive.
@@ -121,7 +122,7 @@ pub(super) async fn run(
         .map_err(JobEnd::failed)?
         .map_err(JobEnd::failed)?
         .and_then(|json| serde_json::from_str::<StoredLayout>(&json).ok())
-        .filter(|l| l.archive.is_some());
+        .filter(|l| l.archive.is_some() && l.is_consistent(backup.dump_size));
     let scratch = Scratch::create(engine.tmp_dir.join(job.rec.id.to_string())).map_err(|e| {
         JobEnd::failed(format!(
             "cannot create the restore's scratch directory: {e}"
@@ -161,17 +162,20 @@ async fn streamed(
     let toc = scratch.0.join("toc.dump");
 
     // 1. Prove the object, and extract the header and TOC.
-    let (storage, l, k, t, b) = (
+    let (storage, l, k, t, b, ctx) = (
         r.storage.clone(),
         layout.clone(),
         key.clone(),
         toc.clone(),
         backup.clone(),
+        job.ctx.clone(),
     );
-    tokio::task::spawn_blocking(move || verify_and_extract_toc(storage.as_ref(), &b, &l, &k, &t))
-        .await
-        .map_err(JobEnd::failed)?
-        .map_err(JobEnd::failed)?;
+    tokio::task::spawn_blocking(move || {
+        verify_and_extract_toc(storage.as_ref(), &b, &l, &k, &t, &ctx)
+    })
+    .await
+    .map_err(JobEnd::failed)?
+    .map_err(JobEnd::failed)?;
     check_readable(r, backup, &toc).await?;
     job.log("Backup verified: checksum matches and pg_restore reads it");
 
@@ -337,8 +341,21 @@ fn verify_and_extract_toc(
     layout: &StoredLayout,
     key: &str,
     toc: &Path,
+    ctx: &JobCtx,
 ) -> io::Result<()> {
-    let whole = HashingReader::new(storage.open(key).map_err(io::Error::other)?);
+    let mut whole = HashingReader::new(storage.open(key).map_err(io::Error::other)?);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if ctx.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
+        match whole.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     let (sha, size) = whole.finish()?;
     if Some(&sha) != backup.sha256.as_ref() || Some(size) != backup.object_size {
         return Err(super::download::damaged(
@@ -498,13 +515,19 @@ impl Restorer {
             return Err(JobEnd::Stopped);
         }
         let status = status.map_err(JobEnd::failed)?;
-        if !status.success() {
-            return Err(JobEnd::failed(format!(
+        match fed {
+            // A broken pipe only means pg_restore stopped reading; its own error says why.
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(JobEnd::failed(format!(
+                "could not read the backup: {e} (pg_restore, fed a cut-off stream: {})",
+                error_summary(&tail)
+            ))),
+            _ if !status.success() => Err(JobEnd::failed(format!(
                 "pg_restore failed ({status}): {}",
                 error_summary(&tail)
-            )));
+            ))),
+            Err(e) => Err(JobEnd::failed(format!("could not read the backup: {e}"))),
+            Ok(()) => Ok(()),
         }
-        fed.map_err(|e| JobEnd::failed(format!("could not read the backup: {e}")))
     }
 }
 
