@@ -9,6 +9,7 @@ pub mod config;
 pub mod durable;
 pub mod format;
 pub mod pg;
+pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod storage;

@@ -470,6 +470,20 @@ fn unknown_ids_missing_tokens_and_missing_confirmations_are_refused() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(svc.stored_files().is_empty());
     assert!(!svc.ok(&["backups"]).contains("b001"));
+
+    // Forgetting a database keeps nothing of its URL, and it can no longer be captured.
+    let out = svc.cli(&["databases:remove", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!svc.ok(&["databases"]).contains("main"));
+    let out = svc.cli(&["backups:capture", "main"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no database named `main`"),
+        "{}",
+        text(&out)
+    );
+    let out = svc.cli(&["databases:remove", "main"]);
+    assert!(!out.status.success());
 }
 
 #[test]
