@@ -8,7 +8,7 @@ mod model;
 mod sqlite;
 
 pub use model::{
-    DatabaseRecord, LogLine, Origin, TransferId, TransferIdError, TransferKind, TransferRecord,
-    TransferState,
+    DatabaseRecord, LogLine, Origin, ScheduleRecord, TransferId, TransferIdError, TransferKind,
+    TransferRecord, TransferState,
 };
 pub use sqlite::{Catalog, CatalogError};

@@ -206,6 +206,17 @@ impl TransferRecord {
     }
 }
 
+/// A database's daily schedule as stored: the local time and the IANA zone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub database: String,
+    pub hour: i8,
+    pub minute: i8,
+    pub zone: String,
+    /// When it was set; runs due before this are not made up.
+    pub created_at: Timestamp,
+}
+
 /// One line of a transfer's log.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LogLine {

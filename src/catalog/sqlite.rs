@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{
-    DatabaseRecord, LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState,
+    DatabaseRecord, LogLine, Origin, ScheduleRecord, TransferId, TransferKind, TransferRecord,
+    TransferState,
 };
 
 /// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
@@ -29,7 +30,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -108,6 +109,29 @@ impl Catalog {
                 "BEGIN; ALTER TABLE transfers ADD COLUMN layout TEXT; PRAGMA user_version = 2; COMMIT;",
             )?;
         }
+        if version < 3 {
+            // Daily schedules, and the runs they started: one per database and local date.
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE schedules (
+                     database TEXT PRIMARY KEY,
+                     hour INTEGER NOT NULL,
+                     minute INTEGER NOT NULL,
+                     zone TEXT NOT NULL,
+                     created_at INTEGER NOT NULL
+                 );
+                 CREATE TABLE scheduled_runs (
+                     database TEXT NOT NULL,
+                     local_date TEXT NOT NULL,
+                     due_at INTEGER NOT NULL,
+                     transfer_id TEXT,
+                     created_at INTEGER NOT NULL,
+                     PRIMARY KEY (database, local_date)
+                 );
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
         Ok(Catalog {
             conn: Mutex::new(conn),
         })
@@ -167,12 +191,97 @@ impl Catalog {
             .optional()?)
     }
 
-    /// Forgets a database; its backups stay. Returns whether it was registered.
+    /// Forgets a database and its schedule; its backups stay. Returns whether it was
+    /// registered.
     pub fn remove_database(&self, name: &str) -> Result<bool, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM schedules WHERE database = ?1", [name])?;
+        let n = tx.execute("DELETE FROM databases WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    // ---- schedules ----
+
+    /// Sets (or replaces) a database's daily schedule.
+    pub fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO schedules (database, hour, minute, zone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (database) DO UPDATE SET hour = excluded.hour, minute = excluded.minute,
+                 zone = excluded.zone, created_at = excluded.created_at",
+            params![s.database, s.hour, s.minute, s.zone, micros(s.created_at)],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a database's schedule; returns whether it had one.
+    pub fn remove_schedule(&self, database: &str) -> Result<bool, CatalogError> {
         Ok(self
             .conn()
-            .execute("DELETE FROM databases WHERE name = ?1", [name])?
+            .execute("DELETE FROM schedules WHERE database = ?1", [database])?
             > 0)
+    }
+
+    /// All schedules, by database.
+    pub fn schedules(&self) -> Result<Vec<ScheduleRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT database, hour, minute, zone, created_at FROM schedules ORDER BY database",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ScheduleRecord {
+                database: r.get(0)?,
+                hour: r.get(1)?,
+                minute: r.get(2)?,
+                zone: r.get(3)?,
+                created_at: from_micros(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Claims the run of `database` on `local_date`. Only the first claim succeeds, so a run
+    /// is started once however often the scheduler (or a second node) gets to it.
+    pub fn claim_run(
+        &self,
+        database: &str,
+        local_date: &str,
+        due_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, CatalogError> {
+        Ok(self.conn().execute(
+            "INSERT INTO scheduled_runs (database, local_date, due_at, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (database, local_date) DO NOTHING",
+            params![database, local_date, micros(due_at), micros(now)],
+        )? == 1)
+    }
+
+    /// Whether the run of `database` on `local_date` was claimed.
+    pub fn run_claimed(&self, database: &str, local_date: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM scheduled_runs WHERE database = ?1 AND local_date = ?2",
+                params![database, local_date],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Notes which transfer a claimed run started.
+    pub fn set_run_transfer(
+        &self,
+        database: &str,
+        local_date: &str,
+        id: TransferId,
+    ) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE scheduled_runs SET transfer_id = ?3 WHERE database = ?1 AND local_date = ?2",
+            params![database, local_date, id.to_string()],
+        )?;
+        Ok(())
     }
 
     // ---- transfers ----

@@ -140,6 +140,80 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Download { id, output } => download(id, &output).await,
+        Command::Schedule { database, at } => {
+            let c = Client::from_env()?;
+            let s: serde_json::Value = c
+                .post("/schedules", &json!({ "database": database, "at": at }))
+                .await?;
+            let field = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            println!(
+                "Scheduled automatic daily backups of {} at {}; next: {} ({} UTC)",
+                field("database"),
+                field("at"),
+                field("next_run_local"),
+                field("next_run_at")
+            );
+            Ok(0)
+        }
+        Command::Unschedule { database } => {
+            let c = Client::from_env()?;
+            let name = match database {
+                Some(d) => d,
+                None => {
+                    let all: Vec<serde_json::Value> = c.get("/schedules").await?;
+                    match all.as_slice() {
+                        [one] => one["database"].as_str().unwrap_or("").to_string(),
+                        [] => return Err(CliError::msg("no database has a schedule")),
+                        _ => {
+                            return Err(CliError::msg(
+                                "several databases have schedules; name the one to unschedule",
+                            ));
+                        }
+                    }
+                }
+            };
+            c.send(c.request(Method::DELETE, &format!("/schedules/{}", path_part(&name))))
+                .await?;
+            println!("Stopped automatic daily backups of {name}");
+            Ok(0)
+        }
+        Command::Schedules { json } => {
+            let c = Client::from_env()?;
+            let all: Vec<serde_json::Value> = c.get("/schedules").await?;
+            if json {
+                print_json(&all)?;
+            } else if all.is_empty() {
+                println!(
+                    "No backup schedules. Add one with `pgbackups backups:schedule DATABASE --at '02:00 UTC'`."
+                );
+            } else {
+                println!("=== Backup Schedules");
+                let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+                let rows = all
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            text(s, "database"),
+                            format!("daily at {}", text(s, "at")),
+                            text(s, "next_run_local"),
+                            s["next_run_at"]
+                                .as_str()
+                                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                                .map(format::time)
+                                .unwrap_or_default(),
+                        ]
+                    })
+                    .collect::<Vec<_>>();
+                print!(
+                    "{}",
+                    render(
+                        &["Database", "Schedule", "Next run", "Next run (UTC)"],
+                        &rows
+                    )
+                );
+            }
+            Ok(0)
+        }
         Command::Delete { id, confirm } => {
             let id = parse_id(&id)?;
             let c = Client::from_env()?;

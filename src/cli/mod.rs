@@ -90,6 +90,23 @@ pub enum Command {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Capture DATABASE every day at a local time: --at 'HH:MM ZONE' (an IANA zone such as
+    /// America/Los_Angeles, or PST, EST, UTC, ...). Replaces the database's schedule.
+    #[command(name = "backups:schedule")]
+    Schedule {
+        database: Option<String>,
+        #[arg(long)]
+        at: String,
+    },
+    /// Stop the daily captures of DATABASE.
+    #[command(name = "backups:unschedule")]
+    Unschedule { database: Option<String> },
+    /// List daily schedules with their next run.
+    #[command(name = "backups:schedules")]
+    Schedules {
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
     #[command(name = "backups:restore")]
     Restore {

@@ -7,6 +7,7 @@
 //! the jump; on the day it exists twice (clocks fall back) it happens once, at the first.
 
 mod clock;
+mod scheduler;
 
 use std::fmt;
 
@@ -15,6 +16,7 @@ use jiff::civil::Date;
 use jiff::tz::{AmbiguousOffset, TimeZone};
 
 pub use clock::{Clock, SystemClock, TestClock};
+pub use scheduler::{Scheduler, spec_of};
 
 /// A parsed `--at` value: a local time of day and the zone it is in.
 #[derive(Clone, Debug)]

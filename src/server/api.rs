@@ -13,7 +13,10 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::catalog::{CatalogError, DatabaseRecord, Origin, TransferId, TransferKind};
+use crate::catalog::{
+    CatalogError, DatabaseRecord, Origin, ScheduleRecord, TransferId, TransferKind,
+};
+use crate::schedule::{DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
 use crate::transfer::{Engine, TransferError};
 
@@ -21,11 +24,16 @@ use crate::transfer::{Engine, TransferError};
 struct AppState {
     engine: Arc<Engine>,
     secrets: Arc<Secrets>,
+    scheduler: Arc<Scheduler>,
 }
 
 /// The service's routes.
-pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>) -> Router {
-    let state = AppState { engine, secrets };
+pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Scheduler>) -> Router {
+    let state = AppState {
+        engine,
+        secrets,
+        scheduler,
+    };
     let api = Router::new()
         .route("/databases", get(list_databases).post(add_database))
         .route("/databases/{name}", delete(remove_database))
@@ -36,6 +44,8 @@ pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>) -> Router {
         .route("/transfers/{id}/cancel", post(cancel_transfer))
         .route("/captures", post(start_capture))
         .route("/restores", post(start_restore))
+        .route("/schedules", get(list_schedules).post(set_schedule))
+        .route("/schedules/{database}", delete(remove_schedule))
         .route("/backups/{id}", delete(delete_backup))
         .route("/backups/{id}/download", get(download))
         .fallback(|| async {
@@ -294,6 +304,98 @@ async fn start_restore(
         body.jobs.unwrap_or(1),
     )?;
     Ok((StatusCode::CREATED, Json(rec)))
+}
+
+// ---- schedules ----
+
+/// A schedule as the API shows it, with its next run.
+#[derive(serde::Serialize)]
+struct ScheduleView {
+    database: String,
+    /// `02:00 America/Los_Angeles`.
+    at: String,
+    zone: String,
+    created_at: jiff::Timestamp,
+    next_run_at: jiff::Timestamp,
+    /// The next run in the schedule's zone: `2026-11-26 02:00 PST`.
+    next_run_local: String,
+}
+
+fn schedule_view(s: &ScheduleRecord, spec: &DailyAt, now: jiff::Timestamp) -> ScheduleView {
+    let (_, next) = spec.next_after(now);
+    ScheduleView {
+        database: s.database.clone(),
+        at: spec.spec(),
+        zone: spec.zone.clone(),
+        created_at: s.created_at,
+        next_run_at: next,
+        next_run_local: spec.show_local(next),
+    }
+}
+
+async fn list_schedules(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let e = s.engine.clone();
+    let all = blocking(move || Ok(e.catalog().schedules()?)).await?;
+    let now = s.scheduler.clock().now();
+    let views: Vec<ScheduleView> = all
+        .iter()
+        .filter_map(|r| spec_of(r).ok().map(|spec| schedule_view(r, &spec, now)))
+        .collect();
+    Ok(Json(views))
+}
+
+#[derive(Deserialize)]
+struct SetSchedule {
+    database: Option<String>,
+    at: String,
+}
+
+async fn set_schedule(
+    State(s): State<AppState>,
+    Json(body): Json<SetSchedule>,
+) -> ApiResult<impl IntoResponse> {
+    let spec = DailyAt::parse(&body.at)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let e = s.engine.clone();
+    let database = body.database.clone();
+    let (name, _) = blocking(move || e.resolve_database(database.as_deref())).await?;
+    if name.starts_with("postgres") && name.contains("://") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "schedules are for registered databases: add it with `pgbackups databases:add NAME` first",
+        ));
+    }
+    let now = s.scheduler.clock().now();
+    let record = ScheduleRecord {
+        database: name,
+        hour: spec.hour,
+        minute: spec.minute,
+        zone: spec.zone.clone(),
+        created_at: now,
+    };
+    let (e, r) = (s.engine.clone(), record.clone());
+    blocking(move || Ok(e.catalog().set_schedule(&r)?)).await?;
+    s.scheduler.schedules_changed();
+    Ok((
+        StatusCode::CREATED,
+        Json(schedule_view(&record, &spec, now)),
+    ))
+}
+
+async fn remove_schedule(
+    State(s): State<AppState>,
+    Path(database): Path<String>,
+) -> ApiResult<StatusCode> {
+    let e = s.engine.clone();
+    let removed = blocking(move || Ok(e.catalog().remove_schedule(&database)?)).await?;
+    if !removed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "that database has no schedule; list them with `pgbackups backups:schedules`",
+        ));
+    }
+    s.scheduler.schedules_changed();
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---- backups ----

@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::catalog::Catalog;
 use crate::config::{SERVICE_URL_FILE, ServiceConfig};
 use crate::pg::PgTools;
+use crate::schedule::{Clock, Scheduler, SystemClock, TestClock};
 use crate::secret::Secrets;
 use crate::storage::LocalStorage;
 use crate::transfer::Engine;
@@ -115,13 +116,29 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         dir.display()
     );
 
-    let app = router(engine.clone(), secrets);
+    let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
+        Ok(spec) if !spec.is_empty() => {
+            let clock = TestClock::parse(&spec).ok_or_else(|| {
+                ServeError(format!(
+                    "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{spec}`"
+                ))
+            })?;
+            tracing::warn!("schedules run on a test clock ({spec}); do not use this in production");
+            Arc::new(clock)
+        }
+        _ => Arc::new(SystemClock),
+    };
+    let scheduler = Scheduler::new(engine.clone(), clock);
+    let stop_scheduler = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));
+    let app = router(engine.clone(), secrets, scheduler);
     let shutdown_engine = engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: stopping running transfers");
+        tracing::info!("shutting down: stopping the scheduler and running transfers");
+        stop_scheduler.cancel();
         shutdown_engine.shutdown(SHUTDOWN_GRACE).await;
         stopped_tx.notify_one();
     });

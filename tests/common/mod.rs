@@ -332,6 +332,11 @@ impl Service {
 
     /// Starts a service on an existing data directory (after a crash, say).
     pub fn start_in(data_dir: PathBuf) -> Service {
+        Service::start_in_with(data_dir, &[])
+    }
+
+    /// Starts a service with extra environment variables (a test clock, say).
+    pub fn start_in_with(data_dir: PathBuf, env: &[(&str, &str)]) -> Service {
         std::fs::create_dir_all(&data_dir).unwrap();
         let stderr_log = data_dir.with_extension("stderr.log");
         let log = std::fs::OpenOptions::new()
@@ -350,6 +355,7 @@ impl Service {
             .env_remove("PGBACKUPS_URL")
             .env_remove("PGBACKUPS_TOKEN")
             .env("PGBACKUPS_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
