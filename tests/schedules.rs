@@ -79,6 +79,10 @@ fn a_schedule_captures_daily_across_dst_and_makes_up_a_missed_run_once() {
     );
     assert!(listing.contains("2026-03-09 02:30 PDT"), "{listing}");
     assert!(listing.contains("2026-03-09 09:30:00 +0000"), "{listing}");
+    assert!(
+        listing.contains("7 daily, 4 weekly, 0 monthly, 25 manual"),
+        "{listing}"
+    );
     assert!(svc.terminate());
 
     // Down for four days: back on 2026-03-12 at 12:00Z (05:00 PDT). Only the latest missed
@@ -117,4 +121,58 @@ fn a_schedule_captures_daily_across_dst_and_makes_up_a_missed_run_once() {
             .contains("No backup schedules")
     );
     let _ = &mut svc;
+}
+
+#[test]
+fn retention_expires_the_oldest_manual_backups_after_a_success_and_never_a_pinned_one() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
+    let svc = Service::start();
+    let out = svc.cli_with_stdin(&["databases:add", "main"], &pg.url("app"));
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = svc.ok(&["backups:retention", "main"]);
+    assert!(
+        shown.contains("25 manual") && shown.contains("7 daily, 4 weekly"),
+        "{shown}"
+    );
+    assert!(shown.contains("the default"), "{shown}");
+    let shown = svc.ok(&["backups:retention", "main", "--manual", "2"]);
+    assert!(shown.contains("2 manual"), "{shown}");
+
+    let capture = |svc: &Service| {
+        let out = svc.cli(&["backups:capture", "main"]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    let ids = |svc: &Service| -> Vec<String> {
+        captures(svc)
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    capture(&svc);
+    capture(&svc);
+    svc.ok(&["backups:pin", "b001"]);
+    assert!(svc.ok(&["backups:info", "b001"]).contains("Pinned:"));
+    capture(&svc); // b003: pinned b001 + newest two (b003, b002)
+    assert_eq!(ids(&svc), ["b001", "b002", "b003"]);
+
+    // A failed capture expires nothing.
+    pg.psql("postgres", "ALTER DATABASE app RENAME TO app_away");
+    let out = svc.cli(&["backups:capture", "main"]);
+    assert!(!out.status.success());
+    pg.psql("postgres", "ALTER DATABASE app_away RENAME TO app");
+    assert_eq!(ids(&svc), ["b001", "b002", "b003", "b004"]);
+
+    capture(&svc); // b005: keeps b001 (pinned), b005, b003; expires b002
+    assert_eq!(ids(&svc), ["b001", "b003", "b004", "b005"]);
+    let log = svc.info("b005")["logs"].to_string();
+    assert!(log.contains("Expired backup b002"), "{log}");
+    svc.ok(&["backups:unpin", "b001"]);
+    capture(&svc); // b006: keeps b006, b005; expires b001 and b003 (b004 failed, kept as a record)
+    assert_eq!(ids(&svc), ["b004", "b005", "b006"]);
+    assert_eq!(svc.stored_files().len(), 2, "{:?}", svc.stored_files());
 }

@@ -166,6 +166,10 @@ pub struct TransferRecord {
     pub tool_version: Option<String>,
     /// Why the transfer failed or was cancelled, in words a user can act on.
     pub error: Option<String>,
+    /// A pinned backup is never expired by retention. Set with `backups:pin`, not by saving
+    /// the record.
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 impl TransferRecord {
@@ -197,6 +201,7 @@ impl TransferRecord {
             server_version: None,
             tool_version: None,
             error: None,
+            pinned: false,
         }
     }
 

@@ -6,6 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::schedule::retention::Policy;
+
 use super::model::{
     DatabaseRecord, LogLine, Origin, ScheduleRecord, TransferId, TransferKind, TransferRecord,
     TransferState,
@@ -30,7 +32,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -129,6 +131,22 @@ impl Catalog {
                      PRIMARY KEY (database, local_date)
                  );
                  PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
+        if version < 4 {
+            // Pins, and each database's retention policy.
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE transfers ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+                 CREATE TABLE retention (
+                     database TEXT PRIMARY KEY,
+                     daily INTEGER NOT NULL,
+                     weekly INTEGER NOT NULL,
+                     monthly INTEGER NOT NULL,
+                     manual INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 4;
                  COMMIT;",
             )?;
         }
@@ -282,6 +300,46 @@ impl Catalog {
             params![database, local_date, id.to_string()],
         )?;
         Ok(())
+    }
+
+    // ---- retention ----
+
+    /// A database's retention policy, if one was set (else the default applies).
+    pub fn retention(&self, database: &str) -> Result<Option<Policy>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT daily, weekly, monthly, manual FROM retention WHERE database = ?1",
+                [database],
+                |r| {
+                    Ok(Policy {
+                        daily: r.get(0)?,
+                        weekly: r.get(1)?,
+                        monthly: r.get(2)?,
+                        manual: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Sets a database's retention policy.
+    pub fn set_retention(&self, database: &str, p: &Policy) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO retention (database, daily, weekly, monthly, manual) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (database) DO UPDATE SET daily = excluded.daily, weekly = excluded.weekly,
+                 monthly = excluded.monthly, manual = excluded.manual",
+            params![database, p.daily, p.weekly, p.monthly, p.manual],
+        )?;
+        Ok(())
+    }
+
+    /// Pins or unpins a backup: a pinned backup is never expired.
+    pub fn set_pinned(&self, id: TransferId, pinned: bool) -> Result<bool, CatalogError> {
+        Ok(self.conn().execute(
+            "UPDATE transfers SET pinned = ?2 WHERE id = ?1",
+            params![id.to_string(), pinned],
+        )? == 1)
     }
 
     // ---- transfers ----
@@ -473,7 +531,7 @@ impl Catalog {
 
 const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
     started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
-    object_key, compression, server_version, tool_version, error FROM transfers";
+    object_key, compression, server_version, tool_version, error, pinned FROM transfers";
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
     let id: String = r.get(0)?;
@@ -522,6 +580,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError
         server_version: r.get(16)?,
         tool_version: r.get(17)?,
         error: r.get(18)?,
+        pinned: r.get(19)?,
     }))
 }
 

@@ -155,6 +155,59 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             );
             Ok(0)
         }
+        Command::Retention {
+            database,
+            daily,
+            weekly,
+            monthly,
+            manual,
+        } => {
+            let c = Client::from_env()?;
+            let path = format!("/retention/{}", path_part(&database));
+            let v: serde_json::Value = if [daily, weekly, monthly, manual]
+                .iter()
+                .all(Option::is_none)
+            {
+                c.get(&path).await?
+            } else {
+                let body = json!({ "daily": daily, "weekly": weekly, "monthly": monthly, "manual": manual });
+                let resp = c.send(c.request(Method::PUT, &path).json(&body)).await?;
+                resp.json()
+                    .await
+                    .map_err(|e| CliError::msg(format!("reading the service's answer: {e}")))?
+            };
+            let n = |k: &str| v[k].as_u64().unwrap_or(0);
+            println!(
+                "{} keeps: {} manual; scheduled: {} daily, {} weekly, {} monthly{} (pinned backups are always kept)",
+                v["database"].as_str().unwrap_or(&database),
+                n("manual"),
+                n("daily"),
+                n("weekly"),
+                n("monthly"),
+                if v["default"].as_bool() == Some(true) {
+                    " (the default)"
+                } else {
+                    ""
+                }
+            );
+            Ok(0)
+        }
+        Command::Pin { id } => {
+            let id = parse_id(&id)?;
+            let c = Client::from_env()?;
+            c.send(c.request(Method::POST, &format!("/backups/{id}/pin")))
+                .await?;
+            println!("Pinned {id}: retention will keep it.");
+            Ok(0)
+        }
+        Command::Unpin { id } => {
+            let id = parse_id(&id)?;
+            let c = Client::from_env()?;
+            c.send(c.request(Method::DELETE, &format!("/backups/{id}/pin")))
+                .await?;
+            println!("Unpinned {id}: retention may expire it again.");
+            Ok(0)
+        }
         Command::Unschedule { database } => {
             let c = Client::from_env()?;
             let name = match database {
@@ -201,13 +254,30 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                                 .map(format::time)
                                 .unwrap_or_default(),
+                            {
+                                let r = &s["retention"];
+                                let n = |k: &str| r[k].as_u64().unwrap_or(0);
+                                format!(
+                                    "{} daily, {} weekly, {} monthly, {} manual",
+                                    n("daily"),
+                                    n("weekly"),
+                                    n("monthly"),
+                                    n("manual")
+                                )
+                            },
                         ]
                     })
                     .collect::<Vec<_>>();
                 print!(
                     "{}",
                     render(
-                        &["Database", "Schedule", "Next run", "Next run (UTC)"],
+                        &[
+                            "Database",
+                            "Schedule",
+                            "Next run",
+                            "Next run (UTC)",
+                            "Keeps"
+                        ],
                         &rows
                     )
                 );
@@ -459,6 +529,9 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
     fields.push(("Status", status));
     if let Some(e) = &t.error {
         fields.push(("Error", e.clone()));
+    }
+    if t.pinned {
+        fields.push(("Pinned", "yes (retention never expires it)".into()));
     }
     fields.push((
         "Type",

@@ -101,6 +101,27 @@ pub enum Command {
     /// Stop the daily captures of DATABASE.
     #[command(name = "backups:unschedule")]
     Unschedule { database: Option<String> },
+    /// Show or set how many backups DATABASE keeps: the newest --manual N manual ones, and of
+    /// the scheduled ones the newest of each of the last --daily N days, --weekly N weeks and
+    /// --monthly N months. Pinned backups are always kept.
+    #[command(name = "backups:retention")]
+    Retention {
+        database: String,
+        #[arg(long)]
+        daily: Option<u32>,
+        #[arg(long)]
+        weekly: Option<u32>,
+        #[arg(long)]
+        monthly: Option<u32>,
+        #[arg(long)]
+        manual: Option<u32>,
+    },
+    /// Pin a backup: retention never expires it.
+    #[command(name = "backups:pin")]
+    Pin { id: String },
+    /// Unpin a backup: retention may expire it again.
+    #[command(name = "backups:unpin")]
+    Unpin { id: String },
     /// List daily schedules with their next run.
     #[command(name = "backups:schedules")]
     Schedules {

@@ -7,6 +7,7 @@
 //! the jump; on the day it exists twice (clocks fall back) it happens once, at the first.
 
 mod clock;
+pub mod retention;
 mod scheduler;
 
 use std::fmt;
@@ -180,6 +181,11 @@ impl DailyAt {
             }
         }
         (date, Timestamp::MAX)
+    }
+
+    /// The zone runs are computed in.
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
     }
 
     /// `02:00 America/Los_Angeles`.

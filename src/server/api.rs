@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::catalog::{
     CatalogError, DatabaseRecord, Origin, ScheduleRecord, TransferId, TransferKind,
 };
+use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
 use crate::transfer::{Engine, TransferError};
@@ -46,6 +47,11 @@ pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Schedul
         .route("/restores", post(start_restore))
         .route("/schedules", get(list_schedules).post(set_schedule))
         .route("/schedules/{database}", delete(remove_schedule))
+        .route(
+            "/retention/{database}",
+            get(show_retention).put(set_retention),
+        )
+        .route("/backups/{id}/pin", post(pin).delete(unpin))
         .route("/backups/{id}", delete(delete_backup))
         .route("/backups/{id}/download", get(download))
         .fallback(|| async {
@@ -319,9 +325,16 @@ struct ScheduleView {
     next_run_at: jiff::Timestamp,
     /// The next run in the schedule's zone: `2026-11-26 02:00 PST`.
     next_run_local: String,
+    /// What the database's backups are kept by.
+    retention: Policy,
 }
 
-fn schedule_view(s: &ScheduleRecord, spec: &DailyAt, now: jiff::Timestamp) -> ScheduleView {
+fn schedule_view(
+    s: &ScheduleRecord,
+    spec: &DailyAt,
+    now: jiff::Timestamp,
+    retention: Policy,
+) -> ScheduleView {
     let (_, next) = spec.next_after(now);
     ScheduleView {
         database: s.database.clone(),
@@ -330,16 +343,25 @@ fn schedule_view(s: &ScheduleRecord, spec: &DailyAt, now: jiff::Timestamp) -> Sc
         created_at: s.created_at,
         next_run_at: next,
         next_run_local: spec.show_local(next),
+        retention,
     }
 }
 
 async fn list_schedules(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
     let e = s.engine.clone();
-    let all = blocking(move || Ok(e.catalog().schedules()?)).await?;
+    let all = blocking(move || {
+        let mut out = Vec::new();
+        for s in e.catalog().schedules()? {
+            let policy = e.catalog().retention(&s.database)?.unwrap_or_default();
+            out.push((s, policy));
+        }
+        Ok(out)
+    })
+    .await?;
     let now = s.scheduler.clock().now();
     let views: Vec<ScheduleView> = all
         .iter()
-        .filter_map(|r| spec_of(r).ok().map(|spec| schedule_view(r, &spec, now)))
+        .filter_map(|(r, p)| spec_of(r).ok().map(|spec| schedule_view(r, &spec, now, *p)))
         .collect();
     Ok(Json(views))
 }
@@ -374,11 +396,15 @@ async fn set_schedule(
         created_at: now,
     };
     let (e, r) = (s.engine.clone(), record.clone());
-    blocking(move || Ok(e.catalog().set_schedule(&r)?)).await?;
+    let policy = blocking(move || {
+        e.catalog().set_schedule(&r)?;
+        Ok(e.catalog().retention(&r.database)?.unwrap_or_default())
+    })
+    .await?;
     s.scheduler.schedules_changed();
     Ok((
         StatusCode::CREATED,
-        Json(schedule_view(&record, &spec, now)),
+        Json(schedule_view(&record, &spec, now, policy)),
     ))
 }
 
@@ -396,6 +422,88 @@ async fn remove_schedule(
     }
     s.scheduler.schedules_changed();
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- retention and pins ----
+
+#[derive(serde::Serialize)]
+struct RetentionView {
+    database: String,
+    #[serde(flatten)]
+    policy: Policy,
+    /// Whether this is the default policy (none was set).
+    default: bool,
+}
+
+async fn show_retention(
+    State(s): State<AppState>,
+    Path(database): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let e = s.engine.clone();
+    let view = blocking(move || {
+        let set = e.catalog().retention(&database)?;
+        Ok(RetentionView {
+            default: set.is_none(),
+            policy: set.unwrap_or_default(),
+            database,
+        })
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+struct SetRetention {
+    daily: Option<u32>,
+    weekly: Option<u32>,
+    monthly: Option<u32>,
+    manual: Option<u32>,
+}
+
+async fn set_retention(
+    State(s): State<AppState>,
+    Path(database): Path<String>,
+    Json(body): Json<SetRetention>,
+) -> ApiResult<impl IntoResponse> {
+    if [body.daily, body.weekly, body.monthly, body.manual]
+        .iter()
+        .flatten()
+        .any(|n| *n > 10_000)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "retention counts must be between 0 and 10000",
+        ));
+    }
+    let e = s.engine.clone();
+    let view = blocking(move || {
+        let (name, _) = e.resolve_database(Some(&database))?;
+        let mut p = e.catalog().retention(&name)?.unwrap_or_default();
+        p.daily = body.daily.unwrap_or(p.daily);
+        p.weekly = body.weekly.unwrap_or(p.weekly);
+        p.monthly = body.monthly.unwrap_or(p.monthly);
+        p.manual = body.manual.unwrap_or(p.manual);
+        e.catalog().set_retention(&name, &p)?;
+        Ok(RetentionView {
+            database: name,
+            policy: p,
+            default: false,
+        })
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+async fn pin(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id)?;
+    let e = s.engine.clone();
+    Ok(Json(blocking(move || e.set_pinned(id, true)).await?))
+}
+
+async fn unpin(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+    let id = parse_id(&id)?;
+    let e = s.engine.clone();
+    Ok(Json(blocking(move || e.set_pinned(id, false)).await?))
 }
 
 // ---- backups ----

@@ -81,9 +81,28 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         LocalStorage::new(config.storage_dir())
             .map_err(|e| ServeError(format!("cannot open storage: {e}")))?,
     );
+    let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
+        Ok(spec) if !spec.is_empty() => {
+            let clock = TestClock::parse(&spec).ok_or_else(|| {
+                ServeError(format!(
+                    "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{spec}`"
+                ))
+            })?;
+            tracing::warn!("schedules run on a test clock ({spec}); do not use this in production");
+            Arc::new(clock)
+        }
+        _ => Arc::new(SystemClock),
+    };
     let tools = PgTools::discover(&config.pg_bin_dirs);
     tracing::info!("PostgreSQL client tools: {}", tools.describe());
-    let engine = Engine::new(&config, catalog, storage, secrets.clone(), tools);
+    let engine = Engine::new(
+        &config,
+        catalog,
+        storage,
+        secrets.clone(),
+        tools,
+        clock.clone(),
+    );
     let interrupted = engine
         .recover_interrupted()
         .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?;
@@ -116,18 +135,6 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         dir.display()
     );
 
-    let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
-        Ok(spec) if !spec.is_empty() => {
-            let clock = TestClock::parse(&spec).ok_or_else(|| {
-                ServeError(format!(
-                    "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{spec}`"
-                ))
-            })?;
-            tracing::warn!("schedules run on a test clock ({spec}); do not use this in production");
-            Arc::new(clock)
-        }
-        _ => Arc::new(SystemClock),
-    };
     let scheduler = Scheduler::new(engine.clone(), clock);
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));

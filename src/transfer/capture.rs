@@ -12,8 +12,6 @@ use std::io::{self, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use jiff::Timestamp;
-
 use super::job::JobCtx;
 use super::layout::{FramedEncoder, StoredLayout};
 use super::pipeline::{CHUNK, Tee, error_summary, log_stderr, spawn_tool, terminate};
@@ -51,7 +49,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     let key = format!(
         "backups/{}-{}.dump.zst",
         job.rec.id,
-        Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+        engine.clock().now().strftime("%Y%m%dT%H%M%SZ")
     );
     job.rec.object_key = Some(key.clone());
     job.rec.compression = Some(format!("zstd-{}", engine.zstd_level));

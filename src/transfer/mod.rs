@@ -26,6 +26,7 @@ use crate::catalog::{
 };
 use crate::config::ServiceConfig;
 use crate::pg::{PgTools, PgUrl, PgUrlError};
+use crate::schedule::{Clock, retention};
 use crate::secret::{Secrets, UnsealError};
 use crate::storage::{Storage, StorageError};
 use job::{Control, JobCtx, StopReason};
@@ -129,6 +130,8 @@ pub struct Engine {
     running: Mutex<HashMap<TransferId, Arc<Control>>>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// The wall clock transfers are stamped with (a test clock in schedule tests).
+    clock: Arc<dyn Clock>,
     /// Bumped whenever a transfer ends, so that watchers can wait instead of polling.
     ended: tokio::sync::watch::Sender<u64>,
 }
@@ -165,6 +168,7 @@ impl Engine {
         storage: Arc<dyn Storage>,
         secrets: Arc<Secrets>,
         tools: PgTools,
+        clock: Arc<dyn Clock>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             catalog,
@@ -177,6 +181,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             tasks: TaskTracker::new(),
+            clock,
             ended: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -189,6 +194,11 @@ impl Engine {
     /// The storage this engine writes to.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The wall clock of this service.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// The client tools found on this machine.
@@ -206,7 +216,7 @@ impl Engine {
     /// the service last stopped as Failed (interrupted), removes what they left in storage,
     /// and empties the scratch directory. Returns the IDs it marked.
     pub fn recover_interrupted(&self) -> Result<Vec<TransferId>, TransferError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut marked = Vec::new();
         for mut t in self.catalog.unfinished_transfers()? {
             if t.kind == TransferKind::Capture
@@ -296,7 +306,7 @@ impl Engine {
             .seal(url.expose())
             .map_err(|e| TransferError::Internal(e.to_string()))?;
         self.catalog
-            .add_database(name, &sealed, &url.redacted(), Timestamp::now())?;
+            .add_database(name, &sealed, &url.redacted(), self.clock.now())?;
         Ok(url)
     }
 
@@ -361,7 +371,7 @@ impl Engine {
             return Err(TransferError::ShuttingDown);
         }
         let id = self.catalog.next_id(prefix)?;
-        let rec = TransferRecord::new(id, kind, origin, label, Timestamp::now());
+        let rec = TransferRecord::new(id, kind, origin, label, self.clock.now());
         self.catalog.save_transfer(&rec)?;
         Ok(rec)
     }
@@ -513,6 +523,39 @@ impl Engine {
         Ok(())
     }
 
+    /// Expires what the database's retention policy no longer keeps, among the backups of
+    /// the kind the job just made (manual or scheduled). Problems are logged, never fatal: the
+    /// capture itself succeeded.
+    async fn apply_retention(&self, job: &Job) {
+        let (catalog, storage) = (self.catalog.clone(), self.storage.clone());
+        let current = job.rec.clone();
+        let result =
+            tokio::task::spawn_blocking(move || expire(&catalog, storage.as_ref(), &current)).await;
+        match result {
+            Ok(Ok(expired)) => {
+                for (id, why) in expired {
+                    job.log(&format!("Expired backup {id} ({why})"));
+                }
+            }
+            Ok(Err(e)) => job.log(&format!("Retention could not run: {e}")),
+            Err(e) => job.log(&format!("Retention could not run: {e}")),
+        }
+    }
+
+    /// Pins (or unpins) a completed backup: pinned backups are never expired.
+    pub fn set_pinned(
+        &self,
+        id: TransferId,
+        pinned: bool,
+    ) -> Result<TransferRecord, TransferError> {
+        let rec = self.transfer(id)?;
+        if rec.kind != TransferKind::Capture {
+            return Err(TransferError::NotABackup(id));
+        }
+        self.catalog.set_pinned(id, pinned)?;
+        self.transfer(id)
+    }
+
     /// Stops every running transfer (they end Failed: interrupted by shutdown) and waits for
     /// them to record how they ended, up to `grace`.
     pub async fn shutdown(&self, grace: Duration) {
@@ -559,10 +602,15 @@ impl Engine {
             _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
         };
         job.rec.state = TransferState::Running;
-        job.rec.started_at = Some(Timestamp::now());
+        job.rec.started_at = Some(self.clock.now());
         job.save().await?;
         match work {
-            Work::Capture { url } => capture::run(job, url).await,
+            Work::Capture { url } => {
+                capture::run(job, url).await?;
+                // Only after a success: a failed capture never costs an older good backup.
+                self.apply_retention(job).await;
+                Ok(())
+            }
             Work::Restore { backup, url, jobs } => restore::run(job, &backup, url, jobs).await,
         }
     }
@@ -608,7 +656,7 @@ impl Engine {
         job.rec.bytes_processed = job.ctx.bytes();
         job.rec.state = state;
         job.rec.error = message;
-        job.rec.finished_at = Some(Timestamp::now());
+        job.rec.finished_at = Some(self.clock.now());
         let Job { ctx, rec, .. } = job;
         log_writer.close(ctx).await;
         let catalog = self.catalog.clone();
@@ -618,6 +666,70 @@ impl Engine {
         }
         self.ended.send_modify(|n| *n += 1);
     }
+}
+
+/// Deletes the backups of `current`'s database and kind that its policy no longer keeps
+/// (never `current`, a pinned one, or one being restored). Returns what it expired and why.
+fn expire(
+    catalog: &Catalog,
+    storage: &dyn Storage,
+    current: &TransferRecord,
+) -> Result<Vec<(TransferId, String)>, TransferError> {
+    let policy = catalog.retention(&current.database)?.unwrap_or_default();
+    let tz = catalog
+        .schedules()?
+        .iter()
+        .find(|s| s.database == current.database)
+        .and_then(|s| crate::schedule::spec_of(s).ok())
+        .map(|spec| spec.time_zone().clone())
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+    let in_use: Vec<TransferId> = catalog
+        .unfinished_transfers()?
+        .iter()
+        .filter_map(|t| t.backup_id)
+        .collect();
+    let mut candidates: Vec<retention::Candidate> = catalog
+        .transfers(Some(TransferKind::Capture))?
+        .into_iter()
+        .filter(|t| t.database == current.database && t.is_completed_backup() && t.id != current.id)
+        .map(|t| retention::Candidate {
+            id: t.id,
+            origin: t.origin,
+            captured_at: t.started_at.unwrap_or(t.created_at),
+            pinned: t.pinned || in_use.contains(&t.id),
+        })
+        .collect();
+    candidates.push(retention::Candidate {
+        id: current.id,
+        origin: current.origin,
+        captured_at: current.started_at.unwrap_or(current.created_at),
+        pinned: true,
+    });
+    let why = match current.origin {
+        Origin::Manual => format!(
+            "retention keeps the newest {} manual backups",
+            policy.manual
+        ),
+        Origin::Scheduled => format!(
+            "retention keeps {} daily, {} weekly and {} monthly scheduled backups",
+            policy.daily, policy.weekly, policy.monthly
+        ),
+    };
+    let mut expired = Vec::new();
+    for id in retention::expired(&candidates, &policy, &tz) {
+        let Some(t) = catalog.transfer(id)? else {
+            continue;
+        };
+        if t.origin != current.origin {
+            continue;
+        }
+        if let Some(key) = &t.object_key {
+            storage.delete(key)?;
+        }
+        catalog.delete_transfer(id)?;
+        expired.push((id, why.clone()));
+    }
+    Ok(expired)
 }
 
 fn state_word(s: TransferState) -> &'static str {
