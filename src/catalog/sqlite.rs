@@ -259,20 +259,30 @@ impl Catalog {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Claims the run of `database` on `local_date`. Only the first claim succeeds, so a run
-    /// is started once however often the scheduler (or a second node) gets to it.
-    pub fn claim_run(
+    /// Claims runs, each `(database, local date, due at)`, in one transaction. Only the first
+    /// claim of a run succeeds, so a run is started once however often the scheduler (or a
+    /// second node) gets to it. Returns, for each run, whether this call claimed it.
+    pub fn claim_runs(
         &self,
-        database: &str,
-        local_date: &str,
-        due_at: Timestamp,
+        runs: &[(String, String, Timestamp)],
         now: Timestamp,
-    ) -> Result<bool, CatalogError> {
-        Ok(self.conn().execute(
-            "INSERT INTO scheduled_runs (database, local_date, due_at, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (database, local_date) DO NOTHING",
-            params![database, local_date, micros(due_at), micros(now)],
-        )? == 1)
+    ) -> Result<Vec<bool>, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut claimed = Vec::with_capacity(runs.len());
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO scheduled_runs (database, local_date, due_at, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (database, local_date) DO NOTHING",
+            )?;
+            for (database, local_date, due_at) in runs {
+                claimed.push(
+                    stmt.execute(params![database, local_date, micros(*due_at), micros(now)])? == 1,
+                );
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
     }
 
     /// Whether the run of `database` on `local_date` was claimed.
@@ -288,17 +298,22 @@ impl Catalog {
             .is_some())
     }
 
-    /// Notes which transfer a claimed run started.
-    pub fn set_run_transfer(
+    /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
+    pub fn set_run_transfers(
         &self,
-        database: &str,
-        local_date: &str,
-        id: TransferId,
+        runs: &[(String, String, TransferId)],
     ) -> Result<(), CatalogError> {
-        self.conn().execute(
-            "UPDATE scheduled_runs SET transfer_id = ?3 WHERE database = ?1 AND local_date = ?2",
-            params![database, local_date, id.to_string()],
-        )?;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "UPDATE scheduled_runs SET transfer_id = ?3 WHERE database = ?1 AND local_date = ?2",
+            )?;
+            for (database, local_date, id) in runs {
+                stmt.execute(params![database, local_date, id.to_string()])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

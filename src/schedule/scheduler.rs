@@ -16,15 +16,30 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Clock, DailyAt};
-use crate::catalog::{Origin, ScheduleRecord};
+use crate::catalog::{Catalog, Origin, ScheduleRecord, TransferId};
 use crate::transfer::Engine;
+
+/// What a due run does: start a scheduled capture of a database. The service's engine does
+/// it; the scheduler benchmark uses a stub.
+pub trait Starter: Send + Sync {
+    fn start(&self, database: &str) -> Result<TransferId, String>;
+}
+
+impl Starter for Arc<Engine> {
+    fn start(&self, database: &str) -> Result<TransferId, String> {
+        self.start_capture(Some(database), Origin::Scheduled)
+            .map(|rec| rec.id)
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// Never sleep longer than this, so that a wall clock that jumps (NTP, suspend) is noticed.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// The scheduler of one service.
 pub struct Scheduler {
-    engine: Arc<Engine>,
+    catalog: Arc<Catalog>,
+    starter: Arc<dyn Starter>,
     clock: Arc<dyn Clock>,
     changed: Notify,
 }
@@ -33,9 +48,14 @@ pub struct Scheduler {
 type Pending = Reverse<(Timestamp, String, Date)>;
 
 impl Scheduler {
-    pub fn new(engine: Arc<Engine>, clock: Arc<dyn Clock>) -> Arc<Scheduler> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        starter: Arc<dyn Starter>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            engine,
+            catalog,
+            starter,
             clock,
             changed: Notify::new(),
         })
@@ -69,16 +89,18 @@ impl Scheduler {
             // Until the schedules change: start what is due, sleep until the next.
             loop {
                 let now = self.clock.now();
-                while let Some(Reverse((due, db, date))) = heap.peek().cloned() {
-                    if due > now {
-                        break;
+                let mut due_now = Vec::new();
+                while heap.peek().is_some_and(|Reverse((due, _, _))| *due <= now) {
+                    if let Some(Reverse((due, db, date))) = heap.pop() {
+                        if let Some(spec) = specs.get(&db) {
+                            let (d, t) = spec.next_after(due.max(now));
+                            heap.push(Reverse((t, db.clone(), d)));
+                        }
+                        due_now.push((db, date.to_string(), due));
                     }
-                    heap.pop();
-                    self.fire(&db, date, due).await;
-                    if let Some(spec) = specs.get(&db) {
-                        let (d, t) = spec.next_after(due.max(now));
-                        heap.push(Reverse((t, db, d)));
-                    }
+                }
+                if !due_now.is_empty() {
+                    self.fire(due_now).await;
                 }
                 let wait = heap
                     .peek()
@@ -100,7 +122,7 @@ impl Scheduler {
     /// down is made up once — only the latest, not one per missed day.
     fn plan(&self) -> Result<(BinaryHeap<Pending>, HashMap<String, DailyAt>), String> {
         let now = self.clock.now();
-        let catalog = self.engine.catalog();
+        let catalog = &self.catalog;
         let mut heap = BinaryHeap::new();
         let mut specs = HashMap::new();
         for s in catalog.schedules().map_err(|e| e.to_string())? {
@@ -124,27 +146,34 @@ impl Scheduler {
         Ok((heap, specs))
     }
 
-    async fn fire(&self, db: &str, date: Date, due: Timestamp) {
-        let catalog = self.engine.catalog();
-        let date_s = date.to_string();
-        match catalog.claim_run(db, &date_s, due, self.clock.now()) {
-            Ok(true) => {}
-            Ok(false) => return, // started already (before a restart, or by another node)
-            Err(e) => {
-                tracing::error!(database = %db, "scheduler: cannot claim the run of {date_s}: {e}");
-                return;
-            }
-        }
-        match self.engine.start_capture(Some(db), Origin::Scheduled) {
-            Ok(rec) => {
-                tracing::info!(database = %db, transfer = %rec.id, "scheduled capture of {date_s} started");
-                if let Err(e) = catalog.set_run_transfer(db, &date_s, rec.id) {
-                    tracing::warn!(database = %db, "scheduler: cannot note the run's transfer: {e}");
+    /// Claims the runs due now in one transaction, then starts the ones this node claimed.
+    async fn fire(&self, runs: Vec<(String, String, Timestamp)>) {
+        let (catalog, starter, now) =
+            (self.catalog.clone(), self.starter.clone(), self.clock.now());
+        let result = tokio::task::spawn_blocking(move || {
+            let claimed = catalog.claim_runs(&runs, now).map_err(|e| e.to_string())?;
+            let mut started = Vec::new();
+            for ((db, date, _), mine) in runs.into_iter().zip(claimed) {
+                if !mine {
+                    continue; // started already (before a restart, or by another node)
+                }
+                match starter.start(&db) {
+                    Ok(id) => {
+                        tracing::info!(database = %db, transfer = %id, "scheduled capture of {date} started");
+                        started.push((db, date, id));
+                    }
+                    Err(e) => {
+                        tracing::error!(database = %db, "scheduled capture of {date} could not start: {e}")
+                    }
                 }
             }
-            Err(e) => {
-                tracing::error!(database = %db, "scheduled capture of {date_s} could not start: {e}")
-            }
+            catalog.set_run_transfers(&started).map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("scheduler: cannot record runs: {e}"),
+            Err(e) => tracing::error!("scheduler: {e}"),
         }
     }
 }

@@ -135,7 +135,8 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         dir.display()
     );
 
-    let scheduler = Scheduler::new(engine.clone(), clock);
+    let starter: Arc<dyn crate::schedule::Starter> = Arc::new(engine.clone());
+    let scheduler = Scheduler::new(engine.catalog().clone(), starter, clock);
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));
     let app = router(engine.clone(), secrets, scheduler);
