@@ -176,3 +176,29 @@ fn retention_expires_the_oldest_manual_backups_after_a_success_and_never_a_pinne
     assert_eq!(ids(&svc), ["b004", "b005", "b006"]);
     assert_eq!(svc.stored_files().len(), 2, "{:?}", svc.stored_files());
 }
+
+#[test]
+fn a_failed_scheduled_capture_shows_and_the_next_day_still_runs() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    let dir = tempfile::tempdir().unwrap();
+    // A day passes in four real seconds.
+    let svc = Service::start_in_with(
+        dir.path().join("data"),
+        &[("PGBACKUPS_TEST_CLOCK", "2026-01-01T00:00:00Z,21600")],
+    );
+    let out = svc.cli_with_stdin(&["databases:add", "main"], &pg.url("app"));
+    assert!(out.status.success(), "{}", text(&out));
+    pg.psql("postgres", "ALTER DATABASE app RENAME TO app_away");
+    let out = svc.cli(&["backups:schedule", "main", "--at", "06:00 UTC"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = wait_for_captures(&svc, 1);
+    assert_eq!(first[0]["id"], "a001");
+    assert_eq!(first[0]["state"], "failed");
+    assert!(svc.ok(&["backups"]).contains("Failed"));
+    assert!(svc.ok(&["backups:info", "a001"]).contains("does not exist"));
+    pg.psql("postgres", "ALTER DATABASE app_away RENAME TO app");
+    let both = wait_for_captures(&svc, 2);
+    assert_eq!(both[1]["id"], "a002");
+    assert_eq!(both[1]["state"], "succeeded", "{both:#?}");
+}
