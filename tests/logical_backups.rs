@@ -512,18 +512,7 @@ fn a_damaged_backup_is_refused_before_the_target_is_touched() {
     bytes[mid] ^= 0xff;
     std::fs::write(&stored, &bytes).unwrap();
 
-    let out = svc.cli(&[
-        "backups:restore",
-        "b001",
-        &pg.url("target"),
-        "--confirm",
-        "target",
-    ]);
-    assert!(!out.status.success());
-    let error = svc.info(&transfer_id(&out))["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = refused_restore_of_b001(&svc, &pg);
     assert!(error.contains("damaged"), "{error}");
     assert!(error.contains("not changed"), "{error}");
     assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
@@ -611,6 +600,17 @@ fn a_service_shut_down_mid_capture_records_it_as_interrupted() {
         "{info}"
     );
     assert!(svc2.stored_files().is_empty());
+}
+
+/// Restores b001 into `target`, which must fail; returns the error.
+fn refused_restore_of_b001(svc: &Service, pg: &Cluster) -> String {
+    let target = pg.url("target");
+    let out = svc.cli(&["backups:restore", "b001", &target, "--confirm", "target"]);
+    assert!(!out.status.success());
+    svc.info(&transfer_id(&out))["error"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -705,18 +705,7 @@ fn a_stored_object_that_is_not_a_dump_is_refused_before_the_target_is_touched() 
         )
         .unwrap();
 
-    let out = svc.cli(&[
-        "backups:restore",
-        "b001",
-        &pg.url("target"),
-        "--confirm",
-        "target",
-    ]);
-    assert!(!out.status.success());
-    let error = svc.info(&transfer_id(&out))["error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let error = refused_restore_of_b001(&svc, &pg);
     assert!(error.contains("not a custom-format dump"), "{error}");
     assert!(error.contains("not changed"), "{error}");
     assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");

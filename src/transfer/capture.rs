@@ -10,11 +10,10 @@
 
 use std::io::{self, BufReader};
 use std::process::Stdio;
-use std::time::Duration;
 
 use super::job::JobCtx;
 use super::layout::{FramedEncoder, StoredLayout};
-use super::pipeline::{CHUNK, Tee, error_summary, log_stderr, spawn_tool, terminate};
+use super::pipeline::{CHUNK, Tee, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{server_facts, tool_command};
@@ -84,28 +83,17 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     ])
     .stdout(Stdio::from(pipe_writer))
     .stderr(Stdio::piped());
-    let mut child = spawn_tool(&mut cmd, "pg_dump").map_err(JobEnd::failed)?;
+    let child = spawn_tool(&mut cmd, "pg_dump").map_err(JobEnd::failed)?;
     // The command holds our copy of the pipe's write end; without dropping it the pipeline
     // would never see the end of the dump.
     drop(cmd);
-    let stderr = child
-        .stderr
-        .take()
-        .map(|s| log_stderr(s, job.ctx.clone(), "pg_dump"));
 
     let ctx = job.ctx.clone();
     let (level, workers) = (engine.zstd_level, engine.zstd_workers);
     let pipeline =
         tokio::task::spawn_blocking(move || compress_into(reader, writer, level, workers, &ctx));
 
-    let status = tokio::select! {
-        s = child.wait() => s,
-        _ = job.ctx.cancelled().cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
-    };
-    let tail = match stderr {
-        Some(t) => t.await.unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let (status, tail) = supervise(child, &job.ctx, "pg_dump", None).await;
     let piped = pipeline.await.map_err(JobEnd::failed)?;
 
     if job.ctx.is_cancelled() {

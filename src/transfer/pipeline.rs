@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::job::JobCtx;
 
@@ -166,6 +167,33 @@ pub async fn terminate(child: &mut Child, grace: Duration) -> io::Result<ExitSta
             child.wait().await
         }
     }
+}
+
+/// Runs a started tool to its end: its stderr goes into the transfer log, and it is stopped
+/// (SIGTERM, then SIGKILL after 10 s) when the transfer is cancelled or `also_stop` fires.
+/// Returns its exit status and the stderr lines that explain a failure.
+pub async fn supervise(
+    mut child: Child,
+    ctx: &JobCtx,
+    tool: &'static str,
+    also_stop: Option<&CancellationToken>,
+) -> (io::Result<ExitStatus>, Vec<String>) {
+    let stderr = child
+        .stderr
+        .take()
+        .map(|s| log_stderr(s, ctx.clone(), tool));
+    let never = CancellationToken::new();
+    let also_stop = also_stop.unwrap_or(&never);
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = ctx.cancelled().cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
+        _ = also_stop.cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
+    };
+    let lines = match stderr {
+        Some(t) => t.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    (status, lines)
 }
 
 /// Copies a child's stderr into the transfer log line by line, and returns what explains a

@@ -20,16 +20,13 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::download::PlainDump;
 use super::job::JobCtx;
 use super::layout::StoredLayout;
-use super::pipeline::{
-    CHUNK, HashingReader, Tee, error_summary, log_stderr, spawn_tool, terminate,
-};
+use super::pipeline::{CHUNK, HashingReader, Tee, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
@@ -492,21 +489,9 @@ impl Restorer {
                 feed_blocks(storage.as_ref(), &feed, writer, &ctx)
             }));
         }
-        let mut child = spawn_tool(&mut cmd, "pg_restore").map_err(JobEnd::failed)?;
+        let child = spawn_tool(&mut cmd, "pg_restore").map_err(JobEnd::failed)?;
         drop(cmd);
-        let stderr = child
-            .stderr
-            .take()
-            .map(|s| log_stderr(s, self.ctx.clone(), "pg_restore"));
-        let status = tokio::select! {
-            s = child.wait() => s,
-            _ = self.ctx.cancelled().cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
-            _ = abort.cancelled() => terminate(&mut child, Duration::from_secs(10)).await,
-        };
-        let tail = match stderr {
-            Some(t) => t.await.unwrap_or_default(),
-            None => Vec::new(),
-        };
+        let (status, tail) = supervise(child, &self.ctx, "pg_restore", Some(abort)).await;
         let fed = match feeder {
             Some(f) => f.await.map_err(JobEnd::failed)?,
             None => Ok(()),
