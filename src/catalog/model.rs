@@ -85,6 +85,8 @@ pub enum TransferKind {
     Capture,
     /// Backup → database.
     Restore,
+    /// Database → database, nothing stored (pg_dump piped into pg_restore).
+    Copy,
 }
 
 /// Who started a transfer.
@@ -144,6 +146,9 @@ pub struct TransferRecord {
     pub database: String,
     /// For a restore: the backup it restores.
     pub backup_id: Option<TransferId>,
+    /// For a copy: the source database (its registered name, or the redacted URL).
+    #[serde(default)]
+    pub source: Option<String>,
     pub state: TransferState,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
@@ -187,6 +192,7 @@ impl TransferRecord {
             origin,
             database,
             backup_id: None,
+            source: None,
             state: TransferState::Pending,
             created_at: now,
             started_at: None,

@@ -32,7 +32,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -148,6 +148,12 @@ impl Catalog {
                  );
                  PRAGMA user_version = 4;
                  COMMIT;",
+            )?;
+        }
+        if version < 5 {
+            // The source of a copy.
+            conn.execute_batch(
+                "BEGIN; ALTER TABLE transfers ADD COLUMN source TEXT; PRAGMA user_version = 5; COMMIT;",
             )?;
         }
         Ok(Catalog {
@@ -382,9 +388,9 @@ impl Catalog {
             // from the record (the layout).
             "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
                 state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
-                object_size, sha256, object_key, compression, server_version, tool_version, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
-             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error",
+                object_size, sha256, object_key, compression, server_version, tool_version, error, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source",
             params![
                 id,
                 t.id.prefix().to_string(),
@@ -407,6 +413,7 @@ impl Catalog {
                 t.server_version,
                 t.tool_version,
                 t.error,
+                t.source,
             ],
         )?;
         Ok(())
@@ -546,7 +553,7 @@ impl Catalog {
 
 const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
     started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
-    object_key, compression, server_version, tool_version, error, pinned FROM transfers";
+    object_key, compression, server_version, tool_version, error, pinned, source FROM transfers";
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
     let id: String = r.get(0)?;
@@ -596,6 +603,7 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError
         tool_version: r.get(17)?,
         error: r.get(18)?,
         pinned: r.get(19)?,
+        source: r.get(20)?,
     }))
 }
 
@@ -611,6 +619,7 @@ fn kind_str(k: TransferKind) -> &'static str {
     match k {
         TransferKind::Capture => "capture",
         TransferKind::Restore => "restore",
+        TransferKind::Copy => "copy",
     }
 }
 
@@ -618,6 +627,7 @@ fn parse_kind(s: &str) -> Result<TransferKind, CatalogError> {
     match s {
         "capture" => Ok(TransferKind::Capture),
         "restore" => Ok(TransferKind::Restore),
+        "copy" => Ok(TransferKind::Copy),
         _ => Err(CatalogError::Corrupt(format!("transfer kind {s}"))),
     }
 }

@@ -140,6 +140,39 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Download { id, output } => download(id, &output).await,
+        Command::Copy {
+            source,
+            target,
+            confirm,
+            no_wait,
+            verbose,
+        } => {
+            let c = Client::from_env()?;
+            let rec: TransferRecord = c
+                .post(
+                    "/copies",
+                    &json!({ "source": source, "target": target, "confirm": confirm }),
+                )
+                .await?;
+            if no_wait {
+                println!("{}", rec.id);
+                return Ok(0);
+            }
+            let from = rec.source.clone().unwrap_or_default();
+            eprintln!("Starting copy of {from} to {}... done\n", rec.database);
+            eprintln!(
+                "Use Ctrl-C at any time to stop monitoring progress; the copy will continue running."
+            );
+            eprintln!("Stop a running copy with `pgbackups backups:cancel`.\n");
+            println!("{}", rec.id);
+            watch::watch(
+                &c,
+                rec.id,
+                &format!("Copying {from} to {}", rec.database),
+                verbose,
+            )
+            .await
+        }
         Command::Schedule { database, at } => {
             let c = Client::from_env()?;
             let s: serde_json::Value = c
@@ -413,8 +446,8 @@ pub fn status_text(t: &TransferRecord) -> String {
         TransferState::Running => {
             format!("Running ({} processed)", format::bytes(t.bytes_processed))
         }
-        TransferState::Succeeded if t.kind == TransferKind::Restore => format!("Finished {at}"),
-        TransferState::Succeeded => format!("Completed {at}"),
+        TransferState::Succeeded if t.kind == TransferKind::Capture => format!("Completed {at}"),
+        TransferState::Succeeded => format!("Finished {at}"),
         TransferState::Failed => format!("Failed {at}"),
         TransferState::Cancelled => format!("Cancelled {at}"),
     }
@@ -423,7 +456,7 @@ pub fn status_text(t: &TransferRecord) -> String {
 fn size_text(t: &TransferRecord) -> String {
     let size = match t.kind {
         TransferKind::Capture => t.object_size,
-        TransferKind::Restore => t.dump_size,
+        TransferKind::Restore | TransferKind::Copy => t.dump_size,
     };
     size.map(format::bytes).unwrap_or_else(|| {
         if t.state == TransferState::Running {
@@ -492,6 +525,30 @@ pub fn backups_listing(all: &[TransferRecord]) -> String {
             &rows,
         ));
     }
+    let mut copies: Vec<&TransferRecord> = all
+        .iter()
+        .filter(|t| t.kind == TransferKind::Copy)
+        .collect();
+    if !copies.is_empty() {
+        out.push_str("\n=== Copies\n");
+        copies.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        let rows = copies
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.started_at.map(format::time).unwrap_or_default(),
+                    status_text(t),
+                    size_text(t),
+                    format!("{} → {}", t.source.clone().unwrap_or_default(), t.database),
+                ]
+            })
+            .collect::<Vec<_>>();
+        out.push_str(&render(
+            &["ID", "Started at", "Status", "Size", "From → To"],
+            &rows,
+        ));
+    }
     out
 }
 
@@ -501,9 +558,13 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
     let what = match t.kind {
         TransferKind::Capture => "Backup",
         TransferKind::Restore => "Restore",
+        TransferKind::Copy => "Copy",
     };
     out.push_str(&format!("=== {what} {}\n", t.id));
     let mut fields: Vec<(&str, String)> = vec![("Database", t.database.clone())];
+    if let Some(source) = &t.source {
+        fields.push(("Source", source.clone()));
+    }
     if let Some(b) = t.backup_id {
         fields.push(("Backup", b.to_string()));
     }
@@ -560,7 +621,7 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
                 fields.push(("SHA-256", sha.clone()));
             }
         }
-        TransferKind::Restore => {
+        TransferKind::Restore | TransferKind::Copy => {
             if let Some(d) = t.dump_size {
                 fields.push(("Dump Size", format::bytes(d)));
             }
@@ -570,10 +631,10 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
         fields.push(("PostgreSQL", v.clone()));
     }
     if let Some(v) = &t.tool_version {
-        let tool = if t.kind == TransferKind::Capture {
-            "pg_dump"
-        } else {
+        let tool = if t.kind == TransferKind::Restore {
             "pg_restore"
+        } else {
+            "pg_dump"
         };
         fields.push(("Tool", format!("{tool} {v}")));
     }

@@ -128,6 +128,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy SOURCE into TARGET (registered names or URLs), pg_dump streamed into pg_restore
+    /// with nothing stored; TARGET's objects are dropped first.
+    Copy {
+        source: String,
+        target: String,
+        /// The target database's name, to confirm that its contents may be replaced.
+        #[arg(long)]
+        confirm: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
     #[command(name = "backups:restore")]
     Restore {

@@ -45,6 +45,7 @@ pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Schedul
         .route("/transfers/{id}/cancel", post(cancel_transfer))
         .route("/captures", post(start_capture))
         .route("/restores", post(start_restore))
+        .route("/copies", post(start_copy))
         .route("/schedules", get(list_schedules).post(set_schedule))
         .route("/schedules/{database}", delete(remove_schedule))
         .route(
@@ -96,7 +97,8 @@ impl From<TransferError> for ApiError {
             | E::BadUrl(_)
             | E::Confirm { .. }
             | E::NotABackup(_)
-            | E::BadJobs(_) => StatusCode::BAD_REQUEST,
+            | E::BadJobs(_)
+            | E::SameDatabase => StatusCode::BAD_REQUEST,
             E::NotCompleted { .. }
             | E::InUse { .. }
             | E::StillRunning(_)
@@ -504,6 +506,23 @@ async fn unpin(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<i
     let id = parse_id(&id)?;
     let e = s.engine.clone();
     Ok(Json(blocking(move || e.set_pinned(id, false)).await?))
+}
+
+#[derive(Deserialize)]
+struct StartCopy {
+    source: String,
+    target: String,
+    confirm: Option<String>,
+}
+
+async fn start_copy(
+    State(s): State<AppState>,
+    Json(body): Json<StartCopy>,
+) -> ApiResult<impl IntoResponse> {
+    let rec = s
+        .engine
+        .start_copy(&body.source, &body.target, body.confirm.as_deref())?;
+    Ok((StatusCode::CREATED, Json(rec)))
 }
 
 // ---- backups ----

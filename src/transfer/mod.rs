@@ -6,6 +6,7 @@
 //! it ended. Whatever happens, a capture that did not succeed leaves no object behind.
 
 mod capture;
+mod copy;
 mod download;
 pub mod job;
 pub mod layout;
@@ -77,6 +78,8 @@ pub enum TransferError {
     NothingRunning,
     #[error("there is no completed backup yet; take one with `pgbackups backups:capture`")]
     NoBackups,
+    #[error("the source and the target are the same database; a copy needs two")]
+    SameDatabase,
     #[error("--jobs must be between 1 and 64, not {0}")]
     BadJobs(u32),
     #[error("the service is shutting down; try again once it is back")]
@@ -115,6 +118,10 @@ enum Work {
         backup: Box<TransferRecord>,
         url: PgUrl,
         jobs: u32,
+    },
+    Copy {
+        source: PgUrl,
+        target: PgUrl,
     },
 }
 
@@ -225,7 +232,7 @@ impl Engine {
                 self.storage.delete(key)?;
             }
             let mut msg = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again".to_string();
-            if t.kind == TransferKind::Restore {
+            if t.kind != TransferKind::Capture {
                 msg.push_str(". The target database may have been emptied and only partially restored: restore again");
             }
             t.state = TransferState::Failed;
@@ -355,6 +362,35 @@ impl Engine {
                 backup: Box::new(backup),
                 url,
                 jobs,
+            },
+        );
+        Ok(rec)
+    }
+
+    /// Starts a copy of `source` into `target` (names or URLs), after checking the
+    /// confirmation against the target's name. The target's objects are dropped first.
+    pub fn start_copy(
+        self: &Arc<Self>,
+        source: &str,
+        target: &str,
+        confirm: Option<&str>,
+    ) -> Result<TransferRecord, TransferError> {
+        let (source_label, source_url) = self.resolve_database(Some(source))?;
+        let (target_label, target_url) = self.resolve_database(Some(target))?;
+        check_confirm(&target_label, confirm)?;
+        if source_url.host_port() == target_url.host_port()
+            && source_url.dbname() == target_url.dbname()
+        {
+            return Err(TransferError::SameDatabase);
+        }
+        let mut rec = self.new_transfer('c', TransferKind::Copy, Origin::Manual, target_label)?;
+        rec.source = Some(source_label);
+        self.catalog.save_transfer(&rec)?;
+        self.launch(
+            rec.clone(),
+            Work::Copy {
+                source: source_url,
+                target: target_url,
             },
         );
         Ok(rec)
@@ -612,6 +648,7 @@ impl Engine {
                 Ok(())
             }
             Work::Restore { backup, url, jobs } => restore::run(job, &backup, url, jobs).await,
+            Work::Copy { source, target } => copy::run(job, source, target).await,
         }
     }
 
@@ -634,7 +671,7 @@ impl Engine {
         let message = message.map(|m| {
             if job.target_touched {
                 format!("{m}. The target database was emptied before the restore began, so it is now only partially restored: fix the cause and restore again")
-            } else if job.rec.kind == TransferKind::Restore {
+            } else if job.rec.kind != TransferKind::Capture {
                 format!("{m}. The target database was not changed")
             } else {
                 m

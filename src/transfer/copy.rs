@@ -1,0 +1,153 @@
+//! A copy: one database into another, nothing stored — Heroku's `pg:copy`.
+//!
+//! ```text
+//! pg_dump -Fc -Z0 (source) ─pipe─▶ relay (progress) ─pipe─▶ pg_restore --no-owner --no-acl (target)
+//! ```
+//! Both servers are checked (and the tools chosen) before the target is emptied, as for a
+//! restore.
+
+use std::io::{self, Read, Write};
+use std::process::Stdio;
+
+use super::job::JobCtx;
+use super::pipeline::{CHUNK, error_summary, spawn_tool, supervise};
+use super::{Job, JobEnd};
+use crate::format::bytes;
+use crate::pg::client::{clean_database, server_facts, tool_command};
+use crate::pg::{PgTool, PgUrl};
+
+pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(), JobEnd> {
+    let engine = job.engine.clone();
+    job.log(&format!(
+        "Copying {} into {}",
+        source.redacted(),
+        target.redacted()
+    ));
+    let (from, to) = tokio::select! {
+        f = async { tokio::join!(server_facts(&engine.tools, &source), server_facts(&engine.tools, &target)) } => f,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    };
+    let from = from.map_err(|e| JobEnd::failed(format!("source: {e}")))?;
+    let to = to.map_err(|e| JobEnd::failed(format!("target: {e}")))?;
+    let pg_dump = engine
+        .tools
+        .find(PgTool::Dump, from.version.major)
+        .map_err(JobEnd::failed)?;
+    let dump_version = engine.tools.version_of(&pg_dump);
+    let pg_restore = engine
+        .tools
+        .find(
+            PgTool::Restore,
+            dump_version.map(|v| v.major).unwrap_or(from.version.major),
+        )
+        .map_err(JobEnd::failed)?;
+    job.rec.database_size = Some(from.database_size);
+    job.rec.server_version = Some(format!("{} → {}", from.version, to.version));
+    job.rec.tool_version = dump_version.map(|v| v.to_string());
+    job.save().await?;
+    job.log(&format!(
+        "Source: PostgreSQL {} ({}); target: PostgreSQL {}",
+        from.version,
+        bytes(from.database_size),
+        to.version
+    ));
+    if to.version.major < from.version.major {
+        job.log(&format!(
+            "Note: the target server ({}) is older than the source ({}); objects that use newer features may be refused",
+            to.version, from.version
+        ));
+    }
+
+    job.log(&format!(
+        "Dropping all objects in database {} (schemas, extensions, large objects)",
+        target.dbname()
+    ));
+    tokio::select! {
+        r = clean_database(&engine.tools, &target) => r
+            .map_err(|e| JobEnd::failed(format!("could not empty the target database: {e}")))?,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    }
+    job.target_touched = true;
+
+    let (relay_from, dump_stdout) = io::pipe().map_err(JobEnd::failed)?;
+    let (restore_stdin, relay_to) = io::pipe().map_err(JobEnd::failed)?;
+    let mut dump = tool_command(&pg_dump, Some(&source));
+    dump.args([
+        "--format=custom",
+        "--compress=0",
+        "--verbose",
+        "--no-password",
+        "--dbname",
+    ])
+    .arg(source.without_password())
+    .stdout(Stdio::from(dump_stdout))
+    .stderr(Stdio::piped());
+    let mut restore = tool_command(&pg_restore, Some(&target));
+    restore
+        .args([
+            "--format=custom",
+            "--verbose",
+            "--no-owner",
+            "--no-acl",
+            "--no-password",
+            "--dbname",
+        ])
+        .arg(target.without_password())
+        .stdin(Stdio::from(restore_stdin))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let dump_child = spawn_tool(&mut dump, "pg_dump").map_err(JobEnd::failed)?;
+    let restore_child = spawn_tool(&mut restore, "pg_restore").map_err(JobEnd::failed)?;
+    // Our copies of the pipe ends must go, or neither side would ever see the other's end.
+    drop(dump);
+    drop(restore);
+    let ctx = job.ctx.clone();
+    let relay = tokio::task::spawn_blocking(move || relay(relay_from, relay_to, &ctx));
+    job.log("Streaming pg_dump into pg_restore");
+    let ((dump_status, dump_tail), (restore_status, restore_tail)) = tokio::join!(
+        supervise(dump_child, &job.ctx, "pg_dump", None),
+        supervise(restore_child, &job.ctx, "pg_restore", None),
+    );
+    let relayed = relay.await.map_err(JobEnd::failed)?;
+    if job.ctx.is_cancelled() {
+        return Err(JobEnd::Stopped);
+    }
+    let dump_status = dump_status.map_err(JobEnd::failed)?;
+    let restore_status = restore_status.map_err(JobEnd::failed)?;
+    if !dump_status.success() {
+        return Err(JobEnd::failed(format!(
+            "pg_dump failed ({dump_status}): {}",
+            error_summary(&dump_tail)
+        )));
+    }
+    if !restore_status.success() {
+        return Err(JobEnd::failed(format!(
+            "pg_restore failed ({restore_status}): {}",
+            error_summary(&restore_tail)
+        )));
+    }
+    let n = relayed.map_err(|e| JobEnd::failed(format!("could not pass the dump on: {e}")))?;
+    job.rec.dump_size = Some(n);
+    job.log(&format!("Copied {} of dump", bytes(n)));
+    Ok(())
+}
+
+/// Passes pg_dump's output to pg_restore, counting it.
+fn relay(mut from: io::PipeReader, to: io::PipeWriter, ctx: &JobCtx) -> io::Result<u64> {
+    let mut to = io::BufWriter::with_capacity(CHUNK, to);
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+        ctx.add_progress(n as u64);
+    }
+    to.flush()?;
+    Ok(total)
+}

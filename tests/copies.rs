@@ -1,0 +1,84 @@
+//! Copies between databases (Heroku's pg:copy): pg_dump streamed into pg_restore, nothing
+//! stored, the target emptied first.
+
+mod common;
+
+use common::{Cluster, Service, text, transfer_id};
+
+#[test]
+fn copy_between_two_clusters_replaces_the_target_and_stores_nothing() {
+    let source = Cluster::start();
+    source.create_db("app");
+    source.psql(
+        "app",
+        "CREATE EXTENSION citext; CREATE SCHEMA sales; \
+         CREATE TABLE sales.customers (id serial PRIMARY KEY, name citext UNIQUE, note text); \
+         INSERT INTO sales.customers (name, note) SELECT 'c' || g, 'Zürich ✓ ' || g FROM generate_series(1, 2000) g; \
+         CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY, at timestamptz) PARTITION BY RANGE (at); \
+         CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
+         INSERT INTO events (at) SELECT '2026-01-01'::timestamptz + g * interval '1 hour' FROM generate_series(1, 500) g; \
+         SELECT lo_from_bytea(0, 'large object');",
+    );
+    let target = Cluster::start();
+    target.create_db("staging");
+    target.psql(
+        "staging",
+        "CREATE TABLE leftover (x int); INSERT INTO leftover VALUES (1)",
+    );
+    let svc = Service::start();
+    let out = svc.cli_with_stdin(&["databases:add", "staging"], &target.url("staging"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Without the right confirmation nothing happens.
+    let out = svc.cli(&["copy", &source.url("app"), "staging"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--confirm staging"), "{}", text(&out));
+    assert_eq!(
+        target
+            .psql("staging", "SELECT count(*) FROM leftover")
+            .trim(),
+        "1"
+    );
+    let out = svc.cli(&["copy", "staging", "staging", "--confirm", "staging"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("same database"), "{}", text(&out));
+
+    let out = svc.cli(&[
+        "copy",
+        &source.url("app"),
+        "staging",
+        "--confirm",
+        "staging",
+        "--verbose",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(transfer_id(&out), "c001");
+    assert!(
+        text(&out).contains("processing data for table"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(source.schema("app"), target.schema("staging"));
+    assert_eq!(source.row_counts("app"), target.row_counts("staging"));
+    assert!(
+        target
+            .try_psql("staging", "SELECT * FROM leftover")
+            .stderr
+            .len()
+            > 0
+    );
+
+    let info = svc.info("c001");
+    assert_eq!(info["kind"], "copy");
+    assert_eq!(info["state"], "succeeded");
+    assert!(info["source"].as_str().unwrap().contains("/app"));
+    assert!(info["dump_size"].as_u64().unwrap() > 0);
+    let listing = svc.ok(&["backups"]);
+    assert!(
+        listing.contains("=== Copies") && listing.contains("c001"),
+        "{listing}"
+    );
+    assert!(!listing.contains(common::PASSWORD), "{listing}");
+    // Nothing was stored.
+    assert!(svc.stored_files().is_empty(), "{:?}", svc.stored_files());
+}
