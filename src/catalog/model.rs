@@ -6,6 +6,8 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::pg::DumpFilter;
+
 /// A transfer's ID as users type it: a letter for its kind and a number, as Heroku does
 /// (`b001` manual capture, `a001` scheduled capture, `r001` restore, `c001` copy).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,6 +151,9 @@ pub struct TransferRecord {
     /// For a copy: the source database (its registered name, or the redacted URL).
     #[serde(default)]
     pub source: Option<String>,
+    /// For a partial capture or copy: the pg_dump selection options.
+    #[serde(default, skip_serializing_if = "DumpFilter::is_empty")]
+    pub filter: DumpFilter,
     pub state: TransferState,
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
@@ -193,6 +198,7 @@ impl TransferRecord {
             database,
             backup_id: None,
             source: None,
+            filter: DumpFilter::default(),
             state: TransferState::Pending,
             created_at: now,
             started_at: None,

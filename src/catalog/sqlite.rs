@@ -32,7 +32,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -154,6 +154,12 @@ impl Catalog {
             // The source of a copy.
             conn.execute_batch(
                 "BEGIN; ALTER TABLE transfers ADD COLUMN source TEXT; PRAGMA user_version = 5; COMMIT;",
+            )?;
+        }
+        if version < 6 {
+            // The pg_dump selection options of a partial capture or copy, as JSON.
+            conn.execute_batch(
+                "BEGIN; ALTER TABLE transfers ADD COLUMN filter TEXT; PRAGMA user_version = 6; COMMIT;",
             )?;
         }
         Ok(Catalog {
@@ -388,9 +394,9 @@ impl Catalog {
             // from the record (the layout).
             "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
                 state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
-                object_size, sha256, object_key, compression, server_version, tool_version, error, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
-             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source",
+                object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter",
             params![
                 id,
                 t.id.prefix().to_string(),
@@ -414,6 +420,8 @@ impl Catalog {
                 t.tool_version,
                 t.error,
                 t.source,
+                (!t.filter.is_empty())
+                    .then(|| serde_json::to_string(&t.filter).unwrap_or_default()),
             ],
         )?;
         Ok(())
@@ -553,7 +561,7 @@ impl Catalog {
 
 const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
     started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
-    object_key, compression, server_version, tool_version, error, pinned, source FROM transfers";
+    object_key, compression, server_version, tool_version, error, pinned, source, filter FROM transfers";
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
     let id: String = r.get(0)?;
@@ -604,6 +612,10 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError
         error: r.get(18)?,
         pinned: r.get(19)?,
         source: r.get(20)?,
+        filter: r
+            .get::<_, Option<String>>(21)?
+            .and_then(|f| serde_json::from_str(&f).ok())
+            .unwrap_or_default(),
     }))
 }
 

@@ -85,11 +85,12 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             database,
             no_wait,
             verbose,
+            filter,
         } => {
             let c = Client::from_env()?;
-            let rec: TransferRecord = c
-                .post("/captures", &json!({ "database": database }))
-                .await?;
+            let mut body = filter_json(&filter);
+            body["database"] = json!(database);
+            let rec: TransferRecord = c.post("/captures", &body).await?;
             if no_wait {
                 println!("{}", rec.id);
                 return Ok(0);
@@ -146,14 +147,14 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             confirm,
             no_wait,
             verbose,
+            filter,
         } => {
             let c = Client::from_env()?;
-            let rec: TransferRecord = c
-                .post(
-                    "/copies",
-                    &json!({ "source": source, "target": target, "confirm": confirm }),
-                )
-                .await?;
+            let mut body = filter_json(&filter);
+            body["source"] = json!(source);
+            body["target"] = json!(target);
+            body["confirm"] = json!(confirm);
+            let rec: TransferRecord = c.post("/copies", &body).await?;
             if no_wait {
                 println!("{}", rec.id);
                 return Ok(0);
@@ -379,6 +380,16 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
     }
 }
 
+/// The selection options as the API takes them.
+fn filter_json(f: &super::FilterArgs) -> serde_json::Value {
+    json!({
+        "schema": f.schema,
+        "exclude_schema": f.exclude_schema,
+        "table": f.table,
+        "exclude_table_data": f.exclude_table_data,
+    })
+}
+
 fn parse_id(s: &str) -> Result<TransferId, CliError> {
     s.parse()
         .map_err(|e: crate::catalog::TransferIdError| CliError::msg(e.to_string()))
@@ -564,6 +575,9 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
     let mut fields: Vec<(&str, String)> = vec![("Database", t.database.clone())];
     if let Some(source) = &t.source {
         fields.push(("Source", source.clone()));
+    }
+    if !t.filter.is_empty() {
+        fields.push(("Partial", t.filter.args().join(" ")));
     }
     if let Some(b) = t.backup_id {
         fields.push(("Backup", b.to_string()));

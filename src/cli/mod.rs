@@ -8,7 +8,7 @@ mod watch;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub use client::{CliError, Client};
 
@@ -18,6 +18,23 @@ pub use client::{CliError, Client};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What a partial capture or copy takes: pg_dump's selection options, each repeatable.
+#[derive(Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Only schemas matching PATTERN (pg_dump --schema).
+    #[arg(long = "schema", value_name = "PATTERN")]
+    pub schema: Vec<String>,
+    /// Not schemas matching PATTERN (pg_dump --exclude-schema).
+    #[arg(long = "exclude-schema", value_name = "PATTERN")]
+    pub exclude_schema: Vec<String>,
+    /// Only tables matching PATTERN (pg_dump --table).
+    #[arg(long = "table", value_name = "PATTERN")]
+    pub table: Vec<String>,
+    /// The definition but not the rows of tables matching PATTERN (pg_dump --exclude-table-data).
+    #[arg(long = "exclude-table-data", value_name = "PATTERN")]
+    pub exclude_table_data: Vec<String>,
 }
 
 /// Every command. Names follow `heroku pg:backups` (`backups:capture`, ...).
@@ -63,6 +80,8 @@ pub enum Command {
         /// Show pg_dump's log lines while watching.
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Cancel a running capture or restore (the newest running one without ID).
     #[command(name = "backups:cancel")]
@@ -140,6 +159,8 @@ pub enum Command {
         no_wait: bool,
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
     #[command(name = "backups:restore")]

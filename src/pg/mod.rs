@@ -6,9 +6,11 @@
 //! does for `pg_dump` itself.
 
 pub mod archive;
+mod filter;
 mod tools;
 mod url;
 
+pub use filter::{DumpFilter, FilterError};
 pub use tools::{PgTool, PgTools, ToolError, Version};
 pub use url::{PgUrl, PgUrlError};
 

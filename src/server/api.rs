@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::catalog::{
     CatalogError, DatabaseRecord, Origin, ScheduleRecord, TransferId, TransferKind,
 };
+use crate::pg::DumpFilter;
 use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
@@ -98,6 +99,7 @@ impl From<TransferError> for ApiError {
             | E::Confirm { .. }
             | E::NotABackup(_)
             | E::BadJobs(_)
+            | E::BadFilter(_)
             | E::SameDatabase => StatusCode::BAD_REQUEST,
             E::NotCompleted { .. }
             | E::InUse { .. }
@@ -280,15 +282,17 @@ async fn cancel_newest(State(s): State<AppState>) -> ApiResult<impl IntoResponse
 #[derive(Deserialize)]
 struct StartCapture {
     database: Option<String>,
+    #[serde(default, flatten)]
+    filter: DumpFilter,
 }
 
 async fn start_capture(
     State(s): State<AppState>,
     Json(body): Json<StartCapture>,
 ) -> ApiResult<impl IntoResponse> {
-    let rec = s
-        .engine
-        .start_capture(body.database.as_deref(), Origin::Manual)?;
+    let rec =
+        s.engine
+            .start_partial_capture(body.database.as_deref(), Origin::Manual, body.filter)?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -513,15 +517,20 @@ struct StartCopy {
     source: String,
     target: String,
     confirm: Option<String>,
+    #[serde(default, flatten)]
+    filter: DumpFilter,
 }
 
 async fn start_copy(
     State(s): State<AppState>,
     Json(body): Json<StartCopy>,
 ) -> ApiResult<impl IntoResponse> {
-    let rec = s
-        .engine
-        .start_copy(&body.source, &body.target, body.confirm.as_deref())?;
+    let rec = s.engine.start_copy(
+        &body.source,
+        &body.target,
+        body.confirm.as_deref(),
+        body.filter,
+    )?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 

@@ -33,6 +33,12 @@ struct Captured {
 pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
     job.log(&format!("Connecting to {}", url.redacted()));
+    if !job.rec.filter.is_empty() {
+        job.log(&format!(
+            "Partial capture: {}",
+            job.rec.filter.args().join(" ")
+        ));
+    }
     let facts = tokio::select! {
         f = server_facts(&engine.tools, &url) => f.map_err(JobEnd::failed)?,
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
@@ -81,6 +87,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         "--dbname",
         &url.without_password(),
     ])
+    .args(job.rec.filter.args())
     .stdout(Stdio::from(pipe_writer))
     .stderr(Stdio::piped());
     let child = spawn_tool(&mut cmd, "pg_dump").map_err(JobEnd::failed)?;

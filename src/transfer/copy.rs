@@ -80,6 +80,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
         "--dbname",
     ])
     .arg(source.without_password())
+    .args(job.rec.filter.args())
     .stdout(Stdio::from(dump_stdout))
     .stderr(Stdio::piped());
     let mut restore = tool_command(&pg_restore, Some(&target));

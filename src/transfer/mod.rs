@@ -26,7 +26,7 @@ use crate::catalog::{
     Catalog, CatalogError, Origin, TransferId, TransferKind, TransferRecord, TransferState,
 };
 use crate::config::ServiceConfig;
-use crate::pg::{PgTools, PgUrl, PgUrlError};
+use crate::pg::{DumpFilter, FilterError, PgTools, PgUrl, PgUrlError};
 use crate::schedule::{Clock, retention};
 use crate::secret::{Secrets, UnsealError};
 use crate::storage::{Storage, StorageError};
@@ -78,6 +78,8 @@ pub enum TransferError {
     NothingRunning,
     #[error("there is no completed backup yet; take one with `pgbackups backups:capture`")]
     NoBackups,
+    #[error(transparent)]
+    BadFilter(#[from] FilterError),
     #[error("the source and the target are the same database; a copy needs two")]
     SameDatabase,
     #[error("--jobs must be between 1 and 64, not {0}")]
@@ -325,12 +327,27 @@ impl Engine {
         database: Option<&str>,
         origin: Origin,
     ) -> Result<TransferRecord, TransferError> {
+        self.start_partial_capture(database, origin, DumpFilter::default())
+    }
+
+    /// Starts a capture of the schemas and tables `filter` selects (all when it is empty).
+    pub fn start_partial_capture(
+        self: &Arc<Self>,
+        database: Option<&str>,
+        origin: Origin,
+        filter: DumpFilter,
+    ) -> Result<TransferRecord, TransferError> {
+        filter.validate()?;
         let (label, url) = self.resolve_database(database)?;
         let prefix = match origin {
             Origin::Manual => 'b',
             Origin::Scheduled => 'a',
         };
-        let rec = self.new_transfer(prefix, TransferKind::Capture, origin, label)?;
+        let mut rec = self.new_transfer(prefix, TransferKind::Capture, origin, label)?;
+        if !filter.is_empty() {
+            rec.filter = filter;
+            self.catalog.save_transfer(&rec)?;
+        }
         self.launch(rec.clone(), Work::Capture { url });
         Ok(rec)
     }
@@ -374,7 +391,9 @@ impl Engine {
         source: &str,
         target: &str,
         confirm: Option<&str>,
+        filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
+        filter.validate()?;
         let (source_label, source_url) = self.resolve_database(Some(source))?;
         let (target_label, target_url) = self.resolve_database(Some(target))?;
         check_confirm(&target_label, confirm)?;
@@ -385,6 +404,7 @@ impl Engine {
         }
         let mut rec = self.new_transfer('c', TransferKind::Copy, Origin::Manual, target_label)?;
         rec.source = Some(source_label);
+        rec.filter = filter;
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
