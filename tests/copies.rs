@@ -176,3 +176,47 @@ fn partial_captures_and_copies_take_only_what_is_selected_and_record_it() {
         text(&out)
     );
 }
+
+#[test]
+fn pull_creates_a_new_local_database_and_push_guards_a_target_with_tables() {
+    let remote = Cluster::start();
+    remote.create_db("app");
+    remote.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 700) g",
+    );
+    let local = Cluster::start();
+    let svc = Service::start();
+
+    let out = svc.cli(&["pull", &remote.url("app"), &local.url("app_dev")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        local.psql("app_dev", "SELECT count(*) FROM t").trim(),
+        "700"
+    );
+    // Pull never overwrites.
+    let out = svc.cli(&["pull", &remote.url("app"), &local.url("app_dev")]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already exists"), "{}", text(&out));
+
+    // Push into a database with tables needs the confirmation; into an empty one it does not.
+    local.psql("app_dev", "INSERT INTO t VALUES (701)");
+    let out = svc.cli(&["push", &local.url("app_dev"), &remote.url("app")]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--confirm app"), "{}", text(&out));
+    assert_eq!(remote.psql("app", "SELECT count(*) FROM t").trim(), "700");
+    let out = svc.cli(&[
+        "push",
+        &local.url("app_dev"),
+        &remote.url("app"),
+        "--confirm",
+        "app",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(remote.psql("app", "SELECT count(*) FROM t").trim(), "701");
+    remote.create_db("fresh");
+    let out = svc.cli(&["push", &local.url("app_dev"), &remote.url("fresh")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(remote.psql("fresh", "SELECT count(*) FROM t").trim(), "701");
+    assert!(svc.ok(&["backups"]).contains("=== Copies"));
+}

@@ -149,30 +149,37 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             verbose,
             filter,
         } => {
-            let c = Client::from_env()?;
             let mut body = filter_json(&filter);
             body["source"] = json!(source);
             body["target"] = json!(target);
             body["confirm"] = json!(confirm);
-            let rec: TransferRecord = c.post("/copies", &body).await?;
-            if no_wait {
-                println!("{}", rec.id);
-                return Ok(0);
-            }
-            let from = rec.source.clone().unwrap_or_default();
-            eprintln!("Starting copy of {from} to {}... done\n", rec.database);
-            eprintln!(
-                "Use Ctrl-C at any time to stop monitoring progress; the copy will continue running."
-            );
-            eprintln!("Stop a running copy with `pgbackups backups:cancel`.\n");
-            println!("{}", rec.id);
-            watch::watch(
-                &c,
-                rec.id,
-                &format!("Copying {from} to {}", rec.database),
-                verbose,
-            )
-            .await
+            copy_and_watch("/copies", &body, no_wait, verbose).await
+        }
+        Command::Pull {
+            source,
+            local_url,
+            no_wait,
+            verbose,
+            filter,
+        } => {
+            let mut body = filter_json(&filter);
+            body["source"] = json!(source);
+            body["target"] = json!(local_url);
+            copy_and_watch("/pulls", &body, no_wait, verbose).await
+        }
+        Command::Push {
+            local_url,
+            target,
+            confirm,
+            no_wait,
+            verbose,
+            filter,
+        } => {
+            let mut body = filter_json(&filter);
+            body["source"] = json!(local_url);
+            body["target"] = json!(target);
+            body["confirm"] = json!(confirm);
+            copy_and_watch("/pushes", &body, no_wait, verbose).await
         }
         Command::Schedule { database, at } => {
             let c = Client::from_env()?;
@@ -378,6 +385,35 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             .await
         }
     }
+}
+
+/// Starts a copy (plain, pull or push) and watches it like a capture.
+async fn copy_and_watch(
+    path: &str,
+    body: &serde_json::Value,
+    no_wait: bool,
+    verbose: bool,
+) -> Result<i32, CliError> {
+    let c = Client::from_env()?;
+    let rec: TransferRecord = c.post(path, body).await?;
+    if no_wait {
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    let from = rec.source.clone().unwrap_or_default();
+    eprintln!("Starting copy of {from} to {}... done\n", rec.database);
+    eprintln!(
+        "Use Ctrl-C at any time to stop monitoring progress; the copy will continue running."
+    );
+    eprintln!("Stop a running copy with `pgbackups backups:cancel`.\n");
+    println!("{}", rec.id);
+    watch::watch(
+        &c,
+        rec.id,
+        &format!("Copying {from} to {}", rec.database),
+        verbose,
+    )
+    .await
 }
 
 /// The selection options as the API takes them.

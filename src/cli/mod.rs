@@ -162,6 +162,32 @@ pub enum Command {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Copy SOURCE into a new database on your own server (LOCAL_URL names it); refuses a
+    /// database that exists.
+    Pull {
+        source: String,
+        local_url: String,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, short)]
+        verbose: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Copy your LOCAL_URL database into TARGET; refuses a TARGET that has tables unless
+    /// --confirm names it.
+    Push {
+        local_url: String,
+        target: String,
+        #[arg(long)]
+        confirm: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, short)]
+        verbose: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
     /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
     #[command(name = "backups:restore")]
     Restore {

@@ -47,6 +47,8 @@ pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Schedul
         .route("/captures", post(start_capture))
         .route("/restores", post(start_restore))
         .route("/copies", post(start_copy))
+        .route("/pulls", post(start_pull))
+        .route("/pushes", post(start_push))
         .route("/schedules", get(list_schedules).post(set_schedule))
         .route("/schedules/{database}", delete(remove_schedule))
         .route(
@@ -101,6 +103,7 @@ impl From<TransferError> for ApiError {
             | E::BadJobs(_)
             | E::BadFilter(_)
             | E::SameDatabase => StatusCode::BAD_REQUEST,
+            E::Target(_) => StatusCode::CONFLICT,
             E::NotCompleted { .. }
             | E::InUse { .. }
             | E::StillRunning(_)
@@ -531,6 +534,33 @@ async fn start_copy(
         body.confirm.as_deref(),
         body.filter,
     )?;
+    Ok((StatusCode::CREATED, Json(rec)))
+}
+
+async fn start_pull(
+    State(s): State<AppState>,
+    Json(body): Json<StartCopy>,
+) -> ApiResult<impl IntoResponse> {
+    let rec = s
+        .engine
+        .start_pull(&body.source, &body.target, body.filter)
+        .await?;
+    Ok((StatusCode::CREATED, Json(rec)))
+}
+
+async fn start_push(
+    State(s): State<AppState>,
+    Json(body): Json<StartCopy>,
+) -> ApiResult<impl IntoResponse> {
+    let rec = s
+        .engine
+        .start_push(
+            &body.source,
+            &body.target,
+            body.confirm.as_deref(),
+            body.filter,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 

@@ -11,6 +11,7 @@ mod download;
 pub mod job;
 pub mod layout;
 pub mod pipeline;
+mod pushpull;
 mod restore;
 
 use std::collections::HashMap;
@@ -80,6 +81,8 @@ pub enum TransferError {
     NoBackups,
     #[error(transparent)]
     BadFilter(#[from] FilterError),
+    #[error("{0}")]
+    Target(String),
     #[error("the source and the target are the same database; a copy needs two")]
     SameDatabase,
     #[error("--jobs must be between 1 and 64, not {0}")]

@@ -1,0 +1,105 @@
+//! `pull` and `push` (Heroku's pg:pull and pg:push): copies with a guard on the target.
+//! `pull` creates the local database and refuses one that exists; `push` refuses a target
+//! that has tables unless the user confirms it by name.
+
+use std::sync::Arc;
+
+use super::{Engine, TransferError};
+use crate::catalog::TransferRecord;
+use crate::pg::DumpFilter;
+use crate::pg::client::query;
+
+impl Engine {
+    /// Creates the database of `local` (it must not exist) and copies `source` into it.
+    pub async fn start_pull(
+        self: &Arc<Self>,
+        source: &str,
+        local: &str,
+        filter: DumpFilter,
+    ) -> Result<TransferRecord, TransferError> {
+        let (_, local_url) = self.resolve_database(Some(local))?;
+        let dbname = local_url.dbname();
+        let admin = local_url.with_dbname("postgres");
+        let exists = query(
+            &self.tools,
+            &admin,
+            &format!(
+                "SELECT 1 FROM pg_database WHERE datname = {}",
+                literal(&dbname)
+            ),
+        )
+        .await
+        .map_err(|e| TransferError::Target(e.to_string()))?;
+        if !exists.is_empty() {
+            return Err(TransferError::Target(format!(
+                "database `{dbname}` already exists on {}; pull creates a new database: pick another name, or drop it first (or use `pgbackups copy` to replace its contents)",
+                local_url.host_port()
+            )));
+        }
+        query(
+            &self.tools,
+            &admin,
+            &format!("CREATE DATABASE {}", ident(&dbname)),
+        )
+        .await
+        .map_err(|e| TransferError::Target(format!("could not create database `{dbname}`: {e}")))?;
+        self.start_copy(source, local, Some(&dbname), filter)
+    }
+
+    /// Copies `local` into `target`, refusing when the target has tables unless `confirm`
+    /// names it.
+    pub async fn start_push(
+        self: &Arc<Self>,
+        local: &str,
+        target: &str,
+        confirm: Option<&str>,
+        filter: DumpFilter,
+    ) -> Result<TransferRecord, TransferError> {
+        let (target_label, target_url) = self.resolve_database(Some(target))?;
+        let tables = query(
+            &self.tools,
+            &target_url,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg\\_toast%'",
+        )
+        .await
+        .map_err(|e| TransferError::Target(e.to_string()))?;
+        let count: u64 = tables
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let word = super::confirm_word(&target_label);
+        let confirm = if count == 0 {
+            Some(word.as_str())
+        } else {
+            confirm
+        };
+        if count > 0 && confirm != Some(word.as_str()) {
+            return Err(TransferError::Target(format!(
+                "{target_label} has {count} table(s); push replaces everything in it: confirm by passing --confirm {word}"
+            )));
+        }
+        self.start_copy(local, target, confirm, filter)
+    }
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A SQL identifier.
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quotes_literals_and_identifiers() {
+        assert_eq!(super::literal("it's"), "'it''s'");
+        assert_eq!(super::ident("my \"db\""), "\"my \"\"db\"\"\"");
+    }
+}
