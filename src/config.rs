@@ -18,6 +18,9 @@ pub struct ServiceConfig {
     pub zstd_level: i32,
     /// zstd worker threads (0 = compress on the pipeline thread).
     pub zstd_workers: u32,
+    /// Limits on restores from URLs (`PGBACKUPS_URL_MAX_BYTES`, `PGBACKUPS_URL_READ_TIMEOUT`
+    /// in seconds).
+    pub download_limits: crate::transfer::restore_url::DownloadLimits,
 }
 
 impl ServiceConfig {
@@ -30,6 +33,7 @@ impl ServiceConfig {
             max_running: 4,
             zstd_level: 1,
             zstd_workers: 2,
+            download_limits: download_limits_from_env(),
         }
     }
 
@@ -67,6 +71,22 @@ pub fn default_data_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
     PathBuf::from(home).join(".local/share/pgbackups")
+}
+
+fn download_limits_from_env() -> crate::transfer::restore_url::DownloadLimits {
+    let mut l = crate::transfer::restore_url::DownloadLimits::default();
+    let num = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(n) = num("PGBACKUPS_URL_MAX_BYTES") {
+        l.max_bytes = n;
+    }
+    if let Some(s) = num("PGBACKUPS_URL_READ_TIMEOUT").filter(|s| *s > 0) {
+        l.read_timeout = std::time::Duration::from_secs(s);
+    }
+    l
 }
 
 fn pg_bin_dirs_from_env() -> Vec<PathBuf> {

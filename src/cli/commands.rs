@@ -344,14 +344,18 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             no_wait,
             verbose,
         } => {
-            // `restore b001 main`, `restore b001`, `restore main`, `restore`.
+            // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`, `restore`.
+            let from_url = first
+                .clone()
+                .filter(|f| f.starts_with("http://") || f.starts_with("https://"));
+            let first = if from_url.is_some() { None } else { first };
             let (backup, database) = match (first, second) {
                 (Some(a), Some(b)) => (Some(parse_id(&a)?), Some(b)),
                 (Some(a), None) => match a.parse::<TransferId>() {
                     Ok(id) if id.is_backup() => (Some(id), None),
                     _ => (None, Some(a)),
                 },
-                (None, _) => (None, None),
+                (None, database) => (None, database),
             };
             let c = Client::from_env()?;
             let rec: TransferRecord = c
@@ -359,13 +363,18 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                     "/restores",
                     &json!({
                         "backup": backup.map(|b| b.to_string()),
+                        "url": from_url,
                         "database": database,
                         "confirm": confirm,
                         "jobs": jobs,
                     }),
                 )
                 .await?;
-            let from = rec.backup_id.map(|b| b.to_string()).unwrap_or_default();
+            let from = rec
+                .backup_id
+                .map(|b| b.to_string())
+                .or(rec.source.clone())
+                .unwrap_or_default();
             if no_wait {
                 println!("{}", rec.id);
                 return Ok(0);
@@ -561,7 +570,10 @@ pub fn backups_listing(all: &[TransferRecord]) -> String {
                     size_text(t),
                     format!(
                         "{} → {}",
-                        t.backup_id.map(|b| b.to_string()).unwrap_or_default(),
+                        t.backup_id
+                            .map(|b| b.to_string())
+                            .or(t.source.clone())
+                            .unwrap_or_default(),
                         t.database
                     ),
                 ]

@@ -102,6 +102,7 @@ impl From<TransferError> for ApiError {
             | E::NotABackup(_)
             | E::BadJobs(_)
             | E::BadFilter(_)
+            | E::BadSourceUrl
             | E::SameDatabase => StatusCode::BAD_REQUEST,
             E::Target(_) => StatusCode::CONFLICT,
             E::NotCompleted { .. }
@@ -302,6 +303,8 @@ async fn start_capture(
 #[derive(Deserialize)]
 struct StartRestore {
     backup: Option<String>,
+    /// An http(s) URL to restore from, instead of a backup.
+    url: Option<String>,
     database: Option<String>,
     confirm: Option<String>,
     jobs: Option<u32>,
@@ -311,6 +314,15 @@ async fn start_restore(
     State(s): State<AppState>,
     Json(body): Json<StartRestore>,
 ) -> ApiResult<impl IntoResponse> {
+    if let Some(source) = &body.url {
+        let rec = s.engine.start_restore_from_url(
+            source,
+            body.database.as_deref(),
+            body.confirm.as_deref(),
+            body.jobs.unwrap_or(1),
+        )?;
+        return Ok((StatusCode::CREATED, Json(rec)));
+    }
     let backup = parse_optional_id(body.backup.as_deref())?;
     let rec = s.engine.start_restore(
         backup,

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod pipeline;
 mod pushpull;
 mod restore;
+pub mod restore_url;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -83,6 +84,8 @@ pub enum TransferError {
     BadFilter(#[from] FilterError),
     #[error("{0}")]
     Target(String),
+    #[error("a restore source must be a backup ID (b001) or an http(s) URL")]
+    BadSourceUrl,
     #[error("the source and the target are the same database; a copy needs two")]
     SameDatabase,
     #[error("--jobs must be between 1 and 64, not {0}")]
@@ -128,6 +131,11 @@ enum Work {
         source: PgUrl,
         target: PgUrl,
     },
+    RestoreUrl {
+        source: String,
+        url: PgUrl,
+        jobs: u32,
+    },
 }
 
 /// The transfer machinery of one service: starts transfers, tracks the running ones.
@@ -139,6 +147,7 @@ pub struct Engine {
     tmp_dir: PathBuf,
     zstd_level: i32,
     zstd_workers: u32,
+    download_limits: restore_url::DownloadLimits,
     running: Mutex<HashMap<TransferId, Arc<Control>>>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
@@ -190,6 +199,7 @@ impl Engine {
             tmp_dir: config.tmp_dir(),
             zstd_level: config.zstd_level,
             zstd_workers: config.zstd_workers,
+            download_limits: config.download_limits,
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             tasks: TaskTracker::new(),
@@ -380,6 +390,40 @@ impl Engine {
             rec.clone(),
             Work::Restore {
                 backup: Box::new(backup),
+                url,
+                jobs,
+            },
+        );
+        Ok(rec)
+    }
+
+    /// Starts a restore of the dump at an http(s) URL into `database`, after checking the
+    /// confirmation against the target's name.
+    pub fn start_restore_from_url(
+        self: &Arc<Self>,
+        source: &str,
+        database: Option<&str>,
+        confirm: Option<&str>,
+        jobs: u32,
+    ) -> Result<TransferRecord, TransferError> {
+        if !(1..=64).contains(&jobs) {
+            return Err(TransferError::BadJobs(jobs));
+        }
+        let parsed = url::Url::parse(source)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        if parsed.is_none() {
+            return Err(TransferError::BadSourceUrl);
+        }
+        let (label, url) = self.resolve_database(database)?;
+        check_confirm(&label, confirm)?;
+        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
+        rec.source = Some(restore_url::shown_url(source));
+        self.catalog.save_transfer(&rec)?;
+        self.launch(
+            rec.clone(),
+            Work::RestoreUrl {
+                source: source.to_string(),
                 url,
                 jobs,
             },
@@ -672,6 +716,9 @@ impl Engine {
             }
             Work::Restore { backup, url, jobs } => restore::run(job, &backup, url, jobs).await,
             Work::Copy { source, target } => copy::run(job, source, target).await,
+            Work::RestoreUrl { source, url, jobs } => {
+                restore_url::run(job, source, url, jobs).await
+            }
         }
     }
 

@@ -41,12 +41,16 @@ const GROUP_BYTES: u64 = 64 << 20;
 
 /// The restore's scratch directory (in the data directory's `tmp/`), removed however the
 /// restore ends.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn create(path: PathBuf) -> io::Result<Scratch> {
+    pub(super) fn create(path: PathBuf) -> io::Result<Scratch> {
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
         Ok(Scratch(path))
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.0
     }
 }
 
@@ -58,7 +62,7 @@ impl Drop for Scratch {
 
 /// What every pg_restore of one restore shares.
 #[derive(Clone)]
-struct Restorer {
+pub(super) struct Restorer {
     ctx: JobCtx,
     exe: PathBuf,
     url: PgUrl,
@@ -173,7 +177,7 @@ async fn streamed(
     .await
     .map_err(JobEnd::failed)?
     .map_err(JobEnd::failed)?;
-    check_readable(r, backup, &toc).await?;
+    check_readable(r, &format!("backup {}", backup.id), &toc).await?;
     job.log("Backup verified: checksum matches and pg_restore reads it");
 
     // 2. Empty the target.
@@ -410,19 +414,32 @@ async fn spooled(
     if job.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
     }
-    check_readable(r, backup, &path).await?;
-    job.log("Backup verified: checksum matches and pg_restore reads it");
+    restore_file(job, r, jobs, &path, &format!("backup {}", backup.id)).await
+}
+
+/// Restores a complete, seekable dump file: `pg_restore --list` must read it, then the
+/// target is emptied and `pg_restore --jobs N` restores the file. `what` names the dump in
+/// messages.
+pub(super) async fn restore_file(
+    job: &mut Job,
+    r: &Restorer,
+    jobs: u32,
+    path: &Path,
+    what: &str,
+) -> Result<(), JobEnd> {
+    check_readable(r, what, path).await?;
+    job.log("Dump verified: pg_restore reads it");
     empty_target(job, r).await?;
     job.log(&format!("Restoring with pg_restore --jobs {jobs}"));
     let args = vec![
         OsString::from(format!("--jobs={jobs}")),
-        path.into_os_string(),
+        path.as_os_str().to_owned(),
     ];
     r.step(args, None, &CancellationToken::new()).await
 }
 
 /// `pg_restore --list`: refuses what pg_restore cannot read before the target is touched.
-async fn check_readable(r: &Restorer, backup: &TransferRecord, file: &Path) -> Result<(), JobEnd> {
+async fn check_readable(r: &Restorer, what: &str, file: &Path) -> Result<(), JobEnd> {
     let mut list = tool_command(&r.exe, None);
     list.arg("--list")
         .arg(file)
@@ -435,8 +452,7 @@ async fn check_readable(r: &Restorer, backup: &TransferRecord, file: &Path) -> R
         .map_err(JobEnd::failed)?;
     if !out.status.success() {
         return Err(JobEnd::failed(format!(
-            "backup {} is not a custom-format dump that pg_restore can read: {}",
-            backup.id,
+            "{what} is not a custom-format dump that pg_restore can read: {}",
             crate::pg::client::clean_libpq_message(&String::from_utf8_lossy(&out.stderr))
         )));
     }
@@ -465,6 +481,15 @@ async fn empty_target(job: &mut Job, r: &Restorer) -> Result<(), JobEnd> {
 }
 
 impl Restorer {
+    pub(super) fn new(job: &Job, exe: PathBuf, url: PgUrl) -> Restorer {
+        Restorer {
+            ctx: job.ctx.clone(),
+            exe,
+            url,
+            storage: job.engine.storage.clone(),
+        }
+    }
+
     /// Runs one pg_restore into the target with `args` (plus the common ones), fed on stdin
     /// when `feed` is given. Stops it when the transfer is cancelled or `abort` fires.
     async fn step(

@@ -1,0 +1,242 @@
+//! A restore from an http(s) URL (a presigned object-store link, say): the file is
+//! downloaded as a stream into scratch space — checked to be a custom-format dump from its
+//! first bytes, bounded in size, with connect and read timeouts and a bounded number of
+//! redirects — then proven complete and restored like a spooled backup.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use super::restore::{Restorer, Scratch, restore_file};
+use super::{Job, JobEnd};
+use crate::format::bytes;
+use crate::pg::client::server_facts;
+use crate::pg::{PgTool, PgUrl, archive};
+
+/// Limits on a download.
+#[derive(Clone, Copy, Debug)]
+pub struct DownloadLimits {
+    /// The largest file accepted.
+    pub max_bytes: u64,
+    /// How long the server may stay silent (while connecting, or mid-body).
+    pub read_timeout: Duration,
+}
+
+impl Default for DownloadLimits {
+    fn default() -> DownloadLimits {
+        DownloadLimits {
+            max_bytes: 1 << 40,
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The URL as shown: without credentials, query (a presigned URL's signature) or fragment.
+pub fn shown_url(source: &str) -> String {
+    match url::Url::parse(source) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(a URL that cannot be parsed)".into(),
+    }
+}
+
+pub(super) async fn run(
+    job: &mut Job,
+    source: String,
+    url: PgUrl,
+    jobs: u32,
+) -> Result<(), JobEnd> {
+    let engine = job.engine.clone();
+    let shown = shown_url(&source);
+    job.log(&format!("Restoring {shown} into {}", url.redacted()));
+    let facts = tokio::select! {
+        f = server_facts(&engine.tools, &url) => f.map_err(JobEnd::failed)?,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    };
+    job.rec.server_version = Some(facts.version.to_string());
+    job.rec.database_size = Some(facts.database_size);
+    let pg_restore = engine
+        .tools
+        .newest(PgTool::Restore)
+        .map_err(JobEnd::failed)?;
+    job.rec.tool_version = engine.tools.version_of(&pg_restore).map(|v| v.to_string());
+    job.save().await?;
+    let scratch = Scratch::create(engine.tmp_dir.join(job.rec.id.to_string())).map_err(|e| {
+        JobEnd::failed(format!(
+            "cannot create the restore's scratch directory: {e}"
+        ))
+    })?;
+    let path = scratch.path().join("download.dump");
+
+    let size = download(job, &source, &shown, &path, engine.download_limits).await?;
+    job.rec.dump_size = Some(size);
+    job.log(&format!(
+        "Downloaded {}; checking that the dump is complete",
+        bytes(size)
+    ));
+    let p = path.clone();
+    let patches = tokio::task::spawn_blocking(move || -> Result<usize, String> {
+        let file = File::open(&p).map_err(|e| e.to_string())?;
+        let index = archive::scan(BufReader::with_capacity(1 << 20, &file))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                "the file is not a complete custom-format dump: it ends early (a download cut off?) or is of an archive version this pgbackups cannot read".to_string()
+            })?;
+        let patches = index.patches();
+        let file = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| e.to_string())?;
+        for (pos, b) in &patches {
+            file.write_all_at(b, *pos).map_err(|e| e.to_string())?;
+        }
+        Ok(patches.len())
+    })
+    .await
+    .map_err(JobEnd::failed)?
+    .map_err(|e| JobEnd::failed(format!("{shown}: {e}")))?;
+    if patches > 0 {
+        job.log(&format!(
+            "Filled in the data offsets of {patches} table(s) for pg_restore"
+        ));
+    }
+    let r = Restorer::new(job, pg_restore, url);
+    restore_file(job, &r, jobs, &path, &format!("the file at {shown}")).await
+}
+
+/// Streams `source` into `path`; returns its size.
+async fn download(
+    job: &Job,
+    source: &str,
+    shown: &str,
+    path: &Path,
+    limits: super::restore_url::DownloadLimits,
+) -> Result<u64, JobEnd> {
+    let fail = |what: String| JobEnd::failed(format!("{shown}: {what}"));
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(limits.read_timeout)
+        .build()
+        .map_err(|e| fail(format!("cannot create an HTTP client: {e}")))?;
+    let explain = |e: reqwest::Error| {
+        if e.is_timeout() {
+            format!(
+                "the server sent nothing for {} s; try again, or check the URL",
+                limits.read_timeout.as_secs()
+            )
+        } else if e.is_redirect() {
+            "too many redirects (more than 5)".to_string()
+        } else if e.is_connect() {
+            "could not connect to the server".to_string()
+        } else if e.is_body() || e.is_decode() {
+            "the download broke off before the end of the file".to_string()
+        } else {
+            e.without_url().to_string()
+        }
+    };
+    let mut resp = tokio::select! {
+        r = client.get(source).send() => r.map_err(|e| fail(explain(e)))?,
+        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+    };
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(fail(match status.as_u16() {
+            403 => "the server refused the download (403 Forbidden): the link may have expired, or need a signature".into(),
+            404 => "there is no file at this URL (404 Not Found)".into(),
+            401 => "the server wants credentials (401 Unauthorized): use a presigned link".into(),
+            _ => format!("the server answered {status}"),
+        }));
+    }
+    if let Some(len) = resp.content_length().filter(|l| *l > limits.max_bytes) {
+        return Err(fail(format!(
+            "the file is {}, over the limit of {} (PGBACKUPS_URL_MAX_BYTES)",
+            bytes(len),
+            bytes(limits.max_bytes)
+        )));
+    }
+    let expected = resp.content_length();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(format!("cannot write the scratch file: {e}")))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut written = 0u64;
+    loop {
+        let chunk = tokio::select! {
+            c = resp.chunk() => c.map_err(|e| fail(format!("{} (after {})", explain(e), bytes(written))))?,
+            _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+        };
+        let Some(chunk) = chunk else { break };
+        if written < 5 {
+            let head: Vec<u8> = chunk.iter().take(5 - written as usize).copied().collect();
+            let expected_head =
+                &super::pipeline::DUMP_MAGIC[written as usize..written as usize + head.len()];
+            if head != expected_head {
+                return Err(fail(not_a_dump_hint(&chunk)));
+            }
+        }
+        written += chunk.len() as u64;
+        if written > limits.max_bytes {
+            return Err(fail(format!(
+                "the file is over the limit of {} (PGBACKUPS_URL_MAX_BYTES)",
+                bytes(limits.max_bytes)
+            )));
+        }
+        out.write_all(&chunk)
+            .map_err(|e| fail(format!("cannot write the scratch file: {e}")))?;
+        job.ctx.add_progress(chunk.len() as u64);
+    }
+    out.flush()
+        .map_err(|e| fail(format!("cannot write the scratch file: {e}")))?;
+    if written == 0 {
+        return Err(fail("the file is empty".into()));
+    }
+    if expected.is_some_and(|n| n != written) {
+        return Err(fail(format!(
+            "the download broke off after {} of {}",
+            bytes(written),
+            bytes(expected.unwrap_or(0))
+        )));
+    }
+    Ok(written)
+}
+
+/// What a file that does not start with `PGDMP` probably is.
+fn not_a_dump_hint(head: &[u8]) -> String {
+    let start = String::from_utf8_lossy(&head[..head.len().min(64)]).to_lowercase();
+    if start.trim_start().starts_with('<') {
+        "this is a web page, not a dump: use the file's direct (or presigned) URL".into()
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        "this is zstd-compressed: decompress it first, or restore from a pgbackups download link"
+            .into()
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        "this is gzip-compressed: decompress it first".into()
+    } else if start.starts_with("--") || start.contains("postgresql database dump") {
+        "this is a plain-SQL dump: restore it with psql; pgbackups restores custom-format dumps (pg_dump -Fc)".into()
+    } else {
+        "this is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_urls_without_secrets_and_names_what_is_not_a_dump() {
+        assert_eq!(
+            shown_url("https://u:p@bucket.s3.example.com/b.dump?X-Amz-Signature=abc#x"),
+            "https://bucket.s3.example.com/b.dump"
+        );
+        assert!(not_a_dump_hint(b"<!DOCTYPE html><html>").contains("web page"));
+        assert!(not_a_dump_hint(&[0x28, 0xb5, 0x2f, 0xfd, 0]).contains("zstd"));
+        assert!(not_a_dump_hint(b"--\n-- PostgreSQL database dump").contains("plain-SQL"));
+    }
+}

@@ -1,0 +1,167 @@
+//! Restores from an http URL, served by a small HTTP server the test starts on 127.0.0.1:
+//! a good file, a 404, a truncated file, an HTML page, and a server that stops sending.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Cluster, Service, text, transfer_id};
+
+/// Serves `/good.dump` (the dump), `/cut.dump` (half of it, announced whole), `/page.html`,
+/// `/slow.dump` (headers, a few bytes, then silence) and 404 for anything else.
+fn serve(dump: Vec<u8>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let dump = dump.clone();
+            std::thread::spawn(move || {
+                let mut first = String::new();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                reader.read_line(&mut first).unwrap_or(0);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) <= 2 {
+                        break;
+                    }
+                }
+                let target = first.split_whitespace().nth(1).unwrap_or("/");
+                let path = target.split('?').next().unwrap_or("/").to_string();
+                let head = |status: &str, len: usize, kind: &str| {
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: {kind}\r\nConnection: close\r\n\r\n"
+                    )
+                };
+                let _ = match path.as_str() {
+                    "/good.dump" => stream
+                        .write_all(
+                            head("200 OK", dump.len(), "application/octet-stream").as_bytes(),
+                        )
+                        .and_then(|_| stream.write_all(&dump)),
+                    "/cut.dump" => stream
+                        .write_all(
+                            head("200 OK", dump.len(), "application/octet-stream").as_bytes(),
+                        )
+                        .and_then(|_| stream.write_all(&dump[..dump.len() / 2])),
+                    "/page.html" => {
+                        let page = b"<!DOCTYPE html><html><body>Download your backup</body></html>";
+                        stream
+                            .write_all(head("200 OK", page.len(), "text/html").as_bytes())
+                            .and_then(|_| stream.write_all(page))
+                    }
+                    "/slow.dump" => {
+                        let r = stream
+                            .write_all(
+                                head("200 OK", dump.len(), "application/octet-stream").as_bytes(),
+                            )
+                            .and_then(|_| stream.write_all(&dump[..100]));
+                        std::thread::sleep(Duration::from_secs(30));
+                        r
+                    }
+                    _ => stream.write_all(head("404 Not Found", 0, "text/plain").as_bytes()),
+                };
+            });
+        }
+    });
+    base
+}
+
+#[test]
+fn restores_from_a_url_and_refuses_bad_downloads_before_touching_the_target() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g, md5(g::text) AS h FROM generate_series(1, 20000) g",
+    );
+    // A dump as any user would have one: from the stock pg_dump, to a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file: PathBuf = dir.path().join("app.dump");
+    let out = std::process::Command::new(format!("{}/pg_dump", common::PG_BIN))
+        .args([
+            "-Fc",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &pg.port.to_string(),
+            "-f",
+        ])
+        .arg(&file)
+        .arg("app")
+        .env("PGPASSWORD", common::PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = serve(std::fs::read(&file).unwrap());
+
+    pg.create_db("target");
+    pg.psql(
+        "target",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)",
+    );
+    let dir2 = tempfile::tempdir().unwrap();
+    let svc = Service::start_in_with(
+        dir2.path().join("data"),
+        &[("PGBACKUPS_URL_READ_TIMEOUT", "2")],
+    );
+    let target = pg.url("target");
+
+    let refused = |path: &str| -> String {
+        let url = format!("{base}{path}?X-Amz-Signature=s3cr3t");
+        let out = svc.cli(&["backups:restore", &url, &target, "--confirm", "target"]);
+        assert!(!out.status.success(), "{path}: {}", text(&out));
+        let info = svc.info(&transfer_id(&out));
+        assert_eq!(info["state"], "failed");
+        assert_eq!(
+            pg.psql("target", "SELECT x FROM precious").trim(),
+            "42",
+            "{path}"
+        );
+        let shown = format!("{}{}", text(&out), info);
+        assert!(!shown.contains("s3cr3t"), "the signature leaked: {shown}");
+        info["error"].as_str().unwrap().to_string()
+    };
+    assert!(refused("/missing.dump").contains("404"));
+    let page = refused("/page.html");
+    assert!(page.contains("web page"), "{page}");
+    let cut = refused("/cut.dump");
+    assert!(
+        cut.contains("broke off") || cut.contains("not a complete"),
+        "{cut}"
+    );
+    assert!(refused("/slow.dump").contains("sent nothing for 2 s"));
+
+    let out = svc.cli(&[
+        "backups:restore",
+        &format!("{base}/good.dump"),
+        &target,
+        "--confirm",
+        "target",
+        "--jobs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pg.row_counts("app"), pg.row_counts("target"));
+    let info = svc.info(&transfer_id(&out));
+    assert_eq!(info["source"], format!("{base}/good.dump"));
+    assert!(svc.ok(&["backups"]).contains("good.dump"));
+
+    let out = svc.cli(&[
+        "backups:restore",
+        "ftp://example.com/x.dump",
+        &target,
+        "--confirm",
+        "target",
+    ]);
+    assert!(!out.status.success());
+}
