@@ -341,6 +341,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             second,
             confirm,
             jobs,
+            atomic,
+            drop_old,
             no_wait,
             verbose,
         } => {
@@ -367,6 +369,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                         "database": database,
                         "confirm": confirm,
                         "jobs": jobs,
+                        "atomic": atomic,
+                        "drop_old": drop_old,
                     }),
                 )
                 .await?;

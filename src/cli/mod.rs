@@ -201,6 +201,13 @@ pub enum Command {
         /// Parallel pg_restore jobs.
         #[arg(long, short, default_value_t = 1)]
         jobs: u32,
+        /// Restore into a fresh database and swap it in under DATABASE's name only if the
+        /// restore succeeded; the previous contents are kept under a dated name.
+        #[arg(long)]
+        atomic: bool,
+        /// With --atomic: drop the previous contents right after the swap.
+        #[arg(long, requires = "atomic")]
+        drop_old: bool,
         #[arg(long)]
         no_wait: bool,
         #[arg(long, short)]

@@ -20,6 +20,7 @@ use crate::pg::DumpFilter;
 use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
+use crate::transfer::atomic::AtomicSwap;
 use crate::transfer::{Engine, TransferError};
 
 #[derive(Clone)]
@@ -308,18 +309,28 @@ struct StartRestore {
     database: Option<String>,
     confirm: Option<String>,
     jobs: Option<u32>,
+    /// Restore into a fresh database and swap it in only on success.
+    #[serde(default)]
+    atomic: bool,
+    /// With `atomic`: drop the previous contents right after the swap.
+    #[serde(default)]
+    drop_old: bool,
 }
 
 async fn start_restore(
     State(s): State<AppState>,
     Json(body): Json<StartRestore>,
 ) -> ApiResult<impl IntoResponse> {
+    let atomic = body.atomic.then_some(AtomicSwap {
+        drop_old: body.drop_old,
+    });
     if let Some(source) = &body.url {
         let rec = s.engine.start_restore_from_url(
             source,
             body.database.as_deref(),
             body.confirm.as_deref(),
             body.jobs.unwrap_or(1),
+            atomic,
         )?;
         return Ok((StatusCode::CREATED, Json(rec)));
     }
@@ -329,6 +340,7 @@ async fn start_restore(
         body.database.as_deref(),
         body.confirm.as_deref(),
         body.jobs.unwrap_or(1),
+        atomic,
     )?;
     Ok((StatusCode::CREATED, Json(rec)))
 }

@@ -5,6 +5,7 @@
 //! `restore::run`) with a [`job::JobCtx`] for logs, progress and cancellation, then records how
 //! it ended. Whatever happens, a capture that did not succeed leaves no object behind.
 
+pub mod atomic;
 mod capture;
 mod copy;
 mod download;
@@ -126,6 +127,7 @@ enum Work {
         backup: Box<TransferRecord>,
         url: PgUrl,
         jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
     },
     Copy {
         source: PgUrl,
@@ -135,6 +137,7 @@ enum Work {
         source: String,
         url: PgUrl,
         jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
     },
 }
 
@@ -373,6 +376,7 @@ impl Engine {
         database: Option<&str>,
         confirm: Option<&str>,
         jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
         if !(1..=64).contains(&jobs) {
             return Err(TransferError::BadJobs(jobs));
@@ -392,6 +396,7 @@ impl Engine {
                 backup: Box::new(backup),
                 url,
                 jobs,
+                atomic,
             },
         );
         Ok(rec)
@@ -405,6 +410,7 @@ impl Engine {
         database: Option<&str>,
         confirm: Option<&str>,
         jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
         if !(1..=64).contains(&jobs) {
             return Err(TransferError::BadJobs(jobs));
@@ -426,6 +432,7 @@ impl Engine {
                 source: source.to_string(),
                 url,
                 jobs,
+                atomic,
             },
         );
         Ok(rec)
@@ -714,11 +721,33 @@ impl Engine {
                 self.apply_retention(job).await;
                 Ok(())
             }
-            Work::Restore { backup, url, jobs } => restore::run(job, &backup, url, jobs).await,
+            Work::Restore {
+                backup,
+                url,
+                jobs,
+                atomic,
+            } => match atomic {
+                None => restore::run(job, &backup, url, jobs).await,
+                Some(swap) => {
+                    let fresh = atomic::prepare(job, &url).await?;
+                    let restored = restore::run(job, &backup, fresh.clone(), jobs).await;
+                    atomic::finish(job, &url, &fresh, swap, restored).await
+                }
+            },
             Work::Copy { source, target } => copy::run(job, source, target).await,
-            Work::RestoreUrl { source, url, jobs } => {
-                restore_url::run(job, source, url, jobs).await
-            }
+            Work::RestoreUrl {
+                source,
+                url,
+                jobs,
+                atomic,
+            } => match atomic {
+                None => restore_url::run(job, source, url, jobs).await,
+                Some(swap) => {
+                    let fresh = atomic::prepare(job, &url).await?;
+                    let restored = restore_url::run(job, source, fresh.clone(), jobs).await;
+                    atomic::finish(job, &url, &fresh, swap, restored).await
+                }
+            },
         }
     }
 
