@@ -156,6 +156,45 @@ fn restores_from_a_url_and_refuses_bad_downloads_before_touching_the_target() {
     assert_eq!(info["source"], format!("{base}/good.dump"));
     assert!(svc.ok(&["backups"]).contains("good.dump"));
 
+    // A local file, uploaded by the CLI.
+    pg.psql("target", "DROP TABLE t");
+    let f = file.to_str().unwrap();
+    let out = svc.cli(&[
+        "backups:restore",
+        "--file",
+        f,
+        &target,
+        "--confirm",
+        "target",
+        "--jobs",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(pg.row_counts("app"), pg.row_counts("target"));
+    assert!(
+        svc.info(&transfer_id(&out))["source"]
+            .as_str()
+            .unwrap()
+            .contains("app.dump")
+    );
+    let not_a_dump = dir.path().join("notes.txt");
+    std::fs::write(&not_a_dump, "just some text").unwrap();
+    let out = svc.cli(&[
+        "backups:restore",
+        "--file",
+        not_a_dump.to_str().unwrap(),
+        &target,
+        "--confirm",
+        "target",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not a custom-format dump"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(pg.row_counts("app"), pg.row_counts("target"));
+
     let out = svc.cli(&[
         "backups:restore",
         "ftp://example.com/x.dump",

@@ -343,9 +343,17 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             jobs,
             atomic,
             drop_old,
+            file,
             no_wait,
             verbose,
         } => {
+            if let Some(path) = file {
+                let database = first.or(second);
+                return upload_and_watch(
+                    &path, database, confirm, jobs, atomic, drop_old, no_wait, verbose,
+                )
+                .await;
+            }
             // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`, `restore`.
             let from_url = first
                 .clone()
@@ -398,6 +406,67 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             .await
         }
     }
+}
+
+/// Uploads a dump file for a restore, then watches the restore.
+#[allow(clippy::too_many_arguments)]
+async fn upload_and_watch(
+    path: &Path,
+    database: Option<String>,
+    confirm: Option<String>,
+    jobs: u32,
+    atomic: bool,
+    drop_old: bool,
+    no_wait: bool,
+    verbose: bool,
+) -> Result<i32, CliError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| CliError::msg(format!("cannot open {}: {e}", path.display())))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let c = Client::from_env()?;
+    let mut query: Vec<(&str, String)> = vec![
+        ("name", name),
+        ("jobs", jobs.to_string()),
+        ("atomic", atomic.to_string()),
+        ("drop_old", drop_old.to_string()),
+    ];
+    if let Some(d) = database {
+        query.push(("database", d));
+    }
+    if let Some(c) = confirm {
+        query.push(("confirm", c));
+    }
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    eprintln!("Uploading {}...", path.display());
+    let resp = c
+        .send(
+            c.request(Method::POST, "/restores/upload")
+                .query(&query)
+                .body(body),
+        )
+        .await?;
+    let rec: TransferRecord = resp
+        .json()
+        .await
+        .map_err(|e| CliError::msg(format!("reading the service's answer: {e}")))?;
+    if no_wait {
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    println!("{}", rec.id);
+    let from = rec.source.clone().unwrap_or_default();
+    watch::watch(
+        &c,
+        rec.id,
+        &format!("Restoring {from} to {}", rec.database),
+        verbose,
+    )
+    .await
 }
 
 /// Starts a copy (plain, pull or push) and watches it like a capture.

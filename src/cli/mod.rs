@@ -208,6 +208,10 @@ pub enum Command {
         /// With --atomic: drop the previous contents right after the swap.
         #[arg(long, requires = "atomic")]
         drop_old: bool,
+        /// Restore this local custom-format dump file (uploaded to the service) instead of a
+        /// backup; the first argument is then the target database.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         #[arg(long)]
         no_wait: bool,
         #[arg(long, short)]

@@ -47,6 +47,10 @@ pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Schedul
         .route("/transfers/{id}/cancel", post(cancel_transfer))
         .route("/captures", post(start_capture))
         .route("/restores", post(start_restore))
+        .route(
+            "/restores/upload",
+            post(start_restore_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/copies", post(start_copy))
         .route("/pulls", post(start_pull))
         .route("/pushes", post(start_push))
@@ -104,6 +108,7 @@ impl From<TransferError> for ApiError {
             | E::BadJobs(_)
             | E::BadFilter(_)
             | E::BadSourceUrl
+            | E::Upload(_)
             | E::SameDatabase => StatusCode::BAD_REQUEST,
             E::Target(_) => StatusCode::CONFLICT,
             E::NotCompleted { .. }
@@ -537,6 +542,46 @@ async fn unpin(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<i
     let id = parse_id(&id)?;
     let e = s.engine.clone();
     Ok(Json(blocking(move || e.set_pinned(id, false)).await?))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    /// The file's name, for display.
+    name: Option<String>,
+    database: Option<String>,
+    confirm: Option<String>,
+    jobs: Option<u32>,
+    #[serde(default)]
+    atomic: bool,
+    #[serde(default)]
+    drop_old: bool,
+}
+
+/// The body is the dump file itself, streamed.
+async fn start_restore_upload(
+    State(s): State<AppState>,
+    Query(q): Query<UploadQuery>,
+    body: Body,
+) -> ApiResult<impl IntoResponse> {
+    use futures_util::StreamExt;
+    let stream = body
+        .into_data_stream()
+        .map(|r| r.map_err(|e| e.to_string()));
+    let atomic = q.atomic.then_some(AtomicSwap {
+        drop_old: q.drop_old,
+    });
+    let rec = s
+        .engine
+        .start_restore_from_upload(
+            q.name.as_deref().unwrap_or("dump"),
+            q.database.as_deref(),
+            q.confirm.as_deref(),
+            q.jobs.unwrap_or(1),
+            atomic,
+            Box::pin(stream),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(rec)))
 }
 
 #[derive(Deserialize)]

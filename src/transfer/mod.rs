@@ -17,6 +17,7 @@ mod restore;
 pub mod restore_url;
 
 use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,6 +88,8 @@ pub enum TransferError {
     Target(String),
     #[error("a restore source must be a backup ID (b001) or an http(s) URL")]
     BadSourceUrl,
+    #[error("{0}; the target database was not changed")]
+    Upload(String),
     #[error("the source and the target are the same database; a copy needs two")]
     SameDatabase,
     #[error("--jobs must be between 1 and 64, not {0}")]
@@ -134,7 +137,7 @@ enum Work {
         target: PgUrl,
     },
     RestoreUrl {
-        source: String,
+        source: restore_url::DumpSource,
         url: PgUrl,
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
@@ -429,7 +432,83 @@ impl Engine {
         self.launch(
             rec.clone(),
             Work::RestoreUrl {
-                source: source.to_string(),
+                source: restore_url::DumpSource::Url(source.to_string()),
+                url,
+                jobs,
+                atomic,
+            },
+        );
+        Ok(rec)
+    }
+
+    /// Starts a restore of an uploaded dump file: `body` is streamed into scratch space
+    /// (checked to start like a custom-format dump, within the size limit), then restored as
+    /// from a URL.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_restore_from_upload(
+        self: &Arc<Self>,
+        name: &str,
+        database: Option<&str>,
+        confirm: Option<&str>,
+        jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
+        mut body: impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
+    ) -> Result<TransferRecord, TransferError> {
+        use futures_util::StreamExt;
+        use std::io::Write;
+        if !(1..=64).contains(&jobs) {
+            return Err(TransferError::BadJobs(jobs));
+        }
+        let (label, url) = self.resolve_database(database)?;
+        check_confirm(&label, confirm)?;
+        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
+        let shown: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+        rec.source = Some(format!("uploaded file {shown}"));
+        self.catalog.save_transfer(&rec)?;
+        let path = self.tmp_dir.join(format!("upload-{}.dump", rec.id));
+        let limit = self.download_limits.max_bytes;
+        let received: Result<u64, String> = async {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut n = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| format!("the upload broke off: {e}"))?;
+                if n < 5 {
+                    let head: Vec<u8> = chunk.iter().take(5 - n as usize).copied().collect();
+                    if head != pipeline::DUMP_MAGIC[n as usize..n as usize + head.len()] {
+                        return Err("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".to_string());
+                    }
+                }
+                n += chunk.len() as u64;
+                if n > limit {
+                    return Err(format!("the file is over the limit of {limit} bytes (PGBACKUPS_URL_MAX_BYTES)"));
+                }
+                out.write_all(&chunk).map_err(|e| format!("cannot write the scratch file: {e}"))?;
+            }
+            out.flush().map_err(|e| format!("cannot write the scratch file: {e}"))?;
+            if n == 0 {
+                return Err("the file is empty".to_string());
+            }
+            Ok(n)
+        }
+        .await;
+        if let Err(e) = received {
+            let _ = std::fs::remove_file(&path);
+            rec.state = TransferState::Failed;
+            rec.error = Some(format!("{e}. The target database was not changed"));
+            rec.finished_at = Some(self.clock.now());
+            self.catalog.save_transfer(&rec)?;
+            return Err(TransferError::Upload(e));
+        }
+        self.launch(
+            rec.clone(),
+            Work::RestoreUrl {
+                source: restore_url::DumpSource::Uploaded { path, name: shown },
                 url,
                 jobs,
                 atomic,

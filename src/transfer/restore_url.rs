@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::restore::{Restorer, Scratch, restore_file};
@@ -47,14 +47,33 @@ pub fn shown_url(source: &str) -> String {
     }
 }
 
+/// Where a restore's dump comes from when it is not a stored backup.
+#[derive(Debug)]
+pub enum DumpSource {
+    /// An http(s) URL, downloaded by the service.
+    Url(String),
+    /// A file the CLI uploaded, already in the scratch space.
+    Uploaded { path: PathBuf, name: String },
+}
+
+impl DumpSource {
+    /// How the source is shown: never with credentials or a presigned signature.
+    pub fn shown(&self) -> String {
+        match self {
+            DumpSource::Url(u) => shown_url(u),
+            DumpSource::Uploaded { name, .. } => format!("uploaded file {name}"),
+        }
+    }
+}
+
 pub(super) async fn run(
     job: &mut Job,
-    source: String,
+    source: DumpSource,
     url: PgUrl,
     jobs: u32,
 ) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
-    let shown = shown_url(&source);
+    let shown = source.shown();
     job.log(&format!("Restoring {shown} into {}", url.redacted()));
     let facts = tokio::select! {
         f = server_facts(&engine.tools, &url) => f.map_err(JobEnd::failed)?,
@@ -75,10 +94,16 @@ pub(super) async fn run(
     })?;
     let path = scratch.path().join("download.dump");
 
-    let size = download(job, &source, &shown, &path, engine.download_limits).await?;
+    let size = match &source {
+        DumpSource::Url(u) => download(job, u, &shown, &path, engine.download_limits).await?,
+        DumpSource::Uploaded { path: uploaded, .. } => {
+            std::fs::rename(uploaded, &path).map_err(JobEnd::failed)?;
+            std::fs::metadata(&path).map_err(JobEnd::failed)?.len()
+        }
+    };
     job.rec.dump_size = Some(size);
     job.log(&format!(
-        "Downloaded {}; checking that the dump is complete",
+        "Have {}; checking that the dump is complete",
         bytes(size)
     ));
     let p = path.clone();
@@ -105,7 +130,7 @@ pub(super) async fn run(
         ));
     }
     let r = Restorer::new(job, pg_restore, url);
-    restore_file(job, &r, jobs, &path, &format!("the file at {shown}")).await
+    restore_file(job, &r, jobs, &path, &shown).await
 }
 
 /// Streams `source` into `path`; returns its size.
