@@ -381,9 +381,7 @@ impl Engine {
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
-        if !(1..=64).contains(&jobs) {
-            return Err(TransferError::BadJobs(jobs));
-        }
+        check_jobs(jobs)?;
         let backup = match backup {
             Some(id) => self.completed_backup(id)?,
             None => self.latest_backup()?,
@@ -415,9 +413,7 @@ impl Engine {
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
-        if !(1..=64).contains(&jobs) {
-            return Err(TransferError::BadJobs(jobs));
-        }
+        check_jobs(jobs)?;
         let parsed = url::Url::parse(source)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"));
@@ -456,9 +452,7 @@ impl Engine {
     ) -> Result<TransferRecord, TransferError> {
         use futures_util::StreamExt;
         use std::io::Write;
-        if !(1..=64).contains(&jobs) {
-            return Err(TransferError::BadJobs(jobs));
-        }
+        check_jobs(jobs)?;
         let (label, url) = self.resolve_database(database)?;
         check_confirm(&label, confirm)?;
         let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
@@ -954,6 +948,15 @@ fn state_word(s: TransferState) -> &'static str {
         TransferState::Succeeded => "Completed",
         TransferState::Failed => "Failed",
         TransferState::Cancelled => "Cancelled",
+    }
+}
+
+/// `--jobs` between 1 and 64.
+fn check_jobs(jobs: u32) -> Result<(), TransferError> {
+    if (1..=64).contains(&jobs) {
+        Ok(())
+    } else {
+        Err(TransferError::BadJobs(jobs))
     }
 }
 
