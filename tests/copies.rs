@@ -39,6 +39,17 @@ fn copy_between_two_clusters_replaces_the_target_and_stores_nothing() {
             .trim(),
         "1"
     );
+    // The same database through another spelling of its URL: refused before anything is dropped.
+    let same = target.url("staging").replace("127.0.0.1", "localhost");
+    let out = svc.cli(&["copy", "staging", &same, "--confirm", "staging"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("same database"), "{}", text(&out));
+    assert_eq!(
+        target
+            .psql("staging", "SELECT count(*) FROM leftover")
+            .trim(),
+        "1"
+    );
     let out = svc.cli(&["copy", "staging", "staging", "--confirm", "staging"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("same database"), "{}", text(&out));
@@ -52,7 +63,7 @@ fn copy_between_two_clusters_replaces_the_target_and_stores_nothing() {
         "--verbose",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(transfer_id(&out), "c001");
+    assert_eq!(transfer_id(&out), "c002");
     assert!(
         text(&out).contains("processing data for table"),
         "{}",
@@ -64,14 +75,14 @@ fn copy_between_two_clusters_replaces_the_target_and_stores_nothing() {
     let leftover = target.try_psql("staging", "SELECT * FROM leftover");
     assert!(!leftover.status.success());
 
-    let info = svc.info("c001");
+    let info = svc.info("c002");
     assert_eq!(info["kind"], "copy");
     assert_eq!(info["state"], "succeeded");
     assert!(info["source"].as_str().unwrap().contains("/app"));
     assert!(info["dump_size"].as_u64().unwrap() > 0);
     let listing = svc.ok(&["backups"]);
     assert!(
-        listing.contains("=== Copies") && listing.contains("c001"),
+        listing.contains("=== Copies") && listing.contains("c002"),
         "{listing}"
     );
     assert!(!listing.contains(common::PASSWORD), "{listing}");

@@ -310,6 +310,15 @@ impl Catalog {
             .is_some())
     }
 
+    /// Gives up a claim whose capture could not start, so that the run is tried again.
+    pub fn unclaim_run(&self, database: &str, local_date: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM scheduled_runs WHERE database = ?1 AND local_date = ?2 AND transfer_id IS NULL",
+            params![database, local_date],
+        )?;
+        Ok(())
+    }
+
     /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
     pub fn set_run_transfers(
         &self,

@@ -163,7 +163,10 @@ impl Scheduler {
                         started.push((db, date, id));
                     }
                     Err(e) => {
-                        tracing::error!(database = %db, "scheduled capture of {date} could not start: {e}")
+                        tracing::error!(database = %db, "scheduled capture of {date} could not start: {e}; it will be made up when the service starts again");
+                        if let Err(e) = catalog.unclaim_run(&db, &date) {
+                            tracing::error!(database = %db, "scheduler: cannot give up the claim of {date}: {e}");
+                        }
                     }
                 }
             }

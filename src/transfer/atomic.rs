@@ -116,6 +116,8 @@ pub(super) async fn finish(
         }
         return Err(e);
     }
+    // Everything so far happened in the fresh database.
+    job.target_touched = false;
     let busy = query(
         &tools,
         &admin,
@@ -124,8 +126,14 @@ pub(super) async fn finish(
             literal(&target.dbname())
         ),
     )
-    .await
-    .map_err(JobEnd::failed)?;
+    .await;
+    let busy = match busy {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = query(&tools, &admin, &drop_fresh).await;
+            return Err(JobEnd::failed(e));
+        }
+    };
     let connections = busy
         .first()
         .and_then(|r| r.first())

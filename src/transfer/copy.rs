@@ -13,7 +13,7 @@ use super::job::JobCtx;
 use super::pipeline::{CHUNK, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
-use crate::pg::client::{clean_database, server_facts, tool_command};
+use crate::pg::client::{clean_database, query, server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl};
 
 pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(), JobEnd> {
@@ -58,6 +58,19 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
         ));
     }
 
+    // Two URLs can name one database (localhost and 127.0.0.1, a default port written out):
+    // emptying the target would then empty the source. Compare what the servers say.
+    const WHO: &str = "SELECT current_database() || ':' || (SELECT oid FROM pg_database WHERE datname = current_database()) || ':' || pg_postmaster_start_time()";
+    let (a, b) = tokio::join!(
+        query(&engine.tools, &source, WHO),
+        query(&engine.tools, &target, WHO)
+    );
+    let (a, b) = (a.map_err(JobEnd::failed)?, b.map_err(JobEnd::failed)?);
+    if a == b {
+        return Err(JobEnd::failed(
+            "the source and the target are the same database (reached through two different URLs); a copy needs two",
+        ));
+    }
     job.log(&format!(
         "Dropping all objects in database {} (schemas, extensions, large objects)",
         target.dbname()

@@ -884,6 +884,10 @@ fn expire(
     storage: &dyn Storage,
     current: &TransferRecord,
 ) -> Result<Vec<(TransferId, String)>, TransferError> {
+    // Partial captures are not what a policy counts: they neither expire nor get expired.
+    if !current.filter.is_empty() {
+        return Ok(Vec::new());
+    }
     let policy = catalog.retention(&current.database)?.unwrap_or_default();
     let tz = catalog
         .schedules()?
@@ -900,7 +904,12 @@ fn expire(
     let mut candidates: Vec<retention::Candidate> = catalog
         .transfers(Some(TransferKind::Capture))?
         .into_iter()
-        .filter(|t| t.database == current.database && t.is_completed_backup() && t.id != current.id)
+        .filter(|t| {
+            t.database == current.database
+                && t.is_completed_backup()
+                && t.id != current.id
+                && t.filter.is_empty()
+        })
         .map(|t| retention::Candidate {
             id: t.id,
             origin: t.origin,

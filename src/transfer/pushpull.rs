@@ -17,7 +17,10 @@ impl Engine {
         local: &str,
         filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
-        let (_, local_url) = self.resolve_database(Some(local))?;
+        // Everything that can be refused is checked before the database is created.
+        filter.validate()?;
+        self.resolve_database(Some(source))?;
+        let (local_label, local_url) = self.resolve_database(Some(local))?;
         let dbname = local_url.dbname();
         let admin = local_url.with_dbname("postgres");
         let exists = query(
@@ -43,7 +46,16 @@ impl Engine {
         )
         .await
         .map_err(|e| TransferError::Target(format!("could not create database `{dbname}`: {e}")))?;
-        self.start_copy(source, local, Some(&dbname), filter)
+        let confirm = super::confirm_word(&local_label);
+        match self.start_copy(source, local, Some(&confirm), filter) {
+            Ok(rec) => Ok(rec),
+            Err(e) => {
+                // Leave nothing behind that would make the retry say "already exists".
+                let drop = format!("DROP DATABASE {}", ident(&dbname));
+                let _ = query(&self.tools, &admin, &drop).await;
+                Err(e)
+            }
+        }
     }
 
     /// Copies `local` into `target`, refusing when the target has tables unless `confirm`
