@@ -502,7 +502,10 @@ impl Engine {
         self.launch(
             rec.clone(),
             Work::RestoreUrl {
-                source: restore_url::DumpSource::Uploaded { path, name: shown },
+                source: restore_url::DumpSource::Uploaded {
+                    file: restore_url::UploadedFile(path),
+                    name: shown,
+                },
                 url,
                 jobs,
                 atomic,

@@ -53,7 +53,19 @@ pub enum DumpSource {
     /// An http(s) URL, downloaded by the service.
     Url(String),
     /// A file the CLI uploaded, already in the scratch space.
-    Uploaded { path: PathBuf, name: String },
+    Uploaded { file: UploadedFile, name: String },
+}
+
+/// An uploaded dump waiting in scratch space. It is removed when dropped, so that a restore
+/// that ends before using it (cancelled while waiting for a slot, say) leaves nothing behind;
+/// a restore that uses it moves it into its own scratch directory first.
+#[derive(Debug)]
+pub struct UploadedFile(pub PathBuf);
+
+impl Drop for UploadedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl DumpSource {
@@ -96,8 +108,8 @@ pub(super) async fn run(
 
     let size = match &source {
         DumpSource::Url(u) => download(job, u, &shown, &path, engine.download_limits).await?,
-        DumpSource::Uploaded { path: uploaded, .. } => {
-            std::fs::rename(uploaded, &path).map_err(JobEnd::failed)?;
+        DumpSource::Uploaded { file, .. } => {
+            std::fs::rename(&file.0, &path).map_err(JobEnd::failed)?;
             std::fs::metadata(&path).map_err(JobEnd::failed)?.len()
         }
     };
