@@ -194,6 +194,11 @@ fn restores_from_a_url_and_refuses_bad_downloads_before_touching_the_target() {
         text(&out)
     );
     assert_eq!(pg.row_counts("app"), pg.row_counts("target"));
+    // Nothing is left in scratch space, used or refused.
+    let left: Vec<_> = std::fs::read_dir(svc.data_dir.join("tmp"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     let out = svc.cli(&[
         "backups:restore",
