@@ -67,6 +67,16 @@ pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Command {
     cmd
 }
 
+/// A SQL string literal: `it's` → `'it''s'`.
+pub fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A SQL identifier: `my "db"` → `"my ""db"""`.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 /// Runs `sql` with `psql` and returns the rows, each a vector of fields.
 pub async fn query(tools: &PgTools, url: &PgUrl, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
     let out = run_psql(tools, url, &["-A", "-t", "-F", "\t", "-c", sql], None).await?;
@@ -242,3 +252,12 @@ BEGIN
 END
 $pgbackups$;
 "#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quotes_literals_and_identifiers() {
+        assert_eq!(super::quote_literal("it's"), "'it''s'");
+        assert_eq!(super::quote_ident("my \"db\""), "\"my \"\"db\"\"\"");
+    }
+}

@@ -13,21 +13,13 @@ use jiff::Timestamp;
 
 use super::{Job, JobEnd};
 use crate::pg::PgUrl;
-use crate::pg::client::{query, run_script};
+use crate::pg::client::{query, quote_ident, quote_literal, run_script};
 
 /// What an atomic restore does after its swap.
 #[derive(Clone, Copy, Debug)]
 pub struct AtomicSwap {
     /// Drop the previous contents right after the swap.
     pub drop_old: bool,
-}
-
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A database name of at most 63 bytes: `base` shortened (on a character boundary) + suffix.
@@ -75,10 +67,10 @@ pub(super) async fn prepare(job: &mut Job, target: &PgUrl) -> Result<PgUrl, JobE
         &admin,
         &format!(
             "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            ident(&fresh),
-            literal(&field(2)),
-            literal(&field(3)),
-            literal(&field(4))
+            quote_ident(&fresh),
+            quote_literal(&field(2)),
+            quote_literal(&field(3)),
+            quote_literal(&field(4))
         ),
     )
     .await
@@ -102,7 +94,7 @@ pub(super) async fn finish(
     let admin = target.with_dbname("postgres");
     let drop_fresh = format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-        ident(&fresh.dbname())
+        quote_ident(&fresh.dbname())
     );
     if let Err(e) = restored {
         // The fresh database took the damage; the target was never touched.
@@ -123,7 +115,7 @@ pub(super) async fn finish(
         &admin,
         &format!(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
-            literal(&target.dbname())
+            quote_literal(&target.dbname())
         ),
     )
     .await;
@@ -161,10 +153,10 @@ pub(super) async fn finish(
         &admin,
         &format!(
             "ALTER DATABASE {} RENAME TO {};\nALTER DATABASE {} RENAME TO {};\n",
-            ident(&target.dbname()),
-            ident(&old),
-            ident(&fresh.dbname()),
-            ident(&target.dbname())
+            quote_ident(&target.dbname()),
+            quote_ident(&old),
+            quote_ident(&fresh.dbname()),
+            quote_ident(&target.dbname())
         ),
     )
     .await
@@ -180,7 +172,7 @@ pub(super) async fn finish(
         target.dbname()
     ));
     if swap.drop_old {
-        let drop_old = format!("DROP DATABASE {} WITH (FORCE)", ident(&old));
+        let drop_old = format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&old));
         match query(&tools, &admin, &drop_old).await {
             Ok(_) => job.log(&format!("Dropped {old} (--drop-old)")),
             Err(e) => job.log(&format!("Could not drop {old}: {e}; drop it yourself")),

@@ -472,11 +472,8 @@ impl Engine {
             let mut n = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| format!("the upload broke off: {e}"))?;
-                if n < 5 {
-                    let head: Vec<u8> = chunk.iter().take(5 - n as usize).copied().collect();
-                    if head != pipeline::DUMP_MAGIC[n as usize..n as usize + head.len()] {
-                        return Err("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".to_string());
-                    }
+                if !pipeline::starts_like_a_dump(n, &chunk) {
+                    return Err("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".to_string());
                 }
                 n += chunk.len() as u64;
                 if n > limit {

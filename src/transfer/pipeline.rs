@@ -18,6 +18,15 @@ pub const CHUNK: usize = 1 << 20;
 /// The first bytes of every custom-format dump.
 pub const DUMP_MAGIC: &[u8; 5] = b"PGDMP";
 
+/// Whether `chunk`, which starts `seen` bytes into a stream, agrees with the custom-format
+/// magic in the bytes of it that fall among the first five. Lets a download or upload be
+/// refused from its first chunk instead of after the whole file.
+pub fn starts_like_a_dump(seen: u64, chunk: &[u8]) -> bool {
+    let from = (seen as usize).min(DUMP_MAGIC.len());
+    let n = (DUMP_MAGIC.len() - from).min(chunk.len());
+    chunk[..n] == DUMP_MAGIC[from..from + n]
+}
+
 /// A `Write` stage that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,
@@ -282,6 +291,16 @@ mod tests {
         let (hr, nr) = r.finish().unwrap();
         assert_eq!((hw.clone(), nw), (hr, nr));
         assert_eq!(hw, hex::encode(Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn recognises_a_dump_from_any_first_chunk() {
+        assert!(starts_like_a_dump(0, b"PGDMP\x01\x0e"));
+        assert!(starts_like_a_dump(0, b"PG"));
+        assert!(starts_like_a_dump(2, b"DMPxyz"));
+        assert!(starts_like_a_dump(9, b"anything"));
+        assert!(!starts_like_a_dump(0, b"<html>"));
+        assert!(!starts_like_a_dump(3, b"XX"));
     }
 
     #[test]

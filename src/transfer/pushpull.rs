@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{Engine, TransferError};
 use crate::catalog::TransferRecord;
 use crate::pg::DumpFilter;
-use crate::pg::client::query;
+use crate::pg::client::{query, quote_ident, quote_literal};
 
 impl Engine {
     /// Creates the database of `local` (it must not exist) and copies `source` into it.
@@ -28,7 +28,7 @@ impl Engine {
             &admin,
             &format!(
                 "SELECT 1 FROM pg_database WHERE datname = {}",
-                literal(&dbname)
+                quote_literal(&dbname)
             ),
         )
         .await
@@ -42,7 +42,7 @@ impl Engine {
         query(
             &self.tools,
             &admin,
-            &format!("CREATE DATABASE {}", ident(&dbname)),
+            &format!("CREATE DATABASE {}", quote_ident(&dbname)),
         )
         .await
         .map_err(|e| TransferError::Target(format!("could not create database `{dbname}`: {e}")))?;
@@ -51,7 +51,7 @@ impl Engine {
             Ok(rec) => Ok(rec),
             Err(e) => {
                 // Leave nothing behind that would make the retry say "already exists".
-                let drop = format!("DROP DATABASE {}", ident(&dbname));
+                let drop = format!("DROP DATABASE {}", quote_ident(&dbname));
                 let _ = query(&self.tools, &admin, &drop).await;
                 Err(e)
             }
@@ -94,24 +94,5 @@ impl Engine {
             )));
         }
         self.start_copy(local, target, confirm, filter)
-    }
-}
-
-/// A SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quotes_literals_and_identifiers() {
-        assert_eq!(super::literal("it's"), "'it''s'");
-        assert_eq!(super::ident("my \"db\""), "\"my \"\"db\"\"\"");
     }
 }

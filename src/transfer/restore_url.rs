@@ -211,13 +211,8 @@ async fn download(
             _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
         };
         let Some(chunk) = chunk else { break };
-        if written < 5 {
-            let head: Vec<u8> = chunk.iter().take(5 - written as usize).copied().collect();
-            let expected_head =
-                &super::pipeline::DUMP_MAGIC[written as usize..written as usize + head.len()];
-            if head != expected_head {
-                return Err(fail(not_a_dump_hint(&chunk)));
-            }
+        if !super::pipeline::starts_like_a_dump(written, &chunk) {
+            return Err(fail(not_a_dump_hint(&chunk)));
         }
         written += chunk.len() as u64;
         if written > limits.max_bytes {
