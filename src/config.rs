@@ -21,6 +21,58 @@ pub struct ServiceConfig {
     /// Limits on restores from URLs (`PGBACKUPS_URL_MAX_BYTES`, `PGBACKUPS_URL_READ_TIMEOUT`
     /// in seconds).
     pub download_limits: crate::transfer::restore_url::DownloadLimits,
+    /// The URL clients reach the service at (behind a proxy, say), for signed download
+    /// links; default: the listening address.
+    pub public_url: Option<String>,
+    /// Where backups are stored (default: the `storage` directory in the data directory).
+    pub storage: crate::storage::StorageConfig,
+    /// Client-side encryption of new backups, and the keys to read encrypted ones.
+    pub encryption: crate::crypt::EncryptionConfig,
+}
+
+/// The configuration file (`--config`, else `pgbackups.toml` in the data directory when it
+/// exists). Flags and environment variables override it. See `docs/CONFIG.md`.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub listen: Option<String>,
+    pub max_running: Option<usize>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub storage: crate::storage::StorageConfig,
+    #[serde(default)]
+    pub encryption: crate::crypt::EncryptionConfig,
+}
+
+impl ConfigFile {
+    /// Reads `path`; a missing file is an error only when `required`.
+    pub fn load(path: &std::path::Path, required: bool) -> Result<ConfigFile, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(ConfigFile::default());
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read configuration file {}: {e}",
+                    path.display()
+                ));
+            }
+        };
+        // It may hold storage credentials: warn when others can read it.
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path)
+            && m.permissions().mode() & 0o077 != 0
+            && text.contains("secret")
+        {
+            tracing::warn!(
+                "configuration file {} holds secrets and is readable by others; chmod 600 it",
+                path.display()
+            );
+        }
+        toml::from_str(&text)
+            .map_err(|e| format!("configuration file {} is not valid: {e}", path.display()))
+    }
 }
 
 impl ServiceConfig {
@@ -34,6 +86,9 @@ impl ServiceConfig {
             zstd_level: 1,
             zstd_workers: 2,
             download_limits: download_limits_from_env(),
+            public_url: None,
+            storage: Default::default(),
+            encryption: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod crypt;
 pub mod durable;
 pub mod format;
 pub mod pg;
@@ -14,3 +15,9 @@ pub mod secret;
 pub mod server;
 pub mod storage;
 pub mod transfer;
+
+/// Makes rustls use *ring* for every TLS connection (object stores, URL downloads, the CLI's
+/// HTTPS). Called before any HTTP client is built; calling it again does nothing.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

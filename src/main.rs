@@ -5,6 +5,7 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let cli = pgbackups::cli::Cli::parse();
+    pgbackups::install_crypto();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGBACKUPS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -18,6 +18,9 @@ pub const KEY_FILE: &str = "catalog.key";
 pub struct Secrets {
     token: String,
     cipher: ChaCha20Poly1305,
+    /// Key of the HMAC that signs download links (derived from the catalog key, so that
+    /// links stay valid across restarts and die with the key).
+    link_key: [u8; 32],
 }
 
 /// A sealed value that cannot be opened: a different key, or a damaged catalog.
@@ -62,9 +65,17 @@ impl Secrets {
                     ),
                 )
             })?;
+        let link_key = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update(b"pgbackups download-link key v1\0");
+            h.update(&key_bytes);
+            h.finalize().into()
+        };
         Ok(Secrets {
             token,
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key_bytes)),
+            link_key,
         })
     }
 
@@ -80,6 +91,29 @@ impl Secrets {
             return false;
         }
         a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// The HMAC-SHA256 of `message` under the link key, hex.
+    pub fn sign_link(&self, message: &str) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.link_key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(message.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `signature` is [`Secrets::sign_link`] of `message`, compared in constant time.
+    pub fn link_signature_matches(&self, message: &str, signature: &str) -> bool {
+        use hmac::Mac;
+        let Ok(sig) = hex::decode(signature) else {
+            return false;
+        };
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.link_key)
+        else {
+            return false;
+        };
+        mac.update(message.as_bytes());
+        mac.verify_slice(&sig).is_ok()
     }
 
     /// Encrypts `plaintext` with a fresh random nonce: `nonce || ciphertext+tag`.

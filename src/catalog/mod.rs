@@ -9,6 +9,6 @@ mod sqlite;
 
 pub use model::{
     DatabaseRecord, LogLine, Origin, ScheduleRecord, TransferId, TransferIdError, TransferKind,
-    TransferRecord, TransferState,
+    TransferRecord, TransferState, VerifyMode,
 };
 pub use sqlite::{Catalog, CatalogError};

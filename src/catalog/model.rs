@@ -19,7 +19,7 @@ pub struct TransferId {
 /// Why a string is not a transfer ID.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "`{0}` is not a backup or transfer ID: IDs look like b001 (manual backup), a001 (scheduled backup), r001 (restore) or c001 (copy)"
+    "`{0}` is not a backup or transfer ID: IDs look like b001 (manual backup), a001 (scheduled backup), r001 (restore), c001 (copy) or v001 (verification)"
 )]
 pub struct TransferIdError(pub String);
 
@@ -55,7 +55,7 @@ impl FromStr for TransferId {
         let prefix = chars
             .next()
             .map(|c| c.to_ascii_lowercase())
-            .filter(|c| matches!(c, 'a' | 'b' | 'c' | 'r'))
+            .filter(|c| matches!(c, 'a' | 'b' | 'c' | 'r' | 'v'))
             .ok_or_else(|| TransferIdError(s.to_string()))?;
         let digits = chars.as_str();
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -89,6 +89,9 @@ pub enum TransferKind {
     Restore,
     /// Database → database, nothing stored (pg_dump piped into pg_restore).
     Copy,
+    /// Re-reads a backup: checksum, `pg_restore --list`, and optionally a restore into a
+    /// scratch database.
+    Verify,
 }
 
 /// Who started a transfer.
@@ -176,6 +179,12 @@ pub struct TransferRecord {
     pub tool_version: Option<String>,
     /// Why the transfer failed or was cancelled, in words a user can act on.
     pub error: Option<String>,
+    /// For a backup: how the stored object is encrypted (`age`), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
+    /// For a verification: what it proved, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     /// A pinned backup is never expired by retention. Set with `backups:pin`, not by saving
     /// the record.
     #[serde(default)]
@@ -213,6 +222,8 @@ impl TransferRecord {
             server_version: None,
             tool_version: None,
             error: None,
+            encryption: None,
+            detail: None,
             pinned: false,
         }
     }
@@ -232,6 +243,47 @@ pub struct ScheduleRecord {
     pub zone: String,
     /// When it was set; runs due before this are not made up.
     pub created_at: Timestamp,
+    /// Whether each scheduled backup is verified once captured.
+    #[serde(default)]
+    pub verify: VerifyMode,
+}
+
+/// How far a verification goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// No verification (schedules only).
+    #[default]
+    Off,
+    /// Checksum of the whole object and `pg_restore --list`.
+    Checksum,
+    /// The above, then a restore into a scratch database, a sanity check, and a drop.
+    Restore,
+}
+
+impl VerifyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::Off => "off",
+            VerifyMode::Checksum => "checksum",
+            VerifyMode::Restore => "restore",
+        }
+    }
+}
+
+impl FromStr for VerifyMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "no" => Ok(VerifyMode::Off),
+            "checksum" | "check" => Ok(VerifyMode::Checksum),
+            "restore" => Ok(VerifyMode::Restore),
+            other => Err(format!(
+                "`{other}` is not a verification mode: use off, checksum or restore"
+            )),
+        }
+    }
 }
 
 /// One line of a transfer's log.

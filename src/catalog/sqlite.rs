@@ -32,7 +32,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -162,6 +162,18 @@ impl Catalog {
                 "BEGIN; ALTER TABLE transfers ADD COLUMN filter TEXT; PRAGMA user_version = 6; COMMIT;",
             )?;
         }
+        if version < 7 {
+            // Encryption of each backup; the one-line result of a verification; whether a
+            // schedule verifies what it captures.
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE transfers ADD COLUMN encryption TEXT;
+                 ALTER TABLE transfers ADD COLUMN detail TEXT;
+                 ALTER TABLE schedules ADD COLUMN verify TEXT NOT NULL DEFAULT 'off';
+                 PRAGMA user_version = 7;
+                 COMMIT;",
+            )?;
+        }
         Ok(Catalog {
             conn: Mutex::new(conn),
         })
@@ -237,10 +249,10 @@ impl Catalog {
     /// Sets (or replaces) a database's daily schedule.
     pub fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), CatalogError> {
         self.conn().execute(
-            "INSERT INTO schedules (database, hour, minute, zone, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO schedules (database, hour, minute, zone, created_at, verify) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (database) DO UPDATE SET hour = excluded.hour, minute = excluded.minute,
-                 zone = excluded.zone, created_at = excluded.created_at",
-            params![s.database, s.hour, s.minute, s.zone, micros(s.created_at)],
+                 zone = excluded.zone, created_at = excluded.created_at, verify = excluded.verify",
+            params![s.database, s.hour, s.minute, s.zone, micros(s.created_at), s.verify.as_str()],
         )?;
         Ok(())
     }
@@ -257,7 +269,7 @@ impl Catalog {
     pub fn schedules(&self) -> Result<Vec<ScheduleRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT database, hour, minute, zone, created_at FROM schedules ORDER BY database",
+            "SELECT database, hour, minute, zone, created_at, verify FROM schedules ORDER BY database",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(ScheduleRecord {
@@ -266,6 +278,7 @@ impl Catalog {
                 minute: r.get(2)?,
                 zone: r.get(3)?,
                 created_at: from_micros(r.get(4)?),
+                verify: r.get::<_, String>(5)?.parse().unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -395,6 +408,18 @@ impl Catalog {
         Ok(TransferId::new(prefix, number))
     }
 
+    /// Makes sure the next ID with `id`'s prefix comes after it (after a catalog rebuild).
+    pub fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError> {
+        let text = id.to_string();
+        let number: i64 = text[1..].parse().unwrap_or(0);
+        self.conn().execute(
+            "INSERT INTO id_counters (prefix, last) VALUES (?1, ?2)
+             ON CONFLICT (prefix) DO UPDATE SET last = max(last, excluded.last)",
+            params![id.prefix().to_string(), number],
+        )?;
+        Ok(())
+    }
+
     /// Inserts a transfer record, or updates it (leaving its layout alone).
     pub fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
         let id = t.id.to_string();
@@ -403,9 +428,10 @@ impl Catalog {
             // from the record (the layout).
             "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
                 state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
-                object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
-             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter",
+                object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter,
+                encryption, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter, encryption = excluded.encryption, detail = excluded.detail",
             params![
                 id,
                 t.id.prefix().to_string(),
@@ -431,6 +457,8 @@ impl Catalog {
                 t.source,
                 (!t.filter.is_empty())
                     .then(|| serde_json::to_string(&t.filter).unwrap_or_default()),
+                t.encryption,
+                t.detail,
             ],
         )?;
         Ok(())
@@ -570,7 +598,8 @@ impl Catalog {
 
 const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
     started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
-    object_key, compression, server_version, tool_version, error, pinned, source, filter FROM transfers";
+    object_key, compression, server_version, tool_version, error, pinned, source, filter, encryption,
+    detail FROM transfers";
 
 fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
     let id: String = r.get(0)?;
@@ -625,6 +654,8 @@ fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError
             .get::<_, Option<String>>(21)?
             .and_then(|f| serde_json::from_str(&f).ok())
             .unwrap_or_default(),
+        encryption: r.get(22)?,
+        detail: r.get(23)?,
     }))
 }
 
@@ -641,6 +672,7 @@ fn kind_str(k: TransferKind) -> &'static str {
         TransferKind::Capture => "capture",
         TransferKind::Restore => "restore",
         TransferKind::Copy => "copy",
+        TransferKind::Verify => "verify",
     }
 }
 
@@ -649,6 +681,7 @@ fn parse_kind(s: &str) -> Result<TransferKind, CatalogError> {
         "capture" => Ok(TransferKind::Capture),
         "restore" => Ok(TransferKind::Restore),
         "copy" => Ok(TransferKind::Copy),
+        "verify" => Ok(TransferKind::Verify),
         _ => Err(CatalogError::Corrupt(format!("transfer kind {s}"))),
     }
 }

@@ -11,20 +11,55 @@ use super::table::render;
 use super::{Command, watch};
 use crate::catalog::{
     DatabaseRecord, LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState,
+    VerifyMode,
 };
-use crate::config::{ServiceConfig, default_data_dir};
+use crate::config::{ConfigFile, ServiceConfig, default_data_dir};
 use crate::format;
 
 pub async fn run(command: Command) -> Result<i32, CliError> {
     match command {
         Command::Serve {
             data_dir,
+            config: config_path,
             listen,
+            public_url,
             max_running,
+            storage,
+            storage_endpoint,
+            storage_region,
+            encrypt_to,
+            identity_file,
+            passphrase_file,
         } => {
             let mut config = ServiceConfig::new(data_dir.unwrap_or_else(default_data_dir));
-            config.listen = listen;
-            config.max_running = max_running;
+            let file = match &config_path {
+                Some(p) => ConfigFile::load(p, true),
+                None => ConfigFile::load(&config.data_dir.join("pgbackups.toml"), false),
+            }
+            .map_err(CliError::msg)?;
+            config.listen = listen
+                .or(file.listen)
+                .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
+            config.max_running = max_running.or(file.max_running).unwrap_or(4);
+            config.public_url = public_url.or(file.public_url);
+            config.storage = file.storage;
+            if storage.is_some() {
+                config.storage.url = storage;
+            }
+            if storage_endpoint.is_some() {
+                config.storage.endpoint = storage_endpoint;
+            }
+            if storage_region.is_some() {
+                config.storage.region = storage_region;
+            }
+            config.encryption = file.encryption;
+            config.encryption.recipients.extend(encrypt_to);
+            if identity_file.is_some() {
+                config.encryption.identity_file = identity_file;
+            }
+            if passphrase_file.is_some() {
+                config.encryption.passphrase_file = passphrase_file;
+            }
             crate::server::serve(config)
                 .await
                 .map_err(|e| CliError::msg(e.to_string()))?;
@@ -128,8 +163,32 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                 Some(id) => parse_id(&id)?,
                 None => newest_backup(&c).await?,
             };
-            let rec: TransferRecord = c.get(&format!("/transfers/{id}")).await?;
+            let mut rec: TransferRecord = c.get(&format!("/transfers/{id}")).await?;
             let logs: Vec<LogLine> = c.get(&format!("/transfers/{id}/logs")).await?;
+            if rec.kind == TransferKind::Capture {
+                // The newest verification of this backup, shown as its own line.
+                let all: Vec<TransferRecord> = c.get("/transfers").await?;
+                if let Some(v) = all
+                    .iter()
+                    .filter(|t| t.kind == TransferKind::Verify && t.backup_id == Some(rec.id))
+                    .max_by_key(|t| (t.created_at, t.id))
+                {
+                    let at = v.finished_at.map(format::time).unwrap_or_default();
+                    rec.detail = Some(match v.state {
+                        TransferState::Succeeded => format!(
+                            "OK {at} ({}: {})",
+                            v.id,
+                            v.detail.clone().unwrap_or_default()
+                        ),
+                        TransferState::Failed => format!(
+                            "FAILED {at} ({}: {})",
+                            v.id,
+                            v.error.clone().unwrap_or_default()
+                        ),
+                        other => format!("{} ({})", other.as_str(), v.id),
+                    });
+                }
+            }
             if json {
                 let mut v = serde_json::to_value(&rec).map_err(|e| CliError::msg(e.to_string()))?;
                 v["logs"] =
@@ -141,6 +200,99 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Download { id, output } => download(id, &output).await,
+        Command::Url { id, expires, plain } => {
+            let secs = parse_expiry(&expires)?;
+            let id = match id {
+                Some(id) => parse_id(&id)?.to_string(),
+                None => "latest".to_string(),
+            };
+            let c = Client::from_env()?;
+            let link: crate::transfer::BackupUrl = c
+                .post(
+                    &format!("/backups/{id}/url"),
+                    &json!({ "expires_secs": secs, "plain": plain }),
+                )
+                .await?;
+            println!("{}", link.url);
+            let until = format::time(link.expires_at);
+            if link.content == "zstd" {
+                eprintln!(
+                    "Valid until {until}. It serves backup {} as stored: the custom-format dump compressed with zstd. `curl -s URL | zstd -d > {}.dump` gives the dump; `pgbackups backups:restore URL DATABASE` takes the link as is.",
+                    link.id, link.id
+                );
+            } else {
+                eprintln!(
+                    "Valid until {until}. It streams backup {} as a plain custom-format dump through this service.",
+                    link.id
+                );
+            }
+            Ok(0)
+        }
+        Command::Verify {
+            id,
+            restore,
+            target,
+            no_wait,
+            verbose,
+        } => {
+            let id = match id {
+                Some(id) => parse_id(&id)?.to_string(),
+                None => "latest".to_string(),
+            };
+            let c = Client::from_env()?;
+            let mode = if restore { "restore" } else { "checksum" };
+            let rec: TransferRecord = c
+                .post(
+                    &format!("/backups/{id}/verify"),
+                    &json!({ "mode": mode, "target": target }),
+                )
+                .await?;
+            println!("{}", rec.id);
+            if no_wait {
+                return Ok(0);
+            }
+            let backup = rec.backup_id.map(|b| b.to_string()).unwrap_or_default();
+            let code = watch::watch(&c, rec.id, &format!("Verifying {backup}"), verbose).await?;
+            let done: TransferRecord = c.get(&format!("/transfers/{}", rec.id)).await?;
+            if let Some(d) = &done.detail {
+                println!("{backup}: {d}");
+            }
+            Ok(code)
+        }
+        Command::CatalogRebuild => {
+            let c = Client::from_env()?;
+            let r: crate::transfer::RebuildReport = c.post("/catalog/rebuild", &json!({})).await?;
+            let ids = |v: &[crate::catalog::TransferId]| {
+                v.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!(
+                "Recreated {} backup(s) from the store{}",
+                r.added.len(),
+                if r.added.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", ids(&r.added))
+                }
+            );
+            if !r.present.is_empty() {
+                println!("Already in the catalog: {}", ids(&r.present));
+            }
+            for key in &r.orphaned {
+                println!("Skipped {key}: its backup object is missing");
+            }
+            for (key, why) in &r.unreadable {
+                println!("Skipped {key}: {why}");
+            }
+            if !r.added.is_empty() {
+                println!(
+                    "Databases, schedules and retention are not in the store: add them again with databases:add and backups:schedule."
+                );
+            }
+            Ok(if r.unreadable.is_empty() { 0 } else { 1 })
+        }
         Command::Copy {
             source,
             target,
@@ -181,10 +333,18 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             body["confirm"] = json!(confirm);
             copy_and_watch("/pushes", &body, no_wait, verbose).await
         }
-        Command::Schedule { database, at } => {
+        Command::Schedule {
+            database,
+            at,
+            verify,
+        } => {
+            let verify: VerifyMode = verify.parse().map_err(CliError::msg)?;
             let c = Client::from_env()?;
             let s: serde_json::Value = c
-                .post("/schedules", &json!({ "database": database, "at": at }))
+                .post(
+                    "/schedules",
+                    &json!({ "database": database, "at": at, "verify": verify }),
+                )
                 .await?;
             let field = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
             println!(
@@ -567,6 +727,27 @@ async fn newest_backup(c: &Client) -> Result<TransferId, CliError> {
         })
 }
 
+/// Seconds in `60m`, `12h`, `7d`, `90s` or `3600`.
+fn parse_expiry(text: &str) -> Result<u64, CliError> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num.parse().map_err(|_| bad_expiry(text))?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(bad_expiry(text)),
+    };
+    Ok(n.saturating_mul(mult))
+}
+
+fn bad_expiry(text: &str) -> CliError {
+    CliError::msg(format!(
+        "--expires `{text}` is not a duration: use such as 90s, 60m, 12h or 7d"
+    ))
+}
+
 /// `Completed 2026-11-24 02:00:13 +0000`, `Running (12.3MB processed)`, ...
 pub fn status_text(t: &TransferRecord) -> String {
     let at = t.finished_at.map(format::time).unwrap_or_default();
@@ -585,7 +766,7 @@ pub fn status_text(t: &TransferRecord) -> String {
 fn size_text(t: &TransferRecord) -> String {
     let size = match t.kind {
         TransferKind::Capture => t.object_size,
-        TransferKind::Restore | TransferKind::Copy => t.dump_size,
+        TransferKind::Restore | TransferKind::Copy | TransferKind::Verify => t.dump_size,
     };
     size.map(format::bytes).unwrap_or_else(|| {
         if t.state == TransferState::Running {
@@ -657,6 +838,30 @@ pub fn backups_listing(all: &[TransferRecord]) -> String {
             &rows,
         ));
     }
+    let mut checks: Vec<&TransferRecord> = all
+        .iter()
+        .filter(|t| t.kind == TransferKind::Verify)
+        .collect();
+    if !checks.is_empty() {
+        out.push_str("\n=== Verifications\n");
+        checks.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        let rows = checks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.started_at.map(format::time).unwrap_or_default(),
+                    status_text(t),
+                    t.backup_id.map(|b| b.to_string()).unwrap_or_default(),
+                    t.detail.clone().or(t.error.clone()).unwrap_or_default(),
+                ]
+            })
+            .collect::<Vec<_>>();
+        out.push_str(&render(
+            &["ID", "Started at", "Status", "Backup", "Result"],
+            &rows,
+        ));
+    }
     let mut copies: Vec<&TransferRecord> = all
         .iter()
         .filter(|t| t.kind == TransferKind::Copy)
@@ -691,6 +896,7 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
         TransferKind::Capture => "Backup",
         TransferKind::Restore => "Restore",
         TransferKind::Copy => "Copy",
+        TransferKind::Verify => "Verification",
     };
     out.push_str(&format!("=== {what} {}\n", t.id));
     let mut fields: Vec<(&str, String)> = vec![("Database", t.database.clone())];
@@ -754,6 +960,20 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
             }
             if let Some(sha) = &t.sha256 {
                 fields.push(("SHA-256", sha.clone()));
+            }
+            if let Some(enc) = &t.encryption {
+                fields.push(("Encryption", enc.clone()));
+            }
+            fields.push((
+                "Verified",
+                t.detail
+                    .clone()
+                    .unwrap_or_else(|| "never (check it with `pgbackups backups:verify`)".into()),
+            ));
+        }
+        TransferKind::Verify => {
+            if let Some(d) = &t.detail {
+                fields.push(("Result", d.clone()));
             }
         }
         TransferKind::Restore | TransferKind::Copy => {

@@ -45,12 +45,41 @@ pub enum Command {
         /// Directory for the catalog, secrets and local storage.
         #[arg(long, env = "PGBACKUPS_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        /// Address to listen on (loopback by default; use port 0 for any free port).
-        #[arg(long, env = "PGBACKUPS_LISTEN", default_value = crate::config::DEFAULT_LISTEN)]
-        listen: String,
-        /// How many transfers run at once (more wait as Pending).
-        #[arg(long, env = "PGBACKUPS_MAX_RUNNING", default_value_t = 4)]
-        max_running: usize,
+        /// Configuration file (TOML; see docs/CONFIG.md). Default: pgbackups.toml in the
+        /// data directory, when it exists. Flags override it.
+        #[arg(long, env = "PGBACKUPS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:7117; use port 0 for any free port).
+        #[arg(long, env = "PGBACKUPS_LISTEN")]
+        listen: Option<String>,
+        /// The URL clients reach this service at (behind a proxy, say), used in signed
+        /// download links. Default: the listening address.
+        #[arg(long, env = "PGBACKUPS_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// How many transfers run at once (more wait as Pending; default 4).
+        #[arg(long, env = "PGBACKUPS_MAX_RUNNING")]
+        max_running: Option<usize>,
+        /// Where backups are stored: s3://bucket/prefix, gs://bucket/prefix,
+        /// az://container/prefix or file:///dir (default: the data directory). Credentials come
+        /// from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+        #[arg(long, env = "PGBACKUPS_STORAGE")]
+        storage: Option<String>,
+        /// The S3 endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...); path-style
+        /// addressing is then the default.
+        #[arg(long, env = "PGBACKUPS_STORAGE_ENDPOINT")]
+        storage_endpoint: Option<String>,
+        /// The store's region (default AWS_REGION, else us-east-1).
+        #[arg(long, env = "PGBACKUPS_STORAGE_REGION")]
+        storage_region: Option<String>,
+        /// Encrypt new backups to this age recipient (age1...); repeatable.
+        #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+        encrypt_to: Vec<String>,
+        /// age identity file to decrypt encrypted backups with (as `age -i`).
+        #[arg(long, env = "PGBACKUPS_AGE_IDENTITY_FILE")]
+        identity_file: Option<PathBuf>,
+        /// Encrypt and decrypt with the passphrase in this file (age's scrypt mode).
+        #[arg(long, env = "PGBACKUPS_PASSPHRASE_FILE")]
+        passphrase_file: Option<PathBuf>,
     },
     /// List registered databases.
     Databases {
@@ -101,6 +130,43 @@ pub enum Command {
         #[arg(long, short, default_value = "latest.dump")]
         output: PathBuf,
     },
+    /// Print a URL that fetches a backup (the newest without ID) with any HTTP client, no
+    /// token, until it expires. On S3-compatible stores it is a presigned link to the stored
+    /// object: the dump compressed with zstd (`curl -s URL | zstd -d > b001.dump`, or give the
+    /// URL to `backups:restore`). Otherwise, or with --plain, it is a signed link to this
+    /// service that streams the plain custom-format dump (the service must be reachable).
+    #[command(name = "backups:url")]
+    Url {
+        id: Option<String>,
+        /// How long the link works: such as 60m, 12h, 7d (at most 7 days).
+        #[arg(long, default_value = "60m")]
+        expires: String,
+        /// A link to the plain dump through the service, even where a presigned one is possible.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Verify a backup (the newest without ID): re-read the whole stored object, check its
+    /// SHA-256, and have pg_restore --list read it. With --restore, also restore it into a
+    /// scratch database, check it and drop it.
+    #[command(name = "backups:verify")]
+    Verify {
+        id: Option<String>,
+        /// Also restore into a scratch database (pgbackups_verify_<id>), check and drop it.
+        #[arg(long)]
+        restore: bool,
+        /// Server for the scratch database (a registered name or URL; the role needs
+        /// CREATEDB). Default: the server of the backup's database.
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Recreate the catalog of backups from the manifests in the store, after the service's
+    /// own disk was lost. Databases, schedules and retention must be set up again.
+    #[command(name = "catalog:rebuild")]
+    CatalogRebuild,
     /// Delete a backup: its stored object and its record.
     #[command(name = "backups:delete")]
     Delete {
@@ -116,6 +182,10 @@ pub enum Command {
         database: Option<String>,
         #[arg(long)]
         at: String,
+        /// Verify each scheduled backup once captured: off, checksum, or restore (a restore
+        /// test into a scratch database on the database's server).
+        #[arg(long, default_value = "off")]
+        verify: String,
     },
     /// Stop the daily captures of DATABASE.
     #[command(name = "backups:unschedule")]

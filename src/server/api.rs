@@ -28,14 +28,22 @@ struct AppState {
     engine: Arc<Engine>,
     secrets: Arc<Secrets>,
     scheduler: Arc<Scheduler>,
+    /// The URL clients reach this service at, for signed download links.
+    public_url: Arc<str>,
 }
 
 /// The service's routes.
-pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Scheduler>) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    secrets: Arc<Secrets>,
+    scheduler: Arc<Scheduler>,
+    public_url: &str,
+) -> Router {
     let state = AppState {
         engine,
         secrets,
         scheduler,
+        public_url: public_url.into(),
     };
     let api = Router::new()
         .route("/databases", get(list_databases).post(add_database))
@@ -63,12 +71,17 @@ pub fn router(engine: Arc<Engine>, secrets: Arc<Secrets>, scheduler: Arc<Schedul
         .route("/backups/{id}/pin", post(pin).delete(unpin))
         .route("/backups/{id}", delete(delete_backup))
         .route("/backups/{id}/download", get(download))
+        .route("/backups/{id}/url", post(backup_url))
+        .route("/backups/{id}/verify", post(verify_backup))
+        .route("/catalog/rebuild", post(rebuild_catalog))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such API route; see docs/API.md")
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        // Signed download links: the signature is the credential, no token.
+        .route("/links/{id}", get(signed_download))
         .nest("/api", api)
         .with_state(state)
 }
@@ -108,6 +121,7 @@ impl From<TransferError> for ApiError {
             | E::BadJobs(_)
             | E::BadFilter(_)
             | E::BadSourceUrl
+            | E::VerifyTarget(_)
             | E::Upload(_)
             | E::SameDatabase => StatusCode::BAD_REQUEST,
             E::Target(_) => StatusCode::CONFLICT,
@@ -408,6 +422,8 @@ async fn list_schedules(State(s): State<AppState>) -> ApiResult<impl IntoRespons
 struct SetSchedule {
     database: Option<String>,
     at: String,
+    #[serde(default)]
+    verify: crate::catalog::VerifyMode,
 }
 
 async fn set_schedule(
@@ -432,6 +448,7 @@ async fn set_schedule(
         minute: spec.minute,
         zone: spec.zone.clone(),
         created_at: now,
+        verify: body.verify,
     };
     let (e, r) = (s.engine.clone(), record.clone());
     let policy = blocking(move || {
@@ -651,9 +668,107 @@ async fn delete_backup(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+struct VerifyRequest {
+    /// `checksum` (default) or `restore`.
+    #[serde(default)]
+    mode: crate::catalog::VerifyMode,
+    /// Server for a restore test's scratch database (a registered name or URL).
+    target: Option<String>,
+}
+
+async fn verify_backup(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<VerifyRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_optional_id(Some(&id))?;
+    let e = s.engine.clone();
+    let rec = blocking(move || {
+        e.start_verify(
+            id,
+            body.mode,
+            body.target.as_deref(),
+            crate::catalog::Origin::Manual,
+        )
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(rec)))
+}
+
+async fn rebuild_catalog(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let e = s.engine.clone();
+    let report = blocking(move || e.rebuild_catalog()).await?;
+    Ok(Json(report))
+}
+
+#[derive(Deserialize)]
+struct UrlRequest {
+    /// Seconds the link stays valid (default 3600, at most 7 days).
+    expires_secs: Option<u64>,
+    /// A service link to the plain dump even where a presigned link is possible.
+    #[serde(default)]
+    plain: bool,
+}
+
+/// The longest a link may live: S3's limit for presigned URLs.
+const MAX_LINK_SECS: u64 = 7 * 24 * 3600;
+
+async fn backup_url(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<UrlRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let id = parse_optional_id(Some(&id))?;
+    let secs = body.expires_secs.unwrap_or(3600);
+    if secs == 0 || secs > MAX_LINK_SECS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("--expires must be between 1 s and 7 days (S3's limit), not {secs} s"),
+        ));
+    }
+    let (e, base) = (s.engine.clone(), s.public_url.clone());
+    let url =
+        blocking(move || e.backup_url(id, std::time::Duration::from_secs(secs), body.plain, &base))
+            .await?;
+    Ok(Json(url))
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    expires: Option<i64>,
+    sig: Option<String>,
+}
+
+async fn signed_download(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    let refused = |why: &str| (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    let (Ok(id), Some(expires), Some(sig)) = (id.parse::<TransferId>(), q.expires, q.sig) else {
+        return refused("this is not a complete pgbackups download link");
+    };
+    let e = s.engine.clone();
+    let checked = tokio::task::spawn_blocking(move || e.check_link(id, expires, &sig)).await;
+    match checked {
+        Ok(Ok(backup)) => stream_dump(&s, Some(backup.id))
+            .await
+            .unwrap_or_else(|e| e.into_response()),
+        Ok(Err(why)) => refused(why.0),
+        Err(_) => refused("the link could not be checked"),
+    }
+}
+
 async fn download(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_optional_id(Some(&id))?;
-    let (backup, stream) = s.engine.download(id)?;
+    stream_dump(&s, id).await
+}
+
+/// A backup as a plain custom-format dump, streamed.
+async fn stream_dump(s: &AppState, id: Option<TransferId>) -> ApiResult<Response> {
+    let e = s.engine.clone();
+    let (backup, stream) = blocking(move || e.download(id)).await?;
     let mut resp = Body::from_stream(stream).into_response();
     let headers = resp.headers_mut();
     headers.insert(

@@ -17,7 +17,7 @@ use crate::config::{SERVICE_URL_FILE, ServiceConfig};
 use crate::pg::PgTools;
 use crate::schedule::{Clock, Scheduler, SystemClock, TestClock};
 use crate::secret::Secrets;
-use crate::storage::LocalStorage;
+use crate::storage::Storage;
 use crate::transfer::Engine;
 
 pub use api::router;
@@ -77,10 +77,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
             config.catalog_path().display()
         ))
     })?);
-    let storage = Arc::new(
-        LocalStorage::new(config.storage_dir())
-            .map_err(|e| ServeError(format!("cannot open storage: {e}")))?,
-    );
+    let storage = open_store(&config)?;
     let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
         Ok(spec) if !spec.is_empty() => {
             let clock = TestClock::parse(&spec).ok_or_else(|| {
@@ -135,11 +132,13 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         dir.display()
     );
 
+    tokio::spawn(retry_storage_aborts(engine.storage().clone()));
     let starter: Arc<dyn crate::schedule::Starter> = Arc::new(engine.clone());
     let scheduler = Scheduler::new(engine.catalog().clone(), starter, clock);
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));
-    let app = router(engine.clone(), secrets, scheduler);
+    let public_url = config.public_url.clone().unwrap_or_else(|| url.clone());
+    let app = router(engine.clone(), secrets, scheduler, &public_url);
     let shutdown_engine = engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
@@ -162,6 +161,42 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let _ = std::fs::remove_file(dir.join(SERVICE_URL_FILE));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every minute (`PGBACKUPS_STORAGE_SWEEP_SECS`), retries the clean-up of uploads whose
+/// abort failed while the store was unreachable, so that no orphan parts outlive an outage.
+async fn retry_storage_aborts(storage: Arc<dyn Storage>) {
+    let secs = std::env::var("PGBACKUPS_STORAGE_SWEEP_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = storage.clone();
+        match tokio::task::spawn_blocking(move || s.retry_aborts()).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!("aborted {n} interrupted upload(s) left by a store outage")
+            }
+            Ok(Err(e)) => tracing::warn!("could not clean up interrupted uploads: {e}"),
+            _ => {}
+        }
+    }
+}
+
+/// Opens the configured store (probing a remote one), wrapped in age encryption when keys
+/// are configured.
+fn open_store(config: &ServiceConfig) -> Result<Arc<dyn Storage>, ServeError> {
+    let storage = crate::storage::open_storage(&config.storage, &config.data_dir)
+        .map_err(|e| ServeError(format!("cannot open storage: {e}")))?;
+    if config.encryption.is_empty() {
+        return Ok(storage);
+    }
+    let keys = crate::crypt::Keys::load(&config.encryption)
+        .map_err(|e| ServeError(format!("encryption: {e}")))?;
+    Ok(Arc::new(crate::crypt::EncryptedStorage::new(storage, keys)))
 }
 
 /// Holds an exclusive lock on the data directory for the life of the service, so that two

@@ -143,6 +143,33 @@ impl Storage for LocalStorage {
         walk(&self.root, &mut removed).map_err(io_err("clean up", "partial objects"))?;
         Ok(removed)
     }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        fn walk(root: &Path, dir: &Path, keys: &mut Vec<String>) -> io::Result<()> {
+            let entries = match fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    walk(root, &path, keys)?;
+                } else if !entry.file_name().to_string_lossy().contains(PARTIAL_MARK)
+                    && let Ok(rel) = path.strip_prefix(root)
+                {
+                    keys.push(rel.to_string_lossy().into_owned());
+                }
+            }
+            Ok(())
+        }
+        let dir = self.path(prefix.trim_end_matches('/'))?;
+        let mut keys = Vec::new();
+        walk(&self.root, &dir, &mut keys).map_err(io_err("list", prefix))?;
+        keys.sort();
+        Ok(keys)
+    }
 }
 
 /// A file being written under a temporary name.

@@ -5,11 +5,16 @@
 //! is the simplest contract. Drivers for async object stores bridge with
 //! `tokio::runtime::Handle::block_on` inside their methods.
 
+mod cloud;
 mod local;
+mod open;
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
+pub use cloud::{CloudStorage, CloudStore};
 pub use local::LocalStorage;
+pub use open::{StorageConfig, open_storage};
 
 /// A storage failure, naming the object and the operation.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +29,8 @@ pub enum StorageError {
     NotFound(String),
     #[error("storage: `{0}` is not a valid object key")]
     BadKey(String),
+    #[error("storage configuration: {0}")]
+    Config(String),
 }
 
 /// A store of immutable objects addressed by slash-separated keys.
@@ -49,8 +56,49 @@ pub trait Storage: Send + Sync {
     /// Deletes an object; deleting a missing object succeeds.
     fn delete(&self, key: &str) -> Result<(), StorageError>;
 
-    /// Removes what interrupted writes left behind (after a crash). Returns how many.
+    /// Removes what interrupted writes left behind (after a crash, or an abort that failed
+    /// while the store was down). Returns how many.
     fn collect_partial(&self) -> Result<usize, StorageError>;
+
+    /// Retries the clean-up of writes that failed while the store was unreachable (an
+    /// object store's multipart uploads whose abort failed). Safe while other writes run.
+    fn retry_aborts(&self) -> Result<usize, StorageError> {
+        Ok(0)
+    }
+
+    /// The keys of every object under `prefix` (a key prefix ending in `/`), sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// A URL that fetches the object without credentials until `expires` has passed, when the
+    /// store can presign one (S3, GCS, Azure); `None` otherwise.
+    fn signed_url(&self, _key: &str, _expires: Duration) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
+
+    /// Reads a whole small object (a manifest) into memory.
+    fn read_small(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
+        let mut out = Vec::new();
+        self.open(key)?
+            .take(limit)
+            .read_to_end(&mut out)
+            .map_err(|source| StorageError::Io {
+                op: "read",
+                key: key.to_string(),
+                source,
+            })?;
+        Ok(out)
+    }
+
+    /// Writes a whole small object (a manifest) durably.
+    fn write_small(&self, key: &str, data: &[u8]) -> Result<(), StorageError> {
+        let mut w = self.create(key)?;
+        w.write_all(data).map_err(|source| StorageError::Io {
+            op: "write",
+            key: key.to_string(),
+            source,
+        })?;
+        w.commit().map(|_| ())
+    }
 }
 
 /// An object being written. Dropping it without [`commit`](ObjectWriter::commit) discards it.

@@ -13,6 +13,7 @@ use std::process::Stdio;
 
 use super::job::JobCtx;
 use super::layout::{FramedEncoder, StoredLayout};
+use super::manifest;
 use super::pipeline::{CHUNK, Tee, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
@@ -149,6 +150,20 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     if layout.archive.is_none() {
         job.log("Could not index the dump's data blocks; restores of it will scan for them");
     }
+    job.rec.sha256 = Some(sha256.clone());
+    job.rec.object_size = Some(stored_bytes);
+    job.rec.dump_size = Some(dump_bytes);
+    job.rec.encryption = engine.encryption.clone();
+    // The manifest beside the object lets `catalog:rebuild` find this backup from the store
+    // alone. A backup without one is not finished.
+    let mut finished = job.rec.clone();
+    finished.state = crate::catalog::TransferState::Succeeded;
+    finished.finished_at = Some(engine.clock().now());
+    let (storage, l) = (engine.storage.clone(), layout.clone());
+    tokio::task::spawn_blocking(move || manifest::write(storage.as_ref(), &finished, &l))
+        .await
+        .map_err(JobEnd::failed)?
+        .map_err(|e| JobEnd::failed(format!("could not store the backup's manifest: {e}")))?;
     let layout = serde_json::to_string(&layout).map_err(JobEnd::failed)?;
     let catalog = engine.catalog.clone();
     let id = job.rec.id;
@@ -156,9 +171,6 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         .await
         .map_err(JobEnd::failed)?
         .map_err(JobEnd::failed)?;
-    job.rec.sha256 = Some(sha256.clone());
-    job.rec.object_size = Some(stored_bytes);
-    job.rec.dump_size = Some(dump_bytes);
     job.log(&format!(
         "Stored {} (dump {}, {}), SHA-256 {sha256}",
         bytes(stored_bytes),

@@ -11,10 +11,12 @@ mod copy;
 mod download;
 pub mod job;
 pub mod layout;
+pub mod manifest;
 pub mod pipeline;
 mod pushpull;
 mod restore;
 pub mod restore_url;
+mod verify;
 
 use std::collections::HashMap;
 use std::os::unix::fs::OpenOptionsExt;
@@ -28,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::{
     Catalog, CatalogError, Origin, TransferId, TransferKind, TransferRecord, TransferState,
+    VerifyMode,
 };
 use crate::config::ServiceConfig;
 use crate::pg::{DumpFilter, FilterError, PgTools, PgUrl, PgUrlError};
@@ -88,6 +91,10 @@ pub enum TransferError {
     Target(String),
     #[error("a restore source must be a backup ID (b001) or an http(s) URL")]
     BadSourceUrl,
+    #[error(
+        "a restore test needs a server for its scratch database, and the backup's database {0} is not registered: pass --target DATABASE_OR_URL"
+    )]
+    VerifyTarget(String),
     #[error("{0}; the target database was not changed")]
     Upload(String),
     #[error("the source and the target are the same database; a copy needs two")]
@@ -142,6 +149,49 @@ enum Work {
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
     },
+    Verify {
+        backup: Box<TransferRecord>,
+        mode: VerifyMode,
+        /// The server of the scratch database, for a restore test.
+        target: Option<PgUrl>,
+    },
+}
+
+/// A link to a backup, from [`Engine::backup_url`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BackupUrl {
+    pub id: TransferId,
+    pub url: String,
+    pub expires_at: jiff::Timestamp,
+    /// `dump` (a plain custom-format dump) or `zstd` (the stored object: the dump compressed
+    /// with zstd).
+    pub content: String,
+}
+
+/// What `catalog:rebuild` did.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RebuildReport {
+    /// Backups recreated from their manifests.
+    pub added: Vec<TransferId>,
+    /// Backups the catalog already had.
+    pub present: Vec<TransferId>,
+    /// Manifests that could not be read, with the reason.
+    pub unreadable: Vec<(String, String)>,
+    /// Manifests whose object is missing.
+    pub orphaned: Vec<String>,
+}
+
+/// Why a download link is refused (answered with 403).
+#[derive(Debug)]
+pub struct LinkRefused(pub &'static str);
+
+/// What a service link's signature covers: the backup, its content and the expiry.
+fn link_message(backup: &TransferRecord, expiry: i64) -> String {
+    format!(
+        "GET\n{}\n{}\n{expiry}",
+        backup.id,
+        backup.sha256.as_deref().unwrap_or("")
+    )
 }
 
 /// The transfer machinery of one service: starts transfers, tracks the running ones.
@@ -154,6 +204,8 @@ pub struct Engine {
     zstd_level: i32,
     zstd_workers: u32,
     download_limits: restore_url::DownloadLimits,
+    /// How new backups are encrypted (`age`), if they are.
+    encryption: Option<String>,
     running: Mutex<HashMap<TransferId, Arc<Control>>>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
@@ -206,6 +258,10 @@ impl Engine {
             zstd_level: config.zstd_level,
             zstd_workers: config.zstd_workers,
             download_limits: config.download_limits,
+            encryption: (!config.encryption.recipients.is_empty()
+                || config.encryption.recipients_file.is_some()
+                || config.encryption.passphrase_file.is_some())
+            .then(|| "age".to_string()),
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             tasks: TaskTracker::new(),
@@ -250,7 +306,7 @@ impl Engine {
             if t.kind == TransferKind::Capture
                 && let Some(key) = &t.object_key
             {
-                self.storage.delete(key)?;
+                manifest::delete_backup(self.storage.as_ref(), key)?;
             }
             let mut msg = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again".to_string();
             if t.kind != TransferKind::Capture {
@@ -401,6 +457,115 @@ impl Engine {
             },
         );
         Ok(rec)
+    }
+
+    /// Starts a verification of a completed backup (the newest without `id`). A restore test
+    /// (`mode` Restore) needs a server for its scratch database: `target` (a registered name
+    /// or URL), else the server of the backup's own database.
+    pub fn start_verify(
+        self: &Arc<Self>,
+        id: Option<TransferId>,
+        mode: VerifyMode,
+        target: Option<&str>,
+        origin: Origin,
+    ) -> Result<TransferRecord, TransferError> {
+        let backup = match id {
+            Some(id) => self.completed_backup(id)?,
+            None => self.latest_backup()?,
+        };
+        let mode = if mode == VerifyMode::Off {
+            VerifyMode::Checksum
+        } else {
+            mode
+        };
+        let server = match (mode, target) {
+            (VerifyMode::Restore, Some(t)) => Some(self.resolve_database(Some(t))?.1),
+            (VerifyMode::Restore, None) => match self.resolve_database(Some(&backup.database)) {
+                Ok((_, url)) => Some(url),
+                Err(TransferError::UnknownDatabase(_) | TransferError::BadUrl(_)) => {
+                    return Err(TransferError::VerifyTarget(backup.database.clone()));
+                }
+                Err(e) => return Err(e),
+            },
+            _ => None,
+        };
+        let mut rec =
+            self.new_transfer('v', TransferKind::Verify, origin, backup.database.clone())?;
+        rec.backup_id = Some(backup.id);
+        self.catalog.save_transfer(&rec)?;
+        self.launch(
+            rec.clone(),
+            Work::Verify {
+                backup: Box::new(backup),
+                mode,
+                target: server,
+            },
+        );
+        Ok(rec)
+    }
+
+    /// Recreates the catalog's backups from the manifests in the store (after the service's
+    /// disk was lost). Backups the catalog already has are left alone; ID counters move past
+    /// every ID found, so that new backups never reuse one.
+    pub fn rebuild_catalog(&self) -> Result<RebuildReport, TransferError> {
+        let found = manifest::scan(self.storage.as_ref())?;
+        let mut report = RebuildReport {
+            unreadable: found.unreadable,
+            orphaned: found.orphaned,
+            ..RebuildReport::default()
+        };
+        for m in found.manifests {
+            let id = m.backup.id;
+            self.catalog.bump_id_counter(id)?;
+            if m.backup.kind != TransferKind::Capture || !id.is_backup() {
+                continue;
+            }
+            if self.catalog.transfer(id)?.is_some() {
+                report.present.push(id);
+                continue;
+            }
+            let mut rec = m.backup;
+            rec.state = TransferState::Succeeded;
+            rec.pinned = false;
+            self.catalog.save_transfer(&rec)?;
+            if let Some(layout) = &m.layout {
+                let json = serde_json::to_string(layout)
+                    .map_err(|e| TransferError::Internal(e.to_string()))?;
+                self.catalog.set_layout(id, &json)?;
+            }
+            self.catalog.append_logs(
+                id,
+                &[(
+                    self.clock.now(),
+                    "Recreated from the manifest in the store by catalog:rebuild".to_string(),
+                )],
+            )?;
+            report.added.push(id);
+        }
+        Ok(report)
+    }
+
+    /// After a scheduled capture: starts its verification when the database's schedule asks
+    /// for one (automatic restore tests).
+    fn verify_if_scheduled(self: &Arc<Self>, backup: TransferId, database: &str) {
+        let mode = match self.catalog.schedules() {
+            Ok(all) => all
+                .into_iter()
+                .find(|s| s.database == database)
+                .map(|s| s.verify)
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::error!("cannot read the schedule of {database}: {e}");
+                return;
+            }
+        };
+        if mode == VerifyMode::Off {
+            return;
+        }
+        match self.start_verify(Some(backup), mode, None, Origin::Scheduled) {
+            Ok(v) => tracing::info!("verifying scheduled backup {backup} as {}", v.id),
+            Err(e) => tracing::error!("could not start the verification of {backup}: {e}"),
+        }
     }
 
     /// Starts a restore of the dump at an http(s) URL into `database`, after checking the
@@ -575,6 +740,78 @@ impl Engine {
     }
 
     /// The newest completed backup.
+    /// A link that fetches a completed backup without the API token until `expires` has
+    /// passed. Plain, unencrypted backups on a store that presigns (S3, GCS, Azure) get a
+    /// presigned link to the stored object, which is the dump compressed with zstd; the
+    /// others (and any with `plain`) get a link to this service, signed with HMAC-SHA256,
+    /// that streams the plain custom-format dump. `base` is the service's public URL.
+    pub fn backup_url(
+        &self,
+        id: Option<TransferId>,
+        expires: std::time::Duration,
+        plain: bool,
+        base: &str,
+    ) -> Result<BackupUrl, TransferError> {
+        let backup = match id {
+            Some(id) => self.completed_backup(id)?,
+            None => self.latest_backup()?,
+        };
+        let expires_at = self
+            .clock
+            .now()
+            .checked_add(jiff::SignedDuration::from_secs(expires.as_secs() as i64))
+            .map_err(|e| TransferError::Internal(e.to_string()))?;
+        if !plain
+            && let Some(key) = &backup.object_key
+            && let Some(url) = self.storage.signed_url(key, expires)?
+        {
+            return Ok(BackupUrl {
+                id: backup.id,
+                url,
+                expires_at,
+                content: "zstd".into(),
+            });
+        }
+        let expiry = expires_at.as_second();
+        let sig = self.secrets.sign_link(&link_message(&backup, expiry));
+        Ok(BackupUrl {
+            id: backup.id,
+            url: format!(
+                "{}/links/{}?expires={expiry}&sig={sig}",
+                base.trim_end_matches('/'),
+                backup.id
+            ),
+            expires_at,
+            content: "dump".into(),
+        })
+    }
+
+    /// The backup a service link names, if its signature is right and it has not expired.
+    pub fn check_link(
+        &self,
+        id: TransferId,
+        expiry: i64,
+        sig: &str,
+    ) -> Result<TransferRecord, LinkRefused> {
+        let backup = self
+            .completed_backup(id)
+            .map_err(|_| LinkRefused("this link does not name a completed backup"))?;
+        if !self
+            .secrets
+            .link_signature_matches(&link_message(&backup, expiry), sig)
+        {
+            return Err(LinkRefused(
+                "the link's signature does not match (was it altered, or the backup replaced?)",
+            ));
+        }
+        if self.clock.now().as_second() > expiry {
+            return Err(LinkRefused(
+                "the link has expired: ask for a new one with `pgbackups backups:url`",
+            ));
+        }
+        Ok(backup)
+    }
+
     pub fn latest_backup(&self) -> Result<TransferRecord, TransferError> {
         self.catalog
             .transfers(Some(TransferKind::Capture))?
@@ -700,7 +937,7 @@ impl Engine {
         }
         check_confirm(&rec.database, confirm)?;
         if let Some(key) = &rec.object_key {
-            self.storage.delete(key)?;
+            manifest::delete_backup(self.storage.as_ref(), key)?;
         }
         self.catalog.delete_transfer(id)?;
         Ok(())
@@ -773,8 +1010,17 @@ impl Engine {
                 target_touched: false,
             };
             let result = engine.run_job(&mut job, work).await;
+            let verify_next = result.is_ok()
+                && job.rec.kind == TransferKind::Capture
+                && job.rec.origin == Origin::Scheduled;
+            let database = job.rec.database.clone();
             engine.finish(job, result, log_writer).await;
             engine.running().remove(&id);
+            if verify_next {
+                let e = engine.clone();
+                let _ =
+                    tokio::task::spawn_blocking(move || e.verify_if_scheduled(id, &database)).await;
+            }
         });
     }
 
@@ -808,6 +1054,11 @@ impl Engine {
                 }
             },
             Work::Copy { source, target } => copy::run(job, source, target).await,
+            Work::Verify {
+                backup,
+                mode,
+                target,
+            } => verify::run(job, &backup, mode, target).await,
             Work::RestoreUrl {
                 source,
                 url,
@@ -841,7 +1092,10 @@ impl Engine {
             }
         };
         let message = message.map(|m| {
-            if job.target_touched {
+            if job.rec.kind == TransferKind::Verify {
+                // Its only target is its own scratch database, which it drops.
+                m
+            } else if job.target_touched {
                 format!("{m}. The target database was emptied before the restore began, so it is now only partially restored: fix the cause and restore again")
             } else if job.rec.kind != TransferKind::Capture {
                 format!("{m}. The target database was not changed")
@@ -854,7 +1108,10 @@ impl Engine {
             && let Some(key) = job.rec.object_key.clone()
         {
             let storage = self.storage.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || storage.delete(&key)).await {
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || manifest::delete_backup(storage.as_ref(), &key))
+                    .await
+            {
                 job.log(&format!("could not remove the unfinished object: {e}"));
             }
         }
@@ -942,7 +1199,7 @@ fn expire(
             continue;
         }
         if let Some(key) = &t.object_key {
-            storage.delete(key)?;
+            manifest::delete_backup(storage, key)?;
         }
         catalog.delete_transfer(id)?;
         expired.push((id, why.clone()));

@@ -336,7 +336,7 @@ fn data_groups(archive: &ArchiveIndex) -> Vec<Group> {
 
 /// Reads the whole stored object to prove its SHA-256 and size, then writes the archive's
 /// header and TOC (decompressed) to `toc`.
-fn verify_and_extract_toc(
+pub(super) fn verify_and_extract_toc(
     storage: &dyn Storage,
     backup: &TransferRecord,
     layout: &StoredLayout,
@@ -582,7 +582,7 @@ fn feed_blocks(
 /// Two threads share the work: one reads, hashes and decompresses the stored object, the other
 /// indexes the archive and writes the scratch file; a bounded channel between them keeps
 /// memory at a few chunks.
-fn spool(plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
+pub(super) fn spool(plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<()> {
     let file: File = OpenOptions::new()
         .write(true)
         .create(true)

@@ -107,7 +107,24 @@ pub(super) async fn run(
     let path = scratch.path().join("download.dump");
 
     let size = match &source {
-        DumpSource::Url(u) => download(job, u, &shown, &path, engine.download_limits).await?,
+        DumpSource::Url(u) => {
+            let fetched = scratch.path().join("download.part");
+            let (size, zstd) = download(job, u, &shown, &fetched, engine.download_limits).await?;
+            if zstd {
+                job.log(&format!(
+                    "Have {} of zstd (a pgbackups presigned link, say); decompressing",
+                    bytes(size)
+                ));
+                let (from, to, ctx) = (fetched.clone(), path.clone(), job.ctx.clone());
+                tokio::task::spawn_blocking(move || decompress(&from, &to, &ctx))
+                    .await
+                    .map_err(JobEnd::failed)?
+                    .map_err(|e| JobEnd::failed(format!("{shown}: {e}")))?
+            } else {
+                std::fs::rename(&fetched, &path).map_err(JobEnd::failed)?;
+                size
+            }
+        }
         DumpSource::Uploaded { file, .. } => {
             std::fs::rename(&file.0, &path).map_err(JobEnd::failed)?;
             std::fs::metadata(&path).map_err(JobEnd::failed)?.len()
@@ -145,14 +162,58 @@ pub(super) async fn run(
     restore_file(job, &r, jobs, &path, &shown).await
 }
 
-/// Streams `source` into `path`; returns its size.
+/// The first bytes of a zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Decompresses a downloaded zstd file into the dump `to`, proving it holds a custom-format
+/// dump; removes `from`. Returns the dump's size.
+fn decompress(from: &Path, to: &Path, ctx: &super::job::JobCtx) -> Result<u64, String> {
+    let input = File::open(from).map_err(|e| format!("cannot read the scratch file: {e}"))?;
+    let mut decoder =
+        zstd::stream::read::Decoder::new(input).map_err(|e| format!("cannot decompress: {e}"))?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        if ctx.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        let n = match std::io::Read::read(&mut decoder, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("the zstd data is damaged or cut off: {e}")),
+        };
+        if !super::pipeline::starts_like_a_dump(written, &buf[..n]) {
+            return Err(format!(
+                "it is zstd-compressed, and inside {}",
+                not_a_dump_hint(&buf[..n]).trim_start_matches("this is ")
+            ));
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+        written += n as u64;
+    }
+    out.sync_all()
+        .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+    let _ = std::fs::remove_file(from);
+    Ok(written)
+}
+
+/// Streams `source` into `path`; returns its size and whether it is zstd-compressed (a
+/// presigned link to a stored backup) rather than a plain dump.
 async fn download(
     job: &Job,
     source: &str,
     shown: &str,
     path: &Path,
     limits: super::restore_url::DownloadLimits,
-) -> Result<u64, JobEnd> {
+) -> Result<(u64, bool), JobEnd> {
     let fail = |what: String| JobEnd::failed(format!("{shown}: {what}"));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(5))
@@ -205,13 +266,17 @@ async fn download(
         .map_err(|e| fail(format!("cannot write the scratch file: {e}")))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut written = 0u64;
+    let mut zstd = false;
     loop {
         let chunk = tokio::select! {
             c = resp.chunk() => c.map_err(|e| fail(format!("{} (after {})", explain(e), bytes(written))))?,
             _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
         };
         let Some(chunk) = chunk else { break };
-        if !super::pipeline::starts_like_a_dump(written, &chunk) {
+        if written == 0 && chunk.starts_with(&ZSTD_MAGIC) {
+            zstd = true;
+        }
+        if !zstd && !super::pipeline::starts_like_a_dump(written, &chunk) {
             return Err(fail(not_a_dump_hint(&chunk)));
         }
         written += chunk.len() as u64;
@@ -237,7 +302,7 @@ async fn download(
             bytes(expected.unwrap_or(0))
         )));
     }
-    Ok(written)
+    Ok((written, zstd))
 }
 
 /// What a file that does not start with `PGDMP` probably is.
@@ -246,8 +311,7 @@ fn not_a_dump_hint(head: &[u8]) -> String {
     if start.trim_start().starts_with('<') {
         "this is a web page, not a dump: use the file's direct (or presigned) URL".into()
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        "this is zstd-compressed: decompress it first, or restore from a pgbackups download link"
-            .into()
+        "this is zstd-compressed".into()
     } else if head.starts_with(&[0x1f, 0x8b]) {
         "this is gzip-compressed: decompress it first".into()
     } else if start.starts_with("--") || start.contains("postgresql database dump") {

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -337,6 +339,16 @@ impl Service {
 
     /// Starts a service with extra environment variables (a test clock, say).
     pub fn start_in_with(data_dir: PathBuf, env: &[(&str, &str)]) -> Service {
+        Service::try_start(data_dir, &[], env).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a service with extra `serve` arguments and environment; the service's stderr
+    /// when it does not start.
+    pub fn try_start(
+        data_dir: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Service, String> {
         std::fs::create_dir_all(&data_dir).unwrap();
         let stderr_log = data_dir.with_extension("stderr.log");
         let log = std::fs::OpenOptions::new()
@@ -352,6 +364,7 @@ impl Service {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(args)
             .env_remove("PGBACKUPS_URL")
             .env_remove("PGBACKUPS_TOKEN")
             .env("PGBACKUPS_LOG", "info")
@@ -365,23 +378,20 @@ impl Service {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "service did not start: {line}\n{}",
-                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
-                )
-            })
-            .to_string();
-        Service {
+        let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) else {
+            let _ = child.wait();
+            return Err(format!(
+                "service did not start: {line}\n{}",
+                std::fs::read_to_string(&stderr_log).unwrap_or_default()
+            ));
+        };
+        Ok(Service {
             data_dir,
-            url,
+            url: url.to_string(),
             child: Some(child),
             _dir: None,
             stderr_log,
-        }
+        })
     }
 
     pub fn token(&self) -> String {

@@ -1,0 +1,107 @@
+//! The manifest written beside each backup (`<object key>.manifest.json`): everything the
+//! catalog knows about the backup, so that `catalog:rebuild` can recreate the catalog from the
+//! store alone after the service's disk is lost.
+//!
+//! Manifests are plain JSON even when backups are encrypted: they hold IDs, names, sizes,
+//! checksums and the layout of the compressed frames, never data, URLs or keys.
+
+use serde::{Deserialize, Serialize};
+
+use super::layout::StoredLayout;
+use crate::catalog::TransferRecord;
+use crate::storage::{Storage, StorageError};
+
+/// Identifies the manifest format, for readers of other versions.
+pub const FORMAT: &str = "pgbackups-manifest/1";
+
+/// Manifests are small; a larger object under a manifest name is not one of ours.
+const MAX_MANIFEST: u64 = 64 << 20;
+
+/// A backup's manifest.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    /// The backup as the catalog records it once succeeded.
+    pub backup: TransferRecord,
+    /// Where the zstd frames and the dump's data blocks are, for parallel restores.
+    pub layout: Option<StoredLayout>,
+}
+
+/// The manifest's key for a backup object's key.
+pub fn key_for(object_key: &str) -> String {
+    format!("{object_key}.manifest.json")
+}
+
+/// Writes the manifest of `backup` (whose object is already committed).
+pub fn write(
+    storage: &dyn Storage,
+    backup: &TransferRecord,
+    layout: &StoredLayout,
+) -> Result<(), StorageError> {
+    let Some(object_key) = &backup.object_key else {
+        return Ok(());
+    };
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        backup: backup.clone(),
+        layout: Some(layout.clone()),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::Io {
+        op: "encode manifest for",
+        key: object_key.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    storage.write_small(&key_for(object_key), &json)
+}
+
+/// Deletes a backup's object and its manifest, the manifest first: a manifest must never
+/// outlive its object, or `catalog:rebuild` would bring back a backup that is gone.
+pub fn delete_backup(storage: &dyn Storage, object_key: &str) -> Result<(), StorageError> {
+    storage.delete(&key_for(object_key))?;
+    storage.delete(object_key)
+}
+
+/// What a scan of the store found.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub manifests: Vec<Manifest>,
+    /// Manifests that could not be read or parsed, with the reason.
+    pub unreadable: Vec<(String, String)>,
+    /// Manifests whose backup object is missing or of another size.
+    pub orphaned: Vec<String>,
+}
+
+/// Reads every manifest under `backups/` and checks that its object is there.
+pub fn scan(storage: &dyn Storage) -> Result<Found, StorageError> {
+    let mut found = Found::default();
+    let keys = storage.list("backups/")?;
+    let objects: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
+    for key in keys.iter().filter(|k| k.ends_with(".manifest.json")) {
+        let parsed = storage
+            .read_small(key, MAX_MANIFEST)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                serde_json::from_slice::<Manifest>(&bytes).map_err(|e| e.to_string())
+            });
+        let manifest = match parsed {
+            Ok(m) if m.format == FORMAT => m,
+            Ok(m) => {
+                found
+                    .unreadable
+                    .push((key.clone(), format!("unknown format {}", m.format)));
+                continue;
+            }
+            Err(e) => {
+                found.unreadable.push((key.clone(), e));
+                continue;
+            }
+        };
+        let object = key.trim_end_matches(".manifest.json");
+        if manifest.backup.object_key.as_deref() != Some(object) || !objects.contains(object) {
+            found.orphaned.push(key.clone());
+            continue;
+        }
+        found.manifests.push(manifest);
+    }
+    Ok(found)
+}

@@ -1,0 +1,482 @@
+//! Object storage, links, encryption, verification and catalog rebuilds, against a real
+//! S3-compatible server (SeaweedFS on 127.0.0.1), real PostgreSQL clusters, the stock
+//! `pg_restore` and the stock `age` tool.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use age::secrecy::ExposeSecret;
+use common::s3::S3Server;
+use common::{Cluster, PASSWORD, Service, text, transfer_id};
+
+/// A small database with a few tables, rows and a sequence.
+const SAMPLE: &str = r#"
+CREATE TABLE accounts (id serial PRIMARY KEY, name text NOT NULL, balance numeric(12,2));
+INSERT INTO accounts (name, balance) SELECT 'account ' || g, g * 3.5 FROM generate_series(1, 5000) g;
+CREATE SCHEMA audit;
+CREATE TABLE audit.events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz, what text);
+INSERT INTO audit.events (at, what) SELECT now() - g * interval '1 minute', md5(g::text) FROM generate_series(1, 20000) g;
+CREATE INDEX ON audit.events (at);
+"#;
+
+fn service_env(s3: &S3Server) -> Vec<(&'static str, String)> {
+    s3.env()
+}
+
+fn start_on_s3(s3: &S3Server, data_dir: &Path, extra: &[&str]) -> Service {
+    let storage = format!("s3://{}/prod", s3.bucket);
+    let mut args = vec!["--storage", storage.as_str()];
+    args.extend_from_slice(extra);
+    let env = service_env(s3);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Service::try_start(data_dir.to_path_buf(), &args, &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// GET an absolute http:// URL with nothing but a TCP socket: status and body bytes.
+fn fetch(url: &str) -> (u16, Vec<u8>) {
+    use std::io::Write;
+    let u = url::Url::parse(url).unwrap();
+    let host = u.host_str().unwrap();
+    let port = u.port_or_known_default().unwrap();
+    let target = match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_string(),
+    };
+    let mut s = std::net::TcpStream::connect((host, port)).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, resp[split + 4..].to_vec())
+}
+
+fn pg_restore_lists(file: &Path) {
+    let out = Command::new(Path::new(common::PG_BIN).join("pg_restore"))
+        .arg("--list")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stock pg_restore cannot read {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn capture(svc: &Service, db: &str) -> String {
+    let out = svc.cli(&["backups:capture", db]);
+    assert!(out.status.success(), "capture: {}", text(&out));
+    let id = transfer_id(&out);
+    let v = svc.wait_state(&id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(v["state"], "succeeded", "{v:#}");
+    id
+}
+
+#[test]
+fn backups_live_in_s3_with_presigned_links_verification_and_a_rebuildable_catalog() {
+    let s3 = S3Server::start("backups");
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", SAMPLE);
+    let work = tempfile::tempdir().unwrap();
+    let mut svc = start_on_s3(&s3, &work.path().join("data1"), &[]);
+    assert!(
+        svc.log().contains("object store s3://backups/prod"),
+        "{}",
+        svc.log()
+    );
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
+
+    // Capture: the object and its manifest are in the bucket, nothing in the data directory.
+    let b1 = capture(&svc, "app");
+    let stored = s3.objects("prod/backups/");
+    assert!(
+        stored
+            .iter()
+            .any(|k| k.starts_with(&b1) && k.ends_with(".dump.zst"))
+            && stored
+                .iter()
+                .any(|k| k.ends_with(".dump.zst.manifest.json")),
+        "{stored:?}"
+    );
+    assert!(svc.stored_files().is_empty());
+    assert_eq!(s3.pending_uploads(), 0);
+
+    // Download: a plain dump that the stock pg_restore reads.
+    let dump = work.path().join("b.dump");
+    svc.ok(&["backups:download", &b1, "--output", dump.to_str().unwrap()]);
+    pg_restore_lists(&dump);
+
+    // Restore from S3 (ranged reads of the object).
+    pg.create_db("copy1");
+    svc.ok(&[
+        "backups:restore",
+        &b1,
+        &pg.url("copy1"),
+        "--confirm",
+        "copy1",
+    ]);
+    assert_eq!(pg.row_counts("copy1"), pg.row_counts("app"));
+
+    // A presigned link, fetched by a plain HTTP client: the stored zstd stream of the dump.
+    let url = svc.ok(&["backups:url", &b1, "--expires", "10m"]);
+    let url = url.trim();
+    assert!(url.contains("X-Amz-Signature"), "{url}");
+    let (status, body) = fetch(url);
+    assert_eq!(status, 200);
+    let plain = zstd::decode_all(&body[..]).unwrap();
+    assert_eq!(&plain[..5], b"PGDMP");
+    assert_eq!(plain.len() as u64, std::fs::metadata(&dump).unwrap().len());
+    // Tampered: refused by the store.
+    let (status, _) = fetch(&url.replace("X-Amz-Signature=", "X-Amz-Signature=0"));
+    assert_eq!(status, 403);
+    // The link as a restore source, as Heroku users do with `pg:backups:url`.
+    pg.create_db("copy2");
+    svc.ok(&[
+        "backups:restore",
+        url,
+        &pg.url("copy2"),
+        "--confirm",
+        "copy2",
+    ]);
+    assert_eq!(pg.row_counts("copy2"), pg.row_counts("app"));
+    assert!(
+        !svc.log().contains("X-Amz-Signature"),
+        "a signature reached the log"
+    );
+
+    // Verification: checksum and listing, then a full restore test.
+    let out = svc.ok(&["backups:verify", &b1]);
+    assert!(out.contains("checksum OK"), "{out}");
+    let out = svc.ok(&["backups:verify", &b1, "--restore"]);
+    assert!(
+        out.contains("restored into a scratch database: 2 tables, 25000 rows"),
+        "{out}"
+    );
+    let info = svc.ok(&["backups:info", &b1]);
+    assert!(info.contains("Verified") && info.contains("OK"), "{info}");
+    let dbs = pg.psql(
+        "postgres",
+        "SELECT string_agg(datname, ',') FROM pg_database",
+    );
+    assert!(
+        !dbs.contains("pgbackups_verify"),
+        "scratch database left: {dbs}"
+    );
+
+    // The service's disk is lost: a new data directory, the same bucket.
+    let b2 = capture(&svc, "app");
+    assert!(svc.terminate());
+    let mut svc2 = start_on_s3(&s3, &work.path().join("data2"), &[]);
+    assert!(svc2.ok(&["backups"]).contains("No backups"));
+    let out = svc2.ok(&["catalog:rebuild"]);
+    assert!(out.contains("Recreated 2 backup(s)"), "{out}");
+    let listing = svc2.ok(&["backups"]);
+    assert!(listing.contains(&b1) && listing.contains(&b2), "{listing}");
+    let again = svc2.ok(&["catalog:rebuild"]);
+    assert!(
+        again.contains("Recreated 0") && again.contains("Already in the catalog"),
+        "{again}"
+    );
+    // New IDs continue after the rebuilt ones; the rebuilt backups restore.
+    svc2.ok(&["databases:add", "app", &pg.url("app")]);
+    let b3 = capture(&svc2, "app");
+    assert_eq!(b3, "b003");
+    pg.create_db("copy3");
+    svc2.ok(&[
+        "backups:restore",
+        &b2,
+        &pg.url("copy3"),
+        "--confirm",
+        "copy3",
+    ]);
+    assert_eq!(pg.row_counts("copy3"), pg.row_counts("app"));
+
+    // Deleting removes the object and its manifest.
+    svc2.ok(&["backups:delete", &b1, "--confirm", "app"]);
+    let stored = s3.objects("prod/backups/");
+    assert!(!stored.iter().any(|k| k.starts_with(&b1)), "{stored:?}");
+    svc2.terminate();
+    svc.terminate();
+}
+
+#[test]
+fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
+    let mut s3 = S3Server::start("backups");
+    let pg = Cluster::start();
+    pg.create_db("big");
+    // About 150 MB of incompressible data, so that the upload takes many parts.
+    pg.psql(
+        "big",
+        "CREATE TABLE blobs (id int, data bytea);
+         INSERT INTO blobs SELECT g, decode(string_agg(md5(g::text || random()::text), ''), 'hex')
+         FROM generate_series(1, 40000) g, generate_series(1, 250) r GROUP BY g;",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("pgbackups.toml"),
+        format!(
+            "[storage]\nurl = \"s3://{}/prod\"\npart_size_mib = 5\nretry_timeout_secs = 3\n",
+            s3.bucket
+        ),
+    )
+    .unwrap();
+    let env = s3.env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("PGBACKUPS_STORAGE_SWEEP_SECS", "1"));
+    let svc = Service::try_start(data.clone(), &[], &env).unwrap_or_else(|e| panic!("{e}"));
+    svc.ok(&["databases:add", "big", &pg.url("big")]);
+    let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
+
+    // Stop the store once parts are going up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s3.pending_uploads() == 0 {
+        assert!(Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s3.stop();
+    let v = svc.wait_state(&id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(v["state"], "failed", "{v:#}");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("could not store the dump") && error.contains("upload"),
+        "{error}"
+    );
+
+    // When the store comes back, the abandoned upload is aborted: no parts, no object.
+    s3.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s3.pending_uploads() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "parts left behind:\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(s3.objects("prod/backups/").is_empty());
+    // And the next capture works.
+    let next = capture(&svc, "big");
+    assert_eq!(svc.info(&next)["state"], "succeeded");
+}
+
+#[test]
+fn a_wrong_bucket_or_key_fails_at_start_with_the_reason() {
+    let s3 = S3Server::start("backups");
+    let work = tempfile::tempdir().unwrap();
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let err = Service::try_start(
+        work.path().join("a"),
+        &["--storage", "s3://no-such-bucket/x"],
+        &env,
+    )
+    .err()
+    .expect("a missing bucket must stop the start");
+    assert!(
+        err.contains("cannot open storage") && err.contains("bucket"),
+        "{err}"
+    );
+
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| *k != "AWS_SECRET_ACCESS_KEY");
+    bad.push(("AWS_SECRET_ACCESS_KEY", "not-the-secret"));
+    let err = Service::try_start(
+        work.path().join("b"),
+        &["--storage", "s3://backups/x"],
+        &bad,
+    )
+    .err()
+    .expect("bad credentials must stop the start");
+    assert!(err.contains("credentials"), "{err}");
+    assert!(
+        !err.contains("not-the-secret"),
+        "the secret reached the log"
+    );
+
+    let err = Service::try_start(work.path().join("c"), &["--storage", "ftp://x/y"], &[])
+        .err()
+        .expect("an unknown scheme must stop the start");
+    assert!(err.contains("unknown storage scheme"), "{err}");
+}
+
+#[test]
+fn service_links_expire_and_refuse_tampering() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", SAMPLE);
+    let svc = Service::start();
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
+    let b1 = capture(&svc, "app");
+    let url = svc.ok(&["backups:url", &b1]);
+    let url = url.trim();
+    assert!(
+        url.starts_with(&svc.url) && url.contains("/links/b001?"),
+        "{url}"
+    );
+    let (status, body) = fetch(url);
+    assert_eq!(status, 200);
+    assert_eq!(&body[..5], b"PGDMP");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &body).unwrap();
+    pg_restore_lists(file.path());
+
+    let tampered = url.replace("sig=", "sig=00");
+    assert_eq!(fetch(&tampered).0, 403);
+    let longer = url.replace("expires=", "expires=9");
+    assert_eq!(fetch(&longer).0, 403);
+    let other = url.replace("/links/b001", "/links/b002");
+    assert_eq!(fetch(&other).0, 403);
+
+    let short = svc.ok(&["backups:url", &b1, "--expires", "1s"]);
+    std::thread::sleep(Duration::from_millis(2100));
+    let (status, body) = fetch(short.trim());
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("expired"));
+
+    let out = svc.cli(&["backups:url", &b1, "--expires", "30d"]);
+    assert!(
+        !out.status.success() && text(&out).contains("7 days"),
+        "{}",
+        text(&out)
+    );
+    let out = svc.cli(&["backups:url", &b1, "--expires", "soon"]);
+    assert!(!out.status.success() && text(&out).contains("not a duration"));
+}
+
+#[test]
+fn encrypted_backups_round_trip_and_refuse_a_wrong_key() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", SAMPLE);
+    let work = tempfile::tempdir().unwrap();
+    let key = age::x25519::Identity::generate();
+    let key_file = work.path().join("key.txt");
+    std::fs::write(&key_file, format!("{}\n", key.to_string().expose_secret())).unwrap();
+    let recipient = key.to_public().to_string();
+    let data = work.path().join("data");
+    let svc = Service::try_start(
+        data.clone(),
+        &[
+            "--encrypt-to",
+            &recipient,
+            "--identity-file",
+            key_file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
+    let b1 = capture(&svc, "app");
+    assert_eq!(svc.info(&b1)["encryption"], "age");
+
+    // At rest: an age file, which the stock `age` tool decrypts to the zstd-compressed dump.
+    let object = std::fs::read_dir(data.join("storage/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".dump.zst"))
+        .unwrap();
+    let stored = std::fs::read(&object).unwrap();
+    assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+    let out = Command::new("age")
+        .args(["--decrypt", "-i", key_file.to_str().unwrap()])
+        .arg(&object)
+        .output()
+        .expect("the stock age tool (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&zstd::decode_all(&out.stdout[..]).unwrap()[..5], b"PGDMP");
+
+    // Download, URL and restore hand out the plain dump.
+    let dump = work.path().join("b.dump");
+    svc.ok(&["backups:download", &b1, "--output", dump.to_str().unwrap()]);
+    pg_restore_lists(&dump);
+    let (status, body) = fetch(svc.ok(&["backups:url", &b1]).trim());
+    assert_eq!((status, &body[..5]), (200, &b"PGDMP"[..]));
+    pg.create_db("copy");
+    svc.ok(&["backups:restore", &b1, &pg.url("copy"), "--confirm", "copy"]);
+    assert_eq!(pg.row_counts("copy"), pg.row_counts("app"));
+    assert!(svc.ok(&["backups:verify", &b1]).contains("checksum OK"));
+    let secret = key.to_string().expose_secret().to_string();
+    assert!(
+        !svc.log().contains(&secret[15..]),
+        "the key reached the log"
+    );
+    drop(svc);
+
+    // With another key, the backup is refused before the target is touched.
+    let other = age::x25519::Identity::generate();
+    let other_file = work.path().join("other.txt");
+    std::fs::write(
+        &other_file,
+        format!("{}\n", other.to_string().expose_secret()),
+    )
+    .unwrap();
+    let svc = Service::try_start(
+        data.clone(),
+        &["--identity-file", other_file.to_str().unwrap()],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    pg.psql("copy", "CREATE TABLE untouched (x int)");
+    let out = svc.cli(&["backups:restore", &b1, &pg.url("copy"), "--confirm", "copy"]);
+    let id = transfer_id(&out);
+    let v = svc.wait_state(&id, &["succeeded", "failed"]);
+    assert_eq!(v["state"], "failed");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("none of the configured keys opens it"),
+        "{error}"
+    );
+    assert!(error.contains("not changed"), "{error}");
+    assert_eq!(
+        pg.psql("copy", "SELECT count(*) FROM untouched").trim(),
+        "0"
+    );
+    drop(svc);
+
+    // A passphrase instead of keys.
+    let pass_file = work.path().join("pass.txt");
+    std::fs::write(&pass_file, "correct horse battery staple\n").unwrap();
+    let svc = Service::try_start(
+        work.path().join("data-pass"),
+        &["--passphrase-file", pass_file.to_str().unwrap()],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
+    let b = capture(&svc, "app");
+    pg.create_db("copy_pass");
+    svc.ok(&[
+        "backups:restore",
+        &b,
+        &pg.url("copy_pass"),
+        "--confirm",
+        "copy_pass",
+    ]);
+    assert_eq!(pg.row_counts("copy_pass"), pg.row_counts("app"));
+    assert!(
+        !svc.log().contains("battery"),
+        "the passphrase reached the log"
+    );
+    let _ = PASSWORD;
+}
