@@ -377,19 +377,23 @@ class Service:
     token: str = ""
     log_path: Path | None = None
     _log_file: object = None
+    # Extra `serve` arguments and environment (bench/storage.py runs one on S3).
+    extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)
         self.data_dir.mkdir(parents=True)
-        self.log_path = self.data_dir.parent / "service.log"
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self._log_file = open(self.log_path, "w")
         cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir),
-               "--listen", "127.0.0.1:0"]
+               "--listen", "127.0.0.1:0", *self.extra_args]
         log(f"starting the service: {fmt_cmd(cmd)}")
         # Its own session: a Ctrl-C in the terminal reaches us, and we stop it in order.
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, **self.extra_env})
         deadline = time.monotonic() + 30
         pattern = re.compile(r"pgbackups listening on (http://\S+)")
         while time.monotonic() < deadline:

@@ -210,6 +210,9 @@ impl age::Identity for CachingIdentity {
 pub struct EncryptedStorage {
     inner: Arc<dyn Storage>,
     keys: Arc<Keys>,
+    /// Whether each object read so far is an age file. Objects are immutable and keys are
+    /// never reused, so the answer holds; it saves a read per ranged open on object stores.
+    seen: Mutex<HashMap<String, bool>>,
 }
 
 impl EncryptedStorage {
@@ -217,11 +220,31 @@ impl EncryptedStorage {
         EncryptedStorage {
             inner,
             keys: Arc::new(keys),
+            seen: Mutex::new(HashMap::new()),
         }
     }
 
     /// Whether the stored object is an age file.
     fn is_encrypted(&self, key: &str) -> Result<bool, StorageError> {
+        let seen = |m: &Mutex<HashMap<String, bool>>| {
+            m.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .copied()
+        };
+        if let Some(known) = seen(&self.seen) {
+            return Ok(known);
+        }
+        let answer = self.sniff(key)?;
+        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 4096 {
+            map.clear();
+        }
+        map.insert(key.to_string(), answer);
+        Ok(answer)
+    }
+
+    fn sniff(&self, key: &str) -> Result<bool, StorageError> {
         let mut head = Vec::with_capacity(AGE_MAGIC.len());
         self.inner
             .open(key)?
@@ -326,6 +349,10 @@ impl Storage for EncryptedStorage {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         self.inner.delete(key)
     }
 

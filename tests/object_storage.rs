@@ -242,6 +242,20 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
     env.push(("PGBACKUPS_STORAGE_SWEEP_SECS", "1"));
     let svc = Service::try_start(data.clone(), &[], &env).unwrap_or_else(|e| panic!("{e}"));
     svc.ok(&["databases:add", "big", &pg.url("big")]);
+
+    // A cancelled capture aborts its upload at once.
+    let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s3.pending_uploads() == 0 {
+        assert!(Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    svc.ok(&["backups:cancel"]);
+    let v = svc.wait_state(&id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(v["state"], "cancelled", "{v:#}");
+    assert_eq!(s3.pending_uploads(), 0, "parts left by a cancel");
+    assert!(s3.objects("prod/backups/").is_empty());
+
     let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
 
     // Stop the store once parts are going up.
@@ -479,4 +493,49 @@ fn encrypted_backups_round_trip_and_refuse_a_wrong_key() {
         "the passphrase reached the log"
     );
     let _ = PASSWORD;
+}
+
+#[test]
+fn encrypted_backups_on_s3_restore_through_ranged_reads() {
+    let s3 = S3Server::start("backups");
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", SAMPLE);
+    let work = tempfile::tempdir().unwrap();
+    let key = age::x25519::Identity::generate();
+    let key_file = work.path().join("key.txt");
+    std::fs::write(&key_file, format!("{}\n", key.to_string().expose_secret())).unwrap();
+    let recipient = key.to_public().to_string();
+    let svc = start_on_s3(
+        &s3,
+        &work.path().join("data"),
+        &[
+            "--encrypt-to",
+            &recipient,
+            "--identity-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
+    let b1 = capture(&svc, "app");
+    // No presigned link for ciphertext: the link goes through the service and is plain.
+    let url = svc.ok(&["backups:url", &b1]);
+    assert!(url.trim().starts_with(&svc.url), "{url}");
+    let (status, body) = fetch(url.trim());
+    assert_eq!((status, &body[..5]), (200, &b"PGDMP"[..]));
+    pg.create_db("copy");
+    svc.ok(&[
+        "backups:restore",
+        &b1,
+        &pg.url("copy"),
+        "--confirm",
+        "copy",
+        "--jobs",
+        "2",
+    ]);
+    assert_eq!(pg.row_counts("copy"), pg.row_counts("app"));
+    assert!(
+        svc.ok(&["backups:verify", &b1, "--restore"])
+            .contains("2 tables")
+    );
 }

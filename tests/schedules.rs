@@ -174,7 +174,8 @@ fn retention_expires_the_oldest_manual_backups_after_a_success_and_never_a_pinne
     svc.ok(&["backups:unpin", "b001"]);
     capture(&svc); // b006: keeps b006, b005; expires b001 and b003 (b004 failed, kept as a record)
     assert_eq!(ids(&svc), ["b004", "b005", "b006"]);
-    assert_eq!(svc.stored_files().len(), 2, "{:?}", svc.stored_files());
+    // Two backups, each with its manifest.
+    assert_eq!(svc.stored_files().len(), 4, "{:?}", svc.stored_files());
 }
 
 #[test]
@@ -190,7 +191,14 @@ fn a_failed_scheduled_capture_shows_and_the_next_day_still_runs() {
     let out = svc.cli_with_stdin(&["databases:add", "main"], &pg.url("app"));
     assert!(out.status.success(), "{}", text(&out));
     pg.psql("postgres", "ALTER DATABASE app RENAME TO app_away");
-    let out = svc.cli(&["backups:schedule", "main", "--at", "06:00 UTC"]);
+    let out = svc.cli(&[
+        "backups:schedule",
+        "main",
+        "--at",
+        "06:00 UTC",
+        "--verify",
+        "restore",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let first = wait_for_captures(&svc, 1);
     assert_eq!(first[0]["id"], "a001");
@@ -201,4 +209,37 @@ fn a_failed_scheduled_capture_shows_and_the_next_day_still_runs() {
     let both = wait_for_captures(&svc, 2);
     assert_eq!(both[1]["id"], "a002");
     assert_eq!(both[1]["state"], "succeeded", "{both:#?}");
+
+    // The schedule asked for restore tests: a002 is verified by one, a001 (failed) is not.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let check = loop {
+        let all: Vec<Value> = serde_json::from_str(&svc.ok(&["backups", "--json"])).unwrap();
+        let found = all.into_iter().find(|t| {
+            t["kind"] == "verify"
+                && t["backup_id"] == "a002"
+                && t["state"] != "pending"
+                && t["state"] != "running"
+        });
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no verification of a002:\n{}",
+            svc.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(check["state"], "succeeded", "{check:#}");
+    assert_eq!(check["origin"], "scheduled");
+    assert!(
+        check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("restored into a scratch database"),
+        "{check:#}"
+    );
+    assert!(svc.ok(&["backups:info", "a002"]).contains("Verified"));
+    let listing = svc.ok(&["backups"]);
+    assert!(listing.contains("=== Verifications"), "{listing}");
 }

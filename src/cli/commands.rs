@@ -466,6 +466,11 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                                     n("manual")
                                 )
                             },
+                            match text(s, "verify").as_str() {
+                                "checksum" => "checksum".to_string(),
+                                "restore" => "restore test".to_string(),
+                                _ => "no".to_string(),
+                            },
                         ]
                     })
                     .collect::<Vec<_>>();
@@ -477,7 +482,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                             "Schedule",
                             "Next run",
                             "Next run (UTC)",
-                            "Keeps"
+                            "Keeps",
+                            "Verify"
                         ],
                         &rows
                     )

@@ -379,6 +379,8 @@ struct ScheduleView {
     next_run_local: String,
     /// What the database's backups are kept by.
     retention: Policy,
+    /// Whether each scheduled backup is verified after its capture.
+    verify: crate::catalog::VerifyMode,
 }
 
 fn schedule_view(
@@ -396,6 +398,7 @@ fn schedule_view(
         next_run_at: next,
         next_run_local: spec.show_local(next),
         retention,
+        verify: s.verify,
     }
 }
 
