@@ -309,8 +309,13 @@ impl Storage for EncryptedStorage {
                 .map(|r| r.as_ref() as &dyn age::Recipient),
         )
         .map_err(|e| io(io::Error::other(e.to_string())))?;
-        let stream = encryptor.wrap_output(writer).map_err(io)?;
+        let counted = Counted {
+            inner: writer,
+            bytes: 0,
+        };
+        let stream = encryptor.wrap_output(counted).map_err(io)?;
         Ok(Box::new(AgeWriter {
+            key: key.to_string(),
             stream: Some(stream),
             plain: 0,
         }))
@@ -388,9 +393,28 @@ impl Storage for EncryptedStorage {
     }
 }
 
+/// The store's writer, counting the ciphertext that goes into it.
+struct Counted {
+    inner: Box<dyn ObjectWriter>,
+    bytes: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// An object being encrypted on its way into the store.
 struct AgeWriter {
-    stream: Option<age::stream::StreamWriter<Box<dyn ObjectWriter>>>,
+    key: String,
+    stream: Option<age::stream::StreamWriter<Counted>>,
     plain: u64,
 }
 
@@ -414,19 +438,31 @@ impl Write for AgeWriter {
 }
 
 impl ObjectWriter for AgeWriter {
-    /// Returns the plaintext size, which is what the caller wrote and checks.
+    /// Checks the stored size against the ciphertext written, then returns the plaintext
+    /// size, which is what the caller wrote and checks.
     fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
+        let key = self.key.clone();
         let stream = self.stream.take().ok_or_else(|| StorageError::Io {
             op: "commit",
-            key: String::new(),
+            key: key.clone(),
             source: io::Error::other("object already finished"),
         })?;
-        let inner = stream.finish().map_err(|source| StorageError::Io {
+        let counted = stream.finish().map_err(|source| StorageError::Io {
             op: "finish encrypting",
-            key: String::new(),
+            key: key.clone(),
             source,
         })?;
-        inner.commit()?;
+        let written = counted.bytes;
+        let stored = counted.inner.commit()?;
+        if stored != written {
+            return Err(StorageError::Io {
+                op: "store",
+                key,
+                source: io::Error::other(format!(
+                    "the store has {stored} bytes of the encrypted object, but {written} were written"
+                )),
+            });
+        }
         Ok(self.plain)
     }
 

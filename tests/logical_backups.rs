@@ -92,6 +92,19 @@ fn capture_then_restore_round_trips_schema_and_rows() {
     assert!(info["database_size"].as_u64().unwrap() > 0);
     assert!(info["object_size"].as_u64().unwrap() < info["dump_size"].as_u64().unwrap());
 
+    // A restore test of the rich database (partitions, extensions, large object) passes and
+    // leaves no scratch database.
+    let out = svc.ok(&["backups:verify", "b001", "--restore"]);
+    assert!(
+        out.contains("checksum OK") && out.contains("scratch database"),
+        "{out}"
+    );
+    let dbs = pg.psql(
+        "postgres",
+        "SELECT string_agg(datname, ',') FROM pg_database",
+    );
+    assert!(!dbs.contains("pgbackups_verify"), "{dbs}");
+
     // The stored object is what the catalog says it is.
     let stored = svc
         .data_dir

@@ -280,6 +280,11 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             if !r.present.is_empty() {
                 println!("Already in the catalog: {}", ids(&r.present));
             }
+            for (id, key) in &r.conflicts {
+                println!(
+                    "Not recreated: {key} is backup {id}, but {id} is already another backup here (made before the rebuild); the object stays in the store"
+                );
+            }
             for key in &r.orphaned {
                 println!("Skipped {key}: its backup object is missing");
             }
@@ -291,7 +296,11 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                     "Databases, schedules and retention are not in the store: add them again with databases:add and backups:schedule."
                 );
             }
-            Ok(if r.unreadable.is_empty() { 0 } else { 1 })
+            Ok(if r.unreadable.is_empty() && r.conflicts.is_empty() {
+                0
+            } else {
+                1
+            })
         }
         Command::Copy {
             source,

@@ -106,6 +106,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     for id in &interrupted {
         tracing::warn!(transfer = %id, "marked failed: it was running when the service last stopped");
     }
+    engine.drop_stale_scratch(&interrupted).await;
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -196,6 +197,11 @@ fn open_store(config: &ServiceConfig) -> Result<Arc<dyn Storage>, ServeError> {
     }
     let keys = crate::crypt::Keys::load(&config.encryption)
         .map_err(|e| ServeError(format!("encryption: {e}")))?;
+    if !keys.encrypts() {
+        tracing::warn!(
+            "an age identity is configured but no recipient: new backups are NOT encrypted (add the public key with --encrypt-to; `age-keygen -y KEYFILE` prints it)"
+        );
+    }
     Ok(Arc::new(crate::crypt::EncryptedStorage::new(storage, keys)))
 }
 

@@ -12,9 +12,10 @@
 //! the service runs at start and every minute, so no orphan parts outlive an outage.
 //!
 //! Memory: one part being filled plus at most [`PARTS_IN_FLIGHT`] parts uploading. Parts start
-//! at the configured size (default 8 MiB) and double every 1,000 parts, so that the store's
-//! 10,000-part limit is never reached (8 MiB parts cover 7.8 GiB, the next thousand 15.6 GiB,
-//! and so on).
+//! at the configured size (default 8 MiB) and double every 1,000 parts (up to S3's 5 GiB), so
+//! that the store's 10,000-part limit is not reached below about 8 TB; as parts double, fewer
+//! upload at once (4, 2, then 1), so memory stays at 40–64 MiB up to ~55 GB stored and then
+//! grows with the part size (two parts).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -38,6 +39,9 @@ pub const PARTS_IN_FLIGHT: usize = 4;
 
 /// The smallest part S3 accepts (except the last).
 const MIN_PART: usize = 5 << 20;
+
+/// The largest part S3 accepts.
+const MAX_PART: usize = 5 << 30;
 
 /// How long a failed upload waits for its abort before leaving it to the journal.
 const ABORT_WAIT: Duration = Duration::from_secs(10);
@@ -69,6 +73,9 @@ pub struct CloudStorage {
 /// One multipart upload in flight, as the journal records it.
 #[derive(Serialize, Deserialize)]
 struct JournalEntry {
+    /// The store (`s3://bucket/prefix`) the upload belongs to.
+    #[serde(default)]
+    store: String,
     key: String,
     upload_id: String,
     /// Set when the writer gave up and its abort failed: only such uploads are aborted while
@@ -245,7 +252,7 @@ fn explain(e: &object_store::Error) -> String {
         " (the bucket does not exist: create it, or fix the bucket name)"
     } else if text.contains("InvalidAccessKeyId")
         || text.contains("SignatureDoesNotMatch")
-        || text.contains("403")
+        || text.contains("403 Forbidden")
     {
         " (the store refused the credentials: check the access key ID and secret, e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
     } else if text.contains("error sending request") || text.contains("onnection refused") {
@@ -282,10 +289,15 @@ impl Storage for CloudStorage {
 
     fn open_at(&self, key: &str, offset: u64) -> Result<Box<dyn Read + Send>, StorageError> {
         let path = self.path(key)?;
-        let stream = start_get(self, &path, offset).map_err(|e| match e {
-            GetError::Store(e) => obj_err("read", key)(e),
-            GetError::Io(e) => io_err("read", key)(e),
-        })?;
+        let stream = match start_get(self, &path, offset) {
+            Ok(s) => s,
+            // A read that starts at the end is empty, as a file's is.
+            Err(GetError::Store(e)) if offset > 0 && past_the_end(&e) => {
+                return Ok(Box::new(io::empty()));
+            }
+            Err(GetError::Store(e)) => return Err(obj_err("read", key)(e)),
+            Err(GetError::Io(e)) => return Err(io_err("read", key)(e)),
+        };
         Ok(Box::new(CloudReader {
             store: self.inner.clone(),
             rt: self.rt.as_ref().map(|rt| rt.handle().clone()),
@@ -382,15 +394,36 @@ impl CloudStorage {
         let mut aborted = 0;
         for entry in entries.flatten() {
             let path = entry.path();
+            // Only whole entries: `.name.tmp-*` files are entries being written.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
             let Ok(text) = std::fs::read(&path) else {
                 continue;
             };
             let Ok(open) = serde_json::from_slice::<JournalEntry>(&text) else {
-                // Torn by a crash before its first part: nothing was uploaded under it.
-                remove_journal(&path);
+                // Entries are written whole (temp, fsync, rename), so this is not ours to
+                // interpret; removed at start only, never while uploads run.
+                if !abandoned_only {
+                    tracing::warn!(
+                        "removing unreadable upload journal entry {}",
+                        path.display()
+                    );
+                    remove_journal(&path);
+                }
                 continue;
             };
             if abandoned_only && !open.abandoned {
+                continue;
+            }
+            if !open.store.is_empty() && open.store != self.inner.url {
+                tracing::warn!(
+                    "an interrupted upload of {} to {} (not the configured store) may have left parts there; abort it with the store's tools, then delete {}",
+                    open.key,
+                    open.store,
+                    path.display()
+                );
                 continue;
             }
             match self.abort_upload(&open.key, &open.upload_id) {
@@ -403,6 +436,12 @@ impl CloudStorage {
         }
         Ok(aborted)
     }
+}
+
+/// Whether a ranged GET failed because it starts at (or after) the object's end.
+fn past_the_end(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    text.contains("416") || text.contains("InvalidRange")
 }
 
 enum GetError {
@@ -477,9 +516,12 @@ impl Read for CloudReader {
             }
             let Some(mut stream) = self.stream.take() else {
                 let (store, path, at) = (self.store.store.clone(), self.path.clone(), self.at);
-                let fresh = self
-                    .wait(get_stream(store, path, at))?
-                    .map_err(|e| io::Error::other(explain(&e)))?;
+                let fresh = match self.wait(get_stream(store, path, at))? {
+                    Ok(f) => f,
+                    // Resumed exactly at the end: nothing is left to read.
+                    Err(e) if at > 0 && past_the_end(&e) => return Ok(0),
+                    Err(e) => return Err(io::Error::other(explain(&e))),
+                };
                 self.stream = Some(fresh);
                 continue;
             };
@@ -497,6 +539,9 @@ impl Read for CloudReader {
                 Some(Ok(bytes)) => {
                     self.chunk = bytes;
                     self.stream = Some(stream);
+                    // Resumes are counted per stall, not per object: a long read may break
+                    // more than a few times in all.
+                    self.resumes = 0;
                 }
                 Some(Err(e)) if self.resumes < READ_RESUMES => {
                     self.resumes += 1;
@@ -569,6 +614,7 @@ impl CloudWriter {
         let name = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..12]);
         let file = self.journal.join(format!("{name}.json"));
         let entry = JournalEntry {
+            store: self.store.url.clone(),
             key: self.key.clone(),
             upload_id: id.clone(),
             abandoned: false,
@@ -579,9 +625,18 @@ impl CloudWriter {
         Ok(())
     }
 
-    /// The size of part number `n` (0-based): doubles every thousand parts.
+    /// The size of part number `n` (0-based): doubles every thousand parts, up to S3's
+    /// limit of 5 GiB per part.
     fn size_of_part(&self, n: usize) -> usize {
-        self.part_size.saturating_mul(1 << (n / 1000).min(10))
+        self.part_size
+            .saturating_mul(1 << (n / 1000).min(10))
+            .min(MAX_PART)
+    }
+
+    /// How many parts may be uploading at once while part `n` fills: fewer as parts grow,
+    /// so that memory stays near `PARTS_IN_FLIGHT` first-size parts until parts are 4× it.
+    fn parts_in_flight(n: usize) -> usize {
+        (PARTS_IN_FLIGHT >> (n / 1000).min(8)).max(1)
     }
 
     /// Sends the buffer as the next part, waiting first when too many are in flight.
@@ -589,7 +644,8 @@ impl CloudWriter {
         if self.upload.is_none() {
             self.begin()?;
         }
-        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+        let n = self.parts.len() + self.in_flight.len();
+        while self.in_flight.len() >= Self::parts_in_flight(n) {
             self.reap_one()?;
         }
         let Some((id, _)) = &self.upload else {
@@ -629,9 +685,15 @@ impl CloudWriter {
     /// Stops the upload and removes its parts from the store.
     fn abandon(&mut self) {
         self.finished = true;
-        for h in self.in_flight.drain(..) {
+        // Part requests still running could land after the abort and leave parts behind:
+        // stop them and wait until they are gone (bounded) before aborting the upload.
+        let handles: Vec<_> = self.in_flight.drain(..).collect();
+        for h in &handles {
             h.abort();
         }
+        let _ = self.wait(async move {
+            let _ = tokio::time::timeout(ABORT_WAIT, futures_util::future::join_all(handles)).await;
+        });
         self.buf = Vec::new();
         if let Some((id, file)) = self.upload.take() {
             let (mp, path, key) = (
@@ -662,6 +724,7 @@ impl CloudWriter {
                         "could not abort the upload of {key} yet; it is retried every minute: {why}"
                     );
                     let entry = JournalEntry {
+                        store: self.store.url.clone(),
                         key,
                         upload_id: id,
                         abandoned: true,

@@ -77,13 +77,20 @@ pub fn open_storage(
         max_retries: 10,
         retry_timeout: Duration::from_secs(config.retry_timeout_secs.unwrap_or(180)),
     };
-    let part_size = config.part_size_mib.unwrap_or(8).max(5) << 20;
+    let part_size = config.part_size_mib.unwrap_or(8).clamp(5, 512) << 20;
+    // No limit on a whole request: a part or a long ranged read may take minutes on a slow
+    // link. A server that stops sending for 60 s fails the request (then it is retried).
+    let client = object_store::ClientOptions::new()
+        .with_timeout_disabled()
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_read_timeout(Duration::from_secs(60));
     let store = match parsed.scheme() {
         "s3" | "s3a" => {
             use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
             let mut b = AmazonS3Builder::from_env()
                 .with_bucket_name(&bucket)
-                .with_retry(retry);
+                .with_retry(retry)
+                .with_client_options(client.clone());
             let endpoint = config.endpoint.clone().or_else(|| {
                 std::env::var("AWS_ENDPOINT_URL")
                     .or_else(|_| std::env::var("AWS_ENDPOINT"))
@@ -116,7 +123,8 @@ pub fn open_storage(
             use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(&bucket)
-                .with_retry(retry);
+                .with_retry(retry)
+                .with_client_options(client.clone());
             for (k, v) in &config.options {
                 let key = GoogleConfigKey::from_str(k)
                     .map_err(|_| bad(format!("unknown GCS storage option `{k}`")))?;
@@ -136,7 +144,8 @@ pub fn open_storage(
             use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
             let mut b = MicrosoftAzureBuilder::from_env()
                 .with_container_name(&bucket)
-                .with_retry(retry);
+                .with_retry(retry)
+                .with_client_options(client.clone());
             for (k, v) in &config.options {
                 let key = AzureConfigKey::from_str(k)
                     .map_err(|_| bad(format!("unknown Azure storage option `{k}`")))?;

@@ -104,9 +104,11 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     let (status, tail) = supervise(child, &job.ctx, "pg_dump", None).await;
     let piped = pipeline.await.map_err(JobEnd::failed)?;
 
+    // Aborting may wait on the store (an object store's multipart abort): off the runtime.
+    let abort = |w: Box<dyn ObjectWriter>| tokio::task::spawn_blocking(move || w.abort());
     if job.ctx.is_cancelled() {
         if let Ok(c) = piped {
-            c.writer.abort();
+            let _ = abort(c.writer).await;
         }
         return Err(JobEnd::Stopped);
     }
@@ -116,14 +118,14 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     };
     let status = status.map_err(JobEnd::failed)?;
     if !status.success() {
-        captured.writer.abort();
+        let _ = abort(captured.writer).await;
         return Err(JobEnd::failed(format!(
             "pg_dump failed ({status}): {}",
             error_summary(&tail)
         )));
     }
     if !captured.magic_ok {
-        captured.writer.abort();
+        let _ = abort(captured.writer).await;
         return Err(JobEnd::failed(
             "pg_dump's output is not a custom-format dump (it does not start with PGDMP)",
         ));

@@ -179,10 +179,15 @@ pub struct RebuildReport {
     pub unreadable: Vec<(String, String)>,
     /// Manifests whose object is missing.
     pub orphaned: Vec<String>,
+    /// Backups in the store whose ID the catalog already gives to another backup (one made
+    /// on this service before the rebuild), with the stored object's key. They are not lost:
+    /// the object and its manifest stay in the store.
+    #[serde(default)]
+    pub conflicts: Vec<(TransferId, String)>,
 }
 
 /// Why a download link is refused (answered with 403).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct LinkRefused(pub &'static str);
 
 /// What a service link's signature covers: the backup, its content and the expiry.
@@ -309,7 +314,9 @@ impl Engine {
                 manifest::delete_backup(self.storage.as_ref(), key)?;
             }
             let mut msg = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again".to_string();
-            if t.kind != TransferKind::Capture {
+            if t.kind == TransferKind::Verify {
+                msg.push_str(". Its scratch database is dropped at start when the server is known");
+            } else if t.kind != TransferKind::Capture {
                 msg.push_str(". The target database may have been emptied and only partially restored: restore again");
             }
             t.state = TransferState::Failed;
@@ -492,6 +499,14 @@ impl Engine {
         let mut rec =
             self.new_transfer('v', TransferKind::Verify, origin, backup.database.clone())?;
         rec.backup_id = Some(backup.id);
+        if mode == VerifyMode::Restore {
+            // Where the scratch database goes, so that start-up recovery can drop it after a
+            // crash (a registered name; a URL is recorded redacted and cannot be).
+            rec.source = Some(match target {
+                Some(t) => self.resolve_database(Some(t))?.0,
+                None => backup.database.clone(),
+            });
+        }
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
@@ -509,6 +524,21 @@ impl Engine {
     /// every ID found, so that new backups never reuse one.
     pub fn rebuild_catalog(&self) -> Result<RebuildReport, TransferError> {
         let found = manifest::scan(self.storage.as_ref())?;
+        // Every ID the store shows, readable manifest or not, moves the counters past it.
+        for key in found
+            .orphaned
+            .iter()
+            .chain(found.unreadable.iter().map(|(k, _)| k))
+        {
+            let name = key.rsplit('/').next().unwrap_or("");
+            if let Some(id) = name
+                .split('-')
+                .next()
+                .and_then(|p| p.parse::<TransferId>().ok())
+            {
+                self.catalog.bump_id_counter(id)?;
+            }
+        }
         let mut report = RebuildReport {
             unreadable: found.unreadable,
             orphaned: found.orphaned,
@@ -520,8 +550,15 @@ impl Engine {
             if m.backup.kind != TransferKind::Capture || !id.is_backup() {
                 continue;
             }
-            if self.catalog.transfer(id)?.is_some() {
-                report.present.push(id);
+            if let Some(existing) = self.catalog.transfer(id)? {
+                if existing.object_key == m.backup.object_key {
+                    report.present.push(id);
+                } else {
+                    // The ID was reused by a backup made before the rebuild.
+                    report
+                        .conflicts
+                        .push((id, m.backup.object_key.clone().unwrap_or_default()));
+                }
                 continue;
             }
             let mut rec = m.backup;
@@ -543,6 +580,32 @@ impl Engine {
             report.added.push(id);
         }
         Ok(report)
+    }
+
+    /// Drops the scratch databases of verifications that were running when the service
+    /// stopped (`recover_interrupted` returned their IDs).
+    pub async fn drop_stale_scratch(&self, interrupted: &[TransferId]) {
+        for id in interrupted {
+            let Ok(Some(t)) = self.catalog.transfer(*id) else {
+                continue;
+            };
+            let Some(server) = t.source.filter(|_| t.kind == TransferKind::Verify) else {
+                continue;
+            };
+            let name = verify::scratch_name(t.id);
+            match self.resolve_database(Some(&server)) {
+                Ok((_, url)) => {
+                    let admin = url.with_dbname("postgres");
+                    match verify::drop_scratch(&self.tools, &admin, &name).await {
+                        Ok(()) => tracing::info!("dropped {name}, left by interrupted {id}"),
+                        Err(e) => tracing::warn!("could not drop {name} (left by {id}): {e}"),
+                    }
+                }
+                Err(_) => tracing::warn!(
+                    "{id} was interrupted; its scratch database {name} on {server} may remain: drop it"
+                ),
+            }
+        }
     }
 
     /// After a scheduled capture: starts its verification when the database's schedule asks
@@ -761,16 +824,24 @@ impl Engine {
             .now()
             .checked_add(jiff::SignedDuration::from_secs(expires.as_secs() as i64))
             .map_err(|e| TransferError::Internal(e.to_string()))?;
-        if !plain
-            && let Some(key) = &backup.object_key
-            && let Some(url) = self.storage.signed_url(key, expires)?
-        {
-            return Ok(BackupUrl {
-                id: backup.id,
-                url,
-                expires_at,
-                content: "zstd".into(),
-            });
+        if !plain && let Some(key) = &backup.object_key {
+            match self.storage.signed_url(key, expires) {
+                Ok(Some(url)) => {
+                    return Ok(BackupUrl {
+                        id: backup.id,
+                        url,
+                        expires_at,
+                        content: "zstd".into(),
+                    });
+                }
+                Ok(None) => {}
+                // Credentials that cannot presign (a GCS login without a key, say): the
+                // service's own link still works.
+                Err(e) => tracing::warn!(
+                    "cannot presign a link to {}; giving a service link instead: {e}",
+                    backup.id
+                ),
+            }
         }
         let expiry = expires_at.as_second();
         let sig = self.secrets.sign_link(&link_message(&backup, expiry));
@@ -793,16 +864,17 @@ impl Engine {
         expiry: i64,
         sig: &str,
     ) -> Result<TransferRecord, LinkRefused> {
-        let backup = self
-            .completed_backup(id)
-            .map_err(|_| LinkRefused("this link does not name a completed backup"))?;
+        // One answer for an unknown backup and a bad signature: a link must not tell which
+        // backups exist.
+        let invalid = LinkRefused(
+            "this link is not valid: it was altered, or its backup was deleted or replaced",
+        );
+        let backup = self.completed_backup(id).map_err(|_| invalid.clone())?;
         if !self
             .secrets
             .link_signature_matches(&link_message(&backup, expiry), sig)
         {
-            return Err(LinkRefused(
-                "the link's signature does not match (was it altered, or the backup replaced?)",
-            ));
+            return Err(invalid);
         }
         if self.clock.now().as_second() > expiry {
             return Err(LinkRefused(

@@ -116,7 +116,8 @@ pub(super) async fn run(
                     bytes(size)
                 ));
                 let (from, to, ctx) = (fetched.clone(), path.clone(), job.ctx.clone());
-                tokio::task::spawn_blocking(move || decompress(&from, &to, &ctx))
+                let max = engine.download_limits.max_bytes;
+                tokio::task::spawn_blocking(move || decompress(&from, &to, max, &ctx))
                     .await
                     .map_err(JobEnd::failed)?
                     .map_err(|e| JobEnd::failed(format!("{shown}: {e}")))?
@@ -167,7 +168,12 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
 /// Decompresses a downloaded zstd file into the dump `to`, proving it holds a custom-format
 /// dump; removes `from`. Returns the dump's size.
-fn decompress(from: &Path, to: &Path, ctx: &super::job::JobCtx) -> Result<u64, String> {
+fn decompress(
+    from: &Path,
+    to: &Path,
+    max_bytes: u64,
+    ctx: &super::job::JobCtx,
+) -> Result<u64, String> {
     let input = File::open(from).map_err(|e| format!("cannot read the scratch file: {e}"))?;
     let mut decoder =
         zstd::stream::read::Decoder::new(input).map_err(|e| format!("cannot decompress: {e}"))?;
@@ -195,9 +201,15 @@ fn decompress(from: &Path, to: &Path, ctx: &super::job::JobCtx) -> Result<u64, S
                 not_a_dump_hint(&buf[..n]).trim_start_matches("this is ")
             ));
         }
+        written += n as u64;
+        if written > max_bytes {
+            return Err(format!(
+                "decompressed, the file is over the limit of {} (PGBACKUPS_URL_MAX_BYTES)",
+                bytes(max_bytes)
+            ));
+        }
         out.write_all(&buf[..n])
             .map_err(|e| format!("cannot write the scratch file: {e}"))?;
-        written += n as u64;
     }
     out.sync_all()
         .map_err(|e| format!("cannot write the scratch file: {e}"))?;
@@ -311,7 +323,7 @@ fn not_a_dump_hint(head: &[u8]) -> String {
     if start.trim_start().starts_with('<') {
         "this is a web page, not a dump: use the file's direct (or presigned) URL".into()
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        "this is zstd-compressed".into()
+        "this is zstd-compressed: decompress it first (zstd -d), or restore from its URL".into()
     } else if head.starts_with(&[0x1f, 0x8b]) {
         "this is gzip-compressed: decompress it first".into()
     } else if start.starts_with("--") || start.contains("postgresql database dump") {

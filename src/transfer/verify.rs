@@ -74,7 +74,9 @@ pub(super) async fn run(
     if job.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
     }
-    read.map_err(|e| JobEnd::failed(format!("backup {} is damaged: {e}", backup.id)))?;
+    // A checksum or format mismatch says "damaged" itself; an unreachable store or a missing
+    // key is reported as what it is.
+    read.map_err(|e| JobEnd::failed(format!("could not verify backup {}: {e}", backup.id)))?;
     let listing = list(&pg_restore, &file).await?;
     let mut detail = format!(
         "checksum OK; pg_restore --list reads {} entries ({} tables, {} with data)",
@@ -91,7 +93,7 @@ pub(super) async fn run(
                 "a restore test needs a server: the backup's database is not registered; pass --target URL",
             ));
         };
-        let name = format!("pgbackups_verify_{}", job.rec.id);
+        let name = scratch_name(job.rec.id);
         let admin = target.with_dbname("postgres");
         let scratch_db = target.with_dbname(&name);
         query(
@@ -112,15 +114,7 @@ pub(super) async fn run(
             Err(e) => Err(e),
         };
         // Dropped however the restore ended; a failure to drop is said, not hidden.
-        let dropped = query(
-            &engine.tools,
-            &admin,
-            &format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_ident(&name)
-            ),
-        )
-        .await;
+        let dropped = drop_scratch(&engine.tools, &admin, &name).await;
         match &dropped {
             Ok(_) => job.log(&format!("Dropped the scratch database {name}")),
             Err(e) => job.log(&format!(
@@ -132,6 +126,40 @@ pub(super) async fn run(
     }
     job.rec.detail = Some(detail);
     Ok(())
+}
+
+/// The scratch database of a verification.
+pub(super) fn scratch_name(id: crate::catalog::TransferId) -> String {
+    format!("pgbackups_verify_{id}")
+}
+
+/// Drops a scratch database: `WITH (FORCE)` where the server has it (PostgreSQL 13+), else
+/// after ending the sessions still in it.
+pub(super) async fn drop_scratch(
+    tools: &crate::pg::PgTools,
+    admin: &PgUrl,
+    name: &str,
+) -> Result<(), crate::pg::client::PgError> {
+    let forced = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    if query(tools, admin, &forced).await.is_ok() {
+        return Ok(());
+    }
+    let _ = query(
+        tools,
+        admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}",
+            crate::pg::client::quote_literal(name)
+        ),
+    )
+    .await;
+    query(
+        tools,
+        admin,
+        &format!("DROP DATABASE IF EXISTS {}", quote_ident(name)),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `pg_restore --list FILE`, counted.
@@ -159,24 +187,30 @@ async fn list(pg_restore: &std::path::Path, file: &std::path::Path) -> Result<Li
         .lines()
         .filter(|l| !l.trim_start().starts_with(';') && !l.trim().is_empty())
         .collect();
-    // An entry reads `1234; 1259 16390 TABLE public accounts owner`.
-    let kind = |l: &str, k: &str| {
+    // An entry reads `1234; 1259 16390 TABLE public accounts owner`; other kinds start with
+    // TABLE too (TABLE DATA, TABLE ATTACH).
+    let kind = |l: &str| -> String {
         l.split_once(' ')
             .map(|(_, rest)| {
                 rest.split_whitespace()
                     .skip(2)
+                    .take(2)
                     .collect::<Vec<_>>()
                     .join(" ")
             })
-            .is_some_and(|r| r.starts_with(k))
+            .unwrap_or_default()
+    };
+    let is_table = |l: &str| {
+        let k = kind(l);
+        k.starts_with("TABLE ") && !k.starts_with("TABLE DATA") && !k.starts_with("TABLE ATTACH")
     };
     Ok(Listing {
         entries: entries.len(),
-        tables: entries
+        tables: entries.iter().filter(|l| is_table(l)).count(),
+        data_blocks: entries
             .iter()
-            .filter(|l| kind(l, "TABLE ") && !kind(l, "TABLE DATA"))
+            .filter(|l| kind(l).starts_with("TABLE DATA"))
             .count(),
-        data_blocks: entries.iter().filter(|l| kind(l, "TABLE DATA")).count(),
     })
 }
 
