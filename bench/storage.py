@@ -114,7 +114,8 @@ class Seaweed:
                 with socket.create_connection(("127.0.0.1", fp), timeout=1) as c:
                     c.sendall(f"GET /buckets/{BUCKET}/ HTTP/1.0\r\nAccept: application/json"
                               f"\r\n\r\n".encode())
-                    if c.recv(64).startswith(b"HTTP/1.") and self.proc.poll() is None:
+                    # 200 once the bucket (a filer directory) exists.
+                    if c.recv(64).split(b" ")[1:2] == [b"200"] and self.proc.poll() is None:
                         return
             except OSError:
                 pass
