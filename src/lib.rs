@@ -15,6 +15,7 @@ pub mod secret;
 pub mod server;
 pub mod storage;
 pub mod transfer;
+pub mod wal;
 
 /// Makes rustls use *ring* for every TLS connection (object stores, URL downloads, the CLI's
 /// HTTPS). Called before any HTTP client is built; calling it again does nothing.

@@ -19,51 +19,72 @@ use crate::format;
 pub async fn run(command: Command) -> Result<i32, CliError> {
     match command {
         Command::Serve {
-            data_dir,
-            config: config_path,
+            store,
             listen,
             public_url,
             max_running,
-            storage,
-            storage_endpoint,
-            storage_region,
-            encrypt_to,
-            identity_file,
-            passphrase_file,
         } => {
-            let mut config = ServiceConfig::new(data_dir.unwrap_or_else(default_data_dir));
-            let file = match &config_path {
-                Some(p) => ConfigFile::load(p, true),
-                None => ConfigFile::load(&config.data_dir.join("pgbackups.toml"), false),
-            }
-            .map_err(CliError::msg)?;
+            let (mut config, file) = store.service_config()?;
             config.listen = listen
                 .or(file.listen)
                 .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
             config.max_running = max_running.or(file.max_running).unwrap_or(4);
             config.public_url = public_url.or(file.public_url);
-            config.storage = file.storage;
-            if storage.is_some() {
-                config.storage.url = storage;
-            }
-            if storage_endpoint.is_some() {
-                config.storage.endpoint = storage_endpoint;
-            }
-            if storage_region.is_some() {
-                config.storage.region = storage_region;
-            }
-            config.encryption = file.encryption;
-            config.encryption.recipients.extend(encrypt_to);
-            if identity_file.is_some() {
-                config.encryption.identity_file = identity_file;
-            }
-            if passphrase_file.is_some() {
-                config.encryption.passphrase_file = passphrase_file;
-            }
             crate::server::serve(config)
                 .await
                 .map_err(|e| CliError::msg(e.to_string()))?;
             Ok(0)
+        }
+        Command::WalPush { path, name, store } => {
+            let (config, _) = store.service_config()?;
+            let result = tokio::task::spawn_blocking(move || {
+                let storage = crate::server::open_configured_storage(&config, false)?;
+                crate::wal::push(storage.as_ref(), &name, &path).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?;
+            match result {
+                Ok(crate::wal::Pushed::Stored(key)) => {
+                    tracing::debug!("archived as {key}");
+                    Ok(0)
+                }
+                Ok(crate::wal::Pushed::AlreadyThere) => {
+                    eprintln!("pgbackups wal-push: already archived with the same content");
+                    Ok(0)
+                }
+                Err(e) => Err(CliError::msg(format!("wal-push: {e}"))),
+            }
+        }
+        Command::WalFetch {
+            file,
+            dest,
+            name,
+            store,
+        } => {
+            let (config, _) = store.service_config()?;
+            let result = tokio::task::spawn_blocking(move || {
+                let storage = crate::server::open_configured_storage(&config, false)
+                    .map_err(crate::wal::WalError::Store)?;
+                crate::wal::fetch_with_retries(storage.as_ref(), &name, &file, &dest)
+            })
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?;
+            match result {
+                Ok(true) => Ok(0),
+                // Not archived (yet): PostgreSQL asks for files past the end of the archive
+                // and for timeline histories that do not exist; that is the normal end.
+                Ok(false) => Ok(1),
+                Err(crate::wal::WalError::Refused(e)) => {
+                    eprintln!("pgbackups wal-fetch: {e}");
+                    Ok(1)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "pgbackups wal-fetch: {e}; exiting 126 so that PostgreSQL stops recovery instead of taking this for the end of the archive"
+                    );
+                    Ok(126)
+                }
+            }
         }
         Command::Databases { json } => {
             let c = Client::from_env()?;
@@ -740,6 +761,38 @@ async fn newest_backup(c: &Client) -> Result<TransferId, CliError> {
         .ok_or_else(|| {
             CliError::msg("there are no backups yet; take one with `pgbackups backups:capture`")
         })
+}
+
+impl super::StoreArgs {
+    /// The service's configuration from the data directory, the configuration file and
+    /// these flags (which win); also the file, for the settings only `serve` has.
+    pub fn service_config(self) -> Result<(ServiceConfig, ConfigFile), CliError> {
+        let mut config = ServiceConfig::new(self.data_dir.unwrap_or_else(default_data_dir));
+        let file = match &self.config {
+            Some(p) => ConfigFile::load(p, true),
+            None => ConfigFile::load(&config.data_dir.join("pgbackups.toml"), false),
+        }
+        .map_err(CliError::msg)?;
+        config.storage = file.storage.clone();
+        if self.storage.is_some() {
+            config.storage.url = self.storage;
+        }
+        if self.storage_endpoint.is_some() {
+            config.storage.endpoint = self.storage_endpoint;
+        }
+        if self.storage_region.is_some() {
+            config.storage.region = self.storage_region;
+        }
+        config.encryption = file.encryption.clone();
+        config.encryption.recipients.extend(self.encrypt_to);
+        if self.identity_file.is_some() {
+            config.encryption.identity_file = self.identity_file;
+        }
+        if self.passphrase_file.is_some() {
+            config.encryption.passphrase_file = self.passphrase_file;
+        }
+        Ok((config, file))
+    }
 }
 
 /// Seconds in `60m`, `12h`, `7d`, `90s` or `3600`.

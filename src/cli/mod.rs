@@ -42,13 +42,8 @@ pub struct FilterArgs {
 pub enum Command {
     /// Run the service: API, workers (and later the scheduler and dashboard).
     Serve {
-        /// Directory for the catalog, secrets and local storage.
-        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Configuration file (TOML; see docs/CONFIG.md). Default: pgbackups.toml in the
-        /// data directory, when it exists. Flags override it.
-        #[arg(long, env = "PGBACKUPS_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Address to listen on (default 127.0.0.1:7117; use port 0 for any free port).
         #[arg(long, env = "PGBACKUPS_LISTEN")]
         listen: Option<String>,
@@ -59,27 +54,35 @@ pub enum Command {
         /// How many transfers run at once (more wait as Pending; default 4).
         #[arg(long, env = "PGBACKUPS_MAX_RUNNING")]
         max_running: Option<usize>,
-        /// Where backups are stored: s3://bucket/prefix, gs://bucket/prefix,
-        /// az://container/prefix or file:///dir (default: the data directory). Credentials come
-        /// from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
-        #[arg(long, env = "PGBACKUPS_STORAGE")]
-        storage: Option<String>,
-        /// The S3 endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...); path-style
-        /// addressing is then the default.
-        #[arg(long, env = "PGBACKUPS_STORAGE_ENDPOINT")]
-        storage_endpoint: Option<String>,
-        /// The store's region (default AWS_REGION, else us-east-1).
-        #[arg(long, env = "PGBACKUPS_STORAGE_REGION")]
-        storage_region: Option<String>,
-        /// Encrypt new backups to this age recipient (age1...); repeatable.
-        #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
-        encrypt_to: Vec<String>,
-        /// age identity file to decrypt encrypted backups with (as `age -i`).
-        #[arg(long, env = "PGBACKUPS_AGE_IDENTITY_FILE")]
-        identity_file: Option<PathBuf>,
-        /// Encrypt and decrypt with the passphrase in this file (age's scrypt mode).
-        #[arg(long, env = "PGBACKUPS_PASSPHRASE_FILE")]
-        passphrase_file: Option<PathBuf>,
+    },
+    /// Archive one WAL file durably into the store: PostgreSQL's archive_command, as
+    /// `pgbackups wal-push --name main %p`. Exits 0 only once the file is durable in the
+    /// store; pushing a file that is already archived with the same content succeeds, with
+    /// different content fails.
+    #[command(name = "wal-push")]
+    WalPush {
+        /// The WAL file (%p).
+        path: PathBuf,
+        /// Whose WAL this is (a registered database name, or any name of the cluster).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restore one WAL file from the store: PostgreSQL's restore_command, as
+    /// `pgbackups wal-fetch --name main %f %p`. Exits 0 when fetched, 1 when the store has no
+    /// such file (the end of the archive), and 126 when the store cannot be read after a few
+    /// retries, which makes PostgreSQL stop recovery instead of ending it early.
+    #[command(name = "wal-fetch")]
+    WalFetch {
+        /// The WAL file's name (%f).
+        file: String,
+        /// Where to write it (%p).
+        dest: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// List registered databases.
     Databases {
@@ -292,4 +295,38 @@ pub enum Command {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32, CliError> {
     commands::run(cli.command).await
+}
+
+/// Where the data directory, configuration, store and keys are: shared by `serve` and the
+/// commands that use the store directly (`wal-push`, `wal-fetch`).
+#[derive(Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Directory for the catalog, secrets and local storage.
+    #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file (TOML; see docs/CONFIG.md). Default: pgbackups.toml in the data
+    /// directory, when it exists. Flags override it.
+    #[arg(long, env = "PGBACKUPS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where backups are stored: s3://bucket/prefix, gs://bucket/prefix,
+    /// az://container/prefix or file:///dir (default: the data directory). Credentials come
+    /// from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+    #[arg(long, env = "PGBACKUPS_STORAGE")]
+    pub storage: Option<String>,
+    /// The S3 endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...); path-style
+    /// addressing is then the default.
+    #[arg(long, env = "PGBACKUPS_STORAGE_ENDPOINT")]
+    pub storage_endpoint: Option<String>,
+    /// The store's region (default AWS_REGION, else us-east-1).
+    #[arg(long, env = "PGBACKUPS_STORAGE_REGION")]
+    pub storage_region: Option<String>,
+    /// Encrypt new backups to this age recipient (age1...); repeatable.
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// age identity file to decrypt encrypted backups with (as `age -i`).
+    #[arg(long, env = "PGBACKUPS_AGE_IDENTITY_FILE")]
+    pub identity_file: Option<PathBuf>,
+    /// Encrypt and decrypt with the passphrase in this file (age's scrypt mode).
+    #[arg(long, env = "PGBACKUPS_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
 }

@@ -88,7 +88,11 @@ impl CloudStorage {
     /// A driver over `store`, keeping its journal of open uploads in `journal` (created if
     /// missing). Proves that the bucket exists and that the credentials can write, read and
     /// delete, so that a wrong bucket or key fails at start, not at the first backup.
-    pub fn open(store: CloudStore, journal: PathBuf) -> Result<CloudStorage, StorageError> {
+    pub fn open(
+        store: CloudStore,
+        journal: PathBuf,
+        probe: bool,
+    ) -> Result<CloudStorage, StorageError> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .create(&journal)
@@ -112,7 +116,9 @@ impl CloudStorage {
             rt: Some(rt),
             journal,
         };
-        storage.probe()?;
+        if probe {
+            storage.probe()?;
+        }
         Ok(storage)
     }
 

@@ -42,11 +42,13 @@ pub struct StorageConfig {
     pub options: BTreeMap<String, String>,
 }
 
-/// Opens the configured store. A remote store is probed (a test object written, read and
-/// deleted) so that a wrong bucket or bad credentials fail here, with the reason.
+/// Opens the configured store. With `probe`, a remote store is probed (a test object
+/// written, read and deleted) so that a wrong bucket or bad credentials fail here, with the
+/// reason.
 pub fn open_storage(
     config: &StorageConfig,
     data_dir: &Path,
+    probe: bool,
 ) -> Result<Arc<dyn Storage>, StorageError> {
     let bad = |msg: String| StorageError::Config(msg);
     let Some(url) = config.url.as_deref().filter(|u| !u.is_empty()) else {
@@ -170,5 +172,6 @@ pub fn open_storage(
     Ok(Arc::new(CloudStorage::open(
         store,
         data_dir.join("uploads"),
+        probe,
     )?))
 }

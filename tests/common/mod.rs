@@ -76,6 +76,11 @@ pub struct Cluster {
 impl Cluster {
     /// initdb + start, with password (SCRAM) authentication on TCP.
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// Like [`Cluster::start`], with extra `postgresql.conf` lines (archiving, say).
+    pub fn start_with(settings: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("pgbackups-test-pg-")
             .tempdir()
@@ -109,6 +114,15 @@ impl Cluster {
             .unwrap(),
             "initdb",
         );
+        if !settings.is_empty() {
+            let conf = data.join("postgresql.conf");
+            let mut text = std::fs::read_to_string(&conf).unwrap();
+            for line in settings {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(&conf, text).unwrap();
+        }
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
@@ -304,6 +318,14 @@ impl Holder<'_> {
 impl Drop for Holder<'_> {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Hands `path` to the OS user the test servers run as (when we are root), so that a
+/// command the server runs (an archive_command) may write there.
+pub fn give_to_server_user(path: &Path) {
+    if let Some((uid, gid)) = server_user() {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     }
 }
 
