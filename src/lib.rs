@@ -10,6 +10,7 @@ pub mod crypt;
 pub mod durable;
 pub mod format;
 pub mod pg;
+pub mod pitr;
 pub mod schedule;
 pub mod secret;
 pub mod server;

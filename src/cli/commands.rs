@@ -1,7 +1,7 @@
 //! What each command does: call the API, print the answer.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use reqwest::Method;
 use serde_json::json;
@@ -19,12 +19,13 @@ use crate::format;
 pub async fn run(command: Command) -> Result<i32, CliError> {
     match command {
         Command::Serve {
+            data_dir,
             store,
             listen,
             public_url,
             max_running,
         } => {
-            let (mut config, file) = store.service_config()?;
+            let (mut config, file) = store.service_config(data_dir)?;
             config.listen = listen
                 .or(file.listen)
                 .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
@@ -35,8 +36,13 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                 .map_err(|e| CliError::msg(e.to_string()))?;
             Ok(0)
         }
-        Command::WalPush { path, name, store } => {
-            let (config, _) = store.service_config()?;
+        Command::WalPush {
+            path,
+            name,
+            data_dir,
+            store,
+        } => {
+            let (config, _) = store.service_config(data_dir)?;
             let result = tokio::task::spawn_blocking(move || {
                 let storage = crate::server::open_configured_storage(&config, false)?;
                 crate::wal::push(storage.as_ref(), &name, &path).map_err(|e| e.to_string())
@@ -59,25 +65,26 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             file,
             dest,
             name,
+            data_dir,
             store,
         } => {
-            let (config, _) = store.service_config()?;
-            let result = tokio::task::spawn_blocking(move || {
-                let storage = crate::server::open_configured_storage(&config, false)
-                    .map_err(crate::wal::WalError::Store)?;
-                crate::wal::fetch_with_retries(storage.as_ref(), &name, &file, &dest)
-            })
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))?;
+            // PostgreSQL takes exit 1 for "not in the archive" and ends recovery; every other
+            // failure, a configuration problem included, must stop it instead (126).
+            let result = match store.service_config(data_dir) {
+                Ok((config, _)) => tokio::task::spawn_blocking(move || {
+                    let storage = crate::server::open_configured_storage(&config, false)
+                        .map_err(crate::wal::WalError::Store)?;
+                    crate::wal::fetch_with_retries(storage.as_ref(), &name, &file, &dest)
+                })
+                .await
+                .unwrap_or_else(|e| Err(crate::wal::WalError::Local(e.to_string()))),
+                Err(e) => Err(crate::wal::WalError::Local(e.to_string())),
+            };
             match result {
                 Ok(true) => Ok(0),
                 // Not archived (yet): PostgreSQL asks for files past the end of the archive
                 // and for timeline histories that do not exist; that is the normal end.
                 Ok(false) => Ok(1),
-                Err(crate::wal::WalError::Refused(e)) => {
-                    eprintln!("pgbackups wal-fetch: {e}");
-                    Ok(1)
-                }
                 Err(e) => {
                     eprintln!(
                         "pgbackups wal-fetch: {e}; exiting 126 so that PostgreSQL stops recovery instead of taking this for the end of the archive"
@@ -86,6 +93,75 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                 }
             }
         }
+        Command::BaseBackup {
+            name,
+            data_dir,
+            store,
+        } => {
+            let url = database_url_from_env_or_stdin()?;
+            let (config, _) = store.service_config(data_dir)?;
+            let storage = tokio::task::spawn_blocking(move || {
+                crate::server::open_configured_storage(&config, false)
+            })
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?
+            .map_err(CliError::msg)?;
+            let tools = crate::pg::PgTools::discover(&[]);
+            let b = crate::pitr::take_base_backup(storage, &tools, &url, &name)
+                .await
+                .map_err(CliError::msg)?;
+            println!("{}", b.id);
+            eprintln!(
+                "Base backup {} of {name}: WAL {} to {} on timeline {}, {} ({} stored)",
+                b.id,
+                b.start_lsn,
+                b.stop_lsn,
+                b.timeline,
+                format::bytes(b.tar_bytes),
+                format::bytes(b.stored_bytes)
+            );
+            Ok(0)
+        }
+        Command::Rollback {
+            name,
+            to,
+            by,
+            lsn,
+            xid,
+            target_dir,
+            store,
+        } => {
+            let target = match (to, by, lsn, xid) {
+                (Some(t), None, None, None) => crate::pitr::RecoveryTarget::Time(
+                    t.trim().parse::<jiff::Timestamp>().map_err(|e| {
+                        CliError::msg(format!(
+                            "--to `{t}` is not a time with a UTC offset, such as 2026-11-25T05:30:00Z: {e}"
+                        ))
+                    })?,
+                ),
+                (None, Some(b), None, None) => {
+                    let secs = parse_expiry(&b)?;
+                    crate::pitr::RecoveryTarget::Time(
+                        jiff::Timestamp::now()
+                            .checked_sub(jiff::SignedDuration::from_secs(secs as i64))
+                            .map_err(|e| CliError::msg(e.to_string()))?,
+                    )
+                }
+                (None, None, Some(l), None) => crate::pitr::RecoveryTarget::Lsn(l),
+                (None, None, None, Some(x)) => crate::pitr::RecoveryTarget::Xid(x),
+                _ => {
+                    return Err(CliError::msg(
+                        "give one of --to TIME, --by INTERVAL, --lsn LSN or --xid XID (or use `pgbackups fork` for the latest moment)",
+                    ));
+                }
+            };
+            restore_cluster(name, target, target_dir, store).await
+        }
+        Command::Fork {
+            name,
+            target_dir,
+            store,
+        } => restore_cluster(name, crate::pitr::RecoveryTarget::Latest, target_dir, store).await,
         Command::Databases { json } => {
             let c = Client::from_env()?;
             let dbs: Vec<DatabaseRecord> = c.get("/databases").await?;
@@ -766,8 +842,11 @@ async fn newest_backup(c: &Client) -> Result<TransferId, CliError> {
 impl super::StoreArgs {
     /// The service's configuration from the data directory, the configuration file and
     /// these flags (which win); also the file, for the settings only `serve` has.
-    pub fn service_config(self) -> Result<(ServiceConfig, ConfigFile), CliError> {
-        let mut config = ServiceConfig::new(self.data_dir.unwrap_or_else(default_data_dir));
+    pub fn service_config(
+        self,
+        data_dir: Option<PathBuf>,
+    ) -> Result<(ServiceConfig, ConfigFile), CliError> {
+        let mut config = ServiceConfig::new(data_dir.unwrap_or_else(default_data_dir));
         let file = match &self.config {
             Some(p) => ConfigFile::load(p, true),
             None => ConfigFile::load(&config.data_dir.join("pgbackups.toml"), false),
@@ -793,6 +872,143 @@ impl super::StoreArgs {
         }
         Ok((config, file))
     }
+}
+
+impl super::StoreArgs {
+    /// These flags as `wal-fetch` arguments, with paths made absolute (PostgreSQL runs the
+    /// restore_command in its own data directory).
+    fn as_args(&self) -> Vec<String> {
+        let abs = |p: &PathBuf| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        };
+        let mut out = Vec::new();
+        let mut push = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push(flag.to_string());
+                out.push(v);
+            }
+        };
+        push("--config", self.config.as_ref().map(abs));
+        push("--storage", self.storage.clone());
+        push("--storage-endpoint", self.storage_endpoint.clone());
+        push("--storage-region", self.storage_region.clone());
+        push("--identity-file", self.identity_file.as_ref().map(abs));
+        push("--passphrase-file", self.passphrase_file.as_ref().map(abs));
+        out
+    }
+}
+
+/// A word for /bin/sh: `'it'"'"'s'`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
+}
+
+/// `rollback` and `fork`: unpack, configure recovery, maybe start.
+async fn restore_cluster(
+    name: String,
+    target: crate::pitr::RecoveryTarget,
+    dir: super::TargetDir,
+    store: super::StoreArgs,
+) -> Result<i32, CliError> {
+    let exe = std::env::current_exe().map_err(|e| CliError::msg(e.to_string()))?;
+    let mut words = vec![
+        exe.display().to_string(),
+        "wal-fetch".into(),
+        "--name".into(),
+        name.clone(),
+    ];
+    words.extend(store.as_args());
+    if let Some(d) = std::env::var_os("PGBACKUPS_DATA_DIR") {
+        words.push("--data-dir".into());
+        words.push(PathBuf::from(d).display().to_string());
+    }
+    let restore_command = format!(
+        "{} %f %p",
+        words
+            .iter()
+            .map(|w| sh_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let (config, _) = store.service_config(None)?;
+    let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
+    let (d, n, t) = (data_dir.clone(), name.clone(), target.clone());
+    let port = dir.port;
+    let plan = tokio::task::spawn_blocking(move || {
+        let storage = crate::server::open_configured_storage(&config, false)?;
+        crate::pitr::rollback(storage.as_ref(), &n, &t, &d, &restore_command, port)
+    })
+    .await
+    .map_err(|e| CliError::msg(e.to_string()))?
+    .map_err(CliError::msg)?;
+    eprintln!(
+        "Unpacked base backup {} of {name} (WAL {} to {}) into {}; recovery configured:",
+        plan.base.id,
+        plan.base.start_lsn,
+        plan.base.stop_lsn,
+        data_dir.display()
+    );
+    for line in &plan.settings {
+        eprintln!("  {line}");
+    }
+    if !dir.start {
+        eprintln!(
+            "Start it with: pg_ctl -D {} -l {}/server.log start",
+            data_dir.display(),
+            data_dir.display()
+        );
+        return Ok(0);
+    }
+    let tools = crate::pg::PgTools::discover(&[]);
+    let pg_ctl = tools
+        .newest(crate::pg::PgTool::Ctl)
+        .map_err(|e| CliError::msg(e.to_string()))?;
+    let out = tokio::process::Command::new(&pg_ctl)
+        .arg("-D")
+        .arg(&data_dir)
+        .arg("-l")
+        .arg(data_dir.join("server.log"))
+        .args(["-w", "-t", "3600", "start"])
+        .output()
+        .await
+        .map_err(|e| CliError::msg(format!("cannot run pg_ctl: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::msg(format!(
+            "pg_ctl start failed: {}{}; see {}/server.log",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            data_dir.display()
+        )));
+    }
+    let port = dir
+        .port
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "its configured port".into());
+    println!("postgres://localhost:{port}/postgres");
+    eprintln!("Started; it replays WAL to the target, then promotes and accepts writes.");
+    Ok(0)
+}
+
+/// The connection URL of a command that must not take it on the command line.
+fn database_url_from_env_or_stdin() -> Result<crate::pg::PgUrl, CliError> {
+    let text = match std::env::var("PGBACKUPS_DATABASE_URL") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| CliError::msg(e.to_string()))?;
+            line
+        }
+    };
+    crate::pg::PgUrl::parse(text.trim()).map_err(|e| {
+        CliError::msg(format!(
+            "the database URL (from PGBACKUPS_DATABASE_URL or stdin): {e}"
+        ))
+    })
 }
 
 /// Seconds in `60m`, `12h`, `7d`, `90s` or `3600`.

@@ -42,6 +42,9 @@ pub struct FilterArgs {
 pub enum Command {
     /// Run the service: API, workers (and later the scheduler and dashboard).
     Serve {
+        /// Directory for the catalog, secrets and local storage.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
         /// Address to listen on (default 127.0.0.1:7117; use port 0 for any free port).
@@ -66,6 +69,9 @@ pub enum Command {
         /// Whose WAL this is (a registered database name, or any name of the cluster).
         #[arg(long)]
         name: String,
+        /// Directory for the catalog, secrets and local storage.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -81,6 +87,55 @@ pub enum Command {
         dest: PathBuf,
         #[arg(long)]
         name: String,
+        /// Directory for the catalog, secrets and local storage.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Take a base backup of a cluster whose WAL is archived under NAME (`wal-push --name
+    /// NAME`): pg_basebackup streamed into the store. The connection URL comes from
+    /// PGBACKUPS_DATABASE_URL or standard input (never the command line: it holds a
+    /// password). The role needs REPLICATION.
+    #[command(name = "base-backup")]
+    BaseBackup {
+        #[arg(long)]
+        name: String,
+        /// Directory for the catalog, secrets and local storage.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restore NAME as it was at a moment into a new data directory: the newest base backup
+    /// before it, and the archived WAL replayed up to it (restore_command = pgbackups
+    /// wal-fetch), then promoted. With --start, also start the server.
+    Rollback {
+        #[arg(long)]
+        name: String,
+        /// The moment: an RFC 3339 time such as 2026-11-25T05:30:00Z.
+        #[arg(long, group = "target")]
+        to: Option<String>,
+        /// The moment as an interval before now: such as 90s, 15m, 2h, 1d.
+        #[arg(long, group = "target")]
+        by: Option<String>,
+        /// A WAL position (as pg_current_wal_lsn() prints it).
+        #[arg(long, group = "target")]
+        lsn: Option<String>,
+        /// A transaction ID: recovery stops after it commits.
+        #[arg(long, group = "target")]
+        xid: Option<u64>,
+        #[command(flatten)]
+        target_dir: TargetDir,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Restore NAME at the latest moment of its archive into a new data directory (a fork).
+    Fork {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        target_dir: TargetDir,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -297,13 +352,10 @@ pub async fn run(cli: Cli) -> Result<i32, CliError> {
     commands::run(cli.command).await
 }
 
-/// Where the data directory, configuration, store and keys are: shared by `serve` and the
-/// commands that use the store directly (`wal-push`, `wal-fetch`).
+/// Where the configuration, store and keys are: shared by `serve` and the commands that use
+/// the store directly (`wal-push`, `wal-fetch`, `base-backup`, `rollback`, `fork`).
 #[derive(Args, Debug, Clone)]
 pub struct StoreArgs {
-    /// Directory for the catalog, secrets and local storage.
-    #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
     /// Configuration file (TOML; see docs/CONFIG.md). Default: pgbackups.toml in the data
     /// directory, when it exists. Flags override it.
     #[arg(long, env = "PGBACKUPS_CONFIG")]
@@ -329,4 +381,18 @@ pub struct StoreArgs {
     /// Encrypt and decrypt with the passphrase in this file (age's scrypt mode).
     #[arg(long, env = "PGBACKUPS_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// Where a rolled-back or forked cluster goes.
+#[derive(Args, Debug, Clone)]
+pub struct TargetDir {
+    /// The new cluster's data directory (must not exist, or be empty).
+    #[arg(long = "data-dir")]
+    pub data_dir: PathBuf,
+    /// The port it listens on (default: the one in the backed-up configuration).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Start it (pg_ctl start) and print its connection URL.
+    #[arg(long)]
+    pub start: bool,
 }

@@ -68,6 +68,10 @@ pub enum PgTool {
     Dump,
     Restore,
     Psql,
+    /// `pg_basebackup`, for base backups of protected databases.
+    BaseBackup,
+    /// `pg_ctl`, to start a rolled-back or forked server.
+    Ctl,
 }
 
 impl PgTool {
@@ -77,6 +81,8 @@ impl PgTool {
             PgTool::Dump => "pg_dump",
             PgTool::Restore => "pg_restore",
             PgTool::Psql => "psql",
+            PgTool::BaseBackup => "pg_basebackup",
+            PgTool::Ctl => "pg_ctl",
         }
     }
 }

@@ -691,14 +691,20 @@ impl CloudWriter {
     /// Stops the upload and removes its parts from the store.
     fn abandon(&mut self) {
         self.finished = true;
-        // Part requests still running could land after the abort and leave parts behind:
-        // stop them and wait until they are gone (bounded) before aborting the upload.
+        // A part request still running could land after the abort and leave a part behind
+        // (a dropped request may already be in the server's hands): let the running ones
+        // finish (bounded), then abort the upload, which removes every part it has.
         let handles: Vec<_> = self.in_flight.drain(..).collect();
-        for h in &handles {
-            h.abort();
-        }
         let _ = self.wait(async move {
-            let _ = tokio::time::timeout(ABORT_WAIT, futures_util::future::join_all(handles)).await;
+            let aborts: Vec<_> = handles.iter().map(|h| h.abort_handle()).collect();
+            if tokio::time::timeout(ABORT_WAIT, futures_util::future::join_all(handles))
+                .await
+                .is_err()
+            {
+                for a in aborts {
+                    a.abort();
+                }
+            }
         });
         self.buf = Vec::new();
         if let Some((id, file)) = self.upload.take() {

@@ -47,7 +47,7 @@ fn as_server_user(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -149,6 +149,47 @@ impl Cluster {
             last_err = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
         }
         panic!("could not start PostgreSQL: {last_err}");
+    }
+
+    /// Starts a server on a data directory made by someone else (a rollback), in `root/data`,
+    /// on `port`; waits until it accepts connections.
+    pub fn start_existing(root: tempfile::TempDir, port: u16) -> Cluster {
+        let data = root.path().join("data");
+        if server_user().is_some() {
+            check(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(root.path())
+                    .output()
+                    .unwrap(),
+                "chown",
+            );
+        }
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1",
+            root.path().display()
+        );
+        let out = as_server_user(Command::new(pg_bin("pg_ctl")).args([
+            "-D",
+            data.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            root.path().join("server.log").to_str().unwrap(),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ]))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "could not start the restored cluster: {}",
+            std::fs::read_to_string(root.path().join("server.log")).unwrap_or_default()
+        );
+        Cluster { port, dir: root }
     }
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/db`.

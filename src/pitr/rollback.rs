@@ -1,0 +1,232 @@
+//! Rolling a cluster back to a moment: the newest base backup before the target is unpacked
+//! into a new data directory, and PostgreSQL is configured to replay the archived WAL
+//! (`restore_command` = `pgbackups wal-fetch`) up to the target, then promote.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use jiff::Timestamp;
+
+use super::{BaseBackup, base_backups, parse_lsn};
+use crate::storage::Storage;
+use crate::transfer::pipeline::HashingReader;
+
+/// Where recovery stops.
+#[derive(Clone, Debug)]
+pub enum RecoveryTarget {
+    /// Just after this moment (`recovery_target_time`, inclusive).
+    Time(Timestamp),
+    /// Just after this WAL position (`recovery_target_lsn`).
+    Lsn(String),
+    /// Just after this transaction commits (`recovery_target_xid`).
+    Xid(u64),
+    /// The end of the archive (a fork).
+    Latest,
+}
+
+/// What a rollback did.
+#[derive(Debug)]
+pub struct RollbackPlan {
+    pub base: BaseBackup,
+    /// The lines added to `postgresql.auto.conf`.
+    pub settings: Vec<String>,
+}
+
+/// Unpacks the right base backup of `name` into `data_dir` (which must not exist or be empty)
+/// and configures recovery to `target`, with `restore_command` fetching WAL.
+pub fn rollback(
+    storage: &dyn Storage,
+    name: &str,
+    target: &RecoveryTarget,
+    data_dir: &Path,
+    restore_command: &str,
+    port: Option<u16>,
+) -> Result<RollbackPlan, String> {
+    let all = base_backups(storage, name).map_err(|e| e.to_string())?;
+    let (Some(oldest), Some(newest)) = (all.first(), all.last()) else {
+        return Err(format!(
+            "{name} has no base backups in the store: take one with `pgbackups base-backup --name {name}`"
+        ));
+    };
+    let window = format!(
+        "{name} can be rolled back to moments from {} (the end of its oldest base backup) to the end of its archived WAL",
+        oldest.finished_at
+    );
+    let base = match target {
+        RecoveryTarget::Time(t) => all
+            .iter()
+            .rev()
+            .find(|b| b.finished_at <= *t)
+            .ok_or_else(|| format!("{t} is outside the window: {window}"))?,
+        RecoveryTarget::Lsn(l) => {
+            let want =
+                parse_lsn(l).ok_or_else(|| format!("`{l}` is not an LSN (such as 0/3000060)"))?;
+            all.iter()
+                .rev()
+                .find(|b| parse_lsn(&b.stop_lsn).is_some_and(|s| s <= want))
+                .ok_or_else(|| {
+                    format!(
+                        "LSN {l} is before the end of the oldest base backup ({}): {window}",
+                        oldest.stop_lsn
+                    )
+                })?
+        }
+        // Which base backup a transaction follows is not recorded: replay from the oldest.
+        RecoveryTarget::Xid(_) => oldest,
+        RecoveryTarget::Latest => newest,
+    };
+    prepare_dir(data_dir)?;
+    let unpacked = unpack(storage, base, data_dir);
+    if let Err(e) = unpacked {
+        clear_dir(data_dir);
+        return Err(e);
+    }
+    let settings = recovery_settings(target, restore_command, port, base);
+    let auto = data_dir.join("postgresql.auto.conf");
+    let mut conf = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&auto)
+        .map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
+    let mut text = String::from("\n");
+    for line in &settings {
+        text.push_str(line);
+        text.push('\n');
+    }
+    conf.write_all(text.as_bytes())
+        .and_then(|()| conf.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
+    let _ = fs::remove_file(data_dir.join("standby.signal"));
+    crate::durable::write_file(&data_dir.join("recovery.signal"), b"", 0o600)
+        .map_err(|e| format!("cannot write recovery.signal: {e}"))?;
+    Ok(RollbackPlan {
+        base: base.clone(),
+        settings,
+    })
+}
+
+/// The `postgresql.auto.conf` lines of a recovery to `target`.
+fn recovery_settings(
+    target: &RecoveryTarget,
+    restore_command: &str,
+    port: Option<u16>,
+    base: &BaseBackup,
+) -> Vec<String> {
+    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut out = vec![
+        format!(
+            "# pgbackups: recovery from base backup {} of {}",
+            base.id, base.name
+        ),
+        format!("restore_command = {}", lit(restore_command)),
+    ];
+    match target {
+        RecoveryTarget::Time(t) => {
+            // PostgreSQL's own timestamp form: it refuses RFC 3339's `T…Z` here.
+            let pg_time = format!(
+                "{}.{:06}+00",
+                t.strftime("%Y-%m-%d %H:%M:%S"),
+                t.subsec_microsecond()
+            );
+            out.push(format!("recovery_target_time = {}", lit(&pg_time)));
+        }
+        RecoveryTarget::Lsn(l) => out.push(format!("recovery_target_lsn = {}", lit(l))),
+        RecoveryTarget::Xid(x) => {
+            out.push(format!("recovery_target_xid = {}", lit(&x.to_string())))
+        }
+        RecoveryTarget::Latest => {}
+    }
+    if !matches!(target, RecoveryTarget::Latest) {
+        out.push("recovery_target_action = 'promote'".into());
+    }
+    out.push("recovery_target_timeline = 'latest'".into());
+    if let Some(p) = port {
+        out.push(format!("port = {p}"));
+    }
+    // The restored configuration may archive into the same name; a rolled-back copy must not
+    // push its own, diverging WAL there.
+    out.push("archive_mode = off".into());
+    out
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), String> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(format!(
+                    "{} is not empty: give a new directory for the rolled-back cluster",
+                    dir.display()
+                ));
+            }
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot make {} private: {e}", dir.display()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", dir.display())),
+    }
+}
+
+fn clear_dir(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// Streams the base backup's tar into the stock `tar`, checking its SHA-256 on the way.
+fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<(), String> {
+    let stored = storage
+        .open(&base.tar_key())
+        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+    let mut hashing = HashingReader::new(stored);
+    let mut tar = Command::new("tar")
+        .args(["--extract", "--file=-", "--directory"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    let fed = (|| -> io::Result<()> {
+        let mut stdin = tar
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("tar has no stdin"))?;
+        let mut plain = zstd::stream::read::Decoder::new(&mut hashing)?;
+        io::copy(&mut plain, &mut stdin)?;
+        Ok(())
+    })();
+    let out = tar.wait_with_output().map_err(|e| format!("tar: {e}"))?;
+    fed.map_err(|e| format!("cannot unpack base backup {}: {e}", base.id))?;
+    if !out.status.success() {
+        return Err(format!(
+            "tar could not unpack base backup {}: {}",
+            base.id,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    // The rest of the object (zstd's end) counts too.
+    let (sha, _) = hashing
+        .finish()
+        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+    if sha != base.sha256 {
+        return Err(format!(
+            "base backup {} is damaged: its SHA-256 is {sha}, {} was recorded",
+            base.id, base.sha256
+        ));
+    }
+    Ok(())
+}
