@@ -207,6 +207,34 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     assert!(!out.status.success());
     assert!(text(&out).contains("outside the window"), "{}", text(&out));
     assert!(!empty.exists() || std::fs::read_dir(&empty).unwrap().next().is_none());
+    // The archive summed up; then a segment goes missing and the gap is reported loudly.
+    let out = cli(&[&["protection:info"][..], &store_flags].concat(), &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Restorable window") && text(&out).contains("none"),
+        "{}",
+        text(&out)
+    );
+    let out = cli(
+        &[&["protection:expire", "--keep", "1"][..], &store_flags].concat(),
+        &env,
+    );
+    assert!(
+        text(&out).contains("Expired 0 base backup(s)"),
+        "{}",
+        text(&out)
+    );
+    let mut segments: Vec<_> = std::fs::read_dir(store.join("wal/main"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 28 && n.ends_with(".zst"))
+        .collect();
+    segments.sort();
+    std::fs::remove_file(store.join("wal/main").join(&segments[segments.len() - 2])).unwrap();
+    let out = cli(&[&["protection:info"][..], &store_flags].concat(), &env);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("WAL GAP"), "{}", text(&out));
+
     let out = cli(
         &["rollback", "--data-dir", "/tmp/x"]
             .iter()

@@ -162,6 +162,53 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             target_dir,
             store,
         } => restore_cluster(name, crate::pitr::RecoveryTarget::Latest, target_dir, store).await,
+        Command::ProtectionInfo { name, json, store } => {
+            let (config, _) = store.service_config(None)?;
+            let info = tokio::task::spawn_blocking(move || {
+                let storage = crate::server::open_configured_storage(&config, false)?;
+                crate::pitr::archive_info(storage.as_ref(), &name).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?
+            .map_err(CliError::msg)?;
+            if json {
+                print_json(&info)?;
+            } else {
+                print!("{}", protection_text(&info));
+            }
+            for (from, to) in &info.gaps {
+                eprintln!(
+                    "WARNING: WAL GAP in {}: {from} .. {to} are missing from the archive; rollbacks cannot cross it. Take a new base backup now.",
+                    info.name
+                );
+            }
+            Ok(if info.gaps.is_empty() { 0 } else { 3 })
+        }
+        Command::ProtectionExpire { name, keep, store } => {
+            if keep == 0 {
+                return Err(CliError::msg("--keep must be at least 1"));
+            }
+            let (config, _) = store.service_config(None)?;
+            let n = name.clone();
+            let gone = tokio::task::spawn_blocking(move || {
+                let storage = crate::server::open_configured_storage(&config, false)?;
+                crate::pitr::expire(storage.as_ref(), &n, keep).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?
+            .map_err(CliError::msg)?;
+            println!(
+                "Expired {} base backup(s) of {name}{} and {} WAL file(s) no kept base backup needs",
+                gone.base_backups.len(),
+                if gone.base_backups.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", gone.base_backups.join(", "))
+                },
+                gone.wal_files
+            );
+            Ok(0)
+        }
         Command::Databases { json } => {
             let c = Client::from_env()?;
             let dbs: Vec<DatabaseRecord> = c.get("/databases").await?;
@@ -1009,6 +1056,48 @@ fn database_url_from_env_or_stdin() -> Result<crate::pg::PgUrl, CliError> {
             "the database URL (from PGBACKUPS_DATABASE_URL or stdin): {e}"
         ))
     })
+}
+
+/// The `protection:info` text.
+fn protection_text(info: &crate::pitr::ArchiveInfo) -> String {
+    let mut out = format!("=== Protection of {}\n", info.name);
+    let window = match (&info.earliest, &info.latest_segment) {
+        (Some(e), Some(l)) => format!("{} .. the end of WAL segment {l}", format::time(*e)),
+        (None, _) => "none: no base backup yet (pgbackups base-backup)".into(),
+        (Some(e), None) => format!("{} .. (no WAL archived yet)", format::time(*e)),
+    };
+    let last = info
+        .base_backups
+        .last()
+        .map(|b| format!("{} (finished {})", b.id, format::time(b.finished_at)))
+        .unwrap_or_else(|| "none".into());
+    let rows = vec![
+        vec!["Restorable window".to_string(), window],
+        vec!["Last base backup".to_string(), last],
+        vec![
+            "Base backups".to_string(),
+            info.base_backups.len().to_string(),
+        ],
+        vec![
+            "WAL segments".to_string(),
+            format!(
+                "{} ({} of WAL), {} timeline histories",
+                info.segments,
+                format::bytes(info.segments as u64 * (16 << 20)),
+                info.histories
+            ),
+        ],
+        vec![
+            "Gaps".to_string(),
+            if info.gaps.is_empty() {
+                "none".into()
+            } else {
+                format!("{} (see the warning below)", info.gaps.len())
+            },
+        ],
+    ];
+    out.push_str(&render(&["", ""], &rows));
+    out
 }
 
 /// Seconds in `60m`, `12h`, `7d`, `90s` or `3600`.

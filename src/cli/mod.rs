@@ -130,6 +130,28 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Show what NAME's archive allows: the restorable window, base backups, WAL segments,
+    /// and any gap in the WAL (reported loudly: a rollback cannot cross one; exit status 3).
+    #[command(name = "protection:info")]
+    ProtectionInfo {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Keep the newest --keep base backups of NAME (by time) and the WAL they need; delete the
+    /// older ones and the WAL before the oldest kept base backup.
+    #[command(name = "protection:expire")]
+    ProtectionExpire {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        keep: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Restore NAME at the latest moment of its archive into a new data directory (a fork).
     Fork {
         #[arg(long)]

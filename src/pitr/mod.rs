@@ -13,9 +13,11 @@
 
 mod base;
 mod rollback;
+mod window;
 
 pub use base::take_base_backup;
 pub use rollback::{RecoveryTarget, RollbackPlan, rollback};
+pub use window::{ArchiveInfo, Expired, archive_info, expire};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
