@@ -22,6 +22,24 @@ fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Rolls back (or forks) into a new directory, starts it, waits for the end of recovery and
 /// returns the marker rows it has.
 fn restore_and_read(args: &[&str], store_flags: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    marks(&restore(args, store_flags, env, &[]))
+}
+
+fn marks(pg: &Cluster) -> Vec<String> {
+    pg.psql(
+        "postgres",
+        "SELECT string_agg(v, ',' ORDER BY v) FROM marks",
+    )
+    .trim()
+    .split(',')
+    .filter(|s| !s.is_empty())
+    .map(str::to_string)
+    .collect()
+}
+
+/// Rolls back (or forks) into a new directory with `extra` configuration lines, starts it
+/// and waits for the end of recovery.
+fn restore(args: &[&str], store_flags: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Cluster {
     let root = tempfile::Builder::new()
         .prefix("pgbackups-test-pitr-")
         .tempdir()
@@ -39,6 +57,15 @@ fn restore_and_read(args: &[&str], store_flags: &[&str], env: &[(&str, &str)]) -
     all.extend_from_slice(store_flags);
     let out = cli(&all, env);
     assert!(out.status.success(), "{args:?}: {}", text(&out));
+    if !extra.is_empty() {
+        let auto = data.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).unwrap();
+        for line in extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        std::fs::write(&auto, conf).unwrap();
+    }
     let pg = Cluster::start_existing(root, port);
     let deadline = Instant::now() + Duration::from_secs(60);
     while pg.psql("postgres", "SELECT pg_is_in_recovery()").trim() != "f" {
@@ -49,19 +76,12 @@ fn restore_and_read(args: &[&str], store_flags: &[&str], env: &[(&str, &str)]) -
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    pg.psql(
-        "postgres",
-        "SELECT string_agg(v, ',' ORDER BY v) FROM marks",
-    )
-    .trim()
-    .split(',')
-    .filter(|s| !s.is_empty())
-    .map(str::to_string)
-    .collect()
+    pg
 }
 
-#[test]
-fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_committed_rows() {
+/// A private temporary directory with a store and a pgbackups data directory that the
+/// server's OS user may write (its archive_command and restore_command run as that user).
+fn archive_dirs() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         dir.path(),
@@ -74,8 +94,93 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
         std::fs::create_dir(d).unwrap();
         give_to_server_user(d);
     }
+    let cli = cli_dir.to_str().unwrap().to_string();
+    (dir, store, cli)
+}
+
+/// Waits until `pg` has archived the segment it switches away from now.
+fn switch_and_wait_archived(pg: &Cluster) {
+    let last = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let last = last.trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !pg
+        .psql(
+            "postgres",
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        )
+        .contains(&last)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not archived:\n{}",
+            pg.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_rollback_follows_a_promotion_onto_the_new_timeline() {
+    let (_dir, store, cli_dir) = archive_dirs();
     let storage = format!("file://{}", store.display());
-    let cli_dir_s = cli_dir.to_str().unwrap().to_string();
+    let env = [("PGBACKUPS_DATA_DIR", cli_dir.as_str())];
+    let archive_command = format!(
+        "archive_command = '{} wal-push --name main --storage {storage} --data-dir {cli_dir} %p'",
+        binary()
+    );
+    let primary = Cluster::start_with(&["archive_mode = on", &archive_command]);
+    primary.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
+    let out = Command::new(binary())
+        .args(["base-backup", "--name", "main", "--storage", &storage])
+        .env("PGBACKUPS_DATABASE_URL", primary.url("postgres"))
+        .env("PGBACKUPS_DATA_DIR", &cli_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    primary.psql("postgres", "INSERT INTO marks VALUES ('a')");
+    switch_and_wait_archived(&primary);
+    drop(primary); // the old primary is gone
+
+    // A standby that archives takes over: it replays the archive, then promotes (timeline 2).
+    let store_flags = ["--name", "main", "--storage", storage.as_str()];
+    let promoted = restore(
+        &["fork"],
+        &store_flags,
+        &env,
+        &["archive_mode = on", &archive_command],
+    );
+    assert_eq!(marks(&promoted), ["a"]);
+    assert_eq!(
+        promoted
+            .psql(
+                "postgres",
+                "SELECT timeline_id FROM pg_control_checkpoint()"
+            )
+            .trim(),
+        "2"
+    );
+    promoted.psql("postgres", "INSERT INTO marks VALUES ('e')");
+    std::thread::sleep(Duration::from_millis(1100));
+    let t_e = promoted.psql(
+        "postgres",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    promoted.psql("postgres", "INSERT INTO marks VALUES ('f')");
+    switch_and_wait_archived(&promoted);
+    assert!(store.join("wal/main/00000002.history.zst").exists());
+
+    // From the timeline-1 base backup, through the switch, to a moment on timeline 2.
+    assert_eq!(
+        restore_and_read(&["rollback", "--to", t_e.trim()], &store_flags, &env),
+        ["a", "e"]
+    );
+}
+
+#[test]
+fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_committed_rows() {
+    let (dir, store, cli_dir_s) = archive_dirs();
+    let storage = format!("file://{}", store.display());
     let env = [("PGBACKUPS_DATA_DIR", cli_dir_s.as_str())];
     let archive_command = format!(
         "archive_command = '{} wal-push --name main --storage {storage} --data-dir {cli_dir_s} %p'",
