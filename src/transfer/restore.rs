@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use super::download::PlainDump;
 use super::job::JobCtx;
 use super::layout::StoredLayout;
-use super::pipeline::{CHUNK, HashingReader, Tee, error_summary, spawn_tool, supervise};
+use super::pipeline::{
+    CHUNK, ChannelReader, HashingReader, Tee, error_summary, spawn_tool, supervise,
+};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
@@ -594,11 +596,7 @@ pub(super) fn spool(plain: PlainDump, path: &Path, ctx: &JobCtx) -> io::Result<(
         .name("restore-read".into())
         .spawn(move || decompress_into(plain, &tx))?;
     let tee = Tee::new(
-        ChannelReader {
-            rx,
-            chunk: Vec::new(),
-            at: 0,
-        },
+        ChannelReader::new(rx),
         BufWriter::with_capacity(CHUNK, file),
         ctx,
     );
@@ -658,30 +656,5 @@ fn decompress_into(
         if tx.send(chunk).is_err() {
             return Ok(plain); // the writer stopped; it knows why
         }
-    }
-}
-
-/// Reads the chunks a channel delivers, as one stream; the end of the channel is the end.
-struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(chunk) => {
-                    self.chunk = chunk;
-                    self.at = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
