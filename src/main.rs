@@ -4,7 +4,16 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() {
-    let cli = pgbackups::cli::Cli::parse();
+    let cli = match pgbackups::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // As restore_command, any exit below 126 means "not archived" and ends recovery: a
+        // command line this version does not understand must stop recovery instead.
+        Err(e) if std::env::args().nth(1).as_deref() == Some("wal-fetch") => {
+            eprintln!("pgbackups wal-fetch: {e}");
+            std::process::exit(126);
+        }
+        Err(e) => e.exit(),
+    };
     pgbackups::install_crypto();
     fixed_mmap_threshold();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGBACKUPS_LOG")

@@ -138,7 +138,17 @@ pub fn fetch(storage: &dyn Storage, name: &str, file: &str, dest: &Path) -> Resu
     let key = key(name, file)?;
     let reader = match storage.open(&key) {
         Ok(r) => r,
-        Err(StorageError::NotFound(_)) => return Ok(false),
+        // "Not archived" ends recovery, so it must mean that: an archive with nothing at all
+        // under this name is a wrong store, name or mount, not the end of the WAL.
+        Err(StorageError::NotFound(_)) => {
+            return if storage.list(&format!("wal/{name}/"))?.is_empty() {
+                Err(WalError::Store(format!(
+                    "the store has no WAL at all for {name} (wrong --storage, --name or an unmounted directory?)"
+                )))
+            } else {
+                Ok(false)
+            };
+        }
         Err(e) => return Err(e.into()),
     };
     let tmp = dest.with_extension("pgbackups-partial");
@@ -267,6 +277,9 @@ mod tests {
         assert!(fetch(&store, "main", "000000010000000000000003", &dest).unwrap());
         assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 1 << 20]);
         assert!(!fetch(&store, "main", "000000010000000000000004", &dest).unwrap());
-        assert!(!fetch(&store, "other", "000000010000000000000003", &dest).unwrap());
+        assert!(matches!(
+            fetch(&store, "other", "000000010000000000000003", &dest),
+            Err(WalError::Store(_))
+        ));
     }
 }

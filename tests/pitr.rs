@@ -339,6 +339,18 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     let out = cli(&[&["protection:info"][..], &store_flags].concat(), &env);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("WAL GAP"), "{}", text(&out));
+    // A rollback across the gap is refused instead of ending early.
+    let gapped = dir.path().join("gapped");
+    let out = cli(
+        &[
+            &["fork", "--data-dir", gapped.to_str().unwrap()][..],
+            &store_flags,
+        ]
+        .concat(),
+        &env,
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("has a gap"), "{}", text(&out));
 
     let out = cli(
         &["rollback", "--data-dir", "/tmp/x"]

@@ -961,26 +961,29 @@ async fn restore_cluster(
     store: super::StoreArgs,
 ) -> Result<i32, CliError> {
     let exe = std::env::current_exe().map_err(|e| CliError::msg(e.to_string()))?;
+    let (config, _) = store.clone().service_config(None)?;
+    // The server runs this as its own user, maybe with another HOME: every setting is spelled
+    // out, with absolute paths. `%` is doubled, or the server would substitute it.
     let mut words = vec![
         exe.display().to_string(),
         "wal-fetch".into(),
         "--name".into(),
         name.clone(),
+        "--data-dir".into(),
+        std::path::absolute(&config.data_dir)
+            .unwrap_or(config.data_dir.clone())
+            .display()
+            .to_string(),
     ];
     words.extend(store.as_args());
-    if let Some(d) = std::env::var_os("PGBACKUPS_DATA_DIR") {
-        words.push("--data-dir".into());
-        words.push(PathBuf::from(d).display().to_string());
-    }
     let restore_command = format!(
         "{} %f %p",
         words
             .iter()
-            .map(|w| sh_quote(w))
+            .map(|w| sh_quote(&w.replace('%', "%%")))
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let (config, _) = store.service_config(None)?;
     let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
     let (d, n, t) = (data_dir.clone(), name.clone(), target.clone());
     let port = dir.port;
@@ -1030,11 +1033,10 @@ async fn restore_cluster(
             data_dir.display()
         )));
     }
-    let port = dir
-        .port
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "its configured port".into());
-    println!("postgres://localhost:{port}/postgres");
+    match dir.port {
+        Some(port) => println!("postgres://localhost:{port}/postgres"),
+        None => eprintln!("It listens on the port of the backed-up configuration."),
+    }
     eprintln!("Started; it replays WAL to the target, then promotes and accepts writes.");
     Ok(0)
 }

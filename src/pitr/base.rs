@@ -22,7 +22,12 @@ pub async fn take_base_backup(
 ) -> Result<BaseBackup, String> {
     crate::wal::key(name, "00000001.history").map_err(|e| e.to_string())?;
     let started_at = jiff::Timestamp::now();
-    let id = started_at.strftime("%Y%m%dT%H%M%SZ").to_string();
+    // Milliseconds, so that two base backups in one second do not share a key or a label.
+    let id = format!(
+        "{}{:03}Z",
+        started_at.strftime("%Y%m%dT%H%M%S."),
+        started_at.subsec_millisecond()
+    );
     let exe = tools
         .newest(PgTool::BaseBackup)
         .map_err(|e| e.to_string())?;
@@ -104,6 +109,7 @@ pub async fn take_base_backup(
         start_lsn: history.start_lsn,
         stop_lsn: history.stop_lsn,
         timeline: history.timeline,
+        wal_segment_size: history.wal_segment_size,
         tar_bytes,
         stored_bytes,
         sha256,
@@ -123,6 +129,7 @@ struct History {
     start_lsn: String,
     stop_lsn: String,
     timeline: u32,
+    wal_segment_size: u64,
 }
 
 /// Finds the archived backup history file with `label`, waiting a little for the archiver.
@@ -153,8 +160,19 @@ fn find_history(storage: &dyn Storage, name: &str, label: &str) -> Result<Histor
                     .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
                     .unwrap_or_default()
             };
+            // `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`: the LSN and
+            // its file tell the segment size.
+            let start_file = text
+                .lines()
+                .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+                .and_then(|v| v.split("(file ").nth(1))
+                .map(|f| f.trim_end_matches(')').trim().to_string())
+                .unwrap_or_default();
+            let start_lsn = field("START WAL LOCATION: ");
             let h = History {
-                start_lsn: field("START WAL LOCATION: "),
+                wal_segment_size: super::segment_size_of(&start_lsn, &start_file)
+                    .ok_or_else(|| format!("{key}: cannot tell the WAL segment size"))?,
+                start_lsn,
                 stop_lsn: field("STOP WAL LOCATION: "),
                 timeline: field("START TIMELINE: ").parse().unwrap_or(0),
             };

@@ -17,7 +17,7 @@ mod window;
 
 pub use base::take_base_backup;
 pub use rollback::{RecoveryTarget, RollbackPlan, rollback};
-pub use window::{ArchiveInfo, Expired, archive_info, expire};
+pub use window::{ArchiveInfo, Expired, archive_info, expire, gaps_after};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,10 @@ pub struct BaseBackup {
     pub start_lsn: String,
     pub stop_lsn: String,
     pub timeline: u32,
+    /// The cluster's WAL segment size (`initdb --wal-segsize`), which maps LSNs to segment
+    /// files; 16 MiB unless the history file said otherwise.
+    #[serde(default = "default_segment_size")]
+    pub wal_segment_size: u64,
     /// Bytes of the tar, and of the stored (compressed) object, and its SHA-256.
     pub tar_bytes: u64,
     pub stored_bytes: u64,
@@ -68,6 +72,21 @@ pub fn base_backups(storage: &dyn Storage, name: &str) -> Result<Vec<BaseBackup>
     Ok(out)
 }
 
+fn default_segment_size() -> u64 {
+    16 << 20
+}
+
+/// The WAL segment size that puts `lsn` in segment file `file` (a power of two from 1 MiB to
+/// 1 GiB, as initdb allows).
+pub fn segment_size_of(lsn: &str, file: &str) -> Option<u64> {
+    let lsn = parse_lsn(lsn)?;
+    (20..=30).map(|bits| 1u64 << bits).find(|size| {
+        let per_log = 0x1_0000_0000 / size;
+        let segno = lsn / size;
+        file.get(8..) == Some(format!("{:08X}{:08X}", segno / per_log, segno % per_log).as_str())
+    })
+}
+
 /// An LSN (`16/B374D848`) as a number, for comparisons.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.trim().split_once('/')?;
@@ -79,6 +98,22 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_sizes_follow_from_an_lsn_and_its_file() {
+        assert_eq!(
+            segment_size_of("0/2000028", "000000010000000000000002"),
+            Some(16 << 20)
+        );
+        assert_eq!(
+            segment_size_of("0/10000028", "000000010000000000000004"),
+            Some(64 << 20)
+        );
+        assert_eq!(
+            segment_size_of("0/2000028", "000000010000000000000009"),
+            None
+        );
+    }
 
     #[test]
     fn lsns_parse_and_order() {

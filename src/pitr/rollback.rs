@@ -78,6 +78,15 @@ pub fn rollback(
         RecoveryTarget::Xid(_) => oldest,
         RecoveryTarget::Latest => newest,
     };
+    // Recovery stops at the first missing segment and, without a target past it, promotes
+    // there as if the archive ended: refuse rather than hand back a silently shorter history.
+    let gaps = super::gaps_after(storage, base).map_err(|e| e.to_string())?;
+    if let Some((from, to)) = gaps.first() {
+        return Err(format!(
+            "the WAL archive of {name} has a gap after base backup {}: {from} .. {to} are missing, so recovery would stop there and promote early; put the missing files back into the archive, or take a new base backup (rollbacks from it start after the gap)",
+            base.id
+        ));
+    }
     prepare_dir(data_dir)?;
     let unpacked = unpack(storage, base, data_dir);
     if let Err(e) = unpacked {
@@ -117,7 +126,8 @@ fn recovery_settings(
     port: Option<u16>,
     base: &BaseBackup,
 ) -> Vec<String> {
-    let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    // A quoted value of the configuration file: `\` escaped and `'` doubled.
+    let lit = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
     let mut out = vec![
         format!(
             "# pgbackups: recovery from base backup {} of {}",

@@ -9,31 +9,51 @@ use serde::Serialize;
 use super::{BaseBackup, base_backups, parse_lsn};
 use crate::storage::{Storage, StorageError};
 
-/// Segments per 4 GiB "log" for the default 16 MiB WAL segments.
-const SEGMENTS_PER_LOG: u64 = 0x100;
+/// How segment files map to positions: `size` bytes per segment, so 4 GiB / size segments per
+/// "log" (the middle eight digits of a file name).
+#[derive(Clone, Copy)]
+struct Segments {
+    size: u64,
+}
 
-/// A WAL segment file name split into its timeline and its position (log × 256 + segment).
-fn segment_of(file: &str) -> Option<(u32, u64)> {
-    if file.len() != 24 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
+impl Segments {
+    fn per_log(self) -> u64 {
+        0x1_0000_0000 / self.size
     }
-    let tli = u32::from_str_radix(&file[..8], 16).ok()?;
-    let log = u64::from_str_radix(&file[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&file[16..24], 16).ok()?;
-    Some((tli, log * SEGMENTS_PER_LOG + seg))
+
+    /// A segment file name split into its timeline and its position.
+    fn of(self, file: &str) -> Option<(u32, u64)> {
+        if file.len() != 24 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let tli = u32::from_str_radix(&file[..8], 16).ok()?;
+        let log = u64::from_str_radix(&file[8..16], 16).ok()?;
+        let seg = u64::from_str_radix(&file[16..24], 16).ok()?;
+        Some((tli, log * self.per_log() + seg))
+    }
+
+    /// The position of the segment holding `lsn`.
+    fn at(self, lsn: &str) -> Option<u64> {
+        parse_lsn(lsn).map(|l| l / self.size)
+    }
+
+    fn name(self, tli: u32, pos: u64) -> String {
+        format!(
+            "{tli:08X}{:08X}{:08X}",
+            pos / self.per_log(),
+            pos % self.per_log()
+        )
+    }
 }
 
-/// The segment holding `lsn`.
-fn segment_at(lsn: &str) -> Option<u64> {
-    parse_lsn(lsn).map(|l| l / (16 << 20))
-}
-
-fn segment_name(tli: u32, pos: u64) -> String {
-    format!(
-        "{tli:08X}{:08X}{:08X}",
-        pos / SEGMENTS_PER_LOG,
-        pos % SEGMENTS_PER_LOG
-    )
+/// The segment size the base backups recorded (they agree: it is fixed at initdb).
+fn segments(bases: &[BaseBackup]) -> Segments {
+    Segments {
+        size: bases
+            .first()
+            .map(|b| b.wal_segment_size)
+            .unwrap_or(16 << 20),
+    }
 }
 
 /// The archive of one cluster, summed up.
@@ -55,7 +75,26 @@ pub struct ArchiveInfo {
 
 /// Reads the archive of `name` (16 MiB segments assumed).
 pub fn archive_info(storage: &dyn Storage, name: &str) -> Result<ArchiveInfo, StorageError> {
+    archive_info_from(storage, name, None)
+}
+
+/// The gaps in the WAL after `base`'s start: a rollback from `base` cannot cross them.
+pub fn gaps_after(
+    storage: &dyn Storage,
+    base: &BaseBackup,
+) -> Result<Vec<(String, String)>, StorageError> {
+    Ok(archive_info_from(storage, &base.name, Some(base))?.gaps)
+}
+
+/// [`archive_info`], with the gaps counted from `from`'s start instead of the lowest start of
+/// any base backup.
+fn archive_info_from(
+    storage: &dyn Storage,
+    name: &str,
+    from: Option<&BaseBackup>,
+) -> Result<ArchiveInfo, StorageError> {
     let bases = base_backups(storage, name)?;
+    let seg = segments(&bases);
     let mut present: BTreeSet<u64> = BTreeSet::new();
     let mut latest: Option<(u64, u32)> = None;
     let mut histories = 0;
@@ -68,7 +107,7 @@ pub fn archive_info(storage: &dyn Storage, name: &str) -> Result<ArchiveInfo, St
         if file.ends_with(".history") {
             histories += 1;
         }
-        if let Some((tli, pos)) = segment_of(file) {
+        if let Some((tli, pos)) = seg.of(file) {
             present.insert(pos);
             if latest.is_none_or(|(p, t)| (pos, tli) > (p, t)) {
                 latest = Some((pos, tli));
@@ -76,15 +115,19 @@ pub fn archive_info(storage: &dyn Storage, name: &str) -> Result<ArchiveInfo, St
         }
     }
     let mut gaps = Vec::new();
-    if let (Some(first), Some((last, tli))) =
-        (bases.first().and_then(|b| segment_at(&b.start_lsn)), latest)
-    {
+    // From the lowest start of any base backup (not the oldest by time: a newer one may
+    // start earlier in the WAL, on another timeline or with another machine's clock).
+    let first = match from {
+        Some(b) => seg.at(&b.start_lsn),
+        None => bases.iter().filter_map(|b| seg.at(&b.start_lsn)).min(),
+    };
+    if let (Some(first), Some((last, tli))) = (first, latest) {
         let mut missing_from: Option<u64> = None;
         for pos in first..=last {
             match (present.contains(&pos), missing_from) {
                 (false, None) => missing_from = Some(pos),
                 (true, Some(from)) => {
-                    gaps.push((segment_name(tli, from), segment_name(tli, pos - 1)));
+                    gaps.push((seg.name(tli, from), seg.name(tli, pos - 1)));
                     missing_from = None;
                 }
                 _ => {}
@@ -94,7 +137,7 @@ pub fn archive_info(storage: &dyn Storage, name: &str) -> Result<ArchiveInfo, St
     Ok(ArchiveInfo {
         name: name.to_string(),
         earliest: bases.first().map(|b| b.finished_at),
-        latest_segment: latest.map(|(pos, tli)| segment_name(tli, pos)),
+        latest_segment: latest.map(|(pos, tli)| seg.name(tli, pos)),
         segments: present.len(),
         histories,
         gaps,
@@ -118,8 +161,10 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
     if bases.len() <= keep {
         return Ok(out);
     }
+    let seg = segments(&bases);
     let (old, kept) = bases.split_at(bases.len() - keep);
-    let Some(floor) = kept.first().and_then(|b| segment_at(&b.start_lsn)) else {
+    // The lowest start of any kept base backup (see `archive_info`).
+    let Some(floor) = kept.iter().filter_map(|b| seg.at(&b.start_lsn)).min() else {
         return Ok(out);
     };
     for b in old {
@@ -134,11 +179,11 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
             .next()
             .unwrap_or("")
             .trim_end_matches(".zst");
-        let seg = file.split('.').next().unwrap_or("");
+        let segfile = file.split('.').next().unwrap_or("");
         if file.ends_with(".history") {
             continue;
         }
-        if let Some((_, pos)) = segment_of(seg)
+        if let Some((_, pos)) = seg.of(segfile)
             && pos < floor
         {
             storage.delete(&key)?;
@@ -162,6 +207,7 @@ mod tests {
             start_lsn: start.into(),
             stop_lsn: start.into(),
             timeline: 1,
+            wal_segment_size: 16 << 20,
             tar_bytes: 0,
             stored_bytes: 0,
             sha256: String::new(),
@@ -184,8 +230,9 @@ mod tests {
             .unwrap();
             s.write_small(&b.tar_key(), b"tar").unwrap();
         }
+        let sixteen = Segments { size: 16 << 20 };
         for seg in [1, 2, 3, 5, 6, 7] {
-            s.write_small(&format!("wal/main/{}.zst", segment_name(1, seg)), b"x")
+            s.write_small(&format!("wal/main/{}.zst", sixteen.name(1, seg)), b"x")
                 .unwrap();
         }
         s.write_small("wal/main/00000002.history.zst", b"x")
@@ -217,7 +264,7 @@ mod tests {
         assert_eq!(gone.wal_files, 4);
         let left = s.list("wal/main/").unwrap();
         assert!(left.iter().any(|k| k.ends_with("00000002.history.zst")));
-        assert!(left.iter().any(|k| k.contains(&segment_name(1, 5))));
+        assert!(left.iter().any(|k| k.contains(&sixteen.name(1, 5))));
         assert_eq!(archive_info(&s, "main").unwrap().gaps, []);
     }
 }
