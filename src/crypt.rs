@@ -44,6 +44,14 @@ pub struct EncryptionConfig {
 }
 
 impl EncryptionConfig {
+    /// Whether new backups are encrypted (recipients or a passphrase are configured; an
+    /// identity alone only decrypts).
+    pub fn encrypts_new_backups(&self) -> bool {
+        !self.recipients.is_empty()
+            || self.recipients_file.is_some()
+            || self.passphrase_file.is_some()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.recipients.is_empty()
             && self.recipients_file.is_none()

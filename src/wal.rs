@@ -23,9 +23,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::storage::{Storage, StorageError};
+use crate::transfer::pipeline::HashingReader;
 
 /// Why a WAL command failed.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +104,11 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
     let key = key(name, file)?;
     let local = |e: io::Error| WalError::Local(format!("cannot read {}: {e}", path.display()));
     if storage.size(&key)?.is_some() {
-        let mine = sha256_of(File::open(path).map_err(local)?).map_err(local)?;
-        let theirs = sha256_of(decoder(storage.open(&key)?)?)
+        let (mine, _) = HashingReader::new(File::open(path).map_err(local)?)
+            .finish()
+            .map_err(local)?;
+        let (theirs, _) = HashingReader::new(decoder(storage.open(&key)?)?)
+            .finish()
             .map_err(|e| WalError::Store(format!("cannot read the archived {file}: {e}")))?;
         return if mine == theirs {
             Ok(Pushed::AlreadyThere)
@@ -214,19 +216,6 @@ pub fn fetch_with_retries(
 fn decoder(stored: Box<dyn Read + Send>) -> Result<impl Read, WalError> {
     zstd::stream::read::Decoder::new(stored)
         .map_err(|e| WalError::Store(format!("cannot decompress the archived file: {e}")))
-}
-
-fn sha256_of(mut r: impl Read) -> io::Result<[u8; 32]> {
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(h.finalize().into()),
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]

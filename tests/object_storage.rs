@@ -7,11 +7,11 @@ mod common;
 use std::io::Read;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use age::secrecy::ExposeSecret;
 use common::s3::S3Server;
-use common::{Cluster, PASSWORD, Service, text, transfer_id};
+use common::{Cluster, PASSWORD, Service, text, transfer_id, wait_until};
 
 /// A small database with a few tables, rows and a sequence.
 const SAMPLE: &str = r#"
@@ -245,33 +245,29 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
 
     // A cancelled capture aborts its upload at once.
     let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s3.pending_uploads() == 0 {
-        assert!(Instant::now() < deadline, "no upload started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        60,
+        || s3.pending_uploads() > 0,
+        || "no upload started".into(),
+    );
     svc.ok(&["backups:cancel"]);
     let v = svc.wait_state(&id, &["succeeded", "failed", "cancelled"]);
     assert_eq!(v["state"], "cancelled", "{v:#}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while s3.pending_uploads() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "parts left by a cancel\n{}",
-            svc.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        15,
+        || s3.pending_uploads() == 0,
+        || format!("parts left by a cancel\n{}", svc.log()),
+    );
     assert!(s3.objects("prod/backups/").is_empty());
 
     let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
 
     // Stop the store once parts are going up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s3.pending_uploads() == 0 {
-        assert!(Instant::now() < deadline, "no upload started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        60,
+        || s3.pending_uploads() > 0,
+        || "no upload started".into(),
+    );
     s3.stop();
     let v = svc.wait_state(&id, &["succeeded", "failed", "cancelled"]);
     assert_eq!(v["state"], "failed", "{v:#}");
@@ -283,15 +279,11 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
 
     // When the store comes back, the abandoned upload is aborted: no parts, no object.
     s3.restart();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s3.pending_uploads() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "parts left behind:\n{}",
-            svc.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        60,
+        || s3.pending_uploads() == 0,
+        || format!("parts left behind:\n{}", svc.log()),
+    );
     assert!(s3.objects("prod/backups/").is_empty());
     // And the next capture works.
     let next = capture(&svc, "big");

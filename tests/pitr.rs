@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, binary, free_port, give_to_server_user, text};
+use common::{Cluster, archive_dirs, binary, free_port, text};
 
 fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(binary())
@@ -79,44 +79,17 @@ fn restore(args: &[&str], store_flags: &[&str], env: &[(&str, &str)], extra: &[&
     pg
 }
 
-/// A private temporary directory with a store and a pgbackups data directory that the
-/// server's OS user may write (its archive_command and restore_command run as that user).
-fn archive_dirs() -> (tempfile::TempDir, std::path::PathBuf, String) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let store = dir.path().join("store");
-    let cli_dir = dir.path().join("cli");
-    for d in [&store, &cli_dir] {
-        std::fs::create_dir(d).unwrap();
-        give_to_server_user(d);
-    }
-    let cli = cli_dir.to_str().unwrap().to_string();
-    (dir, store, cli)
-}
-
-/// Waits until `pg` has archived the segment it switches away from now.
-fn switch_and_wait_archived(pg: &Cluster) {
-    let last = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let last = last.trim().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pg
-        .psql(
-            "postgres",
-            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-        )
-        .contains(&last)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "not archived:\n{}",
-            pg.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Takes a base backup of `pg` into `storage`, the URL (with its password) from the
+/// environment; returns what the command printed.
+fn base_backup(pg: &Cluster, storage: &str, cli_dir: &str) -> String {
+    let out = Command::new(binary())
+        .args(["base-backup", "--name", "main", "--storage", storage])
+        .env("PGBACKUPS_DATABASE_URL", pg.url("postgres"))
+        .env("PGBACKUPS_DATA_DIR", cli_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    text(&out)
 }
 
 #[test]
@@ -130,15 +103,9 @@ fn a_rollback_follows_a_promotion_onto_the_new_timeline() {
     );
     let primary = Cluster::start_with(&["archive_mode = on", &archive_command]);
     primary.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
-    let out = Command::new(binary())
-        .args(["base-backup", "--name", "main", "--storage", &storage])
-        .env("PGBACKUPS_DATABASE_URL", primary.url("postgres"))
-        .env("PGBACKUPS_DATA_DIR", &cli_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    base_backup(&primary, &storage, &cli_dir);
     primary.psql("postgres", "INSERT INTO marks VALUES ('a')");
-    switch_and_wait_archived(&primary);
+    primary.switch_wal_and_wait_archived();
     drop(primary); // the old primary is gone
 
     // A standby that archives takes over: it replays the archive, then promotes (timeline 2).
@@ -167,7 +134,7 @@ fn a_rollback_follows_a_promotion_onto_the_new_timeline() {
     );
     std::thread::sleep(Duration::from_millis(1100));
     promoted.psql("postgres", "INSERT INTO marks VALUES ('f')");
-    switch_and_wait_archived(&promoted);
+    promoted.switch_wal_and_wait_archived();
     assert!(store.join("wal/main/00000002.history.zst").exists());
 
     // From the timeline-1 base backup, through the switch, to a moment on timeline 2.
@@ -212,15 +179,8 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     );
 
     // A base backup; the URL (with its password) comes from the environment.
-    let url = pg.url("postgres");
-    let out = Command::new(binary())
-        .args(["base-backup", "--name", "main", "--storage", &storage])
-        .env("PGBACKUPS_DATABASE_URL", &url)
-        .env("PGBACKUPS_DATA_DIR", &cli_dir_s)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(common::PASSWORD));
+    let said = base_backup(&pg, &storage, &cli_dir_s);
+    assert!(!said.contains(common::PASSWORD));
     let now = |pg: &Cluster| {
         pg.psql(
             "postgres",
@@ -258,23 +218,7 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     pause();
     pg.psql("postgres", "INSERT INTO marks VALUES ('d')");
     // Everything up to here archived.
-    let last = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let last = last.trim().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pg
-        .psql(
-            "postgres",
-            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-        )
-        .contains(&last)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "not archived:\n{}",
-            pg.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    pg.switch_wal_and_wait_archived();
 
     assert_eq!(
         restore_and_read(&["rollback", "--to", &t_a], &store_flags, &env),

@@ -5,9 +5,8 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use common::{Cluster, binary, give_to_server_user, text};
+use common::{Cluster, archive_dirs, binary, text};
 
 fn run(args: &[&str]) -> Output {
     Command::new(binary()).args(args).output().unwrap()
@@ -15,55 +14,25 @@ fn run(args: &[&str]) -> Output {
 
 #[test]
 fn archived_wal_is_durable_idempotent_and_fetch_tells_missing_from_broken() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let store = dir.path().join("store");
-    let cli_dir = dir.path().join("cli");
-    for d in [&store, &cli_dir] {
-        std::fs::create_dir(d).unwrap();
-        give_to_server_user(d);
-    }
+    let (dir, store, cli_dir) = archive_dirs();
+    let cli = cli_dir.as_str();
     let storage = format!("file://{}", store.display());
     let archive_command = format!(
-        "archive_command = '{} wal-push --name main --storage {storage} --data-dir {} %p'",
-        binary(),
-        cli_dir.display()
+        "archive_command = '{} wal-push --name main --storage {storage} --data-dir {cli_dir} %p'",
+        binary()
     );
     let pg = Cluster::start_with(&["archive_mode = on", &archive_command]);
     pg.psql(
         "postgres",
         "CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g",
     );
-    let segment = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let segment = segment.trim().to_string();
-
     // The server archives through wal-push; the segment is in the store once it says so.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let archived = pg.psql(
-            "postgres",
-            "SELECT archived_count, coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver",
-        );
-        if archived.contains(&segment) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{segment} not archived: {archived}\n{}",
-            pg.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let segment = pg.switch_wal_and_wait_archived();
     let object = store.join(format!("wal/main/{segment}.zst"));
     assert!(object.exists(), "no {}", object.display());
     assert!(std::fs::metadata(&object).unwrap().len() < 16 << 20);
 
     let flags = ["--name", "main", "--storage", &storage, "--data-dir"];
-    let cli = cli_dir.to_str().unwrap();
 
     // wal-fetch: the segment as PostgreSQL wrote it.
     let fetched = dir.path().join("RECOVERYXLOG");

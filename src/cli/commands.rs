@@ -43,12 +43,10 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             store,
         } => {
             let (config, _) = store.service_config(data_dir)?;
-            let result = tokio::task::spawn_blocking(move || {
-                let storage = crate::server::open_configured_storage(&config, false)?;
-                crate::wal::push(storage.as_ref(), &name, &path).map_err(|e| e.to_string())
+            let result = on_store(config, move |storage| {
+                crate::wal::push(storage, &name, &path).map_err(|e| e.to_string())
             })
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))?;
+            .await;
             match result {
                 Ok(crate::wal::Pushed::Stored(key)) => {
                     tracing::debug!("archived as {key}");
@@ -164,13 +162,10 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
         } => restore_cluster(name, crate::pitr::RecoveryTarget::Latest, target_dir, store).await,
         Command::ProtectionInfo { name, json, store } => {
             let (config, _) = store.service_config(None)?;
-            let info = tokio::task::spawn_blocking(move || {
-                let storage = crate::server::open_configured_storage(&config, false)?;
-                crate::pitr::archive_info(storage.as_ref(), &name).map_err(|e| e.to_string())
+            let info = on_store(config, move |storage| {
+                crate::pitr::archive_info(storage, &name).map_err(|e| e.to_string())
             })
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))?
-            .map_err(CliError::msg)?;
+            .await?;
             if json {
                 print_json(&info)?;
             } else {
@@ -190,13 +185,10 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             }
             let (config, _) = store.service_config(None)?;
             let n = name.clone();
-            let gone = tokio::task::spawn_blocking(move || {
-                let storage = crate::server::open_configured_storage(&config, false)?;
-                crate::pitr::expire(storage.as_ref(), &n, keep).map_err(|e| e.to_string())
+            let gone = on_store(config, move |storage| {
+                crate::pitr::expire(storage, &n, keep).map_err(|e| e.to_string())
             })
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))?
-            .map_err(CliError::msg)?;
+            .await?;
             println!(
                 "Expired {} base backup(s) of {name}{} and {} WAL file(s) no kept base backup needs",
                 gone.base_backups.len(),
@@ -953,6 +945,21 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\"'\"'"))
 }
 
+/// Runs `work` on a blocking thread with the store `config` names, opened without the
+/// start-up probe (these commands open it once per use: per WAL segment, for wal-push).
+async fn on_store<T: Send + 'static>(
+    config: ServiceConfig,
+    work: impl FnOnce(&dyn crate::storage::Storage) -> Result<T, String> + Send + 'static,
+) -> Result<T, CliError> {
+    tokio::task::spawn_blocking(move || {
+        let storage = crate::server::open_configured_storage(&config, false)?;
+        work(storage.as_ref())
+    })
+    .await
+    .map_err(|e| CliError::msg(e.to_string()))?
+    .map_err(CliError::msg)
+}
+
 /// `rollback` and `fork`: unpack, configure recovery, maybe start.
 async fn restore_cluster(
     name: String,
@@ -987,13 +994,10 @@ async fn restore_cluster(
     let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
     let (d, n, t) = (data_dir.clone(), name.clone(), target.clone());
     let port = dir.port;
-    let plan = tokio::task::spawn_blocking(move || {
-        let storage = crate::server::open_configured_storage(&config, false)?;
-        crate::pitr::rollback(storage.as_ref(), &n, &t, &d, &restore_command, port)
+    let plan = on_store(config, move |storage| {
+        crate::pitr::rollback(storage, &n, &t, &d, &restore_command, port)
     })
-    .await
-    .map_err(|e| CliError::msg(e.to_string()))?
-    .map_err(CliError::msg)?;
+    .await?;
     eprintln!(
         "Unpacked base backup {} of {name} (WAL {} to {}) into {}; recovery configured:",
         plan.base.id,

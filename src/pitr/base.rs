@@ -1,7 +1,7 @@
 //! Taking a base backup: `pg_basebackup -D - -Ft -X none` streamed through zstd and SHA-256
 //! into the store, then its description written beside it.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use super::BaseBackup;
 use crate::pg::client::tool_command;
 use crate::pg::{PgTool, PgTools, PgUrl};
 use crate::storage::{ObjectWriter, Storage};
-use crate::transfer::pipeline::{HashingWriter, error_summary, spawn_tool};
+use crate::transfer::pipeline::{HashingWriter, copy_chunked, error_summary, spawn_tool};
 
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
 /// `replication` line in `pg_hba.conf`; the cluster must archive its WAL under the same name
@@ -200,18 +200,7 @@ fn compress(reader: io::PipeReader, writer: Box<dyn ObjectWriter>) -> io::Result
     let mut encoder = zstd::stream::write::Encoder::new(HashingWriter::new(writer), 1)?;
     encoder.multithread(2)?;
     encoder.include_checksum(true)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut tar_bytes = 0u64;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        encoder.write_all(&buf[..n])?;
-        tar_bytes += n as u64;
-    }
+    let tar_bytes = copy_chunked(&mut input, &mut encoder)?;
     let hashing = encoder.finish()?;
     let (writer, sha, stored) = hashing.finish();
     Ok((writer, sha, stored, tar_bytes))

@@ -3,7 +3,7 @@
 //! (`restore_command` = `pgbackups wal-fetch`) up to the target, then promote.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,7 +12,7 @@ use jiff::Timestamp;
 
 use super::{BaseBackup, base_backups, parse_lsn};
 use crate::storage::Storage;
-use crate::transfer::pipeline::hashed_read_ahead;
+use crate::transfer::pipeline::{copy_chunked, hashed_read_ahead};
 
 /// Where recovery stops.
 #[derive(Clone, Debug)]
@@ -221,18 +221,7 @@ fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<(), St
             .take()
             .ok_or_else(|| io::Error::other("tar has no stdin"))?;
         let mut plain = zstd::stream::read::Decoder::new(compressed)?;
-        // Large writes: the tar is gigabytes, and io::copy's 8 KiB would mean a syscall per
-        // 8 KiB on the pipe.
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match plain.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            stdin.write_all(&buf[..n])?;
-        }
+        copy_chunked(&mut plain, &mut stdin)?;
         Ok(())
     })();
     let out = tar.wait_with_output().map_err(|e| format!("tar: {e}"))?;

@@ -77,7 +77,8 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
             config.catalog_path().display()
         ))
     })?);
-    let storage = open_store(&config)?;
+    // Probed: a wrong bucket or bad credentials stop the service here, with the reason.
+    let storage = open_configured_storage(&config, true).map_err(ServeError)?;
     let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
         Ok(spec) if !spec.is_empty() => {
             let clock = TestClock::parse(&spec).ok_or_else(|| {
@@ -185,12 +186,6 @@ async fn retry_storage_aborts(storage: Arc<dyn Storage>) {
             _ => {}
         }
     }
-}
-
-/// Opens the configured store (probing a remote one), wrapped in age encryption when keys
-/// are configured.
-fn open_store(config: &ServiceConfig) -> Result<Arc<dyn Storage>, ServeError> {
-    open_configured_storage(config, true).map_err(ServeError)
 }
 
 /// Opens the store `config` names, wrapped in age encryption when keys are configured. With

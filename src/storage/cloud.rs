@@ -139,13 +139,13 @@ impl CloudStorage {
         Path::parse(&full).map_err(|_| StorageError::BadKey(key.to_string()))
     }
 
-    /// Runs `fut` on the driver's runtime and waits for it from any thread.
+    /// Runs `fut` on the driver's runtime and waits for it.
     fn block<F, T>(&self, fut: F) -> io::Result<T>
     where
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        run_on(self.rt.as_ref(), fut)
+        run_on(self.rt.as_ref().map(|rt| rt.handle()), fut)
     }
 
     fn probe(&self) -> Result<(), StorageError> {
@@ -176,12 +176,6 @@ impl CloudStorage {
         Ok(())
     }
 
-    fn journal_path(&self, upload_id: &str) -> PathBuf {
-        use sha2::Digest;
-        let name = hex::encode(&sha2::Sha256::digest(upload_id.as_bytes())[..12]);
-        self.journal.join(format!("{name}.json"))
-    }
-
     fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let (mp, id) = (self.inner.multipart.clone(), upload_id.to_string());
@@ -192,7 +186,7 @@ impl CloudStorage {
                 e => Err(e),
             })
             .map_err(obj_err("abort upload of", key))?;
-        remove_journal(&self.journal_path(upload_id));
+        remove_journal(&journal_file(&self.journal, upload_id));
         Ok(())
     }
 }
@@ -207,7 +201,9 @@ impl Drop for CloudStorage {
     }
 }
 
-fn run_on<F, T>(rt: Option<&tokio::runtime::Runtime>, fut: F) -> io::Result<T>
+/// Runs `fut` on the driver's runtime and waits for it from any thread (a runtime worker
+/// included: this blocks on a channel, not on the runtime).
+fn run_on<F, T>(rt: Option<&tokio::runtime::Handle>, fut: F) -> io::Result<T>
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -219,6 +215,13 @@ where
     });
     rx.recv()
         .map_err(|_| io::Error::other("the storage driver stopped mid-request"))
+}
+
+/// The journal entry of an upload: named by a hash of its ID, which may hold any character.
+fn journal_file(journal: &FsPath, upload_id: &str) -> PathBuf {
+    use sha2::Digest;
+    let name = hex::encode(&sha2::Sha256::digest(upload_id.as_bytes())[..12]);
+    journal.join(format!("{name}.json"))
 }
 
 fn remove_journal(path: &FsPath) {
@@ -287,7 +290,6 @@ impl Storage for CloudStorage {
             part_size: self.inner.part_size.max(MIN_PART),
             in_flight: VecDeque::new(),
             parts: Vec::new(),
-            written: 0,
             failed: None,
             finished: false,
         }))
@@ -497,16 +499,7 @@ impl CloudReader {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the storage driver is shut down"))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
-            .map_err(|_| io::Error::other("the storage driver stopped mid-request"))
+        run_on(self.rt.as_ref(), fut)
     }
 }
 
@@ -580,7 +573,6 @@ struct CloudWriter {
     part_size: usize,
     in_flight: VecDeque<tokio::task::JoinHandle<PartResult>>,
     parts: Vec<PartId>,
-    written: u64,
     failed: Option<String>,
     finished: bool,
 }
@@ -591,16 +583,7 @@ impl CloudWriter {
         F: Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the storage driver is shut down"))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        rx.recv()
-            .map_err(|_| io::Error::other("the storage driver stopped mid-request"))
+        run_on(self.rt.as_ref(), fut)
     }
 
     fn fail(&mut self, e: impl std::fmt::Display) -> io::Error {
@@ -616,9 +599,7 @@ impl CloudWriter {
             Ok(id) => id,
             Err(e) => return Err(self.fail(explain(&e))),
         };
-        use sha2::Digest;
-        let name = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..12]);
-        let file = self.journal.join(format!("{name}.json"));
+        let file = journal_file(&self.journal, &id);
         let entry = JournalEntry {
             store: self.store.url.clone(),
             key: self.key.clone(),
@@ -765,7 +746,6 @@ impl Write for CloudWriter {
             self.buf.reserve_exact(part);
         }
         self.buf.extend_from_slice(&data[..n]);
-        self.written += n as u64;
         if self.buf.len() >= part {
             self.send_part()?;
         }

@@ -263,10 +263,10 @@ impl Engine {
             zstd_level: config.zstd_level,
             zstd_workers: config.zstd_workers,
             download_limits: config.download_limits,
-            encryption: (!config.encryption.recipients.is_empty()
-                || config.encryption.recipients_file.is_some()
-                || config.encryption.passphrase_file.is_some())
-            .then(|| "age".to_string()),
+            encryption: config
+                .encryption
+                .encrypts_new_backups()
+                .then(|| "age".to_string()),
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             tasks: TaskTracker::new(),
@@ -485,10 +485,12 @@ impl Engine {
         } else {
             mode
         };
+        // The server of a restore test's scratch database: its label (a registered name, or a
+        // redacted URL) and URL.
         let server = match (mode, target) {
-            (VerifyMode::Restore, Some(t)) => Some(self.resolve_database(Some(t))?.1),
+            (VerifyMode::Restore, Some(t)) => Some(self.resolve_database(Some(t))?),
             (VerifyMode::Restore, None) => match self.resolve_database(Some(&backup.database)) {
-                Ok((_, url)) => Some(url),
+                Ok(found) => Some(found),
                 Err(TransferError::UnknownDatabase(_) | TransferError::BadUrl(_)) => {
                     return Err(TransferError::VerifyTarget(backup.database.clone()));
                 }
@@ -499,21 +501,16 @@ impl Engine {
         let mut rec =
             self.new_transfer('v', TransferKind::Verify, origin, backup.database.clone())?;
         rec.backup_id = Some(backup.id);
-        if mode == VerifyMode::Restore {
-            // Where the scratch database goes, so that start-up recovery can drop it after a
-            // crash (a registered name; a URL is recorded redacted and cannot be).
-            rec.source = Some(match target {
-                Some(t) => self.resolve_database(Some(t))?.0,
-                None => backup.database.clone(),
-            });
-        }
+        // Where the scratch database goes, so that start-up recovery can drop it after a
+        // crash (a registered name; a URL is recorded redacted and cannot be).
+        rec.source = server.as_ref().map(|(label, _)| label.clone());
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
             Work::Verify {
                 backup: Box::new(backup),
                 mode,
-                target: server,
+                target: server.map(|(_, url)| url),
             },
         );
         Ok(rec)

@@ -27,6 +27,24 @@ pub fn starts_like_a_dump(seen: u64, chunk: &[u8]) -> bool {
     chunk[..n] == DUMP_MAGIC[from..from + n]
 }
 
+/// Copies `from` to `to` in [`CHUNK`]-sized reads and writes, and returns the bytes copied.
+/// For streams of gigabytes into pipes, where `io::copy`'s 8 KiB buffer would mean a system
+/// call per 8 KiB.
+pub fn copy_chunked(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut copied = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        copied += n as u64;
+    }
+}
+
 /// A `Write` stage that hashes and counts what passes through it.
 pub struct HashingWriter<W> {
     inner: W,

@@ -192,6 +192,29 @@ impl Cluster {
         Cluster { port, dir: root }
     }
 
+    /// Switches to a new WAL segment and waits until the one it left is archived; returns
+    /// that segment's name.
+    pub fn switch_wal_and_wait_archived(&self) -> String {
+        let segment = self.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+        let segment = segment.trim().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let archived = self.psql(
+                "postgres",
+                "SELECT archived_count, coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver",
+            );
+            if archived.contains(&segment) {
+                return segment;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{segment} not archived: {archived}\n{}",
+                self.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/db`.
     pub fn url(&self, db: &str) -> String {
         format!(
@@ -368,6 +391,31 @@ pub fn give_to_server_user(path: &Path) {
     if let Some((uid, gid)) = server_user() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
     }
+}
+
+/// Polls `done` every 20 ms until it holds; panics with `why()` after `secs` seconds.
+pub fn wait_until(secs: u64, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A private temporary directory with a store (`store/`) and a pgbackups data directory
+/// (`cli/`) that the server's OS user may write: its archive_command and restore_command run
+/// as that user. Returns the directory, the store and the data directory's path.
+pub fn archive_dirs() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = dir.path().join("store");
+    let cli_dir = dir.path().join("cli");
+    for d in [&store, &cli_dir] {
+        std::fs::create_dir(d).unwrap();
+        give_to_server_user(d);
+    }
+    let cli = cli_dir.to_str().unwrap().to_string();
+    (dir, store, cli)
 }
 
 /// A throwaway `pgbackups serve` with its own data directory.
