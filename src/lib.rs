@@ -11,6 +11,7 @@ pub mod durable;
 pub mod format;
 pub mod pg;
 pub mod pitr;
+pub mod protect;
 pub mod schedule;
 pub mod secret;
 pub mod server;

@@ -119,18 +119,7 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
         };
     }
     let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(local)?);
-    let writer = storage.create(&key)?;
-    let mut encoder = zstd::stream::write::Encoder::new(writer, 1)
-        .map_err(|e| WalError::Local(format!("zstd: {e}")))?;
-    encoder
-        .include_checksum(true)
-        .map_err(|e| WalError::Local(format!("zstd: {e}")))?;
-    io::copy(&mut input, &mut encoder).map_err(|e| WalError::Store(format!("{file}: {e}")))?;
-    let writer = encoder
-        .finish()
-        .map_err(|e| WalError::Store(format!("{file}: {e}")))?;
-    // Durable (fsynced locally, a completed upload remotely) when this returns.
-    writer.commit()?;
+    store_compressed(storage, &key, file, &mut input)?;
     Ok(Pushed::Stored(key))
 }
 
@@ -138,7 +127,7 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
 /// file. `dest` appears only complete: the file is written beside it and renamed.
 pub fn fetch(storage: &dyn Storage, name: &str, file: &str, dest: &Path) -> Result<bool, WalError> {
     let key = key(name, file)?;
-    let reader = match storage.open(&key) {
+    let reader = match open_segment(storage, name, file, &key) {
         Ok(r) => r,
         // "Not archived" ends recovery, so it must mean that: an archive with nothing at all
         // under this name is a wrong store, name or mount, not the end of the WAL.
@@ -187,6 +176,66 @@ pub fn fetch(storage: &dyn Storage, name: &str, file: &str, dest: &Path) -> Resu
         let _ = std::fs::remove_file(&tmp);
     }
     written.map(|()| true)
+}
+
+/// Opens the archived `file`, or, for a segment that is not archived whole, the newest
+/// stored part of it (`….partial`, uploaded by the WAL receiver while the segment fills, or
+/// archived by PostgreSQL at a promotion). PostgreSQL replays such a segment up to where its
+/// records end, which is the latest moment the archive holds.
+fn open_segment(
+    storage: &dyn Storage,
+    name: &str,
+    file: &str,
+    key: &str,
+) -> Result<Box<dyn Read + Send>, StorageError> {
+    match storage.open(key) {
+        Err(StorageError::NotFound(e)) if file.len() == 24 => {
+            let partial = format!("wal/{name}/{file}.partial.zst");
+            match storage.open(&partial) {
+                Err(StorageError::NotFound(_)) => Err(StorageError::NotFound(e)),
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Stores what the WAL receiver has of segment `path` (a `….partial` file, still filling)
+/// under its `.partial` name, replacing the previous upload of it: unlike whole segments, a
+/// partial one grows. Durable when this returns.
+pub fn push_partial(storage: &dyn Storage, name: &str, path: &Path) -> Result<String, WalError> {
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .filter(|f| f.ends_with(".partial"))
+        .ok_or_else(|| WalError::Refused(format!("{} is not a .partial file", path.display())))?;
+    let key = key(name, file)?;
+    let local = |e: io::Error| WalError::Local(format!("cannot read {}: {e}", path.display()));
+    let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(local)?);
+    store_compressed(storage, &key, file, &mut input)?;
+    Ok(key)
+}
+
+/// Writes `input` compressed (zstd with its checksum) to `key`, durably.
+fn store_compressed(
+    storage: &dyn Storage,
+    key: &str,
+    file: &str,
+    input: &mut impl Read,
+) -> Result<(), WalError> {
+    let writer = storage.create(key)?;
+    let mut encoder = zstd::stream::write::Encoder::new(writer, 1)
+        .map_err(|e| WalError::Local(format!("zstd: {e}")))?;
+    encoder
+        .include_checksum(true)
+        .map_err(|e| WalError::Local(format!("zstd: {e}")))?;
+    io::copy(input, &mut encoder).map_err(|e| WalError::Store(format!("{file}: {e}")))?;
+    let writer = encoder
+        .finish()
+        .map_err(|e| WalError::Store(format!("{file}: {e}")))?;
+    // Durable (fsynced locally, a completed upload on object stores) when this returns.
+    writer.commit()?;
+    Ok(())
 }
 
 /// [`fetch`], retrying store failures a few times (1, 2, 4 s apart) before giving up.
@@ -266,6 +315,16 @@ mod tests {
         assert!(fetch(&store, "main", "000000010000000000000003", &dest).unwrap());
         assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 1 << 20]);
         assert!(!fetch(&store, "main", "000000010000000000000004", &dest).unwrap());
+
+        // A segment that is only partly stored is served from its newest part.
+        let partial = dir.path().join("000000010000000000000004.partial");
+        std::fs::write(&partial, vec![9u8; 1 << 20]).unwrap();
+        push_partial(&store, "main", &partial).unwrap();
+        std::fs::write(&partial, vec![10u8; 1 << 20]).unwrap();
+        push_partial(&store, "main", &partial).unwrap();
+        assert!(fetch(&store, "main", "000000010000000000000004", &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), vec![10u8; 1 << 20]);
+        assert!(!fetch(&store, "main", "000000010000000000000005", &dest).unwrap());
         assert!(matches!(
             fetch(&store, "other", "000000010000000000000003", &dest),
             Err(WalError::Store(_))

@@ -8,7 +8,7 @@ mod common;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, archive_dirs, binary, free_port, text};
+use common::{Cluster, Service, archive_dirs, binary, free_port, text};
 
 fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(binary())
@@ -309,4 +309,154 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
         "{}",
         text(&out)
     );
+}
+
+/// `lsn("0/3000060")` as a number.
+fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text.trim().split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+#[test]
+fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment() {
+    let (dir, store, cli_dir) = archive_dirs();
+    let storage = format!("file://{}", store.display());
+    let env = [("PGBACKUPS_DATA_DIR", cli_dir.as_str())];
+    // No archive_command: the service streams the WAL itself.
+    let pg = Cluster::start();
+    pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
+    let svc_dir = dir.path().join("service");
+    let serve_args = ["--storage", storage.as_str()];
+    let serve_env = [("PGBACKUPS_PARTIAL_SECS", "1")];
+    let start = || Service::try_start(svc_dir.clone(), &serve_args, &serve_env).unwrap();
+    let mut svc = start();
+    svc.cli_with_stdin(&["databases:add", "main"], &pg.url("postgres"));
+
+    // A role without REPLICATION, then without a pg_hba.conf line: each error says what to do.
+    pg.psql(
+        "postgres",
+        "CREATE ROLE plain LOGIN PASSWORD 'plain-pw-123'",
+    );
+    let plain = pg.url("postgres").replace(
+        &format!("postgres:{}@", common::PASSWORD),
+        "plain:plain-pw-123@",
+    );
+    svc.cli_with_stdin(&["databases:add", "plain"], &plain);
+    let out = svc.cli(&["protect", "plain"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("ALTER ROLE plain REPLICATION"),
+        "{}",
+        text(&out)
+    );
+    pg.psql("postgres", "ALTER ROLE plain REPLICATION");
+    let hba = pg.data_dir().join("pg_hba.conf");
+    let kept: String = std::fs::read_to_string(&hba)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("replication"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&hba, kept).unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let out = svc.cli(&["protect", "plain"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("host replication plain 127.0.0.1/32"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("plain-pw-123"));
+
+    // The superuser may (initdb's pg_hba.conf had a replication line; put it back).
+    std::fs::write(
+        &hba,
+        std::fs::read_to_string(&hba).unwrap()
+            + "host replication all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()");
+    let said = svc.ok(&["protect", "main"]);
+    assert!(said.contains("pgbackups_main"), "{said}");
+    let slots = || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgbackups_main'",
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(slots(), "1");
+    let info = |svc: &Service| -> serde_json::Value {
+        let out = svc.cli(&["protection:info", "main", "--json"]);
+        serde_json::from_str(&String::from_utf8_lossy(&out.stdout))
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    // The first base backup, taken as soon as the WAL streams.
+    common::wait_until(
+        60,
+        || info(&svc)["live"]["base_backups"].as_u64() == Some(1),
+        || format!("no base backup: {}\n{}", info(&svc), svc.log()),
+    );
+
+    // Rows around a crash of the service, with segments filled and switched meanwhile.
+    let fill = "INSERT INTO filler SELECT md5(g::text) FROM generate_series(1, 200000) g";
+    pg.psql("postgres", "CREATE TABLE filler (t text)");
+    pg.psql("postgres", "INSERT INTO marks VALUES ('a')");
+    pg.psql("postgres", fill);
+    pg.psql("postgres", "INSERT INTO marks VALUES ('b')");
+    svc.kill9();
+    pg.psql("postgres", "INSERT INTO marks VALUES ('c')");
+    pg.psql("postgres", fill);
+    pg.psql("postgres", fill);
+    pg.psql("postgres", "INSERT INTO marks VALUES ('d')");
+    // While the service is down, the slot keeps the WAL it has not stored.
+    let held = pg.psql(
+        "postgres",
+        "SELECT pg_current_wal_lsn() - restart_lsn > 16 * 1024 * 1024 FROM pg_replication_slots WHERE slot_name = 'pgbackups_main'",
+    );
+    assert_eq!(held.trim(), "t");
+    let svc = start();
+    pg.psql("postgres", "INSERT INTO marks VALUES ('e')");
+    let end = lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
+    // Stored within seconds, the segment still filling included.
+    common::wait_until(
+        60,
+        || {
+            info(&svc)["live"]["stored_lsn"]
+                .as_str()
+                .is_some_and(|l| lsn(l) >= end)
+        },
+        || format!("WAL not stored up to {end:X}: {}", info(&svc)),
+    );
+    let now = info(&svc);
+    assert_eq!(now["problems"], serde_json::json!([]), "{now}");
+    assert_eq!(now["live"]["receiver"], "streaming", "{now}");
+    assert!(now["live"]["lag_bytes"].is_u64(), "{now}");
+    assert!(now["live"]["lag_seconds"].is_u64(), "{now}");
+    assert_eq!(now["archive"]["gaps"], serde_json::json!([]), "{now}");
+    let shown = svc.ok(&["protection:info"]);
+    for part in ["main: protected", "WAL lag", "Last base backup", "Gaps"] {
+        assert!(shown.contains(part), "{part}: {shown}");
+    }
+    let metrics = svc.ok_http("/api/metrics");
+    assert!(
+        metrics.contains("pgbackups_wal_lag_bytes{database=\"main\"}"),
+        "{metrics}"
+    );
+
+    // A fork at the latest moment has every row, the ones written while the service was
+    // down included. The restore_command runs as the server's user: the store is theirs.
+    common::give_to_server_user_recursively(&store);
+    let store_flags = ["--storage", storage.as_str()];
+    assert_eq!(
+        restore_and_read(&["fork", "main"], &store_flags, &env),
+        ["a", "b", "c", "d", "e"]
+    );
+
+    // unprotect drops the slot (and the database can then be removed).
+    let out = svc.cli(&["databases:remove", "main"]);
+    assert!(!out.status.success() && text(&out).contains("unprotect"));
+    svc.ok(&["unprotect", "main"]);
+    assert_eq!(slots(), "0");
 }

@@ -8,7 +8,7 @@ mod model;
 mod sqlite;
 
 pub use model::{
-    DatabaseRecord, LogLine, Origin, ScheduleRecord, TransferId, TransferIdError, TransferKind,
-    TransferRecord, TransferState, VerifyMode,
+    DatabaseRecord, LogLine, Origin, ProtectionRecord, ScheduleRecord, TransferId, TransferIdError,
+    TransferKind, TransferRecord, TransferState, VerifyMode,
 };
 pub use sqlite::{Catalog, CatalogError};

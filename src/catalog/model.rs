@@ -248,6 +248,18 @@ pub struct ScheduleRecord {
     pub verify: VerifyMode,
 }
 
+/// A database under Continuous Protection: its WAL streams into the store through the
+/// replication slot `slot`, and a base backup is taken every `base_every_secs`, the newest
+/// `keep_base` kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProtectionRecord {
+    pub database: String,
+    pub slot: String,
+    pub base_every_secs: u64,
+    pub keep_base: u32,
+    pub created_at: Timestamp,
+}
+
 /// How far a verification goes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

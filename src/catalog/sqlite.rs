@@ -9,8 +9,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::schedule::retention::Policy;
 
 use super::model::{
-    DatabaseRecord, LogLine, Origin, ScheduleRecord, TransferId, TransferKind, TransferRecord,
-    TransferState,
+    DatabaseRecord, LogLine, Origin, ProtectionRecord, ScheduleRecord, TransferId, TransferKind,
+    TransferRecord, TransferState,
 };
 
 /// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
@@ -32,7 +32,7 @@ pub struct Catalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -174,6 +174,22 @@ impl Catalog {
                  COMMIT;",
             )?;
         }
+        if version < 8 {
+            // Continuous Protection: which databases stream their WAL, and how often a base
+            // backup is taken and how many are kept.
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE protections (
+                     database TEXT PRIMARY KEY,
+                     slot TEXT NOT NULL,
+                     base_every_secs INTEGER NOT NULL,
+                     keep_base INTEGER NOT NULL,
+                     created_at INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 8;
+                 COMMIT;",
+            )?;
+        }
         Ok(Catalog {
             conn: Mutex::new(conn),
         })
@@ -239,9 +255,56 @@ impl Catalog {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM schedules WHERE database = ?1", [name])?;
+        tx.execute("DELETE FROM protections WHERE database = ?1", [name])?;
         let n = tx.execute("DELETE FROM databases WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(n > 0)
+    }
+
+    // ---- Continuous Protection ----
+
+    /// Records (or updates) a database's protection.
+    pub fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO protections (database, slot, base_every_secs, keep_base, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (database) DO UPDATE SET base_every_secs = excluded.base_every_secs,
+                 keep_base = excluded.keep_base",
+            params![
+                p.database,
+                p.slot,
+                p.base_every_secs as i64,
+                p.keep_base as i64,
+                micros(p.created_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a database's protection; returns whether it had one.
+    pub fn remove_protection(&self, database: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM protections WHERE database = ?1", [database])?
+            > 0)
+    }
+
+    /// All protections, by database.
+    pub fn protections(&self) -> Result<Vec<ProtectionRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT database, slot, base_every_secs, keep_base, created_at FROM protections ORDER BY database",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ProtectionRecord {
+                database: r.get(0)?,
+                slot: r.get(1)?,
+                base_every_secs: r.get::<_, i64>(2)?.max(60) as u64,
+                keep_base: r.get::<_, i64>(3)?.max(1) as u32,
+                created_at: from_micros(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     // ---- schedules ----

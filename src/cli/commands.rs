@@ -153,14 +153,119 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                     ));
                 }
             };
-            restore_cluster(name, target, target_dir, store).await
+            restore_cluster(name.get(), target, target_dir, store).await
         }
         Command::Fork {
             name,
             target_dir,
             store,
-        } => restore_cluster(name, crate::pitr::RecoveryTarget::Latest, target_dir, store).await,
-        Command::ProtectionInfo { name, json, store } => {
+        } => {
+            restore_cluster(
+                name.get(),
+                crate::pitr::RecoveryTarget::Latest,
+                target_dir,
+                store,
+            )
+            .await
+        }
+        Command::Protect {
+            database,
+            base_every,
+            keep,
+        } => {
+            let base_every_secs = base_every
+                .as_deref()
+                .map(|b| parse_duration("--base-every", b))
+                .transpose()?;
+            let c = Client::from_env()?;
+            let v: serde_json::Value = c
+                .post(
+                    "/protections",
+                    &json!({ "database": database, "base_every_secs": base_every_secs, "keep": keep }),
+                )
+                .await?;
+            let every = v
+                .get("base_every_secs")
+                .and_then(|x| x.as_u64())
+                .unwrap_or(0);
+            println!(
+                "Protecting {database}: its WAL streams into the store through replication slot {}; base backups every {}, the newest {} kept. The first base backup starts once the WAL streams; watch with `pgbackups protection:info {database}`.",
+                v.get("slot").and_then(|x| x.as_str()).unwrap_or("?"),
+                format_duration(every),
+                v.get("keep_base").and_then(|x| x.as_u64()).unwrap_or(0)
+            );
+            Ok(0)
+        }
+        Command::Unprotect { database } => {
+            let c = Client::from_env()?;
+            let v: serde_json::Value = c
+                .send(c.request(
+                    Method::DELETE,
+                    &format!("/protections/{}", path_part(&database)),
+                ))
+                .await?
+                .json()
+                .await
+                .map_err(|e| CliError::msg(format!("unreadable answer from the service: {e}")))?;
+            println!(
+                "Stopped protecting {database}; its archive stays in the store (rollback and fork still work)."
+            );
+            if let Some(w) = v.get("warning").and_then(|w| w.as_str()) {
+                eprintln!("WARNING: {w}");
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::ProtectionInfo {
+            database,
+            name: None,
+            json,
+            store: _,
+        } => {
+            let c = Client::from_env()?;
+            let views: Vec<serde_json::Value> = match &database {
+                Some(d) => vec![c.get(&format!("/protections/{}", path_part(d))).await?],
+                None => c.get("/protections").await?,
+            };
+            if json {
+                if database.is_some() {
+                    print_json(&views[0])?;
+                } else {
+                    print_json(&views)?;
+                }
+            } else if views.is_empty() {
+                println!(
+                    "No database is protected; protect one with `pgbackups protect DATABASE`."
+                );
+            } else {
+                for v in &views {
+                    print!("{}", protection_view_text(v));
+                }
+            }
+            let mut problems = 0;
+            for v in &views {
+                for p in v
+                    .get("problems")
+                    .and_then(|p| p.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    problems += 1;
+                    eprintln!(
+                        "WARNING: {}: {}",
+                        v.get("database").and_then(|d| d.as_str()).unwrap_or("?"),
+                        p.as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(if problems == 0 { 0 } else { 3 })
+        }
+        Command::ProtectionInfo {
+            database: _,
+            name: Some(name),
+            json,
+            store,
+        } => {
             let (config, _) = store.service_config(None)?;
             let info = on_store(config, move |storage| {
                 crate::pitr::archive_info(storage, &name).map_err(|e| e.to_string())
@@ -180,6 +285,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             Ok(if info.gaps.is_empty() { 0 } else { 3 })
         }
         Command::ProtectionExpire { name, keep, store } => {
+            let name = name.get();
             if keep == 0 {
                 return Err(CliError::msg("--keep must be at least 1"));
             }
@@ -1104,6 +1210,153 @@ fn protection_text(info: &crate::pitr::ArchiveInfo) -> String {
     ];
     out.push_str(&render(&["", ""], &rows));
     out
+}
+
+/// The text of one database's protection, as the service reports it.
+fn protection_view_text(v: &serde_json::Value) -> String {
+    let str_of = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let time_of = |v: &serde_json::Value, k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(format::time)
+    };
+    let database = str_of(v, "database");
+    let mut out = String::new();
+    let null = serde_json::Value::Null;
+    let live = v.get("live").unwrap_or(&null);
+    let archive = v.get("archive").unwrap_or(&null);
+    if v.get("protected").and_then(|p| p.as_bool()) == Some(true) {
+        out.push_str(&format!(
+            "=== {database}: protected (slot {}, since {})\n",
+            str_of(v, "slot"),
+            time_of(v, "since").unwrap_or_default()
+        ));
+    } else {
+        out.push_str(&format!(
+            "=== {database}: not protected by this service (an archive-command archive)\n"
+        ));
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |k: &str, val: String| rows.push(vec![k.to_string(), val]);
+    if !live.is_null() {
+        row("Status", str_of(live, "receiver"));
+    }
+    let earliest = time_of(live, "earliest").or_else(|| time_of(archive, "earliest"));
+    let stored = match (
+        time_of(live, "stored_at"),
+        live.get("stored_lsn").and_then(|x| x.as_str()),
+    ) {
+        (Some(at), Some(lsn)) => format!("WAL stored up to {lsn} at {at}"),
+        _ => match archive.get("latest_segment").and_then(|x| x.as_str()) {
+            Some(seg) => format!("the end of WAL segment {seg}"),
+            None => "no WAL stored yet".into(),
+        },
+    };
+    row(
+        "Restorable window",
+        match earliest {
+            Some(e) => format!("{e} .. {stored}"),
+            None => "none yet: no base backup".into(),
+        },
+    );
+    if let (Some(b), Some(s)) = (
+        live.get("lag_bytes").and_then(|x| x.as_u64()),
+        live.get("lag_seconds").and_then(|x| x.as_u64()),
+    ) {
+        let retained = live
+            .get("slot_retained_bytes")
+            .and_then(|x| x.as_u64())
+            .map(|r| format!(" (the slot keeps {} on the server)", format::bytes(r)))
+            .unwrap_or_default();
+        row("WAL lag", format!("{}, {s} s{retained}", format::bytes(b)));
+    }
+    let last = live
+        .get("last_base_backup")
+        .filter(|b| !b.is_null())
+        .or_else(|| {
+            archive
+                .get("base_backups")
+                .and_then(|b| b.as_array())
+                .and_then(|b| b.last())
+        });
+    let mut base = last
+        .map(|b| {
+            format!(
+                "{} (finished {}, {} stored)",
+                str_of(b, "id"),
+                time_of(b, "finished_at").unwrap_or_default(),
+                format::bytes(b.get("stored_bytes").and_then(|x| x.as_u64()).unwrap_or(0))
+            )
+        })
+        .unwrap_or_else(|| "none yet".into());
+    if live.get("base_backup_running").and_then(|x| x.as_bool()) == Some(true) {
+        base.push_str("; one is running");
+    } else if let Some(next) = time_of(live, "next_base_backup_at") {
+        base.push_str(&format!("; next at {next}"));
+    }
+    row("Last base backup", base);
+    let count = live
+        .get("base_backups")
+        .and_then(|x| x.as_u64())
+        .or_else(|| {
+            archive
+                .get("base_backups")
+                .and_then(|b| b.as_array())
+                .map(|b| b.len() as u64)
+        })
+        .unwrap_or(0);
+    let policy = match (
+        v.get("base_every_secs").and_then(|x| x.as_u64()),
+        v.get("keep_base").and_then(|x| x.as_u64()),
+    ) {
+        (Some(e), Some(k)) => format!(" (one every {}, the newest {k} kept)", format_duration(e)),
+        _ => String::new(),
+    };
+    row("Base backups", format!("{count}{policy}"));
+    if let Some(d) = live.get("wal_bytes_per_day").and_then(|x| x.as_u64()) {
+        row("WAL per day", format!("about {}", format::bytes(d)));
+    }
+    let gaps = live
+        .get("gaps")
+        .or_else(|| archive.get("gaps"))
+        .and_then(|g| g.as_array())
+        .map(|g| g.len())
+        .unwrap_or(0);
+    row(
+        "Gaps",
+        if gaps == 0 {
+            "none".into()
+        } else {
+            format!("{gaps} (see the warnings)")
+        },
+    );
+    out.push_str(&render(&["", ""], &rows));
+    out
+}
+
+/// `1d`, `6h`, `90m`, `45s` for a number of seconds.
+fn format_duration(secs: u64) -> String {
+    match secs {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 && s > 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Seconds in `60m`, `12h`, `7d`, `90s` or `3600`, for the option `flag`.
+fn parse_duration(flag: &str, text: &str) -> Result<u64, CliError> {
+    parse_expiry(text).map_err(|_| {
+        CliError::msg(format!(
+            "{flag} `{text}` is not a duration: use such as 90s, 60m, 12h or 7d"
+        ))
+    })
 }
 
 /// Seconds in `60m`, `12h`, `7d`, `90s` or `3600`.

@@ -111,8 +111,8 @@ pub enum Command {
     /// before it, and the archived WAL replayed up to it (restore_command = pgbackups
     /// wal-fetch), then promoted. With --start, also start the server.
     Rollback {
-        #[arg(long)]
-        name: String,
+        #[command(flatten)]
+        name: ArchiveName,
         /// The moment: an RFC 3339 time such as 2026-11-25T05:30:00Z.
         #[arg(long, group = "target")]
         to: Option<String>,
@@ -130,12 +130,33 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Show what NAME's archive allows: the restorable window, base backups, WAL segments,
-    /// and any gap in the WAL (reported loudly: a rollback cannot cross one; exit status 3).
+    /// Protect DATABASE continuously: its WAL streams into the store as the server writes it
+    /// (through a replication slot, pgbackups_<database>, advanced only past WAL durable in
+    /// the store), with a base backup now and then every --base-every. The role needs
+    /// REPLICATION and a `replication` line in pg_hba.conf; the error says what to change.
+    /// Protecting a protected database updates its settings.
+    Protect {
+        database: String,
+        /// Time between base backups: such as 6h, 1d (default 1d).
+        #[arg(long)]
+        base_every: Option<String>,
+        /// Base backups kept, with the WAL they need (default 7).
+        #[arg(long)]
+        keep: Option<u32>,
+    },
+    /// Stop protecting DATABASE and drop its replication slot. Its archive stays in the store
+    /// (rollback and fork still work; protection:expire trims it).
+    Unprotect { database: String },
+    /// Show Continuous Protection: for each protected database (or DATABASE), the restorable
+    /// window, the WAL lag in bytes and seconds, the last base backup, WAL volume per day, and
+    /// any gap or problem (reported loudly, exit status 3). With --name, read an archive
+    /// straight from the store, without the service.
     #[command(name = "protection:info")]
     ProtectionInfo {
-        #[arg(long)]
-        name: String,
+        database: Option<String>,
+        /// Read the archive of NAME from the store directly (no service needed).
+        #[arg(long, conflicts_with = "database")]
+        name: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -145,8 +166,8 @@ pub enum Command {
     /// older ones and the WAL before the oldest kept base backup.
     #[command(name = "protection:expire")]
     ProtectionExpire {
-        #[arg(long)]
-        name: String,
+        #[command(flatten)]
+        name: ArchiveName,
         #[arg(long)]
         keep: usize,
         #[command(flatten)]
@@ -154,8 +175,8 @@ pub enum Command {
     },
     /// Restore NAME at the latest moment of its archive into a new data directory (a fork).
     Fork {
-        #[arg(long)]
-        name: String,
+        #[command(flatten)]
+        name: ArchiveName,
         #[command(flatten)]
         target_dir: TargetDir,
         #[command(flatten)]
@@ -403,6 +424,23 @@ pub struct StoreArgs {
     /// Encrypt and decrypt with the passphrase in this file (age's scrypt mode).
     #[arg(long, env = "PGBACKUPS_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// Whose archive: DATABASE, or --name as given to `wal-push --name`.
+#[derive(Args, Debug, Clone)]
+pub struct ArchiveName {
+    /// The database (the name its WAL is archived under).
+    #[arg(value_name = "DATABASE", required_unless_present = "name")]
+    pub database: Option<String>,
+    /// The same, as a flag.
+    #[arg(long, conflicts_with = "database")]
+    pub name: Option<String>,
+}
+
+impl ArchiveName {
+    pub fn get(self) -> String {
+        self.database.or(self.name).unwrap_or_default()
+    }
 }
 
 /// Where a rolled-back or forked cluster goes.

@@ -72,6 +72,8 @@ pub enum PgTool {
     BaseBackup,
     /// `pg_ctl`, to start a rolled-back or forked server.
     Ctl,
+    /// `pg_receivewal`, which streams the WAL of protected databases.
+    ReceiveWal,
 }
 
 impl PgTool {
@@ -83,6 +85,7 @@ impl PgTool {
             PgTool::Psql => "psql",
             PgTool::BaseBackup => "pg_basebackup",
             PgTool::Ctl => "pg_ctl",
+            PgTool::ReceiveWal => "pg_receivewal",
         }
     }
 }

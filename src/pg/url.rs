@@ -138,6 +138,22 @@ impl PgUrl {
         PgUrl { url: u }
     }
 
+    /// The same URL with connection parameter `key` set to `value` (such as
+    /// `replication=true`), replacing any value it had.
+    pub fn with_param(&self, key: &str, value: &str) -> PgUrl {
+        let mut u = self.url.clone();
+        let rest: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != key)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(rest)
+            .append_pair(key, value);
+        PgUrl { url: u }
+    }
+
     /// The full URL including the password. Only for sealing it in the catalog.
     pub fn expose(&self) -> &str {
         self.url.as_str()

@@ -1,7 +1,8 @@
 //! Taking a base backup: `pg_basebackup -D - -Ft -X none` streamed through zstd and SHA-256
-//! into the store, then its description written beside it.
+//! into the store, then its description written beside it once the WAL it needs is stored
+//! too.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -12,8 +13,8 @@ use crate::storage::{ObjectWriter, Storage};
 use crate::transfer::pipeline::{HashingWriter, copy_chunked, error_summary, spawn_tool};
 
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
-/// `replication` line in `pg_hba.conf`; the cluster must archive its WAL under the same name
-/// (`wal-push --name NAME`).
+/// `replication` line in `pg_hba.conf`; the cluster's WAL must reach the store under the
+/// same name (archived with `wal-push --name NAME`, or streamed by `protect`).
 pub async fn take_base_backup(
     storage: Arc<dyn Storage>,
     tools: &PgTools,
@@ -46,7 +47,6 @@ pub async fn take_base_backup(
         "--format=tar",
         "--wal-method=none",
         "--checkpoint=fast",
-        "--no-manifest",
         "--verbose",
         &format!("--label=pgbackups {name} {id}"),
         "--no-password",
@@ -65,33 +65,39 @@ pub async fn take_base_backup(
     let piped = pipeline.await.map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
-    let (writer, sha256, stored_bytes, tar_bytes) = match piped {
+    let Compressed {
+        writer,
+        sha256,
+        stored_bytes,
+        tar_bytes,
+        scanned,
+    } = match piped {
         Ok(p) => p,
         Err(e) => return Err(format!("could not store the base backup: {e}")),
     };
     if !out.status.success() {
-        tokio::task::spawn_blocking(move || writer.abort())
-            .await
-            .map_err(|e| e.to_string())?;
+        abort(writer).await;
         return Err(explain_failure(&lines, url));
     }
-    // The backup history file that the server archived at the end of the backup (through
-    // `wal-push --name NAME`) says where the backup's WAL starts and ends; finding it also
-    // proves that the server archives into this name.
-    let label = format!("pgbackups {name} {id}");
-    let (s2, n2) = (storage.clone(), name.to_string());
-    let history = tokio::task::spawn_blocking(move || find_history(s2.as_ref(), &n2, &label))
-        .await
-        .map_err(|e| e.to_string())?;
-    let history = match history {
-        Ok(h) => h,
+    let described = match describe(&scanned, name) {
+        Ok(d) => d,
         Err(e) => {
-            tokio::task::spawn_blocking(move || writer.abort())
-                .await
-                .map_err(|e| e.to_string())?;
+            abort(writer).await;
             return Err(e);
         }
     };
+    // A base backup is only usable with the WAL up to its end: wait until that is in the
+    // store (archived by `wal-push`, or streamed by `protect`), which also proves that the
+    // cluster's WAL reaches the store under this name.
+    let (s2, n2, d2) = (storage.clone(), name.to_string(), described.clone());
+    let waited = tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+    if let Err(e) = waited {
+        abort(writer).await;
+        return Err(e);
+    }
     let committed = tokio::task::spawn_blocking(move || writer.commit())
         .await
         .map_err(|e| e.to_string())?
@@ -106,10 +112,10 @@ pub async fn take_base_backup(
         id: id.clone(),
         started_at,
         finished_at: jiff::Timestamp::now(),
-        start_lsn: history.start_lsn,
-        stop_lsn: history.stop_lsn,
-        timeline: history.timeline,
-        wal_segment_size: history.wal_segment_size,
+        start_lsn: described.start_lsn,
+        stop_lsn: described.stop_lsn,
+        timeline: described.timeline,
+        wal_segment_size: described.wal_segment_size,
         tar_bytes,
         stored_bytes,
         sha256,
@@ -124,86 +130,212 @@ pub async fn take_base_backup(
     Ok(backup)
 }
 
-/// What a backup history file (`….backup`) says.
-struct History {
+/// Where a base backup's WAL starts and ends, from the `backup_label` and `backup_manifest`
+/// inside its tar.
+#[derive(Clone, Debug)]
+struct Described {
     start_lsn: String,
     stop_lsn: String,
+    /// The timeline the backup started on (recovery starts there).
     timeline: u32,
+    /// The timeline its WAL ends on (different when a standby was promoted meanwhile).
+    stop_timeline: u32,
     wal_segment_size: u64,
 }
 
-/// Finds the archived backup history file with `label`, waiting a little for the archiver.
-fn find_history(storage: &dyn Storage, name: &str, label: &str) -> Result<History, String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+/// What the tar stream carried besides the data directory: `backup_label` (where the WAL
+/// starts) and the end of `backup_manifest`, which pg_basebackup appends to a tar it writes
+/// to stdout and whose `WAL-Ranges` say where the WAL ends.
+#[derive(Default)]
+struct Scanned {
+    label: String,
+    manifest_tail: Vec<u8>,
+}
+
+/// The manifest's last bytes kept: `WAL-Ranges` and the checksum close it.
+const MANIFEST_TAIL: usize = 64 << 10;
+
+fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
+    let missing = |what: &str| {
+        format!(
+            "the base backup of {name} has no {what} (is the server PostgreSQL 13 or newer, and pg_basebackup as new as the server?)"
+        )
+    };
+    let field = |f: &str| scanned.label.lines().find_map(|l| l.strip_prefix(f));
+    // `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`: the LSN and its file
+    // tell the segment size.
+    let start = field("START WAL LOCATION: ").ok_or_else(|| missing("backup_label"))?;
+    let start_lsn = start.split_whitespace().next().unwrap_or("").to_string();
+    let start_file = start
+        .split("(file ")
+        .nth(1)
+        .map(|f| f.trim_end_matches(')').trim())
+        .unwrap_or("");
+    let timeline = field("START TIMELINE: ")
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| missing("START TIMELINE in its backup_label"))?;
+    let wal_segment_size = super::segment_size_of(&start_lsn, start_file)
+        .ok_or_else(|| format!("cannot tell the WAL segment size from `{start}`"))?;
+
+    #[derive(serde::Deserialize)]
+    struct Range {
+        #[serde(rename = "Timeline")]
+        timeline: u32,
+        #[serde(rename = "End-LSN")]
+        end_lsn: String,
+    }
+    let tail = String::from_utf8_lossy(&scanned.manifest_tail);
+    let ranges = tail
+        .rfind("\"WAL-Ranges\"")
+        .and_then(|at| {
+            let rest = &tail[at..];
+            let open = rest.find('[')?;
+            let close = rest.find(']')?;
+            serde_json::from_str::<Vec<Range>>(&rest[open..=close]).ok()
+        })
+        .ok_or_else(|| missing("WAL-Ranges in its backup_manifest"))?;
+    let last = ranges
+        .last()
+        .ok_or_else(|| missing("WAL range in its backup_manifest"))?;
+    let stop_lsn = last.end_lsn.clone();
+    if super::parse_lsn(&start_lsn).is_none() || super::parse_lsn(&stop_lsn).is_none() {
+        return Err(format!(
+            "the base backup of {name} does not say where its WAL starts and ends"
+        ));
+    }
+    Ok(Described {
+        start_lsn,
+        stop_lsn,
+        timeline,
+        stop_timeline: last.timeline,
+        wal_segment_size,
+    })
+}
+
+/// How long a base backup waits for the WAL up to its end to reach the store.
+fn wal_wait() -> std::time::Duration {
+    let secs = std::env::var("PGBACKUPS_BASE_WAL_WAIT_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Waits until the segment holding the backup's last WAL byte is in the store.
+fn wait_for_wal(storage: &dyn Storage, name: &str, d: &Described) -> Result<(), String> {
+    // The end LSN is the first byte after the backup's WAL: the byte before it is the last
+    // one needed.
+    let last = super::parse_lsn(&d.stop_lsn).unwrap_or(1).saturating_sub(1);
+    let file = super::segment_file(d.stop_timeline, last, d.wal_segment_size);
+    let key = crate::wal::key(name, &file).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + wal_wait();
     loop {
-        let keys = storage
-            .list(&format!("wal/{name}/"))
-            .map_err(|e| e.to_string())?;
-        for key in keys.iter().rev().filter(|k| k.ends_with(".backup.zst")) {
-            // Through `open`, which decrypts (WAL is encrypted like backups).
-            let mut stored = Vec::new();
-            storage
-                .open(key)
-                .map_err(|e| e.to_string())?
-                .take(1 << 20)
-                .read_to_end(&mut stored)
-                .map_err(|e| format!("{key}: {e}"))?;
-            let text = zstd::decode_all(&stored[..])
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .map_err(|e| format!("{key}: {e}"))?;
-            if !text.lines().any(|l| l.trim() == format!("LABEL: {label}")) {
-                continue;
-            }
-            let field = |f: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(f))
-                    .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
-                    .unwrap_or_default()
-            };
-            // `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`: the LSN and
-            // its file tell the segment size.
-            let start_file = text
-                .lines()
-                .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
-                .and_then(|v| v.split("(file ").nth(1))
-                .map(|f| f.trim_end_matches(')').trim().to_string())
-                .unwrap_or_default();
-            let start_lsn = field("START WAL LOCATION: ");
-            let h = History {
-                wal_segment_size: super::segment_size_of(&start_lsn, &start_file)
-                    .ok_or_else(|| format!("{key}: cannot tell the WAL segment size"))?,
-                start_lsn,
-                stop_lsn: field("STOP WAL LOCATION: "),
-                timeline: field("START TIMELINE: ").parse().unwrap_or(0),
-            };
-            if super::parse_lsn(&h.start_lsn).is_none() || super::parse_lsn(&h.stop_lsn).is_none() {
-                return Err(format!(
-                    "{key} does not say where the backup's WAL starts and ends"
-                ));
-            }
-            return Ok(h);
+        if storage.size(&key).map_err(|e| e.to_string())?.is_some() {
+            return Ok(());
         }
         if std::time::Instant::now() > deadline {
             return Err(format!(
-                "the server did not archive this backup's WAL into pgbackups under the name {name}: set archive_mode = on and archive_command = 'pgbackups wal-push --name {name} %p' (with the same storage settings), then take the base backup again"
+                "the WAL this base backup needs ({file}) did not reach the store within {} s, so the base backup was discarded. The cluster's WAL must go into pgbackups under the name {name}: protect it (`pgbackups protect {name}`), or set archive_mode = on and archive_command = 'pgbackups wal-push --name {name} %p' (with the same storage settings)",
+                wal_wait().as_secs()
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 
-type Compressed = (Box<dyn ObjectWriter>, String, u64, u64);
+async fn abort(writer: Box<dyn ObjectWriter>) {
+    let _ = tokio::task::spawn_blocking(move || writer.abort()).await;
+}
 
-/// The tar from the pipe, through zstd and SHA-256 into the object.
+/// The compressed tar in its (uncommitted) object, with what the pipeline learned.
+struct Compressed {
+    writer: Box<dyn ObjectWriter>,
+    sha256: String,
+    stored_bytes: u64,
+    tar_bytes: u64,
+    scanned: Scanned,
+}
+
+/// A reader that writes everything read through it to `to`: the tar is parsed on its way
+/// into the compressor.
+struct Tee<R, W> {
+    from: R,
+    to: W,
+    bytes: u64,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.from.read(buf)?;
+        self.to.write_all(&buf[..n])?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The tar from the pipe, through zstd and SHA-256 into the object, read entry by entry on
+/// the way to pick out `backup_label` and the manifest's end.
 fn compress(reader: io::PipeReader, writer: Box<dyn ObjectWriter>) -> io::Result<Compressed> {
-    let mut input = BufReader::with_capacity(1 << 20, reader);
+    let input = BufReader::with_capacity(1 << 20, reader);
     let mut encoder = zstd::stream::write::Encoder::new(HashingWriter::new(writer), 1)?;
     encoder.multithread(2)?;
     encoder.include_checksum(true)?;
-    let tar_bytes = copy_chunked(&mut input, &mut encoder)?;
-    let hashing = encoder.finish()?;
-    let (writer, sha, stored) = hashing.finish();
-    Ok((writer, sha, stored, tar_bytes))
+    let mut tee = Tee {
+        from: input,
+        to: encoder,
+        bytes: 0,
+    };
+    let mut scanned = Scanned::default();
+    {
+        let mut archive = tar::Archive::new(&mut tee);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path_bytes().into_owned();
+            match path.as_slice() {
+                b"backup_label" => {
+                    let mut label = Vec::new();
+                    (&mut entry).take(1 << 20).read_to_end(&mut label)?;
+                    scanned.label = String::from_utf8_lossy(&label).into_owned();
+                    copy_chunked(&mut entry, &mut io::sink())?;
+                }
+                b"backup_manifest" => {
+                    copy_chunked(&mut entry, &mut TailWriter(&mut scanned.manifest_tail))?;
+                }
+                _ => {
+                    copy_chunked(&mut entry, &mut io::sink())?;
+                }
+            }
+        }
+    }
+    // The end-of-archive blocks and any padding after them.
+    copy_chunked(&mut tee, &mut io::sink())?;
+    let tar_bytes = tee.bytes;
+    let hashing = tee.to.finish()?;
+    let (writer, sha256, stored_bytes) = hashing.finish();
+    Ok(Compressed {
+        writer,
+        sha256,
+        stored_bytes,
+        tar_bytes,
+        scanned,
+    })
+}
+
+/// Keeps the last [`MANIFEST_TAIL`] bytes written to it.
+struct TailWriter<'a>(&'a mut Vec<u8>);
+
+impl Write for TailWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        if self.0.len() > 2 * MANIFEST_TAIL {
+            self.0.drain(..self.0.len() - MANIFEST_TAIL);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// pg_basebackup's error, with what to do about the usual ones.

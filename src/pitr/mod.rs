@@ -87,6 +87,13 @@ pub fn segment_size_of(lsn: &str, file: &str) -> Option<u64> {
     })
 }
 
+/// The name of the segment file on timeline `tli` that holds byte `lsn`.
+pub fn segment_file(tli: u32, lsn: u64, segment_size: u64) -> String {
+    let per_log = 0x1_0000_0000 / segment_size;
+    let segno = lsn / segment_size;
+    format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
+}
+
 /// An LSN (`16/B374D848`) as a number, for comparisons.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.trim().split_once('/')?;
@@ -112,6 +119,10 @@ mod tests {
         assert_eq!(
             segment_size_of("0/2000028", "000000010000000000000009"),
             None
+        );
+        assert_eq!(
+            segment_file(2, 0x1_FF00_0000, 16 << 20),
+            "0000000200000001000000FF"
         );
     }
 

@@ -17,6 +17,7 @@ use crate::catalog::{
     CatalogError, DatabaseRecord, Origin, ScheduleRecord, TransferId, TransferKind,
 };
 use crate::pg::DumpFilter;
+use crate::protect::{ProtectError, Protector};
 use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
@@ -28,6 +29,7 @@ struct AppState {
     engine: Arc<Engine>,
     secrets: Arc<Secrets>,
     scheduler: Arc<Scheduler>,
+    protector: Arc<Protector>,
     /// The URL clients reach this service at, for signed download links.
     public_url: Arc<str>,
 }
@@ -37,12 +39,14 @@ pub fn router(
     engine: Arc<Engine>,
     secrets: Arc<Secrets>,
     scheduler: Arc<Scheduler>,
+    protector: Arc<Protector>,
     public_url: &str,
 ) -> Router {
     let state = AppState {
         engine,
         secrets,
         scheduler,
+        protector,
         public_url: public_url.into(),
     };
     let api = Router::new()
@@ -74,6 +78,12 @@ pub fn router(
         .route("/backups/{id}/url", post(backup_url))
         .route("/backups/{id}/verify", post(verify_backup))
         .route("/catalog/rebuild", post(rebuild_catalog))
+        .route("/protections", get(list_protections).post(protect))
+        .route(
+            "/protections/{database}",
+            get(show_protection).delete(unprotect),
+        )
+        .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such API route; see docs/API.md")
         })
@@ -144,6 +154,20 @@ impl From<TransferError> for ApiError {
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> ApiError {
         TransferError::from(e).into()
+    }
+}
+
+impl From<ProtectError> for ApiError {
+    fn from(e: ProtectError) -> ApiError {
+        match e {
+            ProtectError::Transfer(t) => t.into(),
+            ProtectError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            ProtectError::Refused(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            ProtectError::Internal(m) => {
+                tracing::error!("{m}");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
+        }
     }
 }
 
@@ -226,6 +250,12 @@ async fn remove_database(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
+    if s.protector.is_protected(&name) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{name} is protected: stop that first with `pgbackups unprotect {name}`"),
+        ));
+    }
     let e = s.engine.clone();
     let removed = blocking(move || Ok(e.catalog().remove_database(&name)?)).await?;
     if removed {
@@ -788,4 +818,113 @@ async fn stream_dump(s: &AppState, id: Option<TransferId>) -> ApiResult<Response
         headers.insert("x-pgbackups-backup", v);
     }
     Ok(resp)
+}
+
+// ---- Continuous Protection ----
+
+#[derive(Deserialize)]
+struct ProtectRequest {
+    database: String,
+    /// Seconds between base backups (default a day).
+    base_every_secs: Option<u64>,
+    /// Base backups kept (default 7).
+    keep: Option<u32>,
+}
+
+async fn protect(
+    State(s): State<AppState>,
+    Json(req): Json<ProtectRequest>,
+) -> ApiResult<Response> {
+    let view = s
+        .protector
+        .protect(
+            &req.database,
+            req.base_every_secs.map(std::time::Duration::from_secs),
+            req.keep,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_protections(State(s): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(s.protector.list().await?).into_response())
+}
+
+async fn show_protection(
+    State(s): State<AppState>,
+    Path(database): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(s.protector.info(&database).await?).into_response())
+}
+
+async fn unprotect(State(s): State<AppState>, Path(database): Path<String>) -> ApiResult<Response> {
+    let warning = s.protector.unprotect(&database).await?;
+    Ok(Json(json!({ "unprotected": database, "warning": warning })).into_response())
+}
+
+/// Prometheus text: the WAL stream of each protected database.
+async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
+    use std::fmt::Write;
+    let views = s.protector.list().await?;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (db, v) in values {
+            let _ = writeln!(out, "{name}{{database=\"{db}\"}} {v}");
+        }
+    };
+    let live = |f: &dyn Fn(&crate::protect::Live) -> Option<f64>| -> Vec<(String, f64)> {
+        views
+            .iter()
+            .filter_map(|v| Some((v.database.clone(), f(v.live.as_ref()?)?)))
+            .collect()
+    };
+    metric(
+        "pgbackups_wal_lag_bytes",
+        "WAL the server wrote that is not in the store yet.",
+        &mut live(&|l| l.lag_bytes.map(|b| b as f64)).into_iter(),
+    );
+    metric(
+        "pgbackups_wal_lag_seconds",
+        "How long ago the server was at the position the store has reached.",
+        &mut live(&|l| l.lag_seconds.map(|b| b as f64)).into_iter(),
+    );
+    metric(
+        "pgbackups_wal_slot_retained_bytes",
+        "WAL the replication slot keeps on the server.",
+        &mut live(&|l| l.slot_retained_bytes.map(|b| b as f64)).into_iter(),
+    );
+    metric(
+        "pgbackups_wal_receiver_up",
+        "1 while the WAL receiver streams.",
+        &mut live(&|l| {
+            Some(f64::from(u8::from(
+                l.receiver == crate::protect::ReceiverState::Streaming,
+            )))
+        })
+        .into_iter(),
+    );
+    metric(
+        "pgbackups_wal_gaps",
+        "Runs of WAL segments missing from the store.",
+        &mut live(&|l| Some(l.gaps.len() as f64)).into_iter(),
+    );
+    metric(
+        "pgbackups_base_backup_last_timestamp_seconds",
+        "When the newest base backup finished.",
+        &mut live(&|l| {
+            l.last_base_backup
+                .as_ref()
+                .map(|b| b.finished_at.as_second() as f64)
+        })
+        .into_iter(),
+    );
+    metric(
+        "pgbackups_protection_problems",
+        "Problems protection:info reports.",
+        &mut views
+            .iter()
+            .map(|v| (v.database.clone(), v.problems.len() as f64)),
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

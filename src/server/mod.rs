@@ -134,13 +134,23 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         dir.display()
     );
 
+    let protector = crate::protect::Protector::new(engine.clone(), dir);
+    protector
+        .start_all()
+        .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?;
     tokio::spawn(retry_storage_aborts(engine.storage().clone()));
     let starter: Arc<dyn crate::schedule::Starter> = Arc::new(engine.clone());
     let scheduler = Scheduler::new(engine.catalog().clone(), starter, clock);
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));
     let public_url = config.public_url.clone().unwrap_or_else(|| url.clone());
-    let app = router(engine.clone(), secrets, scheduler, &public_url);
+    let app = router(
+        engine.clone(),
+        secrets,
+        scheduler,
+        protector.clone(),
+        &public_url,
+    );
     let shutdown_engine = engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
@@ -148,6 +158,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         wait_for_signal().await;
         tracing::info!("shutting down: stopping the scheduler and running transfers");
         stop_scheduler.cancel();
+        protector.shutdown().await;
         shutdown_engine.shutdown(SHUTDOWN_GRACE).await;
         stopped_tx.notify_one();
     });

@@ -216,6 +216,11 @@ impl Cluster {
     }
 
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/db`.
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn url(&self, db: &str) -> String {
         format!(
             "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
@@ -390,6 +395,19 @@ impl Drop for Holder<'_> {
 pub fn give_to_server_user(path: &Path) {
     if let Some((uid, gid)) = server_user() {
         std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
+
+/// [`give_to_server_user`] for a whole tree.
+pub fn give_to_server_user_recursively(path: &Path) {
+    if server_user().is_some() {
+        check(
+            Command::new("chown")
+                .args(["-R", "postgres:", path.to_str().unwrap()])
+                .output()
+                .unwrap(),
+            "chown",
+        );
     }
 }
 
@@ -581,6 +599,18 @@ impl Service {
     }
 
     /// A raw HTTP request (no client library in between); returns status and body.
+    /// GETs an API path with the token; panics unless it answers 200; returns the body.
+    pub fn ok_http(&self, path: &str) -> String {
+        let (status, resp) = self.raw_http(&format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            self.token()
+        ));
+        assert_eq!(status, 200, "{resp}");
+        resp.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
     pub fn raw_http(&self, request_head: &str) -> (u16, String) {
         let addr = self.url.trim_start_matches("http://");
         let mut s = TcpStream::connect(addr).unwrap();

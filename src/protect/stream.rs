@@ -1,0 +1,890 @@
+//! One protected database's WAL stream and base backups.
+//!
+//! The stock `pg_receivewal` writes the server's WAL into a spool directory as the server
+//! writes it (no slot of its own). Each tick, completed segments go into the store (the same
+//! objects `wal-push` writes) and only then is the database's replication slot advanced past
+//! them, so the server keeps every byte of WAL until it is durable in the store. The segment
+//! still filling is uploaded as `….partial` every few seconds, so the store is seconds behind
+//! the server even when a segment takes hours to fill. Base backups are taken on a period.
+//!
+//! Restarts resume without a gap: `pg_receivewal` starts after the newest file in the spool;
+//! with an empty spool, a placeholder segment just before the slot's position makes it start
+//! at the slot (everything before the slot is stored, since the slot only moves after that).
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use jiff::Timestamp;
+use serde::Serialize;
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::pg::client::{query, quote_literal, tool_command};
+use crate::pg::{PgTool, PgTools, PgUrl};
+use crate::pitr::{self, BaseBackup, parse_lsn, segment_file};
+use crate::storage::Storage;
+use crate::transfer::pipeline::{error_summary, spawn_tool, terminate};
+
+/// What a stream needs to run.
+#[derive(Clone)]
+pub(super) struct Setup {
+    pub name: String,
+    pub slot: String,
+    pub url: PgUrl,
+    pub storage: Arc<dyn Storage>,
+    pub tools: PgTools,
+    pub spool: PathBuf,
+    pub base_every: Duration,
+    pub keep_base: u32,
+}
+
+/// What the receiver is doing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverState {
+    #[default]
+    Starting,
+    Streaming,
+    /// It exited with an error and is restarted with a growing delay (at most 30 s).
+    Failing,
+    Stopped,
+}
+
+/// A stream's state as the service sees it now: the live half of `protection:info`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Live {
+    pub receiver: ReceiverState,
+    /// Why the receiver last failed (pg_receivewal's error).
+    pub receiver_error: Option<String>,
+    pub receiver_restarts: u64,
+    /// The server's current WAL position, its slot's, what the receiver has, and what the
+    /// store has (every byte before `stored_lsn` is durable in the store).
+    pub server_lsn: Option<String>,
+    pub slot_lsn: Option<String>,
+    pub received_lsn: Option<String>,
+    pub stored_lsn: Option<String>,
+    /// When WAL last went into the store.
+    pub stored_at: Option<Timestamp>,
+    /// WAL the server has written that is not in the store yet, in bytes and in seconds (how
+    /// long ago the server was at the store's position).
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<u64>,
+    /// The slot holds this much WAL on the server (its distance from the server's position).
+    pub slot_retained_bytes: Option<u64>,
+    /// A store failure of the last tick (WAL is kept in the spool and retried).
+    pub store_error: Option<String>,
+    /// The slot was found missing (dropped by hand?) and created again: WAL written meanwhile
+    /// may be lost, which the gap check reports.
+    pub slot_recreated_at: Option<Timestamp>,
+    pub base_backup_running: bool,
+    pub base_backup_error: Option<String>,
+    pub next_base_backup_at: Option<Timestamp>,
+    /// From the store (refreshed every minute and after each base backup).
+    pub earliest: Option<Timestamp>,
+    pub base_backups: usize,
+    pub last_base_backup: Option<BaseBackup>,
+    pub gaps: Vec<(String, String)>,
+    /// The average WAL the server writes per day, since the oldest kept base backup.
+    pub wal_bytes_per_day: Option<u64>,
+}
+
+impl Live {
+    /// What is wrong, one line each: shown loudly by `protection:info` and the dashboard.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.receiver == ReceiverState::Failing {
+            out.push(format!(
+                "WAL receiver failing: {}",
+                self.receiver_error.as_deref().unwrap_or("unknown error")
+            ));
+        }
+        if let Some(e) = &self.store_error {
+            out.push(format!("cannot store WAL: {e}"));
+        }
+        if let (Some(s), Some(b)) = (self.lag_seconds, self.lag_bytes)
+            && (s > lag_limit_secs() || b > LAG_LIMIT_BYTES)
+        {
+            out.push(format!(
+                "WAL archiving is {s} s ({}) behind the server",
+                human_bytes(b)
+            ));
+        }
+        if let Some(at) = self.slot_recreated_at {
+            out.push(format!(
+                "the replication slot was missing and was created again at {at}: WAL written before may be missing"
+            ));
+        }
+        for (from, to) in &self.gaps {
+            out.push(format!(
+                "WAL gap: {from} .. {to} missing from the store (rollbacks cannot cross it; a new base backup starts a new window)"
+            ));
+        }
+        if let Some(e) = &self.base_backup_error {
+            out.push(format!("last base backup failed: {e}"));
+        }
+        out
+    }
+}
+
+/// Archiving further behind than this is a problem (`PGBACKUPS_LAG_LIMIT_SECS`, default 300).
+fn lag_limit_secs() -> u64 {
+    env_secs("PGBACKUPS_LAG_LIMIT_SECS", 300)
+}
+
+const LAG_LIMIT_BYTES: u64 = 1 << 30;
+
+fn env_secs(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} kB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// A running `pg_receivewal` and the last lines it printed.
+struct Receiver {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// The supervisor's own state.
+struct Stream {
+    setup: Setup,
+    live: Arc<Mutex<Live>>,
+    receiver: Option<Receiver>,
+    restart_at: Instant,
+    backoff: Duration,
+    segment_size: u64,
+    /// Where the slot is: everything before it is in the store.
+    slot_lsn: u64,
+    /// The end of the newest whole segment stored, and what the newest partial upload
+    /// surely held.
+    stored_lsn: u64,
+    partial_lsn: u64,
+    received_lsn: Option<u64>,
+    partial: Option<PartialMark>,
+    partial_at: Instant,
+    /// (time, server position) every two seconds while the store is behind: how long ago
+    /// the server was where the store is.
+    samples: VecDeque<(Timestamp, u64)>,
+    sampled_at: Instant,
+    checked_at: Option<Instant>,
+    warned_lag_at: Option<Instant>,
+    base: Option<tokio::task::JoinHandle<Result<BaseBackup, String>>>,
+    next_base_at: Option<Timestamp>,
+    /// The oldest base backup's start (time, LSN), for the WAL volume per day.
+    oldest_base: Option<(Timestamp, u64)>,
+}
+
+/// Runs the stream until `stop`; never returns early (failures are retried and reported in
+/// `live`).
+pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: CancellationToken) {
+    let mut s = Stream {
+        setup,
+        live,
+        receiver: None,
+        restart_at: Instant::now(),
+        backoff: Duration::from_secs(1),
+        segment_size: 0,
+        slot_lsn: 0,
+        stored_lsn: 0,
+        partial_lsn: 0,
+        received_lsn: None,
+        partial: None,
+        partial_at: Instant::now(),
+        samples: VecDeque::new(),
+        sampled_at: Instant::now() - Duration::from_secs(60),
+        checked_at: None,
+        warned_lag_at: None,
+        base: None,
+        next_base_at: None,
+        oldest_base: None,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        s.step().await;
+    }
+    if let Some(mut r) = s.receiver.take() {
+        let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
+    }
+    if let Some(base) = s.base.take() {
+        // Dropping the task kills pg_basebackup; its object is never described, so it does
+        // not exist as a base backup.
+        base.abort();
+    }
+    s.set(|l| l.receiver = ReceiverState::Stopped);
+}
+
+impl Stream {
+    fn set(&self, f: impl FnOnce(&mut Live)) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut live);
+    }
+
+    async fn step(&mut self) {
+        self.watch_receiver().await;
+        if self.segment_size == 0 {
+            // Not started yet (or the server was unreachable): nothing to store.
+            return;
+        }
+        self.store_spool().await;
+        self.sample().await;
+        self.base_backups().await;
+        self.check_archive().await;
+    }
+
+    /// Starts the receiver when it is not running and its restart delay has passed; notices
+    /// when it exits.
+    async fn watch_receiver(&mut self) {
+        if let Some(r) = &mut self.receiver {
+            match r.child.try_wait() {
+                Ok(None) => return,
+                Ok(Some(status)) => {
+                    let lines: Vec<String> = r
+                        .lines
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .cloned()
+                        .collect();
+                    let why = explain(&error_summary(&lines), &self.setup.url);
+                    tracing::warn!(
+                        database = %self.setup.name,
+                        "pg_receivewal exited ({status}): {why}; restarting in {} s",
+                        self.backoff.as_secs()
+                    );
+                    self.fail(why);
+                }
+                Err(e) => self.fail(format!("cannot watch pg_receivewal: {e}")),
+            }
+            self.receiver = None;
+            return;
+        }
+        if Instant::now() < self.restart_at {
+            return;
+        }
+        match self.start_receiver().await {
+            Ok(r) => {
+                self.receiver = Some(r);
+                self.set(|l| {
+                    l.receiver = ReceiverState::Streaming;
+                    l.receiver_error = None;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(database = %self.setup.name, "cannot start the WAL receiver: {e}");
+                self.fail(e);
+            }
+        }
+    }
+
+    fn fail(&mut self, why: String) {
+        self.restart_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.set(|l| {
+            l.receiver = ReceiverState::Failing;
+            l.receiver_error = Some(why);
+            l.receiver_restarts += 1;
+        });
+    }
+
+    /// Reads where the slot is, makes sure the spool resumes there, and starts
+    /// `pg_receivewal`.
+    async fn start_receiver(&mut self) -> Result<Receiver, String> {
+        let setup = &self.setup;
+        let rows = query(
+            &setup.tools,
+            &setup.url,
+            &format!(
+                "SELECT setting, (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}) FROM pg_settings WHERE name = 'wal_segment_size'",
+                slot = quote_literal(&setup.slot)
+            ),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let row = rows
+            .first()
+            .ok_or("the server did not say its WAL segment size")?;
+        let size: u64 = row[0]
+            .parse()
+            .map_err(|_| format!("unexpected wal_segment_size `{}`", row[0]))?;
+        let slot = match row.get(1).and_then(|l| parse_lsn(l)) {
+            Some(lsn) => lsn,
+            None => {
+                // Dropped behind our back: hold the WAL from now on, and say so loudly.
+                tracing::error!(
+                    database = %setup.name,
+                    "replication slot {} is missing; creating it again (WAL written meanwhile may be missing from the store)",
+                    setup.slot
+                );
+                super::create_slot(&setup.tools, &setup.url, &setup.slot).await?;
+                self.set(|l| l.slot_recreated_at = Some(Timestamp::now()));
+                return Err(format!(
+                    "replication slot {} was missing and has been created again",
+                    setup.slot
+                ));
+            }
+        };
+        let timeline = super::identify_system(&setup.tools, &setup.url)
+            .await?
+            .timeline;
+        self.segment_size = size;
+        self.slot_lsn = slot;
+        self.stored_lsn = self.stored_lsn.max(slot);
+        let spool = setup.spool.clone();
+        tokio::task::spawn_blocking(move || resume_at(&spool, slot, size, timeline))
+            .await
+            .map_err(|e| e.to_string())??;
+
+        let exe = setup
+            .tools
+            .newest(PgTool::ReceiveWal)
+            .map_err(|e| e.to_string())?;
+        let mut cmd = tool_command(&exe, Some(&setup.url));
+        cmd.env("PGAPPNAME", app_name(&setup.slot))
+            .arg("--directory")
+            .arg(&setup.spool)
+            .args([
+                "--no-loop",
+                "--verbose",
+                "--status-interval=1",
+                "--no-password",
+                "--dbname",
+                &setup.url.without_password(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = spawn_tool(&mut cmd, "pg_receivewal").map_err(|e| e.to_string())?;
+        let lines = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let (lines, name) = (lines.clone(), setup.name.clone());
+            tokio::spawn(async move {
+                let mut reader = tokio::io::BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    tracing::debug!(database = %name, "pg_receivewal: {line}");
+                    let mut l = lines.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.len() == 20 {
+                        l.pop_front();
+                    }
+                    l.push_back(line);
+                }
+            });
+        }
+        self.backoff = Duration::from_secs(1);
+        tracing::info!(database = %setup.name, "WAL receiver started at {}", lsn_text(slot));
+        Ok(Receiver { child, lines })
+    }
+
+    /// Stores what the spool has ready and moves the slot past it.
+    async fn store_spool(&mut self) {
+        let partial_due = self.partial_at.elapsed() >= partial_every();
+        // What the receiver had reported before the partial file is read: the upload holds
+        // at least this much.
+        let received = self.received_lsn;
+        let job = Sweep {
+            spool: self.setup.spool.clone(),
+            storage: self.setup.storage.clone(),
+            name: self.setup.name.clone(),
+            stored_lsn: self.stored_lsn.max(self.slot_lsn),
+            segment_size: self.segment_size,
+            partial: partial_due.then(|| self.partial.clone()),
+        };
+        let done = match tokio::task::spawn_blocking(move || job.run()).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.set(|l| l.store_error = Some(e.to_string()));
+                return;
+            }
+        };
+        if partial_due {
+            self.partial_at = Instant::now();
+        }
+        if let Some(mark) = done.partial {
+            self.partial = Some(mark);
+            if let Some(r) = received {
+                self.partial_lsn = self.partial_lsn.max(r);
+            }
+        }
+        if let Some(end) = done.stored_end {
+            self.stored_lsn = self.stored_lsn.max(end);
+        }
+        let stored_any = done.stored_end.is_some() || done.partial_stored;
+        self.set(|l| {
+            l.store_error = done.error.clone();
+            if stored_any {
+                l.stored_at = Some(Timestamp::now());
+            }
+        });
+        if let Some(e) = &done.error {
+            tracing::warn!(database = %self.setup.name, "cannot store WAL (kept in the spool, retrying): {e}");
+        }
+        if self.stored_lsn > self.slot_lsn {
+            let sql = format!(
+                "SELECT pg_replication_slot_advance({}, {})",
+                quote_literal(&self.setup.slot),
+                quote_literal(&lsn_text(self.stored_lsn))
+            );
+            match query(&self.setup.tools, &self.setup.url, &sql).await {
+                Ok(_) => self.slot_lsn = self.stored_lsn,
+                Err(e) => {
+                    tracing::warn!(database = %self.setup.name, "cannot advance slot {}: {e}", self.setup.slot)
+                }
+            }
+        }
+    }
+
+    /// Every two seconds: where the server, the slot and the receiver are, and the lag.
+    async fn sample(&mut self) {
+        if self.sampled_at.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.sampled_at = Instant::now();
+        let sql = format!(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, \
+             (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}), \
+             (SELECT max(write_lsn) FROM pg_stat_replication WHERE application_name = {app})",
+            slot = quote_literal(&self.setup.slot),
+            app = quote_literal(&app_name(&self.setup.slot)),
+        );
+        let Ok(rows) = query(&self.setup.tools, &self.setup.url, &sql).await else {
+            return;
+        };
+        let field = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i))
+                .and_then(|v| parse_lsn(v))
+        };
+        let (Some(server), slot, received) = (field(0), field(1), field(2)) else {
+            return;
+        };
+        if slot.is_none() {
+            // Noticed by the next start of the receiver, which recreates it.
+            if let Some(mut r) = self.receiver.take() {
+                let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
+                self.fail(format!(
+                    "replication slot {} is missing (dropped by hand?)",
+                    self.setup.slot
+                ));
+            }
+        }
+        if received.is_some() {
+            self.received_lsn = received;
+        }
+        let stored = self.stored_lsn.max(self.partial_lsn);
+        let now = Timestamp::now();
+        self.samples.push_back((now, server));
+        // Keep one sample at or before the stored position (when the server was there);
+        // drop older ones, and bound the history at a day of samples.
+        while self.samples.len() > 1 && self.samples[1].1 <= stored {
+            self.samples.pop_front();
+        }
+        if self.samples.len() > 43_200 {
+            self.samples.pop_front();
+        }
+        let lag_bytes = server.saturating_sub(stored);
+        let lag_seconds = if lag_bytes == 0 {
+            0
+        } else {
+            self.samples
+                .front()
+                .map(|(t, _)| now.duration_since(*t).as_secs().max(0) as u64)
+                .unwrap_or(0)
+        };
+        let lagging = lag_seconds > lag_limit_secs() || lag_bytes > LAG_LIMIT_BYTES;
+        if lagging
+            && self
+                .warned_lag_at
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(600))
+        {
+            tracing::warn!(
+                database = %self.setup.name,
+                "WAL archiving is {lag_seconds} s ({}) behind the server",
+                human_bytes(lag_bytes)
+            );
+            self.warned_lag_at = Some(Instant::now());
+        }
+        let per_day = self.per_day(server);
+        self.set(|l| {
+            l.server_lsn = Some(lsn_text(server));
+            l.slot_lsn = slot.map(lsn_text);
+            l.received_lsn = received.map(lsn_text);
+            l.stored_lsn = Some(lsn_text(stored));
+            l.lag_bytes = Some(lag_bytes);
+            l.lag_seconds = Some(lag_seconds);
+            l.slot_retained_bytes = slot.map(|s| server.saturating_sub(s));
+            if per_day.is_some() {
+                l.wal_bytes_per_day = per_day;
+            }
+        });
+    }
+
+    /// WAL per day from the oldest base backup's start to now.
+    fn per_day(&self, server: u64) -> Option<u64> {
+        let (since, from) = self.oldest_base?;
+        let secs = Timestamp::now().duration_since(since).as_secs_f64();
+        (secs >= 60.0).then(|| (server.saturating_sub(from) as f64 * 86_400.0 / secs) as u64)
+    }
+
+    /// Starts a base backup when one is due and the stream runs; records how it ended.
+    async fn base_backups(&mut self) {
+        if let Some(task) = &self.base {
+            if !task.is_finished() {
+                return;
+            }
+            let Some(task) = self.base.take() else { return };
+            let retry = Duration::from_secs(env_secs("PGBACKUPS_BASE_RETRY_SECS", 300));
+            let result = match task.await {
+                Ok(r) => r,
+                Err(e) => Err(format!("the base backup task failed: {e}")),
+            };
+            match result {
+                Ok(b) => {
+                    tracing::info!(database = %self.setup.name, "base backup {} stored", b.id);
+                    let next = b.started_at + self.setup.base_every;
+                    self.next_base_at = Some(next);
+                    self.set(|l| {
+                        l.base_backup_error = None;
+                        l.base_backup_running = false;
+                        l.next_base_backup_at = Some(next);
+                    });
+                    self.checked_at = None;
+                }
+                Err(e) => {
+                    tracing::error!(database = %self.setup.name, "base backup failed: {e}");
+                    let next = Timestamp::now() + retry;
+                    self.next_base_at = Some(next);
+                    self.set(|l| {
+                        l.base_backup_error = Some(e);
+                        l.base_backup_running = false;
+                        l.next_base_backup_at = Some(next);
+                    });
+                }
+            }
+            return;
+        }
+        let Some(next) = self.next_base_at else {
+            return; // not known until the archive was read
+        };
+        if Timestamp::now() < next || self.receiver.is_none() {
+            return;
+        }
+        let setup = self.setup.clone();
+        self.set(|l| l.base_backup_running = true);
+        self.base = Some(tokio::spawn(async move {
+            let b = pitr::take_base_backup(
+                setup.storage.clone(),
+                &setup.tools,
+                &setup.url,
+                &setup.name,
+            )
+            .await?;
+            let (storage, name, keep) = (setup.storage, setup.name, setup.keep_base as usize);
+            let expired =
+                tokio::task::spawn_blocking(move || pitr::expire(storage.as_ref(), &name, keep))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            match expired {
+                Ok(x) if !x.base_backups.is_empty() => tracing::info!(
+                    "expired base backups {:?} and {} WAL files",
+                    x.base_backups,
+                    x.wal_files
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot expire old base backups: {e}"),
+            }
+            Ok(b)
+        }));
+    }
+
+    /// Every minute (and after a base backup): the window, base backups and gaps, from the
+    /// store.
+    async fn check_archive(&mut self) {
+        if self
+            .checked_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.checked_at = Some(Instant::now());
+        let (storage, name) = (self.setup.storage.clone(), self.setup.name.clone());
+        let info =
+            tokio::task::spawn_blocking(move || pitr::archive_info(storage.as_ref(), &name)).await;
+        let info = match info {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => {
+                tracing::warn!(database = %self.setup.name, "cannot read the archive: {e}");
+                return;
+            }
+            Err(_) => return,
+        };
+        if !info.gaps.is_empty() {
+            tracing::error!(database = %self.setup.name, "WAL gaps in the store: {:?}", info.gaps);
+        }
+        if self.next_base_at.is_none() {
+            self.next_base_at = Some(
+                info.base_backups
+                    .last()
+                    .map(|b| b.started_at + self.setup.base_every)
+                    .unwrap_or_else(Timestamp::now),
+            );
+        }
+        self.oldest_base = info
+            .base_backups
+            .iter()
+            .filter_map(|b| Some((b.started_at, parse_lsn(&b.start_lsn)?)))
+            .min_by_key(|(t, _)| *t);
+        let next = self.next_base_at;
+        self.set(|l| {
+            l.earliest = info.earliest;
+            l.base_backups = info.base_backups.len();
+            l.last_base_backup = info.base_backups.last().cloned();
+            l.gaps = info.gaps.clone();
+            l.next_base_backup_at = next;
+        });
+    }
+}
+
+/// How often the segment still filling is uploaded (`PGBACKUPS_PARTIAL_SECS`, default 5).
+fn partial_every() -> Duration {
+    Duration::from_secs(env_secs("PGBACKUPS_PARTIAL_SECS", 5).max(1))
+}
+
+/// The application name the receiver connects with, to find it in `pg_stat_replication`.
+fn app_name(slot: &str) -> String {
+    format!("{slot}_receiver")
+}
+
+/// pg_receivewal's error, with what to do about the usual ones.
+fn explain(summary: &str, url: &PgUrl) -> String {
+    let user = url.user().unwrap_or_default();
+    if summary.contains("no pg_hba.conf entry for replication connection") {
+        format!(
+            "{summary}. Add a line such as `host replication {user} <this host's address>/32 scram-sha-256` to pg_hba.conf and reload the server"
+        )
+    } else if summary.contains("must be superuser or replication role")
+        || summary.contains("permission denied to start WAL sender")
+    {
+        format!("{summary}. The role needs REPLICATION: ALTER ROLE {user} REPLICATION")
+    } else if summary.contains("requested WAL segment")
+        && summary.contains("has already been removed")
+    {
+        format!(
+            "{summary}. The server no longer has WAL the archive needs: there is a gap; a new base backup starts a new window"
+        )
+    } else if summary.is_empty() {
+        "pg_receivewal exited without saying why".to_string()
+    } else {
+        summary.to_string()
+    }
+}
+
+/// Makes `pg_receivewal` start at the slot's position when the spool has no WAL: it resumes
+/// after the newest segment file it finds, so a placeholder (zeros, never stored) is put just
+/// before the segment holding `slot`.
+fn resume_at(spool: &Path, slot: u64, segment_size: u64, timeline: u32) -> Result<(), String> {
+    std::fs::create_dir_all(spool)
+        .map_err(|e| format!("cannot create the WAL spool {}: {e}", spool.display()))?;
+    let has_wal = list_spool(spool)?
+        .iter()
+        .any(|f| matches!(f.kind, Kind::Segment | Kind::Partial));
+    let segno = slot / segment_size;
+    if has_wal || segno == 0 {
+        return Ok(());
+    }
+    let name = segment_file(timeline, (segno - 1) * segment_size, segment_size);
+    let path = spool.join(&name);
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.set_len(segment_size)
+        .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Segment,
+    Partial,
+    History,
+}
+
+/// A WAL file in the spool.
+#[derive(Clone, Debug)]
+struct Spooled {
+    name: String,
+    kind: Kind,
+    timeline: u32,
+    /// The segment's position (segments count from 0; unused for histories).
+    segno: u64,
+}
+
+fn list_spool(spool: &Path) -> Result<Vec<Spooled>, String> {
+    let entries = std::fs::read_dir(spool)
+        .map_err(|e| format!("cannot read the WAL spool {}: {e}", spool.display()))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if !crate::wal::is_wal_name(&name) || name.ends_with(".backup") {
+            continue;
+        }
+        let kind = if name.ends_with(".history") {
+            Kind::History
+        } else if name.ends_with(".partial") {
+            Kind::Partial
+        } else {
+            Kind::Segment
+        };
+        let hex = |r: std::ops::Range<usize>| {
+            name.get(r)
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+                .unwrap_or(0)
+        };
+        out.push(Spooled {
+            timeline: hex(0..8) as u32,
+            // log * (4 GiB / size) + seg, computed by the caller that knows the size.
+            segno: (hex(8..16) << 32) | hex(16..24),
+            kind,
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// The segment still filling, as last uploaded.
+#[derive(Clone, Debug, PartialEq)]
+struct PartialMark {
+    name: String,
+    modified: SystemTime,
+    len: u64,
+}
+
+/// One pass over the spool: histories and completed segments into the store in order, then
+/// closed partial segments, then (when due) the one still filling.
+struct Sweep {
+    spool: PathBuf,
+    storage: Arc<dyn Storage>,
+    name: String,
+    /// Everything before it is in the store already.
+    stored_lsn: u64,
+    segment_size: u64,
+    /// `Some(last upload)` when the filling segment is due for upload.
+    partial: Option<Option<PartialMark>>,
+}
+
+#[derive(Default)]
+struct Swept {
+    /// The end of the newest whole segment stored (everything before it is in the store).
+    stored_end: Option<u64>,
+    partial_stored: bool,
+    partial: Option<PartialMark>,
+    error: Option<String>,
+}
+
+impl Sweep {
+    fn run(self) -> Swept {
+        let mut out = Swept::default();
+        if let Err(e) = self.store(&mut out) {
+            out.error = Some(e);
+        }
+        out
+    }
+
+    fn store(&self, out: &mut Swept) -> Result<(), String> {
+        let per_log = 0x1_0000_0000 / self.segment_size;
+        let mut files = list_spool(&self.spool)?;
+        for f in &mut files {
+            f.segno = (f.segno >> 32) * per_log + (f.segno & 0xFFFF_FFFF);
+        }
+        files.sort_by_key(|f| (f.segno, f.timeline, f.kind == Kind::Partial));
+        let path = |f: &Spooled| self.spool.join(&f.name);
+        for f in files.iter().filter(|f| f.kind == Kind::History) {
+            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
+                .map_err(|e| e.to_string())?;
+            remove(&path(f))?;
+        }
+        let newest = files
+            .iter()
+            .filter(|f| f.kind != Kind::History)
+            .map(|f| (f.segno, f.timeline))
+            .max();
+        let Some((newest_segno, newest_tli)) = newest else {
+            return Ok(());
+        };
+        let stored_segno = self.stored_lsn / self.segment_size;
+        for f in files.iter().filter(|f| f.kind == Kind::Segment) {
+            let is_newest = f.segno == newest_segno;
+            if f.segno < stored_segno {
+                // Stored already (or the placeholder before the slot): keep the newest
+                // file, from which pg_receivewal resumes.
+                if !is_newest {
+                    remove(&path(f))?;
+                }
+                continue;
+            }
+            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
+                .map_err(|e| e.to_string())?;
+            out.stored_end = Some((f.segno + 1) * self.segment_size);
+            // Its partial uploads are superseded.
+            if let Ok(key) = crate::wal::key(&self.name, &format!("{}.partial", f.name)) {
+                let _ = self.storage.delete(&key);
+            }
+            if !is_newest {
+                remove(&path(f))?;
+            }
+        }
+        for f in files.iter().filter(|f| f.kind == Kind::Partial) {
+            if (f.segno, f.timeline) != (newest_segno, newest_tli) {
+                // Closed for good (the last segment of a timeline that ended): stored once.
+                crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))
+                    .map_err(|e| e.to_string())?;
+                remove(&path(f))?;
+                continue;
+            }
+            let Some(last) = &self.partial else { continue };
+            let meta = std::fs::metadata(path(f))
+                .map_err(|e| format!("cannot read {}: {e}", path(f).display()))?;
+            let mark = PartialMark {
+                name: f.name.clone(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                len: meta.len(),
+            };
+            if last.as_ref() == Some(&mark) {
+                continue;
+            }
+            crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))
+                .map_err(|e| e.to_string())?;
+            out.partial_stored = true;
+            out.partial = Some(mark);
+        }
+        Ok(())
+    }
+}
+
+fn remove(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}
