@@ -429,6 +429,30 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
         },
         || format!("WAL not stored up to {end:X}: {}", info(&svc)),
     );
+    // The server restarts: the receiver reconnects and the stream goes on.
+    pg.restart();
+    pg.psql("postgres", "INSERT INTO marks VALUES ('f')");
+    pg.psql("postgres", fill);
+    let end = lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
+    common::wait_until(
+        90,
+        || {
+            info(&svc)["live"]["stored_lsn"]
+                .as_str()
+                .is_some_and(|l| lsn(l) >= end)
+        },
+        || {
+            format!(
+                "WAL not stored up to {end:X} after a server restart: {}",
+                info(&svc)
+            )
+        },
+    );
+    common::wait_until(
+        30,
+        || info(&svc)["live"]["receiver"] == "streaming",
+        || format!("the receiver did not come back: {}", info(&svc)),
+    );
     let now = info(&svc);
     assert_eq!(now["problems"], serde_json::json!([]), "{now}");
     assert_eq!(now["live"]["receiver"], "streaming", "{now}");
@@ -451,7 +475,7 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
     let store_flags = ["--storage", storage.as_str()];
     assert_eq!(
         restore_and_read(&["fork", "main"], &store_flags, &env),
-        ["a", "b", "c", "d", "e"]
+        ["a", "b", "c", "d", "e", "f"]
     );
 
     // unprotect drops the slot (and the database can then be removed).

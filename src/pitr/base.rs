@@ -10,7 +10,8 @@ use super::BaseBackup;
 use crate::pg::client::tool_command;
 use crate::pg::{PgTool, PgTools, PgUrl};
 use crate::storage::{ObjectWriter, Storage};
-use crate::transfer::pipeline::{HashingWriter, copy_chunked, error_summary, spawn_tool};
+use crate::transfer::layout::FramedEncoder;
+use crate::transfer::pipeline::{copy_chunked, error_summary, spawn_tool};
 
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
 /// `replication` line in `pg_hba.conf`; the cluster's WAL must reach the store under the
@@ -65,20 +66,24 @@ pub async fn take_base_backup(
     let piped = pipeline.await.map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
+    // pg_basebackup's own error first: when it dies mid-stream, the tar is cut short too.
+    if !out.status.success() {
+        if let Ok(p) = piped {
+            abort(p.writer).await;
+        }
+        return Err(explain_failure(&lines, url));
+    }
     let Compressed {
         writer,
         sha256,
         stored_bytes,
         tar_bytes,
+        frames,
         scanned,
     } = match piped {
         Ok(p) => p,
         Err(e) => return Err(format!("could not store the base backup: {e}")),
     };
-    if !out.status.success() {
-        abort(writer).await;
-        return Err(explain_failure(&lines, url));
-    }
     let described = match describe(&scanned, name) {
         Ok(d) => d,
         Err(e) => {
@@ -119,6 +124,7 @@ pub async fn take_base_backup(
         tar_bytes,
         stored_bytes,
         sha256,
+        frames,
     };
     // The description makes it exist: written last.
     let json = serde_json::to_vec_pretty(&backup).map_err(|e| e.to_string())?;
@@ -253,6 +259,7 @@ struct Compressed {
     sha256: String,
     stored_bytes: u64,
     tar_bytes: u64,
+    frames: Vec<(u64, u64)>,
     scanned: Scanned,
 }
 
@@ -273,13 +280,12 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
-/// The tar from the pipe, through zstd and SHA-256 into the object, read entry by entry on
-/// the way to pick out `backup_label` and the manifest's end.
+/// The tar from the pipe, through zstd (a new frame every 16 MiB, so that a restore can
+/// decompress frames in parallel) and SHA-256 into the object, read entry by entry on the way
+/// to pick out `backup_label` and the manifest's end.
 fn compress(reader: io::PipeReader, writer: Box<dyn ObjectWriter>) -> io::Result<Compressed> {
     let input = BufReader::with_capacity(1 << 20, reader);
-    let mut encoder = zstd::stream::write::Encoder::new(HashingWriter::new(writer), 1)?;
-    encoder.multithread(2)?;
-    encoder.include_checksum(true)?;
+    let encoder = FramedEncoder::new(writer, 1, 2)?;
     let mut tee = Tee {
         from: input,
         to: encoder,
@@ -310,13 +316,13 @@ fn compress(reader: io::PipeReader, writer: Box<dyn ObjectWriter>) -> io::Result
     // The end-of-archive blocks and any padding after them.
     copy_chunked(&mut tee, &mut io::sink())?;
     let tar_bytes = tee.bytes;
-    let hashing = tee.to.finish()?;
-    let (writer, sha256, stored_bytes) = hashing.finish();
+    let done = tee.to.finish()?;
     Ok(Compressed {
-        writer,
-        sha256,
-        stored_bytes,
+        writer: done.inner,
+        sha256: done.sha256,
+        stored_bytes: done.bytes,
         tar_bytes,
+        frames: done.frames,
         scanned,
     })
 }

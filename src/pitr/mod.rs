@@ -13,6 +13,7 @@
 
 mod base;
 mod rollback;
+mod unpack;
 mod window;
 
 pub use base::take_base_backup;
@@ -46,6 +47,10 @@ pub struct BaseBackup {
     pub tar_bytes: u64,
     pub stored_bytes: u64,
     pub sha256: String,
+    /// Where each zstd frame starts, (tar offset, stored offset): frames decompress in
+    /// parallel at restore. Empty for base backups written as one frame.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<(u64, u64)>,
 }
 
 impl BaseBackup {

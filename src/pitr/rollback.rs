@@ -6,13 +6,11 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use jiff::Timestamp;
 
 use super::{BaseBackup, base_backups, parse_lsn};
 use crate::storage::Storage;
-use crate::transfer::pipeline::{copy_chunked, hashed_read_ahead};
 
 /// Where recovery stops.
 #[derive(Clone, Debug)]
@@ -88,7 +86,7 @@ pub fn rollback(
         ));
     }
     prepare_dir(data_dir)?;
-    let unpacked = unpack(storage, base, data_dir);
+    let unpacked = super::unpack::unpack(storage, base, data_dir);
     if let Err(e) = unpacked {
         clear_dir(data_dir);
         return Err(e);
@@ -196,52 +194,4 @@ fn clear_dir(dir: &Path) {
             };
         }
     }
-}
-
-/// Streams the base backup's tar into the stock `tar`, checking its SHA-256 on the way.
-fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<(), String> {
-    let stored = storage
-        .open(&base.tar_key())
-        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
-    // Reading and hashing on a thread of their own, decompression here, tar in its process:
-    // three stages on their own cores where there are.
-    let (compressed, reader) = hashed_read_ahead(stored)
-        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
-    let mut tar = Command::new("tar")
-        .args(["--extract", "--file=-", "--directory"])
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run tar: {e}"))?;
-    let fed = (|| -> io::Result<()> {
-        let mut stdin = tar
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("tar has no stdin"))?;
-        let mut plain = zstd::stream::read::Decoder::new(compressed)?;
-        copy_chunked(&mut plain, &mut stdin)?;
-        Ok(())
-    })();
-    let out = tar.wait_with_output().map_err(|e| format!("tar: {e}"))?;
-    fed.map_err(|e| format!("cannot unpack base backup {}: {e}", base.id))?;
-    if !out.status.success() {
-        return Err(format!(
-            "tar could not unpack base backup {}: {}",
-            base.id,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let (sha, _) = reader
-        .join()
-        .map_err(|_| format!("reading base backup {} failed", base.id))?
-        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
-    if sha != base.sha256 {
-        return Err(format!(
-            "base backup {} is damaged: its SHA-256 is {sha}, {} was recorded",
-            base.id, base.sha256
-        ));
-    }
-    Ok(())
 }

@@ -211,6 +211,7 @@ mod tests {
             tar_bytes: 0,
             stored_bytes: 0,
             sha256: String::new(),
+            frames: Vec::new(),
         }
     }
 

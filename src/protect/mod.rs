@@ -80,6 +80,8 @@ pub struct Protector {
     engine: Arc<Engine>,
     spool_root: PathBuf,
     streams: Mutex<HashMap<String, Running>>,
+    /// One protect or unprotect at a time, so that two calls never start two streams.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl Protector {
@@ -88,6 +90,7 @@ impl Protector {
             engine,
             spool_root: data_dir.join("wal-spool"),
             streams: Mutex::new(HashMap::new()),
+            changing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -125,7 +128,7 @@ impl Protector {
         let stop = CancellationToken::new();
         let task = tokio::spawn(stream::run(setup, live.clone(), stop.clone()));
         tracing::info!(database = %record.database, "protection started (slot {})", record.slot);
-        self.streams().insert(
+        let replaced = self.streams().insert(
             record.database.clone(),
             Running {
                 stop,
@@ -134,6 +137,9 @@ impl Protector {
                 record,
             },
         );
+        if let Some(old) = replaced {
+            old.stop.cancel();
+        }
     }
 
     /// Protects a registered database: checks that the server allows it (saying what to
@@ -152,9 +158,9 @@ impl Protector {
         }
         let (name, url) = self.engine.resolve_database(Some(database))?;
         let base_every = base_every.unwrap_or(DEFAULT_BASE_EVERY);
-        if base_every < Duration::from_secs(60) {
+        if base_every < Duration::from_secs(60) || base_every > Duration::from_secs(366 * 86_400) {
             return Err(ProtectError::Refused(
-                "--base-every must be at least a minute (such as 6h or 1d)".into(),
+                "--base-every must be from a minute to a year (such as 6h or 1d)".into(),
             ));
         }
         let keep = keep.unwrap_or(DEFAULT_KEEP_BASE);
@@ -163,9 +169,20 @@ impl Protector {
                 "--keep must be at least 1: a base backup is where every rollback starts".into(),
             ));
         }
-        let tools = self.engine.tools();
-        check_server(tools, &url).await?;
+        let _one_at_a_time = self.changing.lock().await;
         let slot = slot_name(&name);
+        let protections = self.engine.catalog().protections()?;
+        if let Some(other) = protections
+            .iter()
+            .find(|p| p.slot == slot && p.database != name)
+        {
+            return Err(ProtectError::Refused(format!(
+                "{name} would share replication slot {slot} with the protected database {}; register it under another name",
+                other.database
+            )));
+        }
+        let tools = self.engine.tools();
+        check_server(tools, &url, &slot).await?;
         create_slot(tools, &url, &slot)
             .await
             .map_err(ProtectError::Refused)?;
@@ -193,6 +210,7 @@ impl Protector {
     /// the slot cannot be dropped (the server is down), the protection is still removed and
     /// the warning says how to drop the slot, which would otherwise keep WAL on the server.
     pub async fn unprotect(&self, database: &str) -> Result<Option<String>, ProtectError> {
+        let _one_at_a_time = self.changing.lock().await;
         let record = self
             .engine
             .catalog()
@@ -400,14 +418,19 @@ fn explain_replication_error(e: &str, url: &PgUrl) -> String {
 }
 
 /// Checks what protection needs of the server, saying what to change otherwise.
-async fn check_server(tools: &PgTools, url: &PgUrl) -> Result<(), ProtectError> {
+async fn check_server(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), ProtectError> {
     let rows = query(
         tools,
         url,
-        "SELECT r.rolreplication OR r.rolsuper, current_setting('wal_level'), \
-         current_setting('server_version_num')::int, current_setting('max_replication_slots')::int, \
-         (SELECT count(*) FROM pg_replication_slots), current_setting('max_wal_senders')::int \
-         FROM pg_roles r WHERE r.rolname = current_user",
+        &format!(
+            "SELECT r.rolreplication OR r.rolsuper, current_setting('wal_level'), \
+             current_setting('server_version_num')::int, current_setting('max_replication_slots')::int, \
+             (SELECT count(*) FROM pg_replication_slots WHERE slot_name <> {slot}), \
+             current_setting('max_wal_senders')::int, pg_is_in_recovery(), \
+             (SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')) \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            slot = quote_literal(slot)
+        ),
     )
     .await
     .map_err(|e| ProtectError::Refused(e.to_string()))?;
@@ -430,6 +453,16 @@ async fn check_server(tools: &PgTools, url: &PgUrl) -> Result<(), ProtectError> 
         return Err(ProtectError::Refused(
             "Continuous Protection needs PostgreSQL 13 or newer (base backups with manifests)"
                 .into(),
+        ));
+    }
+    if field(6) == "t" {
+        return Err(ProtectError::Refused(
+            "the server is a standby: protect its primary (base backups taken on a standby would wait for the primary to fill their last WAL segment)".into(),
+        ));
+    }
+    if field(7) != "0" {
+        return Err(ProtectError::Refused(
+            "the cluster has tablespaces outside its data directory, which base backups streamed to the store do not support yet".into(),
         ));
     }
     if field(5).parse::<u32>().unwrap_or(0) < 2 {

@@ -8,8 +8,9 @@
 //! the server even when a segment takes hours to fill. Base backups are taken on a period.
 //!
 //! Restarts resume without a gap: `pg_receivewal` starts after the newest file in the spool;
-//! with an empty spool, a placeholder segment just before the slot's position makes it start
-//! at the slot (everything before the slot is stored, since the slot only moves after that).
+//! with an empty spool, a zero-filled `.partial` of the segment holding the slot's position
+//! makes it start at that segment (everything before the slot is stored, since the slot only
+//! moves after that). Every completed segment in the spool is stored, whatever the slot says.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub struct Live {
     pub lag_seconds: Option<u64>,
     /// The slot holds this much WAL on the server (its distance from the server's position).
     pub slot_retained_bytes: Option<u64>,
+    /// The slot's `wal_status`: `reserved` or `extended` is fine; `unreserved` means the server
+    /// is about to remove WAL it holds (max_slot_wal_keep_size), `lost` that it did.
+    pub slot_wal_status: Option<String>,
     /// A store failure of the last tick (WAL is kept in the spool and retried).
     pub store_error: Option<String>,
     /// The slot was found missing (dropped by hand?) and created again: WAL written meanwhile
@@ -110,6 +114,11 @@ impl Live {
             out.push(format!(
                 "WAL archiving is {s} s ({}) behind the server",
                 human_bytes(b)
+            ));
+        }
+        if let Some(status @ ("unreserved" | "lost")) = self.slot_wal_status.as_deref() {
+            out.push(format!(
+                "the replication slot is {status}: the server removes (or removed) WAL that is not stored yet (max_slot_wal_keep_size); the store must catch up"
             ));
         }
         if let Some(at) = self.slot_recreated_at {
@@ -160,6 +169,7 @@ fn lsn_text(lsn: u64) -> String {
 struct Receiver {
     child: tokio::process::Child,
     lines: Arc<Mutex<VecDeque<String>>>,
+    started: Instant,
 }
 
 /// The supervisor's own state.
@@ -215,7 +225,8 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         next_base_at: None,
         oldest_base: None,
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // A completed segment waits at most this long for its upload to start.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -260,6 +271,10 @@ impl Stream {
             match r.child.try_wait() {
                 Ok(None) => return,
                 Ok(Some(status)) => {
+                    // A receiver that streamed a while failed for a new reason: retry soon.
+                    if r.started.elapsed() > Duration::from_secs(60) {
+                        self.backoff = Duration::from_secs(1);
+                    }
                     let lines: Vec<String> = r
                         .lines
                         .lock()
@@ -316,7 +331,9 @@ impl Stream {
             &setup.tools,
             &setup.url,
             &format!(
-                "SELECT setting, (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}) FROM pg_settings WHERE name = 'wal_segment_size'",
+                "SELECT setting, (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}), \
+                 (SELECT wal_status FROM pg_replication_slots WHERE slot_name = {slot}) \
+                 FROM pg_settings WHERE name = 'wal_segment_size'",
                 slot = quote_literal(&setup.slot)
             ),
         )
@@ -328,19 +345,38 @@ impl Stream {
         let size: u64 = row[0]
             .parse()
             .map_err(|_| format!("unexpected wal_segment_size `{}`", row[0]))?;
+        let status = row.get(2).map(String::as_str).unwrap_or("");
         let slot = match row.get(1).and_then(|l| parse_lsn(l)) {
             Some(lsn) => lsn,
             None => {
-                // Dropped behind our back: hold the WAL from now on, and say so loudly.
+                // Dropped behind our back, or invalidated by max_slot_wal_keep_size (lost):
+                // hold the WAL from now on, and say so loudly.
+                let why = if status.is_empty() {
+                    "is missing (dropped by hand?)"
+                } else {
+                    "was invalidated by the server (max_slot_wal_keep_size: WAL it held was removed)"
+                };
                 tracing::error!(
                     database = %setup.name,
-                    "replication slot {} is missing; creating it again (WAL written meanwhile may be missing from the store)",
+                    "replication slot {} {why}; creating it again (WAL written meanwhile may be missing from the store)",
                     setup.slot
                 );
+                if !status.is_empty() {
+                    query(
+                        &setup.tools,
+                        &setup.url,
+                        &format!(
+                            "SELECT pg_drop_replication_slot({})",
+                            quote_literal(&setup.slot)
+                        ),
+                    )
+                    .await
+                    .map_err(|e| format!("cannot drop the invalidated slot {}: {e}", setup.slot))?;
+                }
                 super::create_slot(&setup.tools, &setup.url, &setup.slot).await?;
                 self.set(|l| l.slot_recreated_at = Some(Timestamp::now()));
                 return Err(format!(
-                    "replication slot {} was missing and has been created again",
+                    "replication slot {} {why} and has been created again",
                     setup.slot
                 ));
             }
@@ -390,9 +426,12 @@ impl Stream {
                 }
             });
         }
-        self.backoff = Duration::from_secs(1);
         tracing::info!(database = %setup.name, "WAL receiver started at {}", lsn_text(slot));
-        Ok(Receiver { child, lines })
+        Ok(Receiver {
+            child,
+            lines,
+            started: Instant::now(),
+        })
     }
 
     /// Stores what the spool has ready and moves the slot past it.
@@ -421,9 +460,13 @@ impl Stream {
         }
         if let Some(mark) = done.partial {
             self.partial = Some(mark);
-            if let Some(r) = received {
-                self.partial_lsn = self.partial_lsn.max(r);
-            }
+        }
+        // Uploaded now, or unchanged since the last upload: either way the store has what
+        // the receiver had reported before this pass.
+        if (done.partial_stored || done.partial_current)
+            && let Some(r) = received
+        {
+            self.partial_lsn = self.partial_lsn.max(r);
         }
         if let Some(end) = done.stored_end {
             self.stored_lsn = self.stored_lsn.max(end);
@@ -462,7 +505,8 @@ impl Stream {
         let sql = format!(
             "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, \
              (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}), \
-             (SELECT max(write_lsn) FROM pg_stat_replication WHERE application_name = {app})",
+             (SELECT max(write_lsn) FROM pg_stat_replication WHERE application_name = {app}), \
+             (SELECT wal_status FROM pg_replication_slots WHERE slot_name = {slot})",
             slot = quote_literal(&self.setup.slot),
             app = quote_literal(&app_name(&self.setup.slot)),
         );
@@ -477,12 +521,17 @@ impl Stream {
         let (Some(server), slot, received) = (field(0), field(1), field(2)) else {
             return;
         };
+        let wal_status = rows
+            .first()
+            .and_then(|r| r.get(3))
+            .filter(|s| !s.is_empty())
+            .cloned();
         if slot.is_none() {
             // Noticed by the next start of the receiver, which recreates it.
             if let Some(mut r) = self.receiver.take() {
                 let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
                 self.fail(format!(
-                    "replication slot {} is missing (dropped by hand?)",
+                    "replication slot {} is missing or invalidated",
                     self.setup.slot
                 ));
             }
@@ -532,6 +581,7 @@ impl Stream {
             l.lag_bytes = Some(lag_bytes);
             l.lag_seconds = Some(lag_seconds);
             l.slot_retained_bytes = slot.map(|s| server.saturating_sub(s));
+            l.slot_wal_status = wal_status;
             if per_day.is_some() {
                 l.wal_bytes_per_day = per_day;
             }
@@ -560,7 +610,7 @@ impl Stream {
             match result {
                 Ok(b) => {
                     tracing::info!(database = %self.setup.name, "base backup {} stored", b.id);
-                    let next = b.started_at + self.setup.base_every;
+                    let next = later(b.started_at, self.setup.base_every);
                     self.next_base_at = Some(next);
                     self.set(|l| {
                         l.base_backup_error = None;
@@ -571,7 +621,7 @@ impl Stream {
                 }
                 Err(e) => {
                     tracing::error!(database = %self.setup.name, "base backup failed: {e}");
-                    let next = Timestamp::now() + retry;
+                    let next = later(Timestamp::now(), retry);
                     self.next_base_at = Some(next);
                     self.set(|l| {
                         l.base_backup_error = Some(e);
@@ -644,7 +694,7 @@ impl Stream {
             self.next_base_at = Some(
                 info.base_backups
                     .last()
-                    .map(|b| b.started_at + self.setup.base_every)
+                    .map(|b| later(b.started_at, self.setup.base_every))
                     .unwrap_or_else(Timestamp::now),
             );
         }
@@ -662,6 +712,14 @@ impl Stream {
             l.next_base_backup_at = next;
         });
     }
+}
+
+/// `at + by`, or the end of time when that overflows.
+fn later(at: Timestamp, by: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(by)
+        .ok()
+        .and_then(|d| at.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
 }
 
 /// How often the segment still filling is uploaded (`PGBACKUPS_PARTIAL_SECS`, default 5).
@@ -699,19 +757,18 @@ fn explain(summary: &str, url: &PgUrl) -> String {
 }
 
 /// Makes `pg_receivewal` start at the slot's position when the spool has no WAL: it resumes
-/// after the newest segment file it finds, so a placeholder (zeros, never stored) is put just
-/// before the segment holding `slot`.
+/// at the start of the newest `.partial` file it finds, so a zero-filled, full-size one is put
+/// for the segment holding `slot` (pg_receivewal then writes the real WAL over it).
 fn resume_at(spool: &Path, slot: u64, segment_size: u64, timeline: u32) -> Result<(), String> {
     std::fs::create_dir_all(spool)
         .map_err(|e| format!("cannot create the WAL spool {}: {e}", spool.display()))?;
     let has_wal = list_spool(spool)?
         .iter()
         .any(|f| matches!(f.kind, Kind::Segment | Kind::Partial));
-    let segno = slot / segment_size;
-    if has_wal || segno == 0 {
+    if has_wal {
         return Ok(());
     }
-    let name = segment_file(timeline, (segno - 1) * segment_size, segment_size);
+    let name = format!("{}.partial", segment_file(timeline, slot, segment_size));
     let path = spool.join(&name);
     let file = std::fs::File::create(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -797,6 +854,8 @@ struct Swept {
     /// The end of the newest whole segment stored (everything before it is in the store).
     stored_end: Option<u64>,
     partial_stored: bool,
+    /// The filling segment was checked and is as last uploaded.
+    partial_current: bool,
     partial: Option<PartialMark>,
     error: Option<String>,
 }
@@ -832,15 +891,22 @@ impl Sweep {
             return Ok(());
         };
         let stored_segno = self.stored_lsn / self.segment_size;
+        // Every completed segment is stored, in order, then removed: pg_receivewal resumes
+        // from the filling one (or, with none, from the slot).
         for f in files.iter().filter(|f| f.kind == Kind::Segment) {
-            let is_newest = f.segno == newest_segno;
-            if f.segno < stored_segno {
-                // Stored already (or the placeholder before the slot): keep the newest
-                // file, from which pg_receivewal resumes.
-                if !is_newest {
-                    remove(&path(f))?;
-                }
-                continue;
+            if out.stored_end.is_none() && f.segno > stored_segno {
+                // The stream skipped WAL between the store's end and this segment: the gap
+                // check reports it; record it here too.
+                tracing::error!(
+                    "the WAL stream of {} resumed at {} but the store ends in the segment before {}: a gap",
+                    self.name,
+                    f.name,
+                    segment_file(
+                        f.timeline,
+                        stored_segno * self.segment_size,
+                        self.segment_size
+                    )
+                );
             }
             crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
                 .map_err(|e| e.to_string())?;
@@ -849,9 +915,7 @@ impl Sweep {
             if let Ok(key) = crate::wal::key(&self.name, &format!("{}.partial", f.name)) {
                 let _ = self.storage.delete(&key);
             }
-            if !is_newest {
-                remove(&path(f))?;
-            }
+            remove(&path(f))?;
         }
         for f in files.iter().filter(|f| f.kind == Kind::Partial) {
             if (f.segno, f.timeline) != (newest_segno, newest_tli) {
@@ -870,6 +934,7 @@ impl Sweep {
                 len: meta.len(),
             };
             if last.as_ref() == Some(&mark) {
+                out.partial_current = true;
                 continue;
             }
             crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))

@@ -342,6 +342,26 @@ impl Cluster {
         out
     }
 
+    /// Restarts the server (a fast shutdown, then the same options): connections drop.
+    pub fn restart(&self) {
+        check(
+            as_server_user(Command::new(pg_bin("pg_ctl")).args([
+                "-D",
+                self.dir.path().join("data").to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+                "-l",
+                self.dir.path().join("server.log").to_str().unwrap(),
+            ]))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+            "pg_ctl restart",
+        );
+    }
+
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
