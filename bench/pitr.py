@@ -382,6 +382,11 @@ def main(argv: list[str]) -> int:
                if args.lag_seconds > 0 else None)
 
         med = lambda k: statistics.median(r[k] for r in rows)  # noqa: E731
+
+        def position(tool: str, parity: int) -> str:
+            # pgbackups restores first in even rounds (0, 2, ...), pgBackRest in odd ones.
+            vals = [r[f"{tool}_restore"] for i, r in enumerate(rows) if i % 2 == parity]
+            return f"{statistics.mean(vals):.2f}" if vals else "n/a"
         store_bytes = dir_bytes(pitr / "store" / "base")
         repo_backup = dir_bytes(pitr / "repo" / "backup")
         n = args.repeat
@@ -412,7 +417,12 @@ def main(argv: list[str]) -> int:
             "started on a quiet machine (CHECKPOINT, sync, autovacuum done). Of that, "
             f"the restore command alone: pgbackups {med('pgbackups_unpack'):.2f} s, pgBackRest "
             f"{med('pgbackrest_unpack'):.2f} s; the rest is PostgreSQL's start and recovery, "
-            "which fetches WAL through each tool's restore_command.",
+            "which fetches WAL through each tool's restore_command. The restore that runs "
+            "first in a round is slower for both tools (the machine is still settling from the "
+            "base backups and pgbench); by position, mean seconds: pgbackups "
+            f"{position('pgbackups', 0)} first, {position('pgbackups', 1)} second; pgBackRest "
+            f"{position('pgbackrest', 1)} first, {position('pgbackrest', 0)} second (rounds "
+            "alternate the order; use an even --repeat so that each tool goes first as often).",
             "",
             "| round | pgbackups base | pgBackRest base | pg_basebackup | pgbackups restore | pgBackRest restore |",
             "|---|---|---|---|---|---|",
@@ -431,7 +441,9 @@ def main(argv: list[str]) -> int:
                 "tool, one tool at a time): from the moment the server completes a segment (its "
                 "`archive_status` file appears) to the moment the whole segment is in the "
                 "store, polled every 10 ms. The streaming receiver also uploads the segment "
-                "still filling every 5 s, which this does not count.",
+                "still filling every 5 s, which this does not count. Segment counts differ with "
+                "the full-page writes after a checkpoint (the streaming run starts with its first "
+                "base backup's), not with the tools.",
                 "",
                 "| | " + " | ".join(c[1] for c in cols) + " |",
                 "|---|" + "---|" * len(cols),

@@ -19,7 +19,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -126,8 +126,25 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
 /// Restores WAL file `file` of `name` to `dest`. `Ok(false)` when the archive has no such
 /// file. `dest` appears only complete: the file is written beside it and renamed.
 pub fn fetch(storage: &dyn Storage, name: &str, file: &str, dest: &Path) -> Result<bool, WalError> {
+    fetch_file(storage, name, file, dest, true)
+}
+
+/// [`fetch`]; with `partial_ok` false, only a whole archived file counts (prefetching never
+/// takes a `.partial`: it may grow, or be replaced by the whole segment, before it is used).
+fn fetch_file(
+    storage: &dyn Storage,
+    name: &str,
+    file: &str,
+    dest: &Path,
+    partial_ok: bool,
+) -> Result<bool, WalError> {
     let key = key(name, file)?;
-    let reader = match open_segment(storage, name, file, &key) {
+    let opened = if partial_ok {
+        open_segment(storage, name, file, &key)
+    } else {
+        storage.open(&key)
+    };
+    let reader = match opened {
         Ok(r) => r,
         // "Not archived" ends recovery, so it must mean that: an archive with nothing at all
         // under this name is a wrong store, name or mount, not the end of the WAL.
@@ -238,6 +255,73 @@ fn store_compressed(
     Ok(())
 }
 
+/// Where prefetched segments wait: `pg_wal/pgbackups_prefetch` when PostgreSQL asks for
+/// `pg_wal/RECOVERYXLOG`. The rollback's `recovery_end_command` removes it.
+pub const PREFETCH_DIR: &str = "pgbackups_prefetch";
+
+pub fn prefetch_dir(dest: &Path) -> std::path::PathBuf {
+    dest.parent().unwrap_or(Path::new(".")).join(PREFETCH_DIR)
+}
+
+/// Moves a prefetched copy of `file` to `dest`; whether there was one.
+pub fn take_prefetched(file: &str, dest: &Path) -> bool {
+    is_wal_name(file) && std::fs::rename(prefetch_dir(dest).join(file), dest).is_ok()
+}
+
+/// The names of the `count` segments after segment `file` on its timeline.
+pub fn next_segments(file: &str, segment_size: u64, count: usize) -> Vec<String> {
+    let hex = |r: std::ops::Range<usize>| file.get(r).and_then(|h| u64::from_str_radix(h, 16).ok());
+    let (Some(tli), Some(log), Some(seg)) = (hex(0..8), hex(8..16), hex(16..24)) else {
+        return Vec::new();
+    };
+    if file.len() != 24 || !segment_size.is_power_of_two() || segment_size < 1 << 20 {
+        return Vec::new();
+    }
+    let per_log = 0x1_0000_0000 / segment_size;
+    let pos = log * per_log + seg;
+    (1..=count as u64)
+        .map(|i| {
+            let p = pos + i;
+            format!("{tli:08X}{:08X}{:08X}", p / per_log, p % per_log)
+        })
+        .collect()
+}
+
+/// Fetches `files` (whole segments, in order) into `dir` ahead of recovery, stopping at the
+/// first that is not archived or fails (the real fetch then reports it). One prefetcher per
+/// directory at a time; a second one returns at once.
+pub fn prefetch(storage: &dyn Storage, name: &str, files: &[String], dir: &Path) {
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .is_err()
+    {
+        return;
+    }
+    let Ok(lock) = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(".lock"))
+    else {
+        return;
+    };
+    if lock.try_lock().is_err() {
+        return;
+    }
+    for file in files {
+        let dest = dir.join(file);
+        if dest.exists() {
+            continue;
+        }
+        if !matches!(fetch_file(storage, name, file, &dest, false), Ok(true)) {
+            break;
+        }
+    }
+}
+
 /// [`fetch`], retrying store failures a few times (1, 2, 4 s apart) before giving up.
 pub fn fetch_with_retries(
     storage: &dyn Storage,
@@ -298,6 +382,23 @@ mod tests {
     }
 
     #[test]
+    fn the_segments_after_one_follow_the_segment_size() {
+        assert_eq!(
+            next_segments("0000000200000001000000FE", 16 << 20, 3),
+            [
+                "0000000200000001000000FF",
+                "000000020000000200000000",
+                "000000020000000200000001"
+            ]
+        );
+        assert_eq!(
+            next_segments("000000010000000000000003", 1 << 30, 1),
+            ["000000010000000100000000"]
+        );
+        assert!(next_segments("00000002.history", 16 << 20, 2).is_empty());
+    }
+
+    #[test]
     fn push_is_durable_idempotent_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStorage::new(dir.path().join("store")).unwrap();
@@ -325,6 +426,26 @@ mod tests {
         assert!(fetch(&store, "main", "000000010000000000000004", &dest).unwrap());
         assert_eq!(std::fs::read(&dest).unwrap(), vec![10u8; 1 << 20]);
         assert!(!fetch(&store, "main", "000000010000000000000005", &dest).unwrap());
+
+        // Prefetching takes whole segments only, and hands them over by rename.
+        let pg_wal = dir.path().join("pg_wal");
+        std::fs::create_dir(&pg_wal).unwrap();
+        let wanted = pg_wal.join("RECOVERYXLOG");
+        let names = next_segments("000000010000000000000002", 16 << 20, 3);
+        prefetch(&store, "main", &names, &prefetch_dir(&wanted));
+        assert!(
+            prefetch_dir(&wanted)
+                .join("000000010000000000000003")
+                .exists()
+        );
+        assert!(
+            !prefetch_dir(&wanted)
+                .join("000000010000000000000004")
+                .exists()
+        );
+        assert!(take_prefetched("000000010000000000000003", &wanted));
+        assert_eq!(std::fs::read(&wanted).unwrap(), vec![7u8; 1 << 20]);
+        assert!(!take_prefetched("000000010000000000000003", &wanted));
         assert!(matches!(
             fetch(&store, "other", "000000010000000000000003", &dest),
             Err(WalError::Store(_))

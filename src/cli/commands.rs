@@ -64,22 +64,37 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             dest,
             name,
             data_dir,
+            segment_size,
             store,
         } => {
+            let prefetch = |store: &super::StoreArgs, data_dir: &Option<std::path::PathBuf>| {
+                if let Some(size) = segment_size {
+                    start_prefetch(&name, &file, &dest, size, data_dir, store);
+                }
+            };
+            if crate::wal::take_prefetched(&file, &dest) {
+                prefetch(&store, &data_dir);
+                return Ok(0);
+            }
             // PostgreSQL takes exit 1 for "not in the archive" and ends recovery; every other
             // failure, a configuration problem included, must stop it instead (126).
+            let (n, f, d) = (name.clone(), file.clone(), dest.clone());
+            let (store2, data_dir2) = (store.clone(), data_dir.clone());
             let result = match store.service_config(data_dir) {
                 Ok((config, _)) => tokio::task::spawn_blocking(move || {
                     let storage = crate::server::open_configured_storage(&config, false)
                         .map_err(crate::wal::WalError::Store)?;
-                    crate::wal::fetch_with_retries(storage.as_ref(), &name, &file, &dest)
+                    crate::wal::fetch_with_retries(storage.as_ref(), &n, &f, &d)
                 })
                 .await
                 .unwrap_or_else(|e| Err(crate::wal::WalError::Local(e.to_string()))),
                 Err(e) => Err(crate::wal::WalError::Local(e.to_string())),
             };
             match result {
-                Ok(true) => Ok(0),
+                Ok(true) => {
+                    prefetch(&store2, &data_dir2);
+                    Ok(0)
+                }
                 // Not archived (yet): PostgreSQL asks for files past the end of the archive
                 // and for timeline histories that do not exist; that is the normal end.
                 Ok(false) => Ok(1),
@@ -90,6 +105,27 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                     Ok(126)
                 }
             }
+        }
+        Command::WalPrefetch {
+            name,
+            after,
+            dir,
+            segment_size,
+            data_dir,
+            store,
+        } => {
+            let (config, _) = store.service_config(data_dir)?;
+            tokio::task::spawn_blocking(move || {
+                if let Ok(storage) = crate::server::open_configured_storage(&config, false) {
+                    // About 128 MiB ahead: eight 16 MiB segments.
+                    let count = ((128u64 << 20) / segment_size.max(1)).clamp(1, 8) as usize;
+                    let files = crate::wal::next_segments(&after, segment_size, count);
+                    crate::wal::prefetch(storage.as_ref(), &name, &files, &dir);
+                }
+            })
+            .await
+            .map_err(|e| CliError::msg(e.to_string()))?;
+            Ok(0)
         }
         Command::BaseBackup {
             name,
@@ -1066,6 +1102,38 @@ async fn on_store<T: Send + 'static>(
     .map_err(CliError::msg)
 }
 
+/// Starts `wal-prefetch` for the segments after `file` in the background, detached: this
+/// `wal-fetch` returns at once, and PostgreSQL replays while the next segments arrive.
+fn start_prefetch(
+    name: &str,
+    file: &str,
+    dest: &std::path::Path,
+    segment_size: u64,
+    data_dir: &Option<std::path::PathBuf>,
+    store: &super::StoreArgs,
+) {
+    if file.len() != 24 {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["wal-prefetch", "--name", name, "--after", file, "--dir"])
+        .arg(crate::wal::prefetch_dir(dest))
+        .args(["--segment-size", &segment_size.to_string()]);
+    if let Some(d) = data_dir {
+        cmd.arg("--data-dir").arg(d);
+    }
+    cmd.args(store.as_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Its own process group: the signals PostgreSQL sends its restore_command are not for it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let _ = cmd.spawn();
+}
+
 /// `rollback` and `fork`: unpack, configure recovery, maybe start.
 async fn restore_cluster(
     name: String,
@@ -1089,14 +1157,12 @@ async fn restore_cluster(
             .to_string(),
     ];
     words.extend(store.as_args());
-    let restore_command = format!(
-        "{} %f %p",
-        words
-            .iter()
-            .map(|w| sh_quote(&w.replace('%', "%%")))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    // `%f %p`, and the segment size for prefetching, are added by the rollback.
+    let restore_command = words
+        .iter()
+        .map(|w| sh_quote(&w.replace('%', "%%")))
+        .collect::<Vec<_>>()
+        .join(" ");
     let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
     let (d, n, t) = (data_dir.clone(), name.clone(), target.clone());
     let port = dir.port;

@@ -90,6 +90,26 @@ pub enum Command {
         /// Directory for the catalog, secrets and local storage.
         #[arg(long, env = "PGBACKUPS_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// The cluster's WAL segment size in bytes: with it, the next segments are fetched
+        /// in the background while PostgreSQL replays this one (rollback sets it).
+        #[arg(long)]
+        segment_size: Option<u64>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Fetch the segments after AFTER into DIR ahead of recovery (started by wal-fetch).
+    #[command(name = "wal-prefetch", hide = true)]
+    WalPrefetch {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        after: String,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        segment_size: u64,
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },

@@ -34,7 +34,8 @@ pub struct RollbackPlan {
 }
 
 /// Unpacks the right base backup of `name` into `data_dir` (which must not exist or be empty)
-/// and configures recovery to `target`, with `restore_command` fetching WAL.
+/// and configures recovery to `target`, with `restore_command` (the `wal-fetch` command
+/// without `%f %p`) fetching WAL.
 pub fn rollback(
     storage: &dyn Storage,
     name: &str,
@@ -131,7 +132,18 @@ fn recovery_settings(
             "# pgbackups: recovery from base backup {} of {}",
             base.id, base.name
         ),
-        format!("restore_command = {}", lit(restore_command)),
+        format!(
+            "restore_command = {}",
+            lit(&format!(
+                "{restore_command} --segment-size {} %f %p",
+                base.wal_segment_size
+            ))
+        ),
+        // What wal-fetch prefetched and recovery did not use.
+        format!(
+            "recovery_end_command = {}",
+            lit(&format!("rm -rf pg_wal/{}", crate::wal::PREFETCH_DIR))
+        ),
     ];
     match target {
         RecoveryTarget::Time(t) => {
