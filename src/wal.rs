@@ -126,7 +126,7 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
 /// Restores WAL file `file` of `name` to `dest`. `Ok(false)` when the archive has no such
 /// file. `dest` appears only complete: the file is written beside it and renamed.
 pub fn fetch(storage: &dyn Storage, name: &str, file: &str, dest: &Path) -> Result<bool, WalError> {
-    fetch_file(storage, name, file, dest, true)
+    fetch_file(storage, name, file, dest, true, false)
 }
 
 /// [`fetch`]; with `partial_ok` false, only a whole archived file counts (prefetching never
@@ -137,6 +137,7 @@ fn fetch_file(
     file: &str,
     dest: &Path,
     partial_ok: bool,
+    sync: bool,
 ) -> Result<bool, WalError> {
     let key = key(name, file)?;
     let opened = if partial_ok {
@@ -184,8 +185,11 @@ fn fetch_file(
             };
             io::Write::write_all(&mut out, &buf[..n]).map_err(local)?;
         }
-        // No fsync: PostgreSQL reads the file it asked for at once and keeps nothing of it
-        // after a crash (it asks again), as with every restore_command.
+        // No fsync for PostgreSQL's own request: it reads the file at once and keeps nothing
+        // of it after a crash (it asks again). A prefetched file outlives a crash: synced.
+        if sync {
+            out.sync_all().map_err(local)?;
+        }
         std::fs::rename(&tmp, dest).map_err(local)?;
         Ok(())
     })();
@@ -263,9 +267,37 @@ pub fn prefetch_dir(dest: &Path) -> std::path::PathBuf {
     dest.parent().unwrap_or(Path::new(".")).join(PREFETCH_DIR)
 }
 
-/// Moves a prefetched copy of `file` to `dest`; whether there was one.
-pub fn take_prefetched(file: &str, dest: &Path) -> bool {
-    is_wal_name(file) && std::fs::rename(prefetch_dir(dest).join(file), dest).is_ok()
+/// Moves a prefetched copy of segment `file` to `dest`; whether there was a whole one. Older
+/// prefetched segments of the timeline (fetched too late to be used) are removed.
+pub fn take_prefetched(file: &str, dest: &Path, segment_size: u64) -> bool {
+    if file.len() != 24 || !is_wal_name(file) {
+        return false;
+    }
+    let dir = prefetch_dir(dest);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() == 24 && name[..8] == file[..8] && name.as_str() < file {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let path = dir.join(file);
+    let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == segment_size);
+    whole && std::fs::rename(&path, dest).is_ok()
+}
+
+/// Makes the prefetch directory beside `dest`, before a prefetcher is started. The
+/// prefetcher never creates it, so that one still running after recovery ended cannot bring
+/// back what `recovery_end_command` removed.
+pub fn make_prefetch_dir(dest: &Path) -> bool {
+    match std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(prefetch_dir(dest))
+    {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::AlreadyExists,
+    }
 }
 
 /// The names of the `count` segments after segment `file` on its timeline.
@@ -291,14 +323,6 @@ pub fn next_segments(file: &str, segment_size: u64, count: usize) -> Vec<String>
 /// first that is not archived or fails (the real fetch then reports it). One prefetcher per
 /// directory at a time; a second one returns at once.
 pub fn prefetch(storage: &dyn Storage, name: &str, files: &[String], dir: &Path) {
-    if std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .is_err()
-    {
-        return;
-    }
     let Ok(lock) = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -311,12 +335,24 @@ pub fn prefetch(storage: &dyn Storage, name: &str, files: &[String], dir: &Path)
     if lock.try_lock().is_err() {
         return;
     }
+    // `pg_wal/pgbackups_prefetch` → the data directory, whose recovery.signal says that
+    // recovery goes on.
+    let recovering = || {
+        dir.parent().and_then(Path::parent).is_some_and(|d| {
+            d.join("recovery.signal").exists() || d.join("standby.signal").exists()
+        })
+    };
     for file in files {
         let dest = dir.join(file);
         if dest.exists() {
             continue;
         }
-        if !matches!(fetch_file(storage, name, file, &dest, false), Ok(true)) {
+        if !recovering()
+            || !matches!(
+                fetch_file(storage, name, file, &dest, false, true),
+                Ok(true)
+            )
+        {
             break;
         }
     }
@@ -432,6 +468,15 @@ mod tests {
         std::fs::create_dir(&pg_wal).unwrap();
         let wanted = pg_wal.join("RECOVERYXLOG");
         let names = next_segments("000000010000000000000002", 16 << 20, 3);
+        // Not while no recovery.signal says that recovery goes on.
+        assert!(make_prefetch_dir(&wanted));
+        prefetch(&store, "main", &names, &prefetch_dir(&wanted));
+        assert!(
+            !prefetch_dir(&wanted)
+                .join("000000010000000000000003")
+                .exists()
+        );
+        std::fs::write(dir.path().join("recovery.signal"), b"").unwrap();
         prefetch(&store, "main", &names, &prefetch_dir(&wanted));
         assert!(
             prefetch_dir(&wanted)
@@ -443,9 +488,23 @@ mod tests {
                 .join("000000010000000000000004")
                 .exists()
         );
-        assert!(take_prefetched("000000010000000000000003", &wanted));
+        // Only a whole segment of the expected size is taken.
+        assert!(!take_prefetched(
+            "000000010000000000000003",
+            &wanted,
+            16 << 20
+        ));
+        assert!(take_prefetched(
+            "000000010000000000000003",
+            &wanted,
+            1 << 20
+        ));
         assert_eq!(std::fs::read(&wanted).unwrap(), vec![7u8; 1 << 20]);
-        assert!(!take_prefetched("000000010000000000000003", &wanted));
+        assert!(!take_prefetched(
+            "000000010000000000000003",
+            &wanted,
+            1 << 20
+        ));
         assert!(matches!(
             fetch(&store, "other", "000000010000000000000003", &dest),
             Err(WalError::Store(_))

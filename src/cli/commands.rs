@@ -72,7 +72,9 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                     start_prefetch(&name, &file, &dest, size, data_dir, store);
                 }
             };
-            if crate::wal::take_prefetched(&file, &dest) {
+            if let Some(size) = segment_size
+                && crate::wal::take_prefetched(&file, &dest, size)
+            {
                 prefetch(&store, &data_dir);
                 return Ok(0);
             }
@@ -114,8 +116,12 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             data_dir,
             store,
         } => {
-            let (config, _) = store.service_config(data_dir)?;
-            tokio::task::spawn_blocking(move || {
+            // Always exit 0: nobody waits for this process, and its parent may be a postmaster
+            // that takes an odd exit of an unknown child for a crash.
+            let Ok((config, _)) = store.service_config(data_dir) else {
+                return Ok(0);
+            };
+            let _ = tokio::task::spawn_blocking(move || {
                 if let Ok(storage) = crate::server::open_configured_storage(&config, false) {
                     // About 128 MiB ahead: eight 16 MiB segments.
                     let count = ((128u64 << 20) / segment_size.max(1)).clamp(1, 8) as usize;
@@ -123,8 +129,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                     crate::wal::prefetch(storage.as_ref(), &name, &files, &dir);
                 }
             })
-            .await
-            .map_err(|e| CliError::msg(e.to_string()))?;
+            .await;
             Ok(0)
         }
         Command::BaseBackup {
@@ -1112,7 +1117,7 @@ fn start_prefetch(
     data_dir: &Option<std::path::PathBuf>,
     store: &super::StoreArgs,
 ) {
-    if file.len() != 24 {
+    if file.len() != 24 || !crate::wal::make_prefetch_dir(dest) {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
@@ -1131,6 +1136,14 @@ fn start_prefetch(
         .stderr(std::process::Stdio::null());
     // Its own process group: the signals PostgreSQL sends its restore_command are not for it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // SAFETY: close_range is async-signal-safe and touches no memory: the descriptors the
+    // server left open in its restore_command (its log pipe, say) are not the prefetcher's.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::close_range(3, libc::c_uint::MAX, 0);
+            Ok(())
+        });
+    }
     let _ = cmd.spawn();
 }
 

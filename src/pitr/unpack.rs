@@ -13,37 +13,50 @@ use std::sync::{Arc, Mutex};
 
 use super::BaseBackup;
 use crate::storage::Storage;
+use crate::transfer::layout::FRAME_SIZE;
 use crate::transfer::pipeline::{copy_chunked, hashed_read_ahead};
 
 /// Threads decompressing frames.
 const DECODERS: usize = 2;
+
+/// Frames between the splitter and the reader at any time (queued, decoding, decoded).
+const IN_FLIGHT: usize = 4;
 
 /// Unpacks `base` into `dir` (which exists and is empty) and checks its SHA-256.
 pub fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<(), String> {
     let stored = storage
         .open(&base.tar_key())
         .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+    let sizes = if base.frames.len() > 1 {
+        Some(
+            frames(&base.frames, base.stored_bytes)
+                .ok_or_else(|| format!("base backup {} has an inconsistent frame list", base.id))?,
+        )
+    } else {
+        None
+    };
     let (compressed, reader) = hashed_read_ahead(stored)
         .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
-    let extracted = if base.frames.len() > 1 {
-        let frames = frames(&base.frames, base.stored_bytes)
-            .ok_or_else(|| format!("base backup {} has an inconsistent frame list", base.id))?;
-        extract(ParallelFrames::start(compressed, frames), dir)
-    } else {
-        match zstd::stream::read::Decoder::new(compressed) {
+    let extracted = match sizes {
+        Some(sizes) => extract(ParallelFrames::start(compressed, sizes), dir),
+        None => match zstd::stream::read::Decoder::new(compressed) {
             Ok(plain) => extract(plain, dir),
             Err(e) => Err(e),
-        }
+        },
     };
     let read = reader
         .join()
         .map_err(|_| format!("reading base backup {} failed", base.id))?;
-    extracted.map_err(|e| format!("cannot unpack base backup {}: {e}", base.id))?;
-    let (sha, _) = read.map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
-    if sha != base.sha256 {
+    // A failed read shows downstream as a short stream: its own error says more.
+    if let (Err(e), Err(_)) = (&read, &extracted) {
+        return Err(format!("cannot read base backup {}: {e}", base.id));
+    }
+    let tar_bytes = extracted.map_err(|e| format!("cannot unpack base backup {}: {e}", base.id))?;
+    let (sha, stored) = read.map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+    if sha != base.sha256 || stored != base.stored_bytes || tar_bytes != base.tar_bytes {
         return Err(format!(
-            "base backup {} is damaged: its SHA-256 is {sha}, {} was recorded",
-            base.id, base.sha256
+            "base backup {} is damaged: {stored} bytes with SHA-256 {sha} unpacked to {tar_bytes} bytes of tar, where {} bytes with {} unpacking to {} were recorded",
+            base.id, base.stored_bytes, base.sha256, base.tar_bytes
         ));
     }
     Ok(())
@@ -51,10 +64,17 @@ pub fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<()
 
 /// The stored size of each frame, from where each starts and the object's size.
 fn frames(starts: &[(u64, u64)], total: u64) -> Option<Vec<usize>> {
+    // A frame of FRAME_SIZE plain bytes never compresses to more than this: a larger one
+    // means a damaged description, which must not make us allocate it.
+    let largest = zstd::zstd_safe::compress_bound(FRAME_SIZE as usize) + (1 << 16);
     let mut out = Vec::with_capacity(starts.len());
-    for (i, (_, at)) in starts.iter().enumerate() {
+    for (i, (plain, at)) in starts.iter().enumerate() {
         let end = starts.get(i + 1).map(|(_, s)| *s).unwrap_or(total);
-        out.push(usize::try_from(end.checked_sub(*at)?).ok()?);
+        let size = usize::try_from(end.checked_sub(*at)?).ok()?;
+        if size > largest || *plain != i as u64 * FRAME_SIZE {
+            return None;
+        }
+        out.push(size);
     }
     (starts.first().map(|f| f.1) == Some(0)).then_some(out)
 }
@@ -62,11 +82,12 @@ fn frames(starts: &[(u64, u64)], total: u64) -> Option<Vec<usize>> {
 type Frame = io::Result<(usize, Vec<u8>)>;
 
 /// The plain stream of a framed object, its frames decompressed on [`DECODERS`] threads and
-/// handed out in order. Memory stays bounded: at most two compressed frames wait for a
-/// decoder, two decoded ones for the reader, plus those being decoded and read (about six
-/// 16 MiB frames in all).
+/// handed out in order. Memory stays bounded: at most [`IN_FLIGHT`] frames are between the
+/// splitter and the reader (queued, decoding or decoded), plus the one being read.
 struct ParallelFrames {
     results: Receiver<Frame>,
+    /// Given back as each frame is consumed: the splitter takes one per frame it hands out.
+    tokens: SyncSender<()>,
     waiting: BTreeMap<usize, Vec<u8>>,
     next: usize,
     count: usize,
@@ -76,8 +97,12 @@ struct ParallelFrames {
 impl ParallelFrames {
     fn start(mut compressed: impl Read + Send + 'static, sizes: Vec<usize>) -> ParallelFrames {
         let count = sizes.len();
-        let (jobs_tx, jobs_rx) = sync_channel::<(usize, Vec<u8>)>(DECODERS);
-        let (results_tx, results) = sync_channel::<Frame>(DECODERS);
+        let (jobs_tx, jobs_rx) = sync_channel::<(usize, Vec<u8>)>(IN_FLIGHT);
+        let (results_tx, results) = sync_channel::<Frame>(IN_FLIGHT);
+        let (tokens, tokens_rx) = sync_channel::<()>(IN_FLIGHT);
+        for _ in 0..IN_FLIGHT {
+            let _ = tokens.send(());
+        }
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         for _ in 0..DECODERS {
             let (jobs, out) = (jobs_rx.clone(), results_tx.clone());
@@ -86,6 +111,9 @@ impl ParallelFrames {
         let splitter_out = results_tx;
         std::thread::spawn(move || {
             for (i, size) in sizes.into_iter().enumerate() {
+                if tokens_rx.recv().is_err() {
+                    return;
+                }
                 let mut buf = vec![0u8; size];
                 if let Err(e) = compressed.read_exact(&mut buf) {
                     let _ = splitter_out.send(Err(e));
@@ -98,6 +126,7 @@ impl ParallelFrames {
         });
         ParallelFrames {
             results,
+            tokens,
             waiting: BTreeMap::new(),
             next: 0,
             count,
@@ -141,24 +170,40 @@ impl Read for ParallelFrames {
                 self.current = io::Cursor::new(plain);
             }
             self.next += 1;
+            // The frame is out of the pipeline: the splitter may hand out another.
+            let _ = self.tokens.try_send(());
         }
     }
 }
 
 /// Writes the tar read from `plain` into `dir`: directories, regular files and symbolic links
 /// (what pg_basebackup writes), with their modes. Paths that would leave `dir` are refused.
-fn extract(plain: impl Read, dir: &Path) -> io::Result<()> {
-    let mut archive = tar::Archive::new(plain);
+fn extract(plain: impl Read, dir: &Path) -> io::Result<u64> {
+    let mut archive = tar::Archive::new(Counted {
+        inner: plain,
+        bytes: 0,
+    });
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let dest = inside(dir, &entry.path()?)?;
+        let path = entry.path()?.into_owned();
+        let dest = inside(dir, &path)?;
+        // Symbolic links only as tablespace links (`pg_tblspc/OID`), and nothing written
+        // under one: an archive cannot make us write outside `dir`.
+        let in_tblspc = path.starts_with("pg_tblspc");
+        if in_tblspc && path.components().count() > 2 {
+            return Err(io::Error::other(format!(
+                "refusing {} in the base backup (inside a tablespace link)",
+                path.display()
+            )));
+        }
         let mode = entry.header().mode().unwrap_or(0o600) & 0o7777;
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
                 fs::DirBuilder::new()
                     .recursive(true)
-                    .mode(mode | 0o700)
+                    .mode(0o700)
                     .create(&dest)?;
+                fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if let Some(parent) = dest.parent() {
@@ -178,7 +223,7 @@ fn extract(plain: impl Read, dir: &Path) -> io::Result<()> {
                 // The mode the umask may have narrowed.
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
             }
-            tar::EntryType::Symlink => {
+            tar::EntryType::Symlink if in_tblspc => {
                 let target = entry
                     .link_name()?
                     .ok_or_else(|| io::Error::other("a symbolic link without a target"))?;
@@ -193,8 +238,23 @@ fn extract(plain: impl Read, dir: &Path) -> io::Result<()> {
         }
     }
     // The end-of-archive blocks: read to the end, so that the whole object is hashed.
-    copy_chunked(&mut archive.into_inner(), &mut io::sink())?;
-    Ok(())
+    let mut rest = archive.into_inner();
+    copy_chunked(&mut rest, &mut io::sink())?;
+    Ok(rest.bytes)
+}
+
+/// Counts what is read through it.
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// `dir` joined with a path from the archive, which must be relative and stay inside.
@@ -247,6 +307,7 @@ mod tests {
             .unwrap();
         assert!(out == plain);
         assert!(frames(&[(0, 5), (10, 2)], 9).is_none());
+        assert!(frames(&[(0, 0), (FRAME_SIZE, 1 << 40)], 1 << 41).is_none());
     }
 
     #[test]

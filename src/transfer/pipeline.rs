@@ -335,7 +335,8 @@ pub type Hashed = std::thread::JoinHandle<io::Result<(String, u64)>>;
 /// Reads `inner` to its end on a thread of its own, hashing what it reads, and hands the
 /// bytes over in 1 MiB chunks (at most four waiting): reading and hashing then overlap with
 /// whatever consumes them (decompression, say). The handle gives the SHA-256 and the size
-/// once the reader is at the end; it stops early, with what it has, if the consumer goes.
+/// once the reader is at the end; if the consumer goes first, it stops at once with an error
+/// (the rest of the object is not read).
 pub fn hashed_read_ahead(inner: Box<dyn Read + Send>) -> io::Result<(ChannelReader, Hashed)> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
     let handle = std::thread::Builder::new()
@@ -358,7 +359,7 @@ pub fn hashed_read_ahead(inner: Box<dyn Read + Send>) -> io::Result<(ChannelRead
                 }
                 chunk.truncate(filled);
                 if tx.send(chunk).is_err() {
-                    break;
+                    return Err(io::Error::other("the reader stopped before the end"));
                 }
             }
             hashing.finish()
