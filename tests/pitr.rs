@@ -483,4 +483,41 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
     assert!(!out.status.success() && text(&out).contains("unprotect"));
     svc.ok(&["unprotect", "main"]);
     assert_eq!(slots(), "0");
+
+    // A fork becomes the new primary, on timeline 2, under the same name: its stream goes on
+    // into the same archive, timeline history included, and a fork of it has every row.
+    let promoted = restore(&["fork", "main"], &store_flags, &env, &[]);
+    svc.ok(&["databases:remove", "main"]);
+    svc.cli_with_stdin(&["databases:add", "main"], &promoted.url("postgres"));
+    promoted.psql("postgres", "INSERT INTO marks VALUES ('g')");
+    svc.ok(&["protect", "main"]);
+    common::wait_until(
+        60,
+        || info(&svc)["live"]["base_backups"].as_u64() == Some(2),
+        || {
+            format!(
+                "no base backup on timeline 2: {}\n{}",
+                info(&svc),
+                svc.log()
+            )
+        },
+    );
+    promoted.psql("postgres", "INSERT INTO marks VALUES ('h')");
+    let end = lsn(&promoted.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
+    common::wait_until(
+        60,
+        || {
+            info(&svc)["live"]["stored_lsn"]
+                .as_str()
+                .is_some_and(|l| lsn(l) >= end)
+        },
+        || format!("WAL of timeline 2 not stored up to {end:X}: {}", info(&svc)),
+    );
+    assert!(store.join("wal/main/00000002.history.zst").exists());
+    common::give_to_server_user_recursively(&store);
+    assert_eq!(
+        restore_and_read(&["fork", "main"], &store_flags, &env),
+        ["a", "b", "c", "d", "e", "f", "g", "h"]
+    );
+    svc.ok(&["unprotect", "main"]);
 }

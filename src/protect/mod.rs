@@ -123,6 +123,7 @@ impl Protector {
             spool: self.spool_root.join(&record.database),
             base_every: Duration::from_secs(record.base_every_secs),
             keep_base: record.keep_base,
+            since: record.created_at,
         };
         let live = Arc::new(Mutex::new(Live::default()));
         let stop = CancellationToken::new();

@@ -40,6 +40,10 @@ pub(super) struct Setup {
     pub spool: PathBuf,
     pub base_every: Duration,
     pub keep_base: u32,
+    /// When the protection began: the first base backup is the first one since then (the
+    /// archive may hold older ones of another cluster or slot, which a gap may separate
+    /// from this stream).
+    pub since: Timestamp,
 }
 
 /// What the receiver is doing.
@@ -693,7 +697,8 @@ impl Stream {
         if self.next_base_at.is_none() {
             self.next_base_at = Some(
                 info.base_backups
-                    .last()
+                    .iter()
+                    .rfind(|b| b.started_at >= self.setup.since)
                     .map(|b| later(b.started_at, self.setup.base_every))
                     .unwrap_or_else(Timestamp::now),
             );
