@@ -285,7 +285,8 @@ pub enum Command {
         verbose: bool,
     },
     /// Recreate the catalog of backups from the manifests in the store, after the service's
-    /// own disk was lost. Databases, schedules and retention must be set up again.
+    /// own disk was lost. Databases, schedules, retention and protections must be set up again
+    /// (archives of protected databases stay in the store; `protect` resumes them).
     #[command(name = "catalog:rebuild")]
     CatalogRebuild,
     /// Delete a backup: its stored object and its record.

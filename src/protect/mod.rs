@@ -396,6 +396,35 @@ pub(crate) async fn identify_system(tools: &PgTools, url: &PgUrl) -> Result<Syst
     Ok(System { timeline })
 }
 
+/// The history of `timeline` (`TIMELINE_HISTORY` over a replication connection): each
+/// parent timeline with the position where it ended, oldest first.
+pub(crate) async fn timeline_history(
+    tools: &PgTools,
+    url: &PgUrl,
+    timeline: u32,
+) -> Result<Vec<(u32, u64)>, String> {
+    let rows = query(
+        tools,
+        &url.with_param("replication", "true"),
+        &format!("TIMELINE_HISTORY {timeline}"),
+    )
+    .await
+    .map_err(|e| explain_replication_error(&e.to_string(), url))?;
+    // The file's lines (`1\t0/3000000\treason`) come back split on tabs and newlines; the
+    // first also carries the file name in front.
+    let mut out = Vec::new();
+    for row in rows {
+        if let Some(pair) = row.windows(2).find_map(|w| {
+            let tli = w[0].trim().parse::<u32>().ok()?;
+            let lsn = crate::pitr::parse_lsn(&w[1])?;
+            Some((tli, lsn))
+        }) {
+            out.push(pair);
+        }
+    }
+    Ok(out)
+}
+
 fn explain_replication_error(e: &str, url: &PgUrl) -> String {
     let user = url.user().unwrap_or_default();
     if e.contains("no pg_hba.conf entry for replication connection") {

@@ -203,6 +203,7 @@ struct Stream {
     next_base_at: Option<Timestamp>,
     /// The oldest base backup's start (time, LSN), for the WAL volume per day.
     oldest_base: Option<(Timestamp, u64)>,
+    advance_failed_at: Option<Instant>,
 }
 
 /// Runs the stream until `stop`; never returns early (failures are retried and reported in
@@ -228,6 +229,7 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         base: None,
         next_base_at: None,
         oldest_base: None,
+        advance_failed_at: None,
     };
     // A completed segment waits at most this long for its upload to start.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -385,9 +387,18 @@ impl Stream {
                 ));
             }
         };
-        let timeline = super::identify_system(&setup.tools, &setup.url)
+        let current = super::identify_system(&setup.tools, &setup.url)
             .await?
             .timeline;
+        // The slot's position may lie before the server's last timeline switch (a slot made
+        // just after a promotion): the spool must then resume on the timeline it lies on, and
+        // pg_receivewal follows the switch from there.
+        let timeline = if current > 1 {
+            let history = super::timeline_history(&setup.tools, &setup.url, current).await?;
+            timeline_of(slot, &history, current)
+        } else {
+            current
+        };
         self.segment_size = size;
         self.slot_lsn = slot;
         self.stored_lsn = self.stored_lsn.max(slot);
@@ -491,10 +502,21 @@ impl Stream {
                 quote_literal(&self.setup.slot),
                 quote_literal(&lsn_text(self.stored_lsn))
             );
+            // Tried at most every 10 s while it fails: the WAL stays held (and stored).
+            if self
+                .advance_failed_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+            {
+                return;
+            }
             match query(&self.setup.tools, &self.setup.url, &sql).await {
-                Ok(_) => self.slot_lsn = self.stored_lsn,
+                Ok(_) => {
+                    self.slot_lsn = self.stored_lsn;
+                    self.advance_failed_at = None;
+                }
                 Err(e) => {
-                    tracing::warn!(database = %self.setup.name, "cannot advance slot {}: {e}", self.setup.slot)
+                    self.advance_failed_at = Some(Instant::now());
+                    tracing::warn!(database = %self.setup.name, "cannot advance slot {} (the server keeps the WAL meanwhile): {e}", self.setup.slot)
                 }
             }
         }
@@ -717,6 +739,16 @@ impl Stream {
             l.next_base_backup_at = next;
         });
     }
+}
+
+/// The timeline that `lsn` lies on, from a timeline history (`(parent timeline, switch
+/// point)`, oldest first) that ends in `current`.
+fn timeline_of(lsn: u64, history: &[(u32, u64)], current: u32) -> u32 {
+    history
+        .iter()
+        .find(|(_, switch)| lsn < *switch)
+        .map(|(tli, _)| *tli)
+        .unwrap_or(current)
 }
 
 /// `at + by`, or the end of time when that overflows.
@@ -956,5 +988,19 @@ fn remove(path: &Path) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_lies_on_the_timeline_whose_range_holds_it() {
+        let history = [(1, 0x300_0000), (2, 0x500_0000)];
+        assert_eq!(timeline_of(0x200_0000, &history, 3), 1);
+        assert_eq!(timeline_of(0x300_0000, &history, 3), 2);
+        assert_eq!(timeline_of(0x600_0000, &history, 3), 3);
+        assert_eq!(timeline_of(0x100, &[], 1), 1);
     }
 }
