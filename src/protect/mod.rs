@@ -8,6 +8,7 @@
 //! replication slot, `pgbackups_<database>`, which the service advances only past WAL that
 //! is durable in the store.
 
+mod spool;
 mod stream;
 
 use std::collections::HashMap;

@@ -13,19 +13,20 @@
 //! moves after that). Every completed segment in the spool is stored, whatever the slot says.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
+use super::spool::{PartialMark, Sweep, resume_at};
 use crate::pg::client::{query, quote_literal, tool_command};
 use crate::pg::{PgTool, PgTools, PgUrl};
-use crate::pitr::{self, BaseBackup, parse_lsn, segment_file};
+use crate::pitr::{self, BaseBackup, parse_lsn};
 use crate::storage::Storage;
 use crate::transfer::pipeline::{error_summary, spawn_tool, terminate};
 
@@ -790,204 +791,6 @@ fn explain(summary: &str, url: &PgUrl) -> String {
         "pg_receivewal exited without saying why".to_string()
     } else {
         summary.to_string()
-    }
-}
-
-/// Makes `pg_receivewal` start at the slot's position when the spool has no WAL: it resumes
-/// at the start of the newest `.partial` file it finds, so a zero-filled, full-size one is put
-/// for the segment holding `slot` (pg_receivewal then writes the real WAL over it).
-fn resume_at(spool: &Path, slot: u64, segment_size: u64, timeline: u32) -> Result<(), String> {
-    std::fs::create_dir_all(spool)
-        .map_err(|e| format!("cannot create the WAL spool {}: {e}", spool.display()))?;
-    let has_wal = list_spool(spool)?
-        .iter()
-        .any(|f| matches!(f.kind, Kind::Segment | Kind::Partial));
-    if has_wal {
-        return Ok(());
-    }
-    let name = format!("{}.partial", segment_file(timeline, slot, segment_size));
-    let path = spool.join(&name);
-    let file = std::fs::File::create(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.set_len(segment_size)
-        .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
-    Ok(())
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Segment,
-    Partial,
-    History,
-}
-
-/// A WAL file in the spool.
-#[derive(Clone, Debug)]
-struct Spooled {
-    name: String,
-    kind: Kind,
-    timeline: u32,
-    /// The segment's position (segments count from 0; unused for histories).
-    segno: u64,
-}
-
-fn list_spool(spool: &Path) -> Result<Vec<Spooled>, String> {
-    let entries = std::fs::read_dir(spool)
-        .map_err(|e| format!("cannot read the WAL spool {}: {e}", spool.display()))?;
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if !crate::wal::is_wal_name(&name) || name.ends_with(".backup") {
-            continue;
-        }
-        let kind = if name.ends_with(".history") {
-            Kind::History
-        } else if name.ends_with(".partial") {
-            Kind::Partial
-        } else {
-            Kind::Segment
-        };
-        let hex = |r: std::ops::Range<usize>| {
-            name.get(r)
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .unwrap_or(0)
-        };
-        out.push(Spooled {
-            timeline: hex(0..8) as u32,
-            // log * (4 GiB / size) + seg, computed by the caller that knows the size.
-            segno: (hex(8..16) << 32) | hex(16..24),
-            kind,
-            name,
-        });
-    }
-    Ok(out)
-}
-
-/// The segment still filling, as last uploaded.
-#[derive(Clone, Debug, PartialEq)]
-struct PartialMark {
-    name: String,
-    modified: SystemTime,
-    len: u64,
-}
-
-/// One pass over the spool: histories and completed segments into the store in order, then
-/// closed partial segments, then (when due) the one still filling.
-struct Sweep {
-    spool: PathBuf,
-    storage: Arc<dyn Storage>,
-    name: String,
-    /// Everything before it is in the store already.
-    stored_lsn: u64,
-    segment_size: u64,
-    /// `Some(last upload)` when the filling segment is due for upload.
-    partial: Option<Option<PartialMark>>,
-}
-
-#[derive(Default)]
-struct Swept {
-    /// The end of the newest whole segment stored (everything before it is in the store).
-    stored_end: Option<u64>,
-    partial_stored: bool,
-    /// The filling segment was checked and is as last uploaded.
-    partial_current: bool,
-    partial: Option<PartialMark>,
-    error: Option<String>,
-}
-
-impl Sweep {
-    fn run(self) -> Swept {
-        let mut out = Swept::default();
-        if let Err(e) = self.store(&mut out) {
-            out.error = Some(e);
-        }
-        out
-    }
-
-    fn store(&self, out: &mut Swept) -> Result<(), String> {
-        let per_log = 0x1_0000_0000 / self.segment_size;
-        let mut files = list_spool(&self.spool)?;
-        for f in &mut files {
-            f.segno = (f.segno >> 32) * per_log + (f.segno & 0xFFFF_FFFF);
-        }
-        files.sort_by_key(|f| (f.segno, f.timeline, f.kind == Kind::Partial));
-        let path = |f: &Spooled| self.spool.join(&f.name);
-        for f in files.iter().filter(|f| f.kind == Kind::History) {
-            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
-                .map_err(|e| e.to_string())?;
-            remove(&path(f))?;
-        }
-        let newest = files
-            .iter()
-            .filter(|f| f.kind != Kind::History)
-            .map(|f| (f.segno, f.timeline))
-            .max();
-        let Some((newest_segno, newest_tli)) = newest else {
-            return Ok(());
-        };
-        let stored_segno = self.stored_lsn / self.segment_size;
-        // Every completed segment is stored, in order, then removed: pg_receivewal resumes
-        // from the filling one (or, with none, from the slot).
-        for f in files.iter().filter(|f| f.kind == Kind::Segment) {
-            if out.stored_end.is_none() && f.segno > stored_segno {
-                // The stream skipped WAL between the store's end and this segment: the gap
-                // check reports it; record it here too.
-                tracing::error!(
-                    "the WAL stream of {} resumed at {} but the store ends in the segment before {}: a gap",
-                    self.name,
-                    f.name,
-                    segment_file(
-                        f.timeline,
-                        stored_segno * self.segment_size,
-                        self.segment_size
-                    )
-                );
-            }
-            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
-                .map_err(|e| e.to_string())?;
-            out.stored_end = Some((f.segno + 1) * self.segment_size);
-            // Its partial uploads are superseded.
-            if let Ok(key) = crate::wal::key(&self.name, &format!("{}.partial", f.name)) {
-                let _ = self.storage.delete(&key);
-            }
-            remove(&path(f))?;
-        }
-        for f in files.iter().filter(|f| f.kind == Kind::Partial) {
-            if (f.segno, f.timeline) != (newest_segno, newest_tli) {
-                // Closed for good (the last segment of a timeline that ended): stored once.
-                crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))
-                    .map_err(|e| e.to_string())?;
-                remove(&path(f))?;
-                continue;
-            }
-            let Some(last) = &self.partial else { continue };
-            let meta = std::fs::metadata(path(f))
-                .map_err(|e| format!("cannot read {}: {e}", path(f).display()))?;
-            let mark = PartialMark {
-                name: f.name.clone(),
-                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                len: meta.len(),
-            };
-            if last.as_ref() == Some(&mark) {
-                out.partial_current = true;
-                continue;
-            }
-            crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))
-                .map_err(|e| e.to_string())?;
-            out.partial_stored = true;
-            out.partial = Some(mark);
-        }
-        Ok(())
-    }
-}
-
-fn remove(path: &Path) -> Result<(), String> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
     }
 }
 
