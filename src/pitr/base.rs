@@ -116,7 +116,7 @@ pub async fn take_base_backup(
         name: name.to_string(),
         id: id.clone(),
         started_at,
-        finished_at: jiff::Timestamp::now(),
+        finished_at: server_now(tools, url).await,
         start_lsn: described.start_lsn,
         stop_lsn: described.stop_lsn,
         timeline: described.timeline,
@@ -134,6 +134,20 @@ pub async fn take_base_backup(
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("could not store the base backup's description: {e}"))?;
     Ok(backup)
+}
+
+/// The server's clock, which is what `recovery_target_time` is compared with (rollbacks pick
+/// the newest base backup that finished before a target); ours if the server cannot say.
+async fn server_now(tools: &PgTools, url: &PgUrl) -> jiff::Timestamp {
+    let rows = crate::pg::client::query(
+        tools,
+        url,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    )
+    .await;
+    rows.ok()
+        .and_then(|r| r.first()?.first()?.parse().ok())
+        .unwrap_or_else(jiff::Timestamp::now)
 }
 
 /// Where a base backup's WAL starts and ends, from the `backup_label` and `backup_manifest`

@@ -33,7 +33,8 @@ pub struct BaseBackup {
     /// `20261125T052400Z`: when it started, which orders base backups.
     pub id: String,
     pub started_at: Timestamp,
-    /// When pg_basebackup returned: the backup is consistent from no later than this.
+    /// When its WAL was stored, by the server's clock (which recovery targets are compared
+    /// with): the backup is consistent from no later than this.
     pub finished_at: Timestamp,
     /// WAL start and end points, as PostgreSQL prints LSNs (`0/2000028`).
     pub start_lsn: String,
