@@ -539,3 +539,119 @@ fn encrypted_backups_on_s3_restore_through_ranged_reads() {
             .contains("2 tables")
     );
 }
+
+#[test]
+fn a_protected_database_streams_its_wal_to_s3_and_a_fork_reads_it_back() {
+    let s3 = S3Server::start("walstream");
+    let (dir, _store, cli_dir) = common::archive_dirs();
+    // The fork's restore_command runs as the server's user, with the server's environment:
+    // the store and its credentials come from a configuration file that user can read.
+    let config = dir.path().join("pgbackups.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nurl = \"s3://{}/pg\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\n[storage.options]\naws_access_key_id = \"{}\"\naws_secret_access_key = \"{}\"\n",
+            s3.bucket,
+            s3.endpoint(),
+            common::s3::ACCESS_KEY,
+            common::s3::SECRET_KEY
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    common::give_to_server_user(&config);
+    let config_s = config.to_str().unwrap();
+
+    let pg = Cluster::start();
+    pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
+    let svc = Service::try_start(
+        dir.path().join("service"),
+        &["--config", config_s],
+        &[("PGBACKUPS_PARTIAL_SECS", "1")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    svc.cli_with_stdin(&["databases:add", "main"], &pg.url("postgres"));
+    svc.ok(&["protect", "main"]);
+    let info = || -> serde_json::Value {
+        let out = svc.cli(&["protection:info", "main", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+    };
+    wait_until(
+        90,
+        || info()["live"]["base_backups"].as_u64() == Some(1),
+        || format!("no base backup on S3: {}\n{}", info(), svc.log()),
+    );
+    pg.psql("postgres", "INSERT INTO marks VALUES ('a')");
+    pg.psql(
+        "postgres",
+        "CREATE TABLE filler AS SELECT md5(g::text) AS t FROM generate_series(1, 300000) g",
+    );
+    pg.psql("postgres", "INSERT INTO marks VALUES ('b')");
+    let lsn = |t: &str| {
+        let (hi, lo) = t.trim().split_once('/').unwrap();
+        (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+    };
+    let end = lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
+    wait_until(
+        90,
+        || {
+            info()["live"]["stored_lsn"]
+                .as_str()
+                .is_some_and(|l| lsn(l) >= end)
+        },
+        || format!("WAL not stored on S3 up to {end:X}: {}", info()),
+    );
+    assert_eq!(info()["problems"], serde_json::json!([]), "{}", info());
+    // Whole segments and the filling one are objects in the bucket.
+    let objects = s3.objects("pg/wal/main/");
+    assert!(
+        objects.iter().any(|o| o.ends_with(".partial.zst")),
+        "{objects:?}"
+    );
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o.len() > 20 && !o.contains("partial"))
+            .count()
+            >= 2,
+        "{objects:?}"
+    );
+
+    // A fork from the bucket alone (no service), with the latest rows.
+    let root = tempfile::Builder::new()
+        .prefix("pgbackups-test-s3fork-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let data = root.path().join("data");
+    let port = common::free_port();
+    let out = Command::new(common::binary())
+        .args(["fork", "main", "--config", config_s, "--data-dir"])
+        .arg(&data)
+        .args(["--port", &port.to_string()])
+        .env("PGBACKUPS_DATA_DIR", &cli_dir)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let fork = Cluster::start_existing(root, port);
+    wait_until(
+        60,
+        || fork.psql("postgres", "SELECT pg_is_in_recovery()").trim() == "f",
+        || format!("recovery did not end:\n{}", fork.server_log()),
+    );
+    assert_eq!(
+        fork.psql(
+            "postgres",
+            "SELECT string_agg(v, ',' ORDER BY v) FROM marks"
+        )
+        .trim(),
+        "a,b"
+    );
+    svc.ok(&["unprotect", "main"]);
+}
