@@ -28,6 +28,8 @@ pub struct ServiceConfig {
     pub storage: crate::storage::StorageConfig,
     /// Client-side encryption of new backups, and the keys to read encrypted ones.
     pub encryption: crate::crypt::EncryptionConfig,
+    /// A webhook that gets failures as JSON POSTs (see `notify.rs`).
+    pub notify_url: Option<String>,
 }
 
 /// The configuration file (`--config`, else `pgbackups.toml` in the data directory when it
@@ -38,6 +40,7 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub max_running: Option<usize>,
     pub public_url: Option<String>,
+    pub notify_url: Option<String>,
     #[serde(default)]
     pub storage: crate::storage::StorageConfig,
     #[serde(default)]
@@ -89,6 +92,7 @@ impl ServiceConfig {
             public_url: None,
             storage: Default::default(),
             encryption: Default::default(),
+            notify_url: None,
         }
     }
 

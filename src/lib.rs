@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypt;
 pub mod durable;
 pub mod format;
+pub mod notify;
 pub mod pg;
 pub mod pitr;
 pub mod protect;

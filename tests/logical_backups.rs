@@ -811,3 +811,38 @@ fn a_restore_goes_on_past_objects_the_target_refuses_and_then_reports_them() {
         "1"
     );
 }
+
+#[test]
+fn a_failed_capture_is_posted_to_the_webhook_without_secrets() {
+    let mut hook = common::Webhook::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::try_start(dir.path().join("data"), &["--notify-url", &hook.url], &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A capture that cannot work: no server there; the URL holds a password.
+    let id = transfer_id(&svc.cli(&[
+        "backups:capture",
+        "postgres://app:hunter2-pw@127.0.0.1:1/nope",
+        "--no-wait",
+    ]));
+    let event = hook.wait_for(60, |e| e["event"] == "transfer.failed");
+    let body = event.to_string();
+    assert_eq!(event["id"], id.as_str(), "{body}");
+    assert!(
+        event["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(!body.contains("hunter2-pw"), "{body}");
+    assert!(!svc.log().contains("hook-s3cret"));
+
+    // A URL that is not http(s) stops the service at start, without echoing it.
+    let out = Service::try_start(
+        dir.path().join("other"),
+        &["--notify-url", "ftp://user:pw-in-url@x/hook"],
+        &[],
+    )
+    .err()
+    .expect("the service started");
+    assert!(out.contains("--notify-url must be"), "{out}");
+    assert!(!out.contains("pw-in-url"), "{out}");
+}

@@ -326,7 +326,13 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
     let pg = Cluster::start();
     pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
     let svc_dir = dir.path().join("service");
-    let serve_args = ["--storage", storage.as_str()];
+    let mut hook = common::Webhook::start();
+    let serve_args = [
+        "--storage",
+        storage.as_str(),
+        "--notify-url",
+        hook.url.as_str(),
+    ];
     let serve_env = [("PGBACKUPS_PARTIAL_SECS", "1")];
     let start = || Service::try_start(svc_dir.clone(), &serve_args, &serve_env).unwrap();
     let mut svc = start();
@@ -429,8 +435,18 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
         },
         || format!("WAL not stored up to {end:X}: {}", info(&svc)),
     );
-    // The server restarts: the receiver reconnects and the stream goes on.
+    // The server restarts: the receiver reconnects and the stream goes on. Its failure, and
+    // its recovery, are notified.
     pg.restart();
+    let problem = hook.wait_for(60, |e| e["event"] == "protection.problem");
+    assert_eq!(problem["database"], "main", "{problem}");
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("WAL receiver failing")),
+        "{problem}"
+    );
+    hook.wait_for(60, |e| e["event"] == "protection.recovered");
     pg.psql("postgres", "INSERT INTO marks VALUES ('f')");
     pg.psql("postgres", fill);
     let end = lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));

@@ -24,6 +24,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             listen,
             public_url,
             max_running,
+            notify_url,
         } => {
             let (mut config, file) = store.service_config(data_dir)?;
             config.listen = listen
@@ -31,6 +32,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                 .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
             config.max_running = max_running.or(file.max_running).unwrap_or(4);
             config.public_url = public_url.or(file.public_url);
+            config.notify_url = notify_url.or(file.notify_url);
             crate::server::serve(config)
                 .await
                 .map_err(|e| CliError::msg(e.to_string()))?;

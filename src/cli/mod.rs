@@ -57,6 +57,10 @@ pub enum Command {
         /// How many transfers run at once (more wait as Pending; default 4).
         #[arg(long, env = "PGBACKUPS_MAX_RUNNING")]
         max_running: Option<usize>,
+        /// A webhook (http or https) that gets a JSON POST when a transfer fails and when a
+        /// protected database gets a problem or is rid of it.
+        #[arg(long, env = "PGBACKUPS_NOTIFY_URL")]
+        notify_url: Option<String>,
     },
     /// Archive one WAL file durably into the store: PostgreSQL's archive_command, as
     /// `pgbackups wal-push --name main %p`. Exits 0 only once the file is durable in the

@@ -125,6 +125,7 @@ impl Protector {
             base_every: Duration::from_secs(record.base_every_secs),
             keep_base: record.keep_base,
             since: record.created_at,
+            notifier: self.engine.notifier().clone(),
         };
         let live = Arc::new(Mutex::new(Live::default()));
         let stop = CancellationToken::new();

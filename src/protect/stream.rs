@@ -41,6 +41,8 @@ pub(super) struct Setup {
     pub spool: PathBuf,
     pub base_every: Duration,
     pub keep_base: u32,
+    /// Where problems are reported as they appear and go.
+    pub notifier: Arc<crate::notify::Notifier>,
     /// When the protection began: the first base backup is the first one since then (the
     /// archive may hold older ones of another cluster or slot, which a gap may separate
     /// from this stream).
@@ -103,41 +105,64 @@ pub struct Live {
 impl Live {
     /// What is wrong, one line each: shown loudly by `protection:info` and the dashboard.
     pub fn problems(&self) -> Vec<String> {
+        self.problems_by_kind()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// The kinds of problem there are now (what a notification is sent for when it appears).
+    fn problem_kinds(&self) -> Vec<&'static str> {
+        self.problems_by_kind()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    fn problems_by_kind(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if self.receiver == ReceiverState::Failing {
-            out.push(format!(
-                "WAL receiver failing: {}",
-                self.receiver_error.as_deref().unwrap_or("unknown error")
-            ));
+            let why = self.receiver_error.as_deref().unwrap_or("unknown error");
+            out.push(("receiver", format!("WAL receiver failing: {why}")));
         }
         if let Some(e) = &self.store_error {
-            out.push(format!("cannot store WAL: {e}"));
+            out.push(("store", format!("cannot store WAL: {e}")));
         }
         if let (Some(s), Some(b)) = (self.lag_seconds, self.lag_bytes)
             && (s > lag_limit_secs() || b > LAG_LIMIT_BYTES)
         {
-            out.push(format!(
-                "WAL archiving is {s} s ({}) behind the server",
-                human_bytes(b)
+            let behind = human_bytes(b);
+            out.push((
+                "lag",
+                format!("WAL archiving is {s} s ({behind}) behind the server"),
             ));
         }
         if let Some(status @ ("unreserved" | "lost")) = self.slot_wal_status.as_deref() {
-            out.push(format!(
-                "the replication slot is {status}: the server removes (or removed) WAL that is not stored yet (max_slot_wal_keep_size); the store must catch up"
+            out.push((
+                "slot",
+                format!(
+                    "the replication slot is {status}: the server removes (or removed) WAL that is not stored yet (max_slot_wal_keep_size); the store must catch up"
+                ),
             ));
         }
         if let Some(at) = self.slot_recreated_at {
-            out.push(format!(
-                "the replication slot was missing and was created again at {at}: WAL written before may be missing"
+            out.push((
+                "slot recreated",
+                format!(
+                    "the replication slot was missing and was created again at {at}: WAL written before may be missing"
+                ),
             ));
         }
         for (from, to) in &self.gaps {
-            out.push(format!(
-                "WAL gap: {from} .. {to} missing from the store (rollbacks cannot cross it; a new base backup starts a new window)"
+            out.push((
+                "gap",
+                format!(
+                    "WAL gap: {from} .. {to} missing from the store (rollbacks cannot cross it; a new base backup starts a new window)"
+                ),
             ));
         }
         if let Some(e) = &self.base_backup_error {
-            out.push(format!("last base backup failed: {e}"));
+            out.push(("base backup", format!("last base backup failed: {e}")));
         }
         out
     }
@@ -205,6 +230,8 @@ struct Stream {
     /// The oldest base backup's start (time, LSN), for the WAL volume per day.
     oldest_base: Option<(Timestamp, u64)>,
     advance_failed_at: Option<Instant>,
+    /// The problem kinds last notified.
+    notified: Vec<&'static str>,
 }
 
 /// Runs the stream until `stop`; never returns early (failures are retried and reported in
@@ -231,6 +258,7 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         next_base_at: None,
         oldest_base: None,
         advance_failed_at: None,
+        notified: Vec::new(),
     };
     // A completed segment waits at most this long for its upload to start.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -269,6 +297,38 @@ impl Stream {
         self.sample().await;
         self.base_backups().await;
         self.check_archive().await;
+        self.notify();
+    }
+
+    /// Notifies when a kind of problem appears, and when the last one goes.
+    fn notify(&mut self) {
+        let (kinds, problems) = {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            (live.problem_kinds(), live.problems())
+        };
+        if kinds == self.notified {
+            return;
+        }
+        let appeared = kinds.iter().any(|k| !self.notified.contains(k));
+        let (event, message) = if appeared {
+            ("protection.problem", problems.join("; "))
+        } else if kinds.is_empty() {
+            (
+                "protection.recovered",
+                "no problem any more: WAL streams into the store".to_string(),
+            )
+        } else {
+            self.notified = kinds;
+            return;
+        };
+        self.setup.notifier.send(crate::notify::Event {
+            event,
+            database: self.setup.name.clone(),
+            id: None,
+            message,
+            at: Timestamp::now(),
+        });
+        self.notified = kinds;
     }
 
     /// Starts the receiver when it is not running and its restart delay has passed; notices

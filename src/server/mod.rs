@@ -91,6 +91,8 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         }
         _ => Arc::new(SystemClock),
     };
+    let notifier =
+        crate::notify::Notifier::new(config.notify_url.as_deref()).map_err(ServeError)?;
     let tools = PgTools::discover(&config.pg_bin_dirs);
     tracing::info!("PostgreSQL client tools: {}", tools.describe());
     let engine = Engine::new(
@@ -100,6 +102,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         secrets.clone(),
         tools,
         clock.clone(),
+        notifier,
     );
     let interrupted = engine
         .recover_interrupted()

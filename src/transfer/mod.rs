@@ -201,6 +201,8 @@ fn link_message(backup: &TransferRecord, expiry: i64) -> String {
 
 /// The transfer machinery of one service: starts transfers, tracks the running ones.
 pub struct Engine {
+    /// Where failures are reported (a webhook, when configured).
+    notifier: Arc<crate::notify::Notifier>,
     catalog: Arc<Catalog>,
     storage: Arc<dyn Storage>,
     tools: PgTools,
@@ -253,8 +255,10 @@ impl Engine {
         secrets: Arc<Secrets>,
         tools: PgTools,
         clock: Arc<dyn Clock>,
+        notifier: Arc<crate::notify::Notifier>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
+            notifier,
             catalog,
             storage,
             tools,
@@ -273,6 +277,11 @@ impl Engine {
             clock,
             ended: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Where failures are reported.
+    pub fn notifier(&self) -> &Arc<crate::notify::Notifier> {
+        &self.notifier
     }
 
     /// The catalog this engine records into.
@@ -1189,6 +1198,15 @@ impl Engine {
             None => job.log(&format!("{} {}", job.rec.id, state_word(state))),
         }
         job.rec.bytes_processed = job.ctx.bytes();
+        if state == TransferState::Failed {
+            self.notifier.send(crate::notify::Event {
+                event: "transfer.failed",
+                database: job.rec.database.clone(),
+                id: Some(job.rec.id.to_string()),
+                message: message.clone().unwrap_or_default(),
+                at: self.clock.now(),
+            });
+        }
         job.rec.state = state;
         job.rec.error = message;
         job.rec.finished_at = Some(self.clock.now());

@@ -702,3 +702,72 @@ pub fn transfer_id(out: &Output) -> String {
         .unwrap_or_else(|| panic!("no transfer ID in output: {}", text(out)))
         .to_string()
 }
+
+/// A webhook receiver on 127.0.0.1: every POST's body, as JSON, in the order received.
+pub struct Webhook {
+    pub url: String,
+    bodies: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<Value>,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, bodies) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("content-length")
+                    {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                if tx
+                    .send(String::from_utf8_lossy(&body).into_owned())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Webhook {
+            url: format!("http://127.0.0.1:{port}/hook?token=hook-s3cret"),
+            bodies,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `secs` for an event for which `matches` holds; returns it.
+    pub fn wait_for(&mut self, secs: u64, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = self.seen.iter().find(|v| matches(v)) {
+                return v.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.bodies.recv_timeout(left) {
+                Ok(body) => self.seen.push(
+                    serde_json::from_str(&body)
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {body}")),
+                ),
+                Err(_) => panic!("no such notification; got {:?}", self.seen),
+            }
+        }
+    }
+}
