@@ -558,13 +558,18 @@ fn a_service_killed_mid_capture_marks_it_failed_and_recovers() {
     holder.release();
 
     let data_dir = svc.data_dir.clone();
-    let svc2 = Service::start_in(data_dir);
+    // The restarted service says so to its webhook too.
+    let mut hook = common::Webhook::start();
+    let svc2 = Service::try_start(data_dir, &["--notify-url", &hook.url], &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     let info = svc2.info(&id);
     assert_eq!(info["state"], "failed");
     assert!(
         info["error"].as_str().unwrap().contains("interrupted"),
         "{info}"
     );
+    let event = hook.wait_for(30, |e| e["event"] == "transfer.failed");
+    assert_eq!(event["id"], id.as_str(), "{event}");
     assert!(svc2.stored_files().is_empty(), "{:?}", svc2.stored_files());
     // pg_dump died with the service (it gets SIGTERM when its parent dies).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -109,6 +109,15 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?;
     for id in &interrupted {
         tracing::warn!(transfer = %id, "marked failed: it was running when the service last stopped");
+        if let Ok(t) = engine.transfer(*id) {
+            engine.notifier().send(crate::notify::Event {
+                event: "transfer.failed",
+                database: t.database,
+                id: Some(id.to_string()),
+                message: t.error.unwrap_or_default(),
+                at: clock.now(),
+            });
+        }
     }
     engine.drop_stale_scratch(&interrupted).await;
 
