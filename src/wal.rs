@@ -277,7 +277,11 @@ pub fn take_prefetched(file: &str, dest: &Path, segment_size: u64) -> bool {
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.len() == 24 && name[..8] == file[..8] && name.as_str() < file {
+            if is_wal_name(&name)
+                && name.len() == 24
+                && name.get(..8) == file.get(..8)
+                && name.as_str() < file
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -355,6 +355,13 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
         "{}",
         text(&out)
     );
+    // Only registered names: a URL (even with a space in front) is refused.
+    let out = svc.cli(&["protect", " postgres://x@127.0.0.1/y?a=/../../z"]);
+    assert!(
+        !out.status.success() && text(&out).contains("register the URL first"),
+        "{}",
+        text(&out)
+    );
     pg.psql("postgres", "ALTER ROLE plain REPLICATION");
     let hba = pg.data_dir().join("pg_hba.conf");
     let kept: String = std::fs::read_to_string(&hba)

@@ -115,6 +115,10 @@ impl Protector {
     }
 
     fn start(&self, record: ProtectionRecord, url: PgUrl) {
+        if crate::transfer::check_name(&record.database).is_err() {
+            tracing::error!("not resuming a protection with an invalid name");
+            return;
+        }
         let setup = stream::Setup {
             name: record.database.clone(),
             slot: record.slot.clone(),
@@ -154,12 +158,16 @@ impl Protector {
         base_every: Option<Duration>,
         keep: Option<u32>,
     ) -> Result<ProtectionView, ProtectError> {
-        if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        let database = database.trim();
+        if database.contains("://") {
             return Err(ProtectError::Refused(
                 "protect a registered database: register the URL first with `pgbackups databases:add NAME`".into(),
             ));
         }
+        // A registered name only: it names the spool directory, the archive and the slot.
+        crate::transfer::check_name(database)?;
         let (name, url) = self.engine.resolve_database(Some(database))?;
+        crate::transfer::check_name(&name)?;
         let base_every = base_every.unwrap_or(DEFAULT_BASE_EVERY);
         if base_every < Duration::from_secs(60) || base_every > Duration::from_secs(366 * 86_400) {
             return Err(ProtectError::Refused(
@@ -232,7 +240,9 @@ impl Protector {
         }
         self.engine.catalog().remove_protection(database)?;
         let spool = self.spool_root.join(database);
-        if let Err(e) = std::fs::remove_dir_all(&spool)
+        if let Err(e) = crate::transfer::check_name(database)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|()| std::fs::remove_dir_all(&spool))
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!("cannot remove {}: {e}", spool.display());
@@ -340,9 +350,14 @@ impl Protector {
         })
     }
 
-    /// Whether `database` is protected (it cannot be removed then).
+    /// Whether `database` is protected (it cannot be removed then), running or not.
     pub fn is_protected(&self, database: &str) -> bool {
         self.streams().contains_key(database)
+            || self
+                .engine
+                .catalog()
+                .protections()
+                .is_ok_and(|p| p.iter().any(|p| p.database == database))
     }
 
     /// Stops every stream (at service shutdown); slots stay, so streaming resumes at the next

@@ -870,6 +870,11 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     let mut metric = |name: &str, help: &str, values: &mut dyn Iterator<Item = (String, f64)>| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (db, v) in values {
+            // Label values escaped as the text format asks, whatever a name holds.
+            let db = db
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             let _ = writeln!(out, "{name}{{database=\"{db}\"}} {v}");
         }
     };
