@@ -153,3 +153,12 @@ fn pg_bin_dirs_from_env() -> Vec<PathBuf> {
         .map(|v| std::env::split_paths(&v).collect())
         .unwrap_or_default()
 }
+
+/// A number of seconds from the environment variable `var`, or `default` when it is unset or
+/// not a number (the tuning knobs the README lists).
+pub fn env_secs(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}

@@ -587,17 +587,13 @@ fn a_protected_database_streams_its_wal_to_s3_and_a_fork_reads_it_back() {
         "CREATE TABLE filler AS SELECT md5(g::text) AS t FROM generate_series(1, 300000) g",
     );
     pg.psql("postgres", "INSERT INTO marks VALUES ('b')");
-    let lsn = |t: &str| {
-        let (hi, lo) = t.trim().split_once('/').unwrap();
-        (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
-    };
-    let end = lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
+    let end = common::lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
     wait_until(
         90,
         || {
             info()["live"]["stored_lsn"]
                 .as_str()
-                .is_some_and(|l| lsn(l) >= end)
+                .is_some_and(|l| common::lsn(l) >= end)
         },
         || format!("WAL not stored on S3 up to {end:X}: {}", info()),
     );
@@ -618,40 +614,12 @@ fn a_protected_database_streams_its_wal_to_s3_and_a_fork_reads_it_back() {
     );
 
     // A fork from the bucket alone (no service), with the latest rows.
-    let root = tempfile::Builder::new()
-        .prefix("pgbackups-test-s3fork-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        root.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let data = root.path().join("data");
-    let port = common::free_port();
-    let out = Command::new(common::binary())
-        .args(["fork", "main", "--config", config_s, "--data-dir"])
-        .arg(&data)
-        .args(["--port", &port.to_string()])
-        .env("PGBACKUPS_DATA_DIR", &cli_dir)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let fork = Cluster::start_existing(root, port);
-    wait_until(
-        60,
-        || fork.psql("postgres", "SELECT pg_is_in_recovery()").trim() == "f",
-        || format!("recovery did not end:\n{}", fork.server_log()),
+    let fork = common::restore(
+        &["fork", "main"],
+        &["--config", config_s],
+        &[("PGBACKUPS_DATA_DIR", cli_dir.as_str())],
+        &[],
     );
-    assert_eq!(
-        fork.psql(
-            "postgres",
-            "SELECT string_agg(v, ',' ORDER BY v) FROM marks"
-        )
-        .trim(),
-        "a,b"
-    );
+    assert_eq!(common::marks(&fork), ["a", "b"]);
     svc.ok(&["unprotect", "main"]);
 }

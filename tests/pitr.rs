@@ -5,19 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{Cluster, Service, archive_dirs, binary, free_port, text};
-
-fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use common::{Cluster, Service, archive_dirs, binary, cli, lsn, marks, restore, text};
 
 /// Rolls back (or forks) into a new directory, starts it, waits for the end of recovery and
 /// returns the marker rows it has.
@@ -25,58 +16,12 @@ fn restore_and_read(args: &[&str], store_flags: &[&str], env: &[(&str, &str)]) -
     marks(&restore(args, store_flags, env, &[]))
 }
 
-fn marks(pg: &Cluster) -> Vec<String> {
-    pg.psql(
-        "postgres",
-        "SELECT string_agg(v, ',' ORDER BY v) FROM marks",
+/// The `archive_command` line that archives into `storage` under the name `main`.
+fn archive_command(storage: &str, cli_dir: &str) -> String {
+    format!(
+        "archive_command = '{} wal-push --name main --storage {storage} --data-dir {cli_dir} %p'",
+        binary()
     )
-    .trim()
-    .split(',')
-    .filter(|s| !s.is_empty())
-    .map(str::to_string)
-    .collect()
-}
-
-/// Rolls back (or forks) into a new directory with `extra` configuration lines, starts it
-/// and waits for the end of recovery.
-fn restore(args: &[&str], store_flags: &[&str], env: &[(&str, &str)], extra: &[&str]) -> Cluster {
-    let root = tempfile::Builder::new()
-        .prefix("pgbackups-test-pitr-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        root.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let data = root.path().join("data");
-    let port = free_port();
-    let port_s = port.to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(&["--data-dir", data.to_str().unwrap(), "--port", &port_s]);
-    all.extend_from_slice(store_flags);
-    let out = cli(&all, env);
-    assert!(out.status.success(), "{args:?}: {}", text(&out));
-    if !extra.is_empty() {
-        let auto = data.join("postgresql.auto.conf");
-        let mut conf = std::fs::read_to_string(&auto).unwrap();
-        for line in extra {
-            conf.push_str(line);
-            conf.push('\n');
-        }
-        std::fs::write(&auto, conf).unwrap();
-    }
-    let pg = Cluster::start_existing(root, port);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("postgres", "SELECT pg_is_in_recovery()").trim() != "f" {
-        assert!(
-            Instant::now() < deadline,
-            "recovery did not end:\n{}",
-            pg.server_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    pg
 }
 
 /// Takes a base backup of `pg` into `storage`, the URL (with its password) from the
@@ -97,10 +42,7 @@ fn a_rollback_follows_a_promotion_onto_the_new_timeline() {
     let (_dir, store, cli_dir) = archive_dirs();
     let storage = format!("file://{}", store.display());
     let env = [("PGBACKUPS_DATA_DIR", cli_dir.as_str())];
-    let archive_command = format!(
-        "archive_command = '{} wal-push --name main --storage {storage} --data-dir {cli_dir} %p'",
-        binary()
-    );
+    let archive_command = archive_command(&storage, &cli_dir);
     let primary = Cluster::start_with(&["archive_mode = on", &archive_command]);
     primary.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
     base_backup(&primary, &storage, &cli_dir);
@@ -149,10 +91,7 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     let (dir, store, cli_dir_s) = archive_dirs();
     let storage = format!("file://{}", store.display());
     let env = [("PGBACKUPS_DATA_DIR", cli_dir_s.as_str())];
-    let archive_command = format!(
-        "archive_command = '{} wal-push --name main --storage {storage} --data-dir {cli_dir_s} %p'",
-        binary()
-    );
+    let archive_command = archive_command(&storage, &cli_dir_s);
     let pg = Cluster::start_with(&["archive_mode = on", &archive_command]);
     pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
 
@@ -309,12 +248,6 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
         "{}",
         text(&out)
     );
-}
-
-/// `lsn("0/3000060")` as a number.
-fn lsn(text: &str) -> u64 {
-    let (hi, lo) = text.trim().split_once('/').unwrap();
-    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
 
 #[test]

@@ -69,22 +69,22 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             segment_size,
             store,
         } => {
-            let prefetch = |store: &super::StoreArgs, data_dir: &Option<std::path::PathBuf>| {
+            // The next segments, fetched in the background once this one is here.
+            let prefetch = || {
                 if let Some(size) = segment_size {
-                    start_prefetch(&name, &file, &dest, size, data_dir, store);
+                    start_prefetch(&name, &file, &dest, size, &data_dir, &store);
                 }
             };
             if let Some(size) = segment_size
                 && crate::wal::take_prefetched(&file, &dest, size)
             {
-                prefetch(&store, &data_dir);
+                prefetch();
                 return Ok(0);
             }
             // PostgreSQL takes exit 1 for "not in the archive" and ends recovery; every other
             // failure, a configuration problem included, must stop it instead (126).
             let (n, f, d) = (name.clone(), file.clone(), dest.clone());
-            let (store2, data_dir2) = (store.clone(), data_dir.clone());
-            let result = match store.service_config(data_dir) {
+            let result = match store.clone().service_config(data_dir.clone()) {
                 Ok((config, _)) => tokio::task::spawn_blocking(move || {
                     let storage = crate::server::open_configured_storage(&config, false)
                         .map_err(crate::wal::WalError::Store)?;
@@ -96,7 +96,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             };
             match result {
                 Ok(true) => {
-                    prefetch(&store2, &data_dir2);
+                    prefetch();
                     Ok(0)
                 }
                 // Not archived (yet): PostgreSQL asks for files past the end of the archive

@@ -234,11 +234,7 @@ fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
 
 /// How long a base backup waits for the WAL up to its end to reach the store.
 fn wal_wait() -> std::time::Duration {
-    let secs = std::env::var("PGBACKUPS_BASE_WAL_WAIT_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
-    std::time::Duration::from_secs(secs)
+    std::time::Duration::from_secs(crate::config::env_secs("PGBACKUPS_BASE_WAL_WAIT_SECS", 120))
 }
 
 /// Waits until the segment holding the backup's last WAL byte is in the store.

@@ -100,6 +100,11 @@ pub fn segment_file(tli: u32, lsn: u64, segment_size: u64) -> String {
     format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
 }
 
+/// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`].
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
 /// An LSN (`16/B374D848`) as a number, for comparisons.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.trim().split_once('/')?;
@@ -137,6 +142,7 @@ mod tests {
         assert_eq!(parse_lsn("0/2000028"), Some(0x2000028));
         assert_eq!(parse_lsn("16/B374D848"), Some((0x16 << 32) | 0xB374D848));
         assert!(parse_lsn("1/0").unwrap() > parse_lsn("0/FFFFFFFF").unwrap());
+        assert_eq!(format_lsn((0x16 << 32) | 0xB374D848), "16/B374D848");
         for bad in ["", "0", "x/1", "1/", "100000000/0"] {
             assert_eq!(parse_lsn(bad), None, "{bad}");
         }

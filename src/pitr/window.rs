@@ -56,6 +56,24 @@ fn segments(bases: &[BaseBackup]) -> Segments {
     }
 }
 
+/// The WAL files archived for `name`: each object's key and the WAL file it holds
+/// (`000000010000000000000003`, `00000002.history`, `….partial`).
+fn archived(storage: &dyn Storage, name: &str) -> Result<Vec<(String, String)>, StorageError> {
+    Ok(storage
+        .list(&format!("wal/{name}/"))?
+        .into_iter()
+        .map(|key| {
+            let file = key
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(".zst")
+                .to_string();
+            (key, file)
+        })
+        .collect())
+}
+
 /// The archive of one cluster, summed up.
 #[derive(Debug, Serialize)]
 pub struct ArchiveInfo {
@@ -98,12 +116,8 @@ fn archive_info_from(
     let mut present: BTreeSet<u64> = BTreeSet::new();
     let mut latest: Option<(u64, u32)> = None;
     let mut histories = 0;
-    for key in storage.list(&format!("wal/{name}/"))? {
-        let file = key
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".zst");
+    for (_, file) in archived(storage, name)? {
+        let file = file.as_str();
         if file.ends_with(".history") {
             histories += 1;
         }
@@ -173,12 +187,8 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
         storage.delete(&b.tar_key())?;
         out.base_backups.push(b.id.clone());
     }
-    for key in storage.list(&format!("wal/{name}/"))? {
-        let file = key
-            .rsplit('/')
-            .next()
-            .unwrap_or("")
-            .trim_end_matches(".zst");
+    for (key, file) in archived(storage, name)? {
+        let file = file.as_str();
         let segfile = file.split('.').next().unwrap_or("");
         if file.ends_with(".history") {
             continue;

@@ -20,7 +20,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use stream::{Live, ReceiverState, human_bytes};
+pub use stream::{Live, ReceiverState};
 
 use crate::catalog::ProtectionRecord;
 use crate::pg::client::{query, quote_literal};

@@ -24,9 +24,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::spool::{PartialMark, Sweep, resume_at};
+use crate::config::env_secs;
 use crate::pg::client::{query, quote_literal, tool_command};
 use crate::pg::{PgTool, PgTools, PgUrl};
-use crate::pitr::{self, BaseBackup, parse_lsn};
+use crate::pitr::{self, BaseBackup, format_lsn, parse_lsn};
 use crate::storage::Storage;
 use crate::transfer::pipeline::{error_summary, spawn_tool, terminate};
 
@@ -131,7 +132,7 @@ impl Live {
         if let (Some(s), Some(b)) = (self.lag_seconds, self.lag_bytes)
             && (s > lag_limit_secs() || b > LAG_LIMIT_BYTES)
         {
-            let behind = human_bytes(b);
+            let behind = crate::format::bytes(b);
             out.push((
                 "lag",
                 format!("WAL archiving is {s} s ({behind}) behind the server"),
@@ -174,26 +175,6 @@ fn lag_limit_secs() -> u64 {
 }
 
 const LAG_LIMIT_BYTES: u64 = 1 << 30;
-
-fn env_secs(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-pub fn human_bytes(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} kB", b as f64 / 1024.0),
-        b => format!("{b} bytes"),
-    }
-}
-
-fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
 
 /// A running `pg_receivewal` and the last lines it printed.
 struct Receiver {
@@ -502,7 +483,7 @@ impl Stream {
                 }
             });
         }
-        tracing::info!(database = %setup.name, "WAL receiver started at {}", lsn_text(slot));
+        tracing::info!(database = %setup.name, "WAL receiver started at {}", format_lsn(slot));
         Ok(Receiver {
             child,
             lines,
@@ -561,7 +542,7 @@ impl Stream {
             let sql = format!(
                 "SELECT pg_replication_slot_advance({}, {})",
                 quote_literal(&self.setup.slot),
-                quote_literal(&lsn_text(self.stored_lsn))
+                quote_literal(&format_lsn(self.stored_lsn))
             );
             // Tried at most every 10 s while it fails: the WAL stays held (and stored).
             if self
@@ -655,16 +636,16 @@ impl Stream {
             tracing::warn!(
                 database = %self.setup.name,
                 "WAL archiving is {lag_seconds} s ({}) behind the server",
-                human_bytes(lag_bytes)
+                crate::format::bytes(lag_bytes)
             );
             self.warned_lag_at = Some(Instant::now());
         }
         let per_day = self.per_day(server);
         self.set(|l| {
-            l.server_lsn = Some(lsn_text(server));
-            l.slot_lsn = slot.map(lsn_text);
-            l.received_lsn = received.map(lsn_text);
-            l.stored_lsn = Some(lsn_text(stored));
+            l.server_lsn = Some(format_lsn(server));
+            l.slot_lsn = slot.map(format_lsn);
+            l.received_lsn = received.map(format_lsn);
+            l.stored_lsn = Some(format_lsn(stored));
             l.lag_bytes = Some(lag_bytes);
             l.lag_seconds = Some(lag_seconds);
             l.slot_retained_bytes = slot.map(|s| server.saturating_sub(s));

@@ -191,11 +191,10 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
 /// Every minute (`PGBACKUPS_STORAGE_SWEEP_SECS`), retries the clean-up of uploads whose
 /// abort failed while the store was unreachable, so that no orphan parts outlive an outage.
 async fn retry_storage_aborts(storage: Arc<dyn Storage>) {
-    let secs = std::env::var("PGBACKUPS_STORAGE_SWEEP_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(60);
+    let secs = match crate::config::env_secs("PGBACKUPS_STORAGE_SWEEP_SECS", 60) {
+        0 => 60,
+        s => s,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

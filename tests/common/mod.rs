@@ -771,3 +771,79 @@ impl Webhook {
         }
     }
 }
+
+/// Runs the CLI with `env`, without a service.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The marker rows (`marks.v`) of a restored cluster, in order.
+pub fn marks(pg: &Cluster) -> Vec<String> {
+    pg.psql(
+        "postgres",
+        "SELECT string_agg(v, ',' ORDER BY v) FROM marks",
+    )
+    .trim()
+    .split(',')
+    .filter(|s| !s.is_empty())
+    .map(str::to_string)
+    .collect()
+}
+
+/// Rolls back (or forks) into a new directory with `extra` configuration lines, starts it
+/// and waits for the end of recovery.
+pub fn restore(
+    args: &[&str],
+    store_flags: &[&str],
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> Cluster {
+    let root = tempfile::Builder::new()
+        .prefix("pgbackups-test-restore-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        root.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let data = root.path().join("data");
+    let port = free_port();
+    let port_s = port.to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--data-dir", data.to_str().unwrap(), "--port", &port_s]);
+    all.extend_from_slice(store_flags);
+    let out = cli(&all, env);
+    assert!(out.status.success(), "{args:?}: {}", text(&out));
+    if !extra.is_empty() {
+        let auto = data.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).unwrap();
+        for line in extra {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        std::fs::write(&auto, conf).unwrap();
+    }
+    let pg = Cluster::start_existing(root, port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pg.psql("postgres", "SELECT pg_is_in_recovery()").trim() != "f" {
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not end:\n{}",
+            pg.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pg
+}
+
+/// `lsn("0/3000060")` as a number.
+pub fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text.trim().split_once('/').unwrap();
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
