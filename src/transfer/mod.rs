@@ -9,6 +9,7 @@ pub mod atomic;
 mod capture;
 mod copy;
 mod download;
+pub mod hold;
 pub mod job;
 pub mod layout;
 pub mod manifest;

@@ -1,0 +1,43 @@
+//! Test holds: named points where a transfer can be stopped in its tracks, so that a test
+//! forces the interleaving it checks (a cancel right after the target was emptied, a kill
+//! during a swap, a delete while a restore reads its backup) instead of hoping for it.
+//!
+//! Off unless the service was started with `PGBACKUPS_TEST_HOLD` naming the point (a
+//! comma-separated list), and only in debug builds: a release binary ignores the variable.
+//! A held transfer logs `Test hold: <point>` and waits until it is cancelled (or the service
+//! is killed), at most two minutes.
+
+use std::time::Duration;
+
+use super::job::JobCtx;
+
+/// The points named in `PGBACKUPS_TEST_HOLD`, read once.
+fn points() -> &'static [String] {
+    static POINTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    POINTS.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return Vec::new();
+        }
+        std::env::var("PGBACKUPS_TEST_HOLD")
+            .unwrap_or_default()
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    })
+}
+
+/// Whether the test build holds transfers at `point`.
+pub fn wanted(point: &str) -> bool {
+    points().iter().any(|p| p == point)
+}
+
+/// Holds the transfer at `point` when a test asked for it: logs the hold, then waits until
+/// the transfer is told to stop.
+pub async fn at(ctx: &JobCtx, point: &str) {
+    if !wanted(point) {
+        return;
+    }
+    ctx.log(&format!("Test hold: {point}"));
+    let _ = tokio::time::timeout(Duration::from_secs(120), ctx.cancelled().cancelled()).await;
+}
