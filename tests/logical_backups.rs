@@ -851,3 +851,47 @@ fn a_failed_capture_is_posted_to_the_webhook_without_secrets() {
     assert!(out.contains("--notify-url must be"), "{out}");
     assert!(!out.contains("pw-in-url"), "{out}");
 }
+
+#[test]
+fn a_restore_shows_the_size_of_the_database_its_backup_came_from() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 50000) g",
+    );
+    pg.create_db("target");
+    let svc = Service::start();
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let source_size = svc.info("b001")["database_size"].as_u64().unwrap();
+    let target_before: u64 = pg
+        .psql("target", "SELECT pg_database_size(current_database())")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(source_size, target_before);
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("target"),
+        "--confirm",
+        "target",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restore = svc.info(&transfer_id(&out));
+    assert_eq!(
+        restore["database_size"].as_u64(),
+        Some(source_size),
+        "{restore}"
+    );
+    let shown = svc.ok(&["backups:info", &transfer_id(&out)]);
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("Original DB Size"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!line.is_empty(), "{shown}");
+    let capture_shown = svc.ok(&["backups:info", "b001"]);
+    assert!(capture_shown.contains(&line), "{line} / {capture_shown}");
+}

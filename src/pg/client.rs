@@ -6,6 +6,7 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 use super::{PgTool, PgTools, PgUrl, ToolError, Version};
 
@@ -204,8 +205,127 @@ pub async fn server_facts(tools: &PgTools, url: &PgUrl) -> Result<ServerFacts, P
 /// recreated with its owner, privileges and comment as they were, so that a restore of a dump
 /// taken from a fresh database gives the same schema again. Runs in one transaction: when any
 /// drop is refused (an object owned by another role, say), nothing has been dropped.
-pub async fn clean_database(tools: &PgTools, url: &PgUrl) -> Result<(), PgError> {
-    run_script(tools, url, CLEAN_SCRIPT).await
+///
+/// A cancel never kills the drop halfway through its commit (after which nobody could say
+/// whether the database was emptied): see [`run_script_cancellable`]. `tag` names the
+/// connection (`pgbackups-r001-empty`: no spaces, which a URL parameter would turn into `+`) so that a cancel reaches it.
+pub async fn clean_database(
+    tools: &PgTools,
+    url: &PgUrl,
+    cancel: &CancellationToken,
+    tag: &str,
+) -> ScriptEnd {
+    run_script_cancellable(tools, url, CLEAN_SCRIPT, cancel, tag).await
+}
+
+/// How a script run by [`run_script_cancellable`] ended, as the server knows it.
+#[derive(Debug)]
+pub enum ScriptEnd {
+    /// psql committed the whole script.
+    Committed,
+    /// Nothing was committed: the server refused a statement, the cancel reached the script
+    /// before its commit, or psql never connected.
+    RolledBack(PgError),
+    /// The connection broke mid-way (or psql had to be killed), so whether the commit
+    /// happened is not known.
+    Unknown(String),
+}
+
+/// How long after a cancel the script may take to stop before psql is killed.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a script with `psql` in one transaction, like [`run_script`], but when `cancel` fires
+/// it asks the server to cancel the script's query (`pg_cancel_backend` on the connection
+/// named `tag`) instead of killing psql, and waits for psql to tell how it ended: a cancel
+/// that reaches the script before its commit rolls it back, one that comes after finds it
+/// committed. Killing psql would leave that unknown.
+pub async fn run_script_cancellable(
+    tools: &PgTools,
+    url: &PgUrl,
+    script: &str,
+    cancel: &CancellationToken,
+    tag: &str,
+) -> ScriptEnd {
+    let exe = match tools.newest(PgTool::Psql) {
+        Ok(exe) => exe,
+        Err(e) => return ScriptEnd::RolledBack(e.into()),
+    };
+    // A connection parameter, so that it wins over an application_name in the user's URL.
+    let named = url.with_param("application_name", tag);
+    let mut cmd = tool_command(&exe, Some(&named));
+    cmd.args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-1",
+        "-f",
+        "-",
+        "-d",
+        &named.without_password(),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = match crate::transfer::pipeline::spawn_tool(&mut cmd, "psql") {
+        Ok(c) => c,
+        Err(source) => {
+            return ScriptEnd::RolledBack(PgError::Spawn {
+                tool: exe.display().to_string(),
+                source,
+            });
+        }
+    };
+    if let Some(mut pipe) = child.stdin.take() {
+        // A write error means psql exited early; its status and stderr tell why.
+        let _ = pipe.write_all(script.as_bytes()).await;
+        drop(pipe);
+    }
+    let mut ended = Box::pin(child.wait_with_output());
+    let out = tokio::select! {
+        out = &mut ended => out,
+        _ = cancel.cancelled() => {
+            let stop = format!(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = {} AND pid <> pg_backend_pid()",
+                quote_literal(tag)
+            );
+            if let Err(e) = query(tools, url, &stop).await {
+                tracing::warn!("could not cancel the running script ({tag}): {e}");
+            }
+            match tokio::time::timeout(CANCEL_GRACE, &mut ended).await {
+                Ok(out) => out,
+                // Dropping the wait kills psql (kill_on_drop).
+                Err(_) => return ScriptEnd::Unknown(format!(
+                    "the script did not stop within {} s of the cancel and was killed",
+                    CANCEL_GRACE.as_secs()
+                )),
+            }
+        }
+    };
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return ScriptEnd::Unknown(format!("lost track of psql: {e}")),
+    };
+    if out.status.success() {
+        return ScriptEnd::Committed;
+    }
+    let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
+    let target = format!("{} on {}", url.dbname(), url.host_port());
+    let lost = [
+        "connection to server was lost",
+        "server closed the connection unexpectedly",
+        "terminating connection",
+    ]
+    .iter()
+    .any(|m| detail.contains(m));
+    match out.status.code() {
+        // psql exits with 2 when it could not connect, and also when the connection broke
+        // mid-way: only the second leaves the outcome open.
+        Some(2) if lost => ScriptEnd::Unknown(detail),
+        Some(2) => ScriptEnd::RolledBack(PgError::Connect { target, detail }),
+        Some(_) => ScriptEnd::RolledBack(PgError::Query { target, detail }),
+        None => ScriptEnd::Unknown(format!("psql was killed by a signal: {detail}")),
+    }
 }
 
 const CLEAN_SCRIPT: &str = r#"

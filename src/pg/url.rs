@@ -154,6 +154,26 @@ impl PgUrl {
         PgUrl { url: u }
     }
 
+    /// The hosts libpq will try (a `host=` parameter wins over the URL's host; an empty host
+    /// is the default socket) and the port (a `port=` parameter wins; 5432 when unset).
+    pub fn hosts_and_port(&self) -> (Vec<String>, u16) {
+        let param = |key: &str| {
+            self.url
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        let hosts = match param("host") {
+            Some(h) => h.split(',').map(str::to_string).collect(),
+            None => vec![self.url.host_str().map(decode).unwrap_or_default()],
+        };
+        let port = param("port")
+            .and_then(|p| p.split(',').next().and_then(|p| p.parse().ok()))
+            .or(self.url.port())
+            .unwrap_or(5432);
+        (hosts, port)
+    }
+
     /// The full URL including the password. Only for sealing it in the catalog.
     pub fn expose(&self) -> &str {
         self.url.as_str()

@@ -139,7 +139,8 @@ impl From<TransferError> for ApiError {
             | E::InUse { .. }
             | E::StillRunning(_)
             | E::NotRunning { .. }
-            | E::NothingRunning => StatusCode::CONFLICT,
+            | E::NothingRunning
+            | E::Claim(_) => StatusCode::CONFLICT,
             E::Catalog(CatalogError::DatabaseExists(_)) => StatusCode::CONFLICT,
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             E::Catalog(_) | E::Storage(_) | E::Unseal(_) | E::Internal(_) => {

@@ -13,7 +13,7 @@ use super::job::JobCtx;
 use super::pipeline::{CHUNK, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
-use crate::pg::client::{clean_database, query, server_facts, tool_command};
+use crate::pg::client::{query, server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl};
 
 pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(), JobEnd> {
@@ -71,16 +71,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
             "the source and the target are the same database (reached through two different URLs); a copy needs two",
         ));
     }
-    job.log(&format!(
-        "Dropping all objects in database {} (schemas, extensions, large objects)",
-        target.dbname()
-    ));
-    tokio::select! {
-        r = clean_database(&engine.tools, &target) => r
-            .map_err(|e| JobEnd::failed(format!("could not empty the target database: {e}")))?,
-        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
-    }
-    job.target_touched = true;
+    job.empty_target(&target).await?;
 
     let (relay_from, dump_stdout) = io::pipe().map_err(JobEnd::failed)?;
     let (restore_stdin, relay_to) = io::pipe().map_err(JobEnd::failed)?;

@@ -114,6 +114,8 @@ impl Engine {
             Some(id) => self.completed_backup(id)?,
             None => self.latest_backup()?,
         };
+        // Held until the stream ends: the backup cannot be deleted while it is downloaded.
+        let read = self.claims.read_backup(backup.id, "a download")?;
         let mut plain = PlainDump::open(self.storage.as_ref(), &backup)?;
         // pg_dump could not write the data offsets to its pipe; the recorded layout knows them,
         // so the file a user downloads is as fast for `pg_restore --jobs` as pg_dump's own.
@@ -127,6 +129,7 @@ impl Engine {
             .unwrap_or_default();
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         tokio::task::spawn_blocking(move || {
+            let _read = read;
             let mut buf = vec![0u8; CHUNK];
             let mut at = 0u64;
             loop {

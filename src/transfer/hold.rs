@@ -41,3 +41,21 @@ pub async fn at(ctx: &JobCtx, point: &str) {
     ctx.log(&format!("Test hold: {point}"));
     let _ = tokio::time::timeout(Duration::from_secs(120), ctx.cancelled().cancelled()).await;
 }
+
+/// Pauses a request (not a transfer: it has no cancel) at `point` for five seconds when a test
+/// asked for it, logging `Test hold: <point>` to the service's log first. The test acts while
+/// the pause lasts, once it has seen the line.
+pub fn pause(point: &str) {
+    if wanted(point) {
+        tracing::info!("Test hold: {point}");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// [`pause`] for async code: the same five seconds, without blocking a runtime thread.
+pub async fn pause_async(point: &str) {
+    if wanted(point) {
+        tracing::info!("Test hold: {point}");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}

@@ -102,6 +102,9 @@ pub struct FramedEncoder<W: Write> {
     plain: u64,
     in_frame: u64,
     frames: Vec<(u64, u64)>,
+    /// The first error, which every later call repeats: a full disk or a store outage at a
+    /// frame boundary must read as itself, not as "the encoder failed".
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl<W: Write> FramedEncoder<W> {
@@ -113,6 +116,7 @@ impl<W: Write> FramedEncoder<W> {
             plain: 0,
             in_frame: 0,
             frames: vec![(0, 0)],
+            failed: None,
         })
     }
 
@@ -129,21 +133,35 @@ impl<W: Write> FramedEncoder<W> {
         Ok(enc)
     }
 
+    /// The error that stopped the encoder, again.
+    fn earlier(&self) -> io::Error {
+        match &self.failed {
+            Some((kind, msg)) => io::Error::new(*kind, msg.clone()),
+            None => io::Error::other("the encoder failed earlier"),
+        }
+    }
+
+    /// Remembers `e` if it is the first error.
+    fn remember(&mut self, e: io::Error) -> io::Error {
+        if self.failed.is_none() {
+            self.failed = Some((e.kind(), e.to_string()));
+        }
+        e
+    }
+
     fn encoder(
         &mut self,
     ) -> io::Result<&mut zstd::stream::write::Encoder<'static, HashingWriter<W>>> {
-        self.encoder
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the encoder failed earlier"))
+        let earlier = self.earlier();
+        self.encoder.as_mut().ok_or(earlier)
     }
 
     /// Ends the last frame; returns the inner writer and what was written.
     pub fn finish(mut self) -> io::Result<Compressed<W>> {
-        let out = self
-            .encoder
-            .take()
-            .ok_or_else(|| io::Error::other("the encoder failed earlier"))?
-            .finish()?;
+        let out = match self.encoder.take() {
+            Some(enc) => enc.finish().map_err(|e| self.remember(e))?,
+            None => return Err(self.earlier()),
+        };
         let (inner, sha256, bytes) = out.finish();
         Ok(Compressed {
             inner,
@@ -157,24 +175,27 @@ impl<W: Write> FramedEncoder<W> {
 impl<W: Write> Write for FramedEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let room = (FRAME_SIZE - self.in_frame) as usize;
-        let n = self.encoder()?.write(&buf[..buf.len().min(room)])?;
+        let n = self
+            .encoder()?
+            .write(&buf[..buf.len().min(room)])
+            .map_err(|e| self.remember(e))?;
         self.plain += n as u64;
         self.in_frame += n as u64;
         if self.in_frame == FRAME_SIZE {
-            let out = self
-                .encoder
-                .take()
-                .ok_or_else(|| io::Error::other("the encoder failed earlier"))?
-                .finish()?;
+            let out = match self.encoder.take() {
+                Some(enc) => enc.finish().map_err(|e| self.remember(e))?,
+                None => return Err(self.earlier()),
+            };
             self.frames.push((self.plain, out.bytes()));
-            self.encoder = Some(Self::frame(out, self.level, self.workers)?);
+            let next = Self::frame(out, self.level, self.workers).map_err(|e| self.remember(e))?;
+            self.encoder = Some(next);
             self.in_frame = 0;
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.encoder()?.flush()
+        self.encoder()?.flush().map_err(|e| self.remember(e))
     }
 }
 
@@ -182,6 +203,62 @@ impl<W: Write> Write for FramedEncoder<W> {
 mod tests {
     use super::*;
     use crate::storage::LocalStorage;
+
+    /// A disk that is full after `room` bytes.
+    struct FullAfter {
+        room: usize,
+    }
+
+    impl Write for FullAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "No space left on device (os error 28)",
+                ));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_disk_that_fills_at_a_frame_boundary_is_reported_as_itself() {
+        // Incompressible bytes, one frame and a bit: the first frame's tail is written when
+        // the frame ends, and that write is the one the full disk refuses.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let data: Vec<u8> = (0..FRAME_SIZE as usize + 4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut whole = FramedEncoder::new(Vec::new(), 1, 0).unwrap();
+        whole.write_all(&data[..FRAME_SIZE as usize]).unwrap();
+        // Where the second frame starts is the first frame's compressed size.
+        let first_frame = whole.finish().unwrap().frames[1].1 as usize;
+
+        let mut enc = FramedEncoder::new(
+            FullAfter {
+                room: first_frame - 8,
+            },
+            1,
+            0,
+        )
+        .unwrap();
+        let failed = enc.write_all(&data).unwrap_err();
+        assert_eq!(failed.kind(), io::ErrorKind::StorageFull, "{failed}");
+        let again = enc.write_all(b"more").unwrap_err();
+        assert!(again.to_string().contains("No space left"), "{again}");
+        let end = enc.finish().err().unwrap();
+        assert!(end.to_string().contains("No space left"), "{end}");
+    }
 
     #[test]
     fn inconsistent_layouts_are_not_trusted() {

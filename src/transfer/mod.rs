@@ -7,6 +7,7 @@
 
 pub mod atomic;
 mod capture;
+pub mod claims;
 mod copy;
 mod download;
 pub mod hold;
@@ -34,10 +35,12 @@ use crate::catalog::{
     VerifyMode,
 };
 use crate::config::ServiceConfig;
+use crate::pg::client::ScriptEnd;
 use crate::pg::{DumpFilter, FilterError, PgTools, PgUrl, PgUrlError};
 use crate::schedule::{Clock, retention};
 use crate::secret::{Secrets, UnsealError};
 use crate::storage::{Storage, StorageError};
+use claims::{BackupRead, ClaimError, Claims, TargetHold};
 use job::{Control, JobCtx, StopReason};
 
 pub use download::PlainDump;
@@ -104,6 +107,8 @@ pub enum TransferError {
     BadJobs(u32),
     #[error("the service is shutting down; try again once it is back")]
     ShuttingDown,
+    #[error(transparent)]
+    Claim(#[from] ClaimError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -215,6 +220,11 @@ pub struct Engine {
     /// How new backups are encrypted (`age`), if they are.
     encryption: Option<String>,
     running: Mutex<HashMap<TransferId, Arc<Control>>>,
+    /// Which transfer writes which database, and which backups are being read or deleted.
+    claims: Claims,
+    /// Transfers whose end the catalog would not take (a full disk, say): shown from here, as
+    /// they ended, while the recording is retried.
+    unrecorded: Mutex<HashMap<TransferId, TransferRecord>>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
     /// The wall clock transfers are stamped with (a test clock in schedule tests).
@@ -230,11 +240,120 @@ pub(crate) struct Job {
     rec: TransferRecord,
     /// Set by a restore once it has started changing the target, so that how it ended can say so.
     target_touched: bool,
+    /// Set when whether the target was emptied is not known (the connection broke during the
+    /// drop's commit).
+    target_unknown: bool,
+    /// What the transfer holds (its target, the backup it reads); released once its end is
+    /// recorded.
+    held: Held,
+}
+
+/// The claims a transfer holds while it runs (see `claims.rs`).
+#[derive(Default)]
+pub(crate) struct Held {
+    target: Option<TargetHold>,
+    backup: Option<BackupRead>,
+}
+
+impl Held {
+    fn target(target: TargetHold) -> Held {
+        Held {
+            target: Some(target),
+            backup: None,
+        }
+    }
+
+    /// Names the transfer in the refusals others get while it holds them.
+    fn name(&self, rec: &TransferRecord) {
+        let what = match rec.kind {
+            TransferKind::Capture => "a capture",
+            TransferKind::Restore => "a restore",
+            TransferKind::Copy => "a copy",
+            TransferKind::Verify => "a verification",
+        };
+        let by = format!("{} ({what})", rec.id);
+        if let Some(t) = &self.target {
+            t.name(&by);
+        }
+        if let Some(b) = &self.backup {
+            b.name(&by);
+        }
+    }
 }
 
 impl Job {
     fn log(&self, line: &str) {
         self.ctx.log(line);
+    }
+
+    /// Holds the target under the identity its server reports for it (the database's name
+    /// and OID, and when the server started), so that two host names of one server cannot
+    /// let two transfers write one database. Called before the target is touched.
+    async fn hold_server_identity(&mut self, url: &PgUrl) -> Result<(), JobEnd> {
+        const WHO: &str = "SELECT current_database() || ':' || oid || ':' || pg_postmaster_start_time() FROM pg_database WHERE datname = current_database()";
+        let rows = tokio::select! {
+            r = crate::pg::client::query(&self.engine.tools, url, WHO) => r.map_err(JobEnd::failed)?,
+            _ = self.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+        };
+        let identity = rows
+            .first()
+            .and_then(|r| r.first())
+            .cloned()
+            .unwrap_or_default();
+        if let Some(target) = self.held.target.as_mut() {
+            target
+                .also_identity(
+                    &identity,
+                    &format!("{} on {}", url.dbname(), url.host_port()),
+                )
+                .map_err(JobEnd::failed)?;
+        }
+        Ok(())
+    }
+
+    /// Empties the target, as Heroku does, and records whether it did. Whatever interleaving
+    /// of cancel and drop happens, `target_touched` is true exactly when the drop committed
+    /// (or may have: then the message says so).
+    async fn empty_target(&mut self, url: &PgUrl) -> Result<(), JobEnd> {
+        hold::at(&self.ctx, "before-empty").await;
+        if self.ctx.is_cancelled() {
+            return Err(JobEnd::Stopped);
+        }
+        self.hold_server_identity(url).await?;
+        self.log(&format!(
+            "Dropping all objects in database {} (schemas, extensions, large objects)",
+            url.dbname()
+        ));
+        let tag = format!("pgbackups-{}-empty", self.rec.id);
+        let tools = self.engine.tools.clone();
+        let cancel = self.ctx.cancelled().clone();
+        match crate::pg::client::clean_database(&tools, url, &cancel, &tag).await {
+            ScriptEnd::Committed => {
+                self.target_touched = true;
+                self.log("Dropped");
+            }
+            ScriptEnd::RolledBack(_) if self.ctx.is_cancelled() => {
+                self.log("The drop was cancelled before it committed: nothing was dropped");
+                return Err(JobEnd::Stopped);
+            }
+            ScriptEnd::RolledBack(e) => {
+                return Err(JobEnd::failed(format!(
+                    "could not empty the target database: {e}"
+                )));
+            }
+            ScriptEnd::Unknown(why) => {
+                self.target_touched = true;
+                self.target_unknown = true;
+                return Err(JobEnd::failed(format!(
+                    "the connection broke while the target database was being emptied ({why})"
+                )));
+            }
+        }
+        hold::at(&self.ctx, "after-empty").await;
+        if self.ctx.is_cancelled() {
+            return Err(JobEnd::Stopped);
+        }
+        Ok(())
     }
 
     async fn save(&self) -> Result<(), JobEnd> {
@@ -273,6 +392,8 @@ impl Engine {
                 .encrypts_new_backups()
                 .then(|| "age".to_string()),
             running: Mutex::new(HashMap::new()),
+            claims: Claims::default(),
+            unrecorded: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
             tasks: TaskTracker::new(),
             clock,
@@ -440,7 +561,7 @@ impl Engine {
             rec.filter = filter;
             self.catalog.save_transfer(&rec)?;
         }
-        self.launch(rec.clone(), Work::Capture { url });
+        self.launch(rec.clone(), Held::default(), Work::Capture { url });
         Ok(rec)
     }
 
@@ -461,11 +582,19 @@ impl Engine {
         };
         let (label, url) = self.resolve_database(database)?;
         check_confirm(&label, confirm)?;
+        let held = Held {
+            target: Some(self.claims.hold_target(&url, "a restore being started")?),
+            backup: Some(
+                self.claims
+                    .read_backup(backup.id, "a restore being started")?,
+            ),
+        };
         let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
         rec.backup_id = Some(backup.id);
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
+            held,
             Work::Restore {
                 backup: Box::new(backup),
                 url,
@@ -508,6 +637,13 @@ impl Engine {
             },
             _ => None,
         };
+        let held = Held {
+            target: None,
+            backup: Some(
+                self.claims
+                    .read_backup(backup.id, "a verification being started")?,
+            ),
+        };
         let mut rec =
             self.new_transfer('v', TransferKind::Verify, origin, backup.database.clone())?;
         rec.backup_id = Some(backup.id);
@@ -517,6 +653,7 @@ impl Engine {
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
+            held,
             Work::Verify {
                 backup: Box::new(backup),
                 mode,
@@ -657,11 +794,13 @@ impl Engine {
         }
         let (label, url) = self.resolve_database(database)?;
         check_confirm(&label, confirm)?;
+        let held = Held::target(self.claims.hold_target(&url, "a restore being started")?);
         let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
         rec.source = Some(restore_url::shown_url(source));
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
+            held,
             Work::RestoreUrl {
                 source: restore_url::DumpSource::Url(source.to_string()),
                 url,
@@ -690,7 +829,9 @@ impl Engine {
         check_jobs(jobs)?;
         let (label, url) = self.resolve_database(database)?;
         check_confirm(&label, confirm)?;
+        let held = Held::target(self.claims.hold_target(&url, "a restore being started")?);
         let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
+        held.name(&rec);
         let shown: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
         rec.source = Some(format!("uploaded file {shown}"));
         self.catalog.save_transfer(&rec)?;
@@ -733,6 +874,7 @@ impl Engine {
         }
         self.launch(
             rec.clone(),
+            held,
             Work::RestoreUrl {
                 source: restore_url::DumpSource::Uploaded {
                     file: restore_url::UploadedFile(path),
@@ -755,6 +897,23 @@ impl Engine {
         confirm: Option<&str>,
         filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
+        let (_, target_url) = self.resolve_database(Some(target))?;
+        let hold = self
+            .claims
+            .hold_target(&target_url, "a copy being started")?;
+        self.start_copy_held(source, target, confirm, filter, hold)
+    }
+
+    /// [`Engine::start_copy`] for a caller that already holds the target (pull and push,
+    /// which look at it before they copy).
+    fn start_copy_held(
+        self: &Arc<Self>,
+        source: &str,
+        target: &str,
+        confirm: Option<&str>,
+        filter: DumpFilter,
+        hold: TargetHold,
+    ) -> Result<TransferRecord, TransferError> {
         filter.validate()?;
         let (source_label, source_url) = self.resolve_database(Some(source))?;
         let (target_label, target_url) = self.resolve_database(Some(target))?;
@@ -770,6 +929,7 @@ impl Engine {
         self.catalog.save_transfer(&rec)?;
         self.launch(
             rec.clone(),
+            Held::target(hold),
             Work::Copy {
                 source: source_url,
                 target: target_url,
@@ -947,8 +1107,60 @@ impl Engine {
     }
 
     fn overlay_progress(&self, rec: &mut TransferRecord) {
+        if let Some(ended) = self.unrecorded().get(&rec.id) {
+            *rec = ended.clone();
+            return;
+        }
         if let Some(c) = self.running().get(&rec.id) {
             rec.bytes_processed = c.bytes();
+        }
+    }
+
+    fn unrecorded(&self) -> std::sync::MutexGuard<'_, HashMap<TransferId, TransferRecord>> {
+        self.unrecorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records how a transfer ended. When the catalog refuses (a full disk, a locked file),
+    /// the end is shown from memory at once — so that watchers stop, a cancel is told the
+    /// truth, and nothing shows it running — and the recording is retried until it is taken
+    /// or the service stops (the next start then marks it interrupted).
+    async fn record_end(&self, rec: TransferRecord) {
+        let id = rec.id;
+        let mut delay = Duration::from_millis(500);
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let catalog = self.catalog.clone();
+            let copy = rec.clone();
+            let saved = tokio::task::spawn_blocking(move || catalog.save_transfer(&copy)).await;
+            match saved {
+                Ok(Ok(())) => {
+                    if attempts > 1 {
+                        tracing::info!(transfer = %id, "recorded how {id} ended, after {attempts} attempts");
+                    }
+                    self.unrecorded().remove(&id);
+                    return;
+                }
+                Ok(Err(e)) if attempts == 1 => tracing::error!(
+                    transfer = %id,
+                    "could not record how {id} ended ({e}); it is shown as it ended and the recording is retried: free space or fix the catalog's disk"
+                ),
+                Err(e) if attempts == 1 => {
+                    tracing::error!(transfer = %id, "could not record how {id} ended ({e}); retrying")
+                }
+                _ => {}
+            }
+            if attempts == 1 {
+                self.unrecorded().insert(id, rec.clone());
+                self.running().remove(&id);
+                self.ended.send_modify(|n| *n += 1);
+            }
+            if self.tasks.is_closed() && attempts > 3 {
+                tracing::error!(transfer = %id, "the service is stopping and how {id} ended is still not recorded; the next start marks it interrupted");
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
 
@@ -1003,6 +1215,10 @@ impl Engine {
         if !rec.state.is_finished() {
             return Err(TransferError::StillRunning(id));
         }
+        // From here until the object and record are gone, no restore, download or
+        // verification of it can start, and no second delete can.
+        let _deleting = self.claims.delete_backup(id)?;
+        hold::pause("delete");
         if let Some(restore) = self
             .catalog
             .unfinished_transfers()?
@@ -1015,6 +1231,8 @@ impl Engine {
             });
         }
         check_confirm(&rec.database, confirm)?;
+        // A delete that was waiting behind another one finds the backup gone.
+        let rec = self.transfer(id)?;
         if let Some(key) = &rec.object_key {
             manifest::delete_backup(self.storage.as_ref(), key)?;
         }
@@ -1028,8 +1246,11 @@ impl Engine {
     async fn apply_retention(&self, job: &Job) {
         let (catalog, storage) = (self.catalog.clone(), self.storage.clone());
         let current = job.rec.clone();
-        let result =
-            tokio::task::spawn_blocking(move || expire(&catalog, storage.as_ref(), &current)).await;
+        let claims = self.claims.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            expire(&catalog, storage.as_ref(), &claims, &current)
+        })
+        .await;
         match result {
             Ok(Ok(expired)) => {
                 for (id, why) in expired {
@@ -1072,7 +1293,8 @@ impl Engine {
         }
     }
 
-    fn launch(self: &Arc<Self>, rec: TransferRecord, work: Work) {
+    fn launch(self: &Arc<Self>, rec: TransferRecord, held: Held, work: Work) {
+        held.name(&rec);
         let (ctx, log_writer) = JobCtx::new(rec.id, self.catalog.clone());
         self.running().insert(rec.id, ctx.control.clone());
         // A shutdown that began after `new_transfer` checked has already stopped the others.
@@ -1087,6 +1309,8 @@ impl Engine {
                 ctx,
                 rec,
                 target_touched: false,
+                target_unknown: false,
+                held,
             };
             let result = engine.run_job(&mut job, work).await;
             let verify_next = result.is_ok()
@@ -1129,6 +1353,8 @@ impl Engine {
                 Some(swap) => {
                     let fresh = atomic::prepare(job, &url).await?;
                     let restored = restore::run(job, &backup, fresh.clone(), jobs).await;
+                    // Whatever happened to the fresh database, the target was not emptied.
+                    job.target_unknown = false;
                     atomic::finish(job, &url, &fresh, swap, restored).await
                 }
             },
@@ -1148,6 +1374,7 @@ impl Engine {
                 Some(swap) => {
                     let fresh = atomic::prepare(job, &url).await?;
                     let restored = restore_url::run(job, source, fresh.clone(), jobs).await;
+                    job.target_unknown = false;
                     atomic::finish(job, &url, &fresh, swap, restored).await
                 }
             },
@@ -1174,6 +1401,8 @@ impl Engine {
             if job.rec.kind == TransferKind::Verify {
                 // Its only target is its own scratch database, which it drops.
                 m
+            } else if job.target_unknown {
+                format!("{m}. Whether the target database was emptied is not known: look at it, and restore again if it was")
             } else if job.target_touched {
                 format!("{m}. The target database was emptied before the restore began, so it is now only partially restored: fix the cause and restore again")
             } else if job.rec.kind != TransferKind::Capture {
@@ -1211,13 +1440,12 @@ impl Engine {
         job.rec.state = state;
         job.rec.error = message;
         job.rec.finished_at = Some(self.clock.now());
-        let Job { ctx, rec, .. } = job;
+        let Job { ctx, rec, held, .. } = job;
         log_writer.close(ctx).await;
-        let catalog = self.catalog.clone();
-        let saved = tokio::task::spawn_blocking(move || catalog.save_transfer(&rec)).await;
-        if !matches!(saved, Ok(Ok(()))) {
-            tracing::error!("could not record how a transfer ended: {saved:?}");
-        }
+        hold::pause_async("before-record-end").await;
+        self.record_end(rec).await;
+        // Only now that its end is recorded may another transfer write its target.
+        drop(held);
         self.ended.send_modify(|n| *n += 1);
     }
 }
@@ -1227,6 +1455,7 @@ impl Engine {
 fn expire(
     catalog: &Catalog,
     storage: &dyn Storage,
+    claims: &Claims,
     current: &TransferRecord,
 ) -> Result<Vec<(TransferId, String)>, TransferError> {
     // Partial captures are not what a policy counts: they neither expire nor get expired.
@@ -1286,6 +1515,10 @@ fn expire(
         if t.origin != current.origin {
             continue;
         }
+        // A backup that started being read since the policy was applied stays.
+        let Ok(_deleting) = claims.delete_backup(id) else {
+            continue;
+        };
         if let Some(key) = &t.object_key {
             manifest::delete_backup(storage, key)?;
         }

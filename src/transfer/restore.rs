@@ -33,7 +33,7 @@ use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
 use crate::pg::archive::{self, ArchiveIndex, SECTION_DATA};
-use crate::pg::client::{clean_database, server_facts, tool_command};
+use crate::pg::client::{server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl, Version};
 use crate::storage::Storage;
 
@@ -98,7 +98,9 @@ pub(super) async fn run(
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
     };
     job.rec.server_version = Some(facts.version.to_string());
-    job.rec.database_size = Some(facts.database_size);
+    // "Original DB Size" is the source's, as for the capture that made the backup: the
+    // target's size before the restore says nothing about what is restored.
+    job.rec.database_size = backup.database_size;
     // pg_restore must be at least as new as the pg_dump that wrote the archive.
     let archive_major = backup
         .tool_version
@@ -183,7 +185,7 @@ async fn streamed(
     job.log("Backup verified: checksum matches and pg_restore reads it");
 
     // 2. Empty the target.
-    empty_target(job, r).await?;
+    job.empty_target(&r.url).await?;
 
     // 3. Schema, then data in parallel, then indexes and constraints.
     job.log("Creating the schema (pg_restore --section=pre-data)");
@@ -431,7 +433,7 @@ pub(super) async fn restore_file(
 ) -> Result<(), JobEnd> {
     check_readable(r, what, path).await?;
     job.log("Dump verified: pg_restore reads it");
-    empty_target(job, r).await?;
+    job.empty_target(&r.url).await?;
     job.log(&format!("Restoring with pg_restore --jobs {jobs}"));
     let args = vec![
         OsString::from(format!("--jobs={jobs}")),
@@ -461,24 +463,6 @@ async fn check_readable(r: &Restorer, what: &str, file: &Path) -> Result<(), Job
     if r.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
     }
-    Ok(())
-}
-
-/// Empties the target, as Heroku does.
-async fn empty_target(job: &mut Job, r: &Restorer) -> Result<(), JobEnd> {
-    job.log(&format!(
-        "Dropping all objects in database {} (schemas, extensions, large objects)",
-        r.url.dbname()
-    ));
-    // The drop runs in one transaction that psql commits only after the whole block ran: when
-    // the transfer is cancelled meanwhile (say, while waiting for a lock an application holds),
-    // psql is killed before it commits and the server rolls everything back.
-    tokio::select! {
-        res = clean_database(&job.engine.tools, &r.url) => res
-            .map_err(|e| JobEnd::failed(format!("could not empty the target database: {e}")))?,
-        _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
-    }
-    job.target_touched = true;
     Ok(())
 }
 

@@ -92,7 +92,9 @@ pub(super) async fn run(
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
     };
     job.rec.server_version = Some(facts.version.to_string());
-    job.rec.database_size = Some(facts.database_size);
+    // The size of the database the dump came from is not known; the target's before the
+    // restore would be the wrong number under "Original DB Size".
+    job.rec.database_size = None;
     let pg_restore = engine
         .tools
         .newest(PgTool::Restore)
