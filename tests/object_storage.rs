@@ -291,6 +291,56 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
 }
 
 #[test]
+fn a_store_outage_shorter_than_the_retry_window_is_ridden_out_and_logged() {
+    let mut s3 = S3Server::start("backups");
+    let pg = Cluster::start();
+    pg.create_db("big");
+    // About 150 MB of incompressible data: the upload outlasts the moment the store stops.
+    pg.psql(
+        "big",
+        "CREATE TABLE blobs (id int, data bytea);
+         INSERT INTO blobs SELECT g, decode(string_agg(md5(g::text || random()::text), ''), 'hex')
+         FROM generate_series(1, 40000) g, generate_series(1, 250) r GROUP BY g;",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("pgbackups.toml"),
+        format!(
+            "[storage]\nurl = \"s3://{}/prod\"\npart_size_mib = 5\nretry_timeout_secs = 60\n",
+            s3.bucket
+        ),
+    )
+    .unwrap();
+    let env = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = Service::try_start(data.clone(), &[], &env).unwrap_or_else(|e| panic!("{e}"));
+    svc.ok(&["databases:add", "big", &pg.url("big")]);
+
+    let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
+    wait_until(
+        60,
+        || s3.pending_uploads() > 0,
+        || "no upload started".into(),
+    );
+    // Six seconds without a store, well inside the 60 s window.
+    s3.stop();
+    std::thread::sleep(Duration::from_secs(6));
+    s3.restart();
+    let v = svc.wait_state(&id, &["succeeded", "failed", "cancelled"]);
+    assert_eq!(v["state"], "succeeded", "{v:#}\n{}", svc.log());
+    let log = svc.log();
+    assert!(
+        log.contains("retrying for up to 60 s") && log.contains("the object store answers again"),
+        "{log}"
+    );
+    // What was stored is whole: a verification re-reads it against its checksum.
+    let out = svc.cli(&["backups:verify", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
 fn a_wrong_bucket_or_key_fails_at_start_with_the_reason() {
     let s3 = S3Server::start("backups");
     let work = tempfile::tempdir().unwrap();

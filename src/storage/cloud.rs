@@ -61,6 +61,64 @@ pub struct CloudStore {
     pub prefix: String,
     /// Size of the first parts of a multipart upload.
     pub part_size: usize,
+    /// How long a failing operation is retried before it fails (`retry_timeout_secs`).
+    pub retry_window: Duration,
+}
+
+/// Whether a store error may pass if the request is tried again (the store or the network
+/// is down, a server error) rather than being the answer (not found, forbidden, ...).
+fn transient(e: &object_store::Error) -> bool {
+    matches!(
+        e,
+        object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
+    )
+}
+
+/// Runs a store operation, retrying transient failures with a growing pause (up to 5 s)
+/// until `window` has passed. The log says when the store starts failing and when it
+/// answers again, so that an outage a transfer rode out is visible afterwards.
+async fn retried<T, F, Fut>(window: Duration, what: &str, mut op: F) -> object_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = object_store::Result<T>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(250);
+    let mut failing = false;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if failing {
+                    tracing::info!(
+                        "the object store answers again: {what} succeeded after {:.1} s of retries",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(v);
+            }
+            Err(e) if transient(&e) && start.elapsed() + pause <= window => {
+                if !failing {
+                    tracing::warn!(
+                        "the object store failed to {what}: {}; retrying for up to {} s (storage retry_timeout_secs)",
+                        explain(&e),
+                        window.as_secs()
+                    );
+                    failing = true;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                if failing {
+                    tracing::error!(
+                        "the object store still fails to {what} after {:.1} s of retries; giving up",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// Objects in an S3-compatible (or GCS, Azure) bucket.
@@ -320,8 +378,9 @@ impl Storage for CloudStorage {
     fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
         let path = self.path(key)?;
         let store = self.inner.store.clone();
+        let (window, what) = (self.inner.retry_window, format!("inspect {key}"));
         match self
-            .block(async move { store.head(&path).await })
+            .block(async move { retried(window, &what, || store.head(&path)).await })
             .map_err(io_err("inspect", key))?
         {
             Ok(meta) => Ok(Some(meta.size)),
@@ -333,8 +392,9 @@ impl Storage for CloudStorage {
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
         let store = self.inner.store.clone();
+        let (window, what) = (self.inner.retry_window, format!("delete {key}"));
         match self
-            .block(async move { store.delete(&path).await })
+            .block(async move { retried(window, &what, || store.delete(&path)).await })
             .map_err(io_err("delete", key))?
         {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -350,14 +410,18 @@ impl Storage for CloudStorage {
         } else {
             format!("{}/", self.inner.prefix)
         };
+        let (window, what) = (self.inner.retry_window, format!("list {prefix}"));
         let listed = self
             .block(async move {
-                let mut keys = Vec::new();
-                let mut stream = store.list(Some(&path));
-                while let Some(meta) = stream.next().await {
-                    keys.push(meta?.location.to_string());
-                }
-                Ok::<_, object_store::Error>(keys)
+                retried(window, &what, || async {
+                    let mut keys = Vec::new();
+                    let mut stream = store.list(Some(&path));
+                    while let Some(meta) = stream.next().await {
+                        keys.push(meta?.location.to_string());
+                    }
+                    Ok::<_, object_store::Error>(keys)
+                })
+                .await
             })
             .map_err(io_err("list", prefix))?
             .map_err(obj_err("list", prefix))?;
@@ -463,8 +527,14 @@ fn start_get(
     offset: u64,
 ) -> Result<BoxStream<'static, object_store::Result<Bytes>>, GetError> {
     let (store, path) = (storage.inner.store.clone(), path.clone());
+    let (window, what) = (storage.inner.retry_window, format!("read {path}"));
     storage
-        .block(get_stream(store, path, offset))
+        .block(async move {
+            retried(window, &what, || {
+                get_stream(store.clone(), path.clone(), offset)
+            })
+            .await
+        })
         .map_err(GetError::Io)?
         .map_err(GetError::Store)
 }
@@ -515,7 +585,13 @@ impl Read for CloudReader {
             }
             let Some(mut stream) = self.stream.take() else {
                 let (store, path, at) = (self.store.store.clone(), self.path.clone(), self.at);
-                let fresh = match self.wait(get_stream(store, path, at))? {
+                let (window, what) = (self.store.retry_window, format!("read {path}"));
+                let fresh = match self.wait(async move {
+                    retried(window, &what, || {
+                        get_stream(store.clone(), path.clone(), at)
+                    })
+                    .await
+                })? {
                     Ok(f) => f,
                     // Resumed exactly at the end: nothing is left to read.
                     Err(e) if at > 0 && past_the_end(&e) => return Ok(0),
@@ -595,7 +671,13 @@ impl CloudWriter {
     /// Starts the multipart upload and records it in the journal.
     fn begin(&mut self) -> io::Result<()> {
         let (mp, path) = (self.store.multipart.clone(), self.path.clone());
-        let id = match self.wait(async move { mp.create_multipart(&path).await })? {
+        let (window, what) = (
+            self.store.retry_window,
+            format!("start the upload of {}", self.key),
+        );
+        let id = match self
+            .wait(async move { retried(window, &what, || mp.create_multipart(&path)).await })?
+        {
             Ok(id) => id,
             Err(e) => return Err(self.fail(explain(&e))),
         };
@@ -642,15 +724,22 @@ impl CloudWriter {
         if n >= 10_000 {
             return Err(self.fail("the object needs more than 10,000 parts; raise part_size"));
         }
-        let data = std::mem::take(&mut self.buf);
+        let data = Bytes::from(std::mem::take(&mut self.buf));
         let (mp, path, id) = (self.store.multipart.clone(), self.path.clone(), id.clone());
+        let (window, what) = (
+            self.store.retry_window,
+            format!("upload part {} of {}", n + 1, self.key),
+        );
         let rt = self
             .rt
             .as_ref()
             .ok_or_else(|| io::Error::other("the storage driver is shut down"))?;
-        self.in_flight.push_back(
-            rt.spawn(async move { mp.put_part(&path, &id, n, PutPayload::from(data)).await }),
-        );
+        self.in_flight.push_back(rt.spawn(async move {
+            retried(window, &what, || {
+                mp.put_part(&path, &id, n, PutPayload::from(data.clone()))
+            })
+            .await
+        }));
         self.buf = Vec::with_capacity(self.size_of_part(n + 1));
         Ok(())
     }
@@ -768,7 +857,10 @@ impl ObjectWriter for CloudWriter {
                 // Small enough for one request.
                 let data = Bytes::from(std::mem::take(&mut self.buf));
                 let (store, path) = (self.store.store.clone(), self.path.clone());
-                return match self.wait(async move { store.put(&path, data.into()).await })? {
+                let (window, what) = (self.store.retry_window, format!("store {}", self.key));
+                return match self.wait(async move {
+                    retried(window, &what, || store.put(&path, data.clone().into())).await
+                })? {
                     Ok(_) => Ok(()),
                     Err(e) => Err(self.fail(explain(&e))),
                 };
@@ -788,7 +880,16 @@ impl ObjectWriter for CloudWriter {
                 id.clone(),
                 std::mem::take(&mut self.parts),
             );
-            match self.wait(async move { mp.complete_multipart(&path, &id, parts).await })? {
+            let (window, what) = (
+                self.store.retry_window,
+                format!("complete the upload of {}", self.key),
+            );
+            match self.wait(async move {
+                retried(window, &what, || {
+                    mp.complete_multipart(&path, &id, parts.clone())
+                })
+                .await
+            })? {
                 Ok(_) => Ok(()),
                 Err(e) => Err(self.fail(explain(&e))),
             }
@@ -807,8 +908,9 @@ impl ObjectWriter for CloudWriter {
         }
         // The store's word on the size, not ours: a short object must never pass as complete.
         let (store, path) = (self.store.store.clone(), self.path.clone());
+        let (window, what) = (self.store.retry_window, format!("inspect {key}"));
         let meta = self
-            .wait(async move { store.head(&path).await })
+            .wait(async move { retried(window, &what, || store.head(&path)).await })
             .map_err(io_err("inspect", &key))?
             .map_err(obj_err("inspect", &key))?;
         Ok(meta.size)

@@ -74,10 +74,14 @@ pub fn open_storage(
         .to_string();
     let prefix = parsed.path().trim_matches('/').to_string();
     crate::install_crypto();
+    // Two layers: object_store retries a request a few times at once (a blip costs well
+    // under a second), and the driver's own loop (`cloud::retried`) keeps retrying every
+    // operation, uploads included, for the whole configured window, and says so in the log.
+    let retry_window = Duration::from_secs(config.retry_timeout_secs.unwrap_or(180));
     let retry = RetryConfig {
         backoff: BackoffConfig::default(),
-        max_retries: 10,
-        retry_timeout: Duration::from_secs(config.retry_timeout_secs.unwrap_or(180)),
+        max_retries: 3,
+        retry_timeout: retry_window.min(Duration::from_secs(10)),
     };
     let part_size = config.part_size_mib.unwrap_or(8).clamp(5, 512) << 20;
     // No limit on a whole request: a part or a long ranged read may take minutes on a slow
@@ -119,6 +123,7 @@ pub fn open_storage(
                 signer: Some(s3),
                 prefix,
                 part_size,
+                retry_window,
             }
         }
         "gs" => {
@@ -140,6 +145,7 @@ pub fn open_storage(
                 signer: Some(gcs),
                 prefix,
                 part_size,
+                retry_window,
             }
         }
         "az" | "azure" => {
@@ -161,6 +167,7 @@ pub fn open_storage(
                 signer: Some(az),
                 prefix,
                 part_size,
+                retry_window,
             }
         }
         other => {
