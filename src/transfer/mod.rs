@@ -1351,6 +1351,8 @@ impl Engine {
             } => match atomic {
                 None => restore::run(job, &backup, url, jobs).await,
                 Some(swap) => {
+                    // The swap renames the target: hold it under its server identity too.
+                    job.hold_server_identity(&url).await?;
                     let fresh = atomic::prepare(job, &url).await?;
                     let restored = restore::run(job, &backup, fresh.clone(), jobs).await;
                     // Whatever happened to the fresh database, the target was not emptied.
@@ -1372,6 +1374,7 @@ impl Engine {
             } => match atomic {
                 None => restore_url::run(job, source, url, jobs).await,
                 Some(swap) => {
+                    job.hold_server_identity(&url).await?;
                     let fresh = atomic::prepare(job, &url).await?;
                     let restored = restore_url::run(job, source, fresh.clone(), jobs).await;
                     job.target_unknown = false;
