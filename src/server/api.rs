@@ -162,7 +162,7 @@ impl From<TransferError> for ApiError {
                 return ApiError::new(StatusCode::GONE, missing_object(None, key));
             }
             E::Catalog(_) | E::Storage(_) | E::Unseal(_) | E::Internal(_) => {
-                tracing::error!("{e}");
+                tracing::error!("{}", crate::pg::redact(&e.to_string()));
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
@@ -193,7 +193,7 @@ impl From<ProtectError> for ApiError {
             ProtectError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             ProtectError::Refused(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             ProtectError::Internal(m) => {
-                tracing::error!("{m}");
+                tracing::error!("{}", crate::pg::redact(&m));
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
             }
         }
