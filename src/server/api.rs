@@ -94,7 +94,7 @@ pub fn router(
             )
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         // Signed download links: the signature is the credential, no token.
         .route("/links/{id}", get(signed_download))
@@ -105,8 +105,12 @@ pub fn router(
                 "no such route: the API is under /api (docs/API.md lists its routes)",
             )
         })
-        .with_state(state)
-        // Last, so that it sees every answer: 405s and anything else axum answers on its own.
+        .with_state(state);
+    // A router's `layer` wraps each route, inside the part that answers a wrong method (and
+    // adds its `Allow` header); as the one service of an outer router, the whole of `app` is
+    // wrapped, so the layer sees every answer as it leaves.
+    Router::new()
+        .fallback_service(app)
         .layer(middleware::map_response(json_errors))
 }
 

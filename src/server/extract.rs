@@ -125,14 +125,23 @@ pub async fn json_errors(resp: Response) -> Response {
     if is_json {
         return resp;
     }
+    let allow = resp.headers().get(header::ALLOW).cloned();
     let message = match status {
-        StatusCode::NOT_FOUND => "no such route; docs/API.md lists them",
-        // The router adds the `Allow` header after this layer has run.
-        StatusCode::METHOD_NOT_ALLOWED => {
-            "this route does not take that method; the `Allow` header lists those it takes (docs/API.md)"
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this route takes",
-        _ => "the request was refused; docs/API.md describes what each route takes",
+        StatusCode::NOT_FOUND => "no such route; docs/API.md lists them".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => format!(
+            "this route does not take that method; it takes {}",
+            allow
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or("those in docs/API.md")
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this route takes".into(),
+        _ => "the request was refused; docs/API.md describes what each route takes".into(),
     };
-    ApiError::new(status, message).into_response()
+    let mut out = ApiError::new(status, message).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
 }
