@@ -12,6 +12,11 @@ async fn main() {
             eprintln!("pgbackups wal-fetch: {e}");
             std::process::exit(126);
         }
+        // clap quotes the arguments it could not place: a URL among them keeps no password.
+        Err(e) if e.use_stderr() => {
+            eprint!("{}", pgbackups::pg::redact(&e.render().to_string()));
+            std::process::exit(e.exit_code());
+        }
         Err(e) => e.exit(),
     };
     pgbackups::install_crypto();
@@ -26,7 +31,7 @@ async fn main() {
     let code = match pgbackups::cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", pgbackups::pg::redact(&e.to_string()));
             1
         }
     };

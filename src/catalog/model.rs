@@ -16,10 +16,11 @@ pub struct TransferId {
     number: u32,
 }
 
-/// Why a string is not a transfer ID.
+/// Why a string is not a transfer ID (the text shown with its passwords redacted: a mistyped
+/// URL lands here too).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "`{0}` is not a backup or transfer ID: IDs look like b001 (manual backup), a001 (scheduled backup), r001 (restore), c001 (copy) or v001 (verification)"
+    "`{0}` is not a backup or transfer ID: IDs look like b001 (manual backup), a001 (scheduled backup), r001 (restore), c001 (copy) or v001 (verification), written as `pgbackups backups` lists them: a lowercase letter and at least three digits (b1000 after b999)"
 )]
 pub struct TransferIdError(pub String);
 
@@ -49,20 +50,26 @@ impl fmt::Display for TransferId {
 impl FromStr for TransferId {
     type Err = TransferIdError;
 
+    /// Exactly the form [`Display`](fmt::Display) gives, so that one ID has one spelling:
+    /// `b001`, `b1000`; not `B001`, `b1`, `b0001` or `b001 `.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let mut chars = t.chars();
+        let bad = || TransferIdError(crate::pg::redact(s));
+        let mut chars = s.chars();
         let prefix = chars
             .next()
-            .map(|c| c.to_ascii_lowercase())
             .filter(|c| matches!(c, 'a' | 'b' | 'c' | 'r' | 'v'))
-            .ok_or_else(|| TransferIdError(s.to_string()))?;
+            .ok_or_else(bad)?;
         let digits = chars.as_str();
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(TransferIdError(s.to_string()));
+        if digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
         }
-        let number = digits.parse().map_err(|_| TransferIdError(s.to_string()))?;
-        Ok(TransferId { prefix, number })
+        let number: u32 = digits.parse().map_err(|_| bad())?;
+        let id = TransferId { prefix, number };
+        // Leading zeros beyond the three printed ones (`b0001`) are another spelling.
+        if id.to_string() != s {
+            return Err(bad());
+        }
+        Ok(id)
     }
 }
 
@@ -314,12 +321,31 @@ mod tests {
     fn ids_round_trip_and_reject_garbage() {
         let id: TransferId = "b001".parse().unwrap();
         assert_eq!(id.to_string(), "b001");
-        assert_eq!("B12".parse::<TransferId>().unwrap().to_string(), "b012");
         assert_eq!("a1234".parse::<TransferId>().unwrap().to_string(), "a1234");
-        for bad in ["", "b", "x001", "b0x1", "001", "b-1"] {
+        assert_eq!("b1000".parse::<TransferId>().unwrap().to_string(), "b1000");
+        for bad in [
+            "",
+            "b",
+            "x001",
+            "b0x1",
+            "001",
+            "b-1",
+            "B001",
+            "b1",
+            "b01",
+            "b0001",
+            "b0000001",
+            "b001 ",
+            " b001",
+            "b+001",
+            "b99999999999",
+        ] {
             assert!(bad.parse::<TransferId>().is_err(), "{bad}");
         }
         assert!(id.is_backup());
         assert!(!"r001".parse::<TransferId>().unwrap().is_backup());
+        let err = "postgress://u:pw@h/db".parse::<TransferId>().unwrap_err();
+        assert!(!err.to_string().contains("pw@"), "{err}");
+        assert!(err.to_string().contains("b001"), "{err}");
     }
 }

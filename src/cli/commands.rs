@@ -1,6 +1,6 @@
 //! What each command does: call the API, print the answer.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use reqwest::Method;
@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::client::{CliError, Client};
 use super::table::render;
+use super::urlarg::{self, Role};
 use super::{Command, watch};
 use crate::catalog::{
     DatabaseRecord, LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState,
@@ -371,8 +372,17 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
         }
         Command::DatabasesAdd { name, url } => {
             let url = match url.filter(|u| u != "-") {
-                Some(u) => u,
-                None => read_url_from_stdin()?,
+                Some(u) => {
+                    urlarg::warn_if_password(
+                        &u,
+                        "leave the URL out (or pass `-`) and give it on standard input",
+                    );
+                    u
+                }
+                None => urlarg::read_line(
+                    "Database URL",
+                    "no URL given: pass it as the second argument or on standard input",
+                )?,
             };
             let c = Client::from_env()?;
             let added: serde_json::Value = c
@@ -407,6 +417,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             verbose,
             filter,
         } => {
+            let database = urlarg::resolve_opt(database, Role::Source)?;
             let c = Client::from_env()?;
             let mut body = filter_json(&filter);
             body["database"] = json!(database);
@@ -524,6 +535,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                 Some(id) => parse_id(&id)?.to_string(),
                 None => "latest".to_string(),
             };
+            let target = urlarg::resolve_opt(target, Role::Target)?;
             let c = Client::from_env()?;
             let mode = if restore { "restore" } else { "checksum" };
             let rec: TransferRecord = c
@@ -595,6 +607,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             verbose,
             filter,
         } => {
+            let source = urlarg::resolve(source, Role::Source)?;
+            let target = urlarg::resolve(target, Role::Target)?;
             let mut body = filter_json(&filter);
             body["source"] = json!(source);
             body["target"] = json!(target);
@@ -608,6 +622,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             verbose,
             filter,
         } => {
+            let source = urlarg::resolve(source, Role::Source)?;
+            let local_url = urlarg::resolve(local_url, Role::Target)?;
             let mut body = filter_json(&filter);
             body["source"] = json!(source);
             body["target"] = json!(local_url);
@@ -621,6 +637,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             verbose,
             filter,
         } => {
+            let local_url = urlarg::resolve(local_url, Role::Source)?;
+            let target = urlarg::resolve(target, Role::Target)?;
             let mut body = filter_json(&filter);
             body["source"] = json!(local_url);
             body["target"] = json!(target);
@@ -808,16 +826,33 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             verbose,
         } => {
             if let Some(path) = file {
-                let database = first.or(second);
+                let database = urlarg::resolve_opt(first.or(second), Role::Target)?;
                 return upload_and_watch(
                     &path, database, confirm, jobs, atomic, drop_old, no_wait, verbose,
                 )
                 .await;
             }
-            // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`, `restore`.
-            let from_url = first
-                .clone()
-                .filter(|f| f.starts_with("http://") || f.starts_with("https://"));
+            // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`,
+            // `restore`; `-` for either is read from the environment or standard input.
+            let is_http = |a: &str| a.starts_with("http://") || a.starts_with("https://");
+            let (first, second) = match (first, second) {
+                (Some(a), Some(b)) => (
+                    Some(urlarg::resolve(a, Role::Source)?),
+                    Some(urlarg::resolve(b, Role::Target)?),
+                ),
+                // One argument is the target, unless it is a backup or a URL to restore from.
+                (Some(a), None) if a == "-" => (None, Some(urlarg::resolve(a, Role::Target)?)),
+                (Some(a), None) => {
+                    let role = if is_http(&a) {
+                        Role::Source
+                    } else {
+                        Role::Target
+                    };
+                    (Some(urlarg::resolve(a, role)?), None)
+                }
+                (None, b) => (None, urlarg::resolve_opt(b, Role::Target)?),
+            };
+            let from_url = first.clone().filter(|f| is_http(f));
             let first = if from_url.is_some() { None } else { first };
             let (backup, database) = match (first, second) {
                 (Some(a), Some(b)) => (Some(parse_id(&a)?), Some(b)),
@@ -981,40 +1016,6 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(v).map_err(|e| CliError::msg(e.to_string()))?;
     println!("{text}");
     Ok(())
-}
-
-fn read_url_from_stdin() -> Result<String, CliError> {
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    let read = if stdin.is_terminal() {
-        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
-        use std::os::fd::AsFd;
-        eprint!("Database URL (postgres://user:password@host:5432/dbname, not echoed): ");
-        let _ = std::io::stderr().flush();
-        // Typed, not echoed: the password never shows on the screen.
-        let saved = tcgetattr(stdin.as_fd()).ok();
-        if let Some(t) = &saved {
-            let mut quiet = t.clone();
-            quiet.local_flags.remove(LocalFlags::ECHO);
-            let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &quiet);
-        }
-        let read = stdin.read_line(&mut line);
-        if let Some(t) = &saved {
-            let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, t);
-            eprintln!();
-        }
-        read
-    } else {
-        stdin.read_line(&mut line)
-    };
-    read.map_err(|e| CliError::msg(format!("cannot read the URL from standard input: {e}")))?;
-    let url = line.trim().to_string();
-    if url.is_empty() {
-        return Err(CliError::msg(
-            "no URL given: pass it as the second argument or on standard input",
-        ));
-    }
-    Ok(url)
 }
 
 async fn newest_backup(c: &Client) -> Result<TransferId, CliError> {

@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod table;
+mod urlarg;
 mod watch;
 
 use std::path::PathBuf;
@@ -224,7 +225,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Capture a new backup of DATABASE (a registered name or a postgres:// URL).
+    /// Capture a new backup of DATABASE (a registered name or a postgres:// URL; `-` reads
+    /// the URL from PGBACKUPS_SOURCE_URL or standard input, out of sight of `ps`).
     #[command(name = "backups:capture")]
     Capture {
         database: Option<String>,
@@ -280,7 +282,8 @@ pub enum Command {
         #[arg(long)]
         restore: bool,
         /// Server for the scratch database (a registered name or URL; the role needs
-        /// CREATEDB). Default: the server of the backup's database.
+        /// CREATEDB; `-` reads the URL from PGBACKUPS_TARGET_URL or standard input). Default:
+        /// the server of the backup's database.
         #[arg(long)]
         target: Option<String>,
         #[arg(long)]
@@ -344,7 +347,9 @@ pub enum Command {
         json: bool,
     },
     /// Copy SOURCE into TARGET (registered names or URLs), pg_dump streamed into pg_restore
-    /// with nothing stored; TARGET's objects are dropped first.
+    /// with nothing stored; TARGET's objects are dropped first. Pass `-` for a URL to read it
+    /// from PGBACKUPS_SOURCE_URL / PGBACKUPS_TARGET_URL or standard input (source first),
+    /// out of sight of `ps`.
     Copy {
         source: String,
         target: String,
@@ -359,7 +364,8 @@ pub enum Command {
         filter: FilterArgs,
     },
     /// Copy SOURCE into a new database on your own server (LOCAL_URL names it); refuses a
-    /// database that exists.
+    /// database that exists. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL /
+    /// PGBACKUPS_TARGET_URL (LOCAL_URL) or standard input (source first), out of sight of `ps`.
     Pull {
         source: String,
         local_url: String,
@@ -371,7 +377,8 @@ pub enum Command {
         filter: FilterArgs,
     },
     /// Copy your LOCAL_URL database into TARGET; refuses a TARGET that has tables unless
-    /// --confirm names it.
+    /// --confirm names it. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL (LOCAL_URL)
+    /// / PGBACKUPS_TARGET_URL or standard input (LOCAL_URL first), out of sight of `ps`.
     Push {
         local_url: String,
         target: String,
@@ -387,9 +394,12 @@ pub enum Command {
     /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
     #[command(name = "backups:restore")]
     Restore {
-        /// A backup ID (b001, a001), or the target database when only one argument is given.
+        /// A backup ID (b001, a001) or an http(s) URL to restore from, or the target database
+        /// when only one argument is given. `-`: read from PGBACKUPS_SOURCE_URL or standard
+        /// input.
         first: Option<String>,
-        /// The target database (a registered name or a postgres:// URL).
+        /// The target database (a registered name or a postgres:// URL). `-`: read the URL
+        /// from PGBACKUPS_TARGET_URL or standard input, out of sight of `ps`.
         second: Option<String>,
         /// The target database's name, to confirm that its contents may be replaced.
         #[arg(long)]

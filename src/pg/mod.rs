@@ -12,6 +12,6 @@ mod url;
 
 pub use filter::{DumpFilter, FilterError};
 pub use tools::{PgTool, PgTools, ToolError, Version};
-pub use url::{PgUrl, PgUrlError};
+pub use url::{PgUrl, PgUrlError, redact};
 
 pub mod client;

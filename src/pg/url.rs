@@ -20,10 +20,11 @@ pub struct PgUrl {
 /// Why a string is not a usable PostgreSQL URL.
 #[derive(Debug, thiserror::Error)]
 pub enum PgUrlError {
+    /// The input, passwords redacted, is kept to show which scheme was typed.
     #[error(
-        "not a PostgreSQL URL: it must start with postgres:// or postgresql:// (for example postgres://user:password@db.example.com:5432/mydb)"
+        "`{0}` is not a PostgreSQL URL: the accepted schemes are postgres:// and postgresql:// (for example postgres://user:password@db.example.com:5432/mydb)"
     )]
-    Scheme,
+    Scheme(String),
     #[error(
         "malformed PostgreSQL URL ({0}); the expected form is postgres://user:password@host:5432/dbname, with special characters in the password percent-encoded"
     )]
@@ -44,7 +45,7 @@ impl PgUrl {
     pub fn parse(s: &str) -> Result<Self, PgUrlError> {
         let s = s.trim();
         if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
-            return Err(PgUrlError::Scheme);
+            return Err(PgUrlError::Scheme(redact(s)));
         }
         // Never echo the input in the error: it may contain the password.
         let mut url = Url::parse(s).map_err(|e| PgUrlError::Malformed(e.to_string()))?;
@@ -192,6 +193,77 @@ impl fmt::Debug for PgUrl {
     }
 }
 
+/// `text` with every password it may hold replaced by `***`: what follows the `:` of a
+/// `user:password@` (after any scheme, mistyped or not, or none) and the value of each
+/// `password=` (a connection string or URL parameter, any case).
+///
+/// Every message that echoes what a user typed passes it through this: a URL with a
+/// mistyped scheme (`postgress://`, `postgresql+psycopg2://`, `http://`) is not a [`PgUrl`],
+/// so nothing else would hide its password. Erring towards hiding too much: a `:` and an `@`
+/// in the same stretch of text are enough.
+pub fn redact(text: &str) -> String {
+    let mut hide: Vec<(usize, usize)> = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let line = &text[line_start..at];
+        // After a scheme, the user information runs from `://` to the `@` (a password typed
+        // with a space or quote in it included); without one, from the start of the word.
+        let start = match line.rfind("://") {
+            Some(i) => line_start + i + 3,
+            None => {
+                line_start
+                    + line
+                        .char_indices()
+                        .rev()
+                        .find(|(_, c)| c.is_whitespace() || matches!(c, '`' | '"' | '\''))
+                        .map_or(0, |(i, c)| i + c.len_utf8())
+            }
+        };
+        let userinfo = &text[start..at];
+        // The example in our own hints (`postgres://user:password@host`) is no secret.
+        if userinfo == "user:password" {
+            continue;
+        }
+        if let Some(colon) = userinfo.find(':') {
+            hide.push((start + colon + 1, at));
+        }
+    }
+    // ASCII lowercasing keeps every byte offset.
+    let lower = text.to_ascii_lowercase();
+    for (i, key) in lower.match_indices("password=") {
+        let from = i + key.len();
+        let rest = &text[from..];
+        let len = match rest.chars().next() {
+            Some(q @ ('\'' | '"')) => rest[1..].find(q).map_or(rest.len(), |e| e + 2),
+            _ => rest
+                .find(|c: char| c.is_whitespace() || matches!(c, '&' | '`'))
+                .unwrap_or(rest.len()),
+        };
+        if len > 0 {
+            hide.push((from, from + len));
+        }
+    }
+    if hide.is_empty() {
+        return text.to_string();
+    }
+    hide.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (from, to) in hide {
+        if to <= copied {
+            continue;
+        }
+        if from >= copied {
+            out.push_str(&text[copied..from]);
+            out.push_str("***");
+        }
+        // An overlapping range extends the one already hidden.
+        copied = to;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 fn decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
@@ -238,7 +310,7 @@ mod tests {
     fn rejects_what_is_not_a_postgres_url_without_echoing_it() {
         assert!(matches!(
             PgUrl::parse("mysql://u:hunter2@h/db"),
-            Err(PgUrlError::Scheme)
+            Err(PgUrlError::Scheme(_))
         ));
         assert!(matches!(
             PgUrl::parse("postgres://u:hunter2@h"),
@@ -253,6 +325,47 @@ mod tests {
         }
         let encoded = PgUrl::parse("postgres://app:%2Fx9Q@db/app").unwrap();
         assert_eq!(encoded.password().as_deref(), Some("/x9Q"));
+    }
+
+    #[test]
+    fn redact_hides_passwords_in_anything_that_looks_like_a_url_or_connection_string() {
+        for (input, secret) in [
+            ("postgresql+psycopg2://u:pw1x@h/db", "pw1x"),
+            ("postgress://u:pw2x@h:5432/db", "pw2x"),
+            ("http://u:pw3x@h/db", "pw3x"),
+            ("postgres:/u:pw4x@h/db", "pw4x"),
+            ("u:pw5x@h/db", "pw5x"),
+            ("postgress://u:my pw6x@h/db", "pw6x"),
+            ("postgress://u:p@ss7x@h/db", "ss7x"),
+            (
+                "postgress://u@h/db?sslmode=require&password=pw8x&x=1",
+                "pw8x",
+            ),
+            ("host=h user=u PASSWORD=pw9x dbname=db", "pw9x"),
+            ("host=h password='p wAx' dbname=db", "wAx"),
+            (
+                "`postgress://u:pwBx@h/db` is not a valid database name",
+                "pwBx",
+            ),
+        ] {
+            let shown = redact(input);
+            assert!(!shown.contains(secret), "{input} -> {shown}");
+            assert!(shown.contains("***"), "{input} -> {shown}");
+        }
+        assert_eq!(redact("postgress://u:pw@h/db"), "postgress://u:***@h/db");
+        assert_eq!(redact("main"), "main");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("a@b: `@` as %40"), "a@b: `@` as %40");
+        let hint = PgUrlError::Scheme(redact("x://u:pw@h")).to_string();
+        assert!(
+            hint.contains("postgres://user:password@db.example.com"),
+            "{hint}"
+        );
+        assert!(hint.contains("x://u:***@h"), "{hint}");
+        assert_eq!(
+            redact(&redact("postgress://u:pw@h/db")),
+            "postgress://u:***@h/db"
+        );
     }
 
     #[test]

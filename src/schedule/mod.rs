@@ -37,7 +37,7 @@ pub enum ScheduleError {
     )]
     BadTime(String),
     #[error(
-        "unknown time zone `{0}`; use an IANA name such as America/Los_Angeles or Europe/London, or one of the abbreviations {abbreviations}",
+        "unknown time zone `{0}`; use an IANA name in Area/Location form as the tz database spells it, such as America/Los_Angeles, Europe/London or Etc/UTC, or one of the abbreviations {abbreviations}",
         abbreviations = ABBREVIATIONS.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", ")
     )]
     UnknownZone(String),
@@ -85,15 +85,13 @@ impl DailyAt {
     /// Parses `HH:MM ZONE` (`02:00 America/Los_Angeles`, `2:30 PST`, `14:00`); the zone
     /// defaults to UTC.
     pub fn parse(spec: &str) -> Result<DailyAt, ScheduleError> {
+        let bad = || ScheduleError::BadTime(crate::pg::redact(spec));
         let mut parts = spec.split_whitespace();
-        let time = parts
-            .next()
-            .ok_or_else(|| ScheduleError::BadTime(spec.to_string()))?;
+        let time = parts.next().ok_or_else(bad)?;
         let zone = parts.next().unwrap_or("UTC");
         if parts.next().is_some() {
-            return Err(ScheduleError::BadTime(spec.to_string()));
+            return Err(bad());
         }
-        let bad = || ScheduleError::BadTime(spec.to_string());
         let (h, m) = time.split_once(':').ok_or_else(bad)?;
         let digits = |s: &str, max_len| {
             !s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_digit())
@@ -106,10 +104,15 @@ impl DailyAt {
         if !(0..24).contains(&hour) || !(0..60).contains(&minute) {
             return Err(bad());
         }
+        if !is_listed_abbreviation(zone) && !is_area_location(zone) {
+            return Err(ScheduleError::UnknownZone(crate::pg::redact(zone)));
+        }
         Self::new(hour, minute, zone)
     }
 
-    /// A schedule at `hour:minute` in `zone` (an IANA name or a listed abbreviation).
+    /// A schedule at `hour:minute` in `zone` (an IANA name or a listed abbreviation). Takes
+    /// whatever zone the tz database knows, as a stored schedule's zone must still load;
+    /// what a user types goes through [`DailyAt::parse`], which is strict.
     pub fn new(hour: i8, minute: i8, zone: &str) -> Result<DailyAt, ScheduleError> {
         let name = ABBREVIATIONS
             .iter()
@@ -199,6 +202,32 @@ impl DailyAt {
             .strftime("%Y-%m-%d %H:%M %Z")
             .to_string()
     }
+}
+
+/// One of [`ABBREVIATIONS`], in any case (`pst`, `UTC`).
+fn is_listed_abbreviation(zone: &str) -> bool {
+    ABBREVIATIONS
+        .iter()
+        .any(|(a, _)| a.eq_ignore_ascii_case(zone))
+}
+
+/// A zone of the tz database by its `Area/Location` name, spelled as the database spells it
+/// (`America/Los_Angeles`, `America/Argentina/Buenos_Aires`, `Etc/UTC`). The system's zoneinfo
+/// directory also holds files that are no zone a user means: `localtime` (this machine's
+/// zone, which changes with it), `posixrules`, `Factory`, and the `posix/` and `right/` copies.
+fn is_area_location(zone: &str) -> bool {
+    let shaped = zone.contains('/')
+        && zone.split('/').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_uppercase())
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
+        });
+    shaped
+        && TimeZone::get(zone)
+            .ok()
+            .and_then(|tz| tz.iana_name().map(|n| n == zone))
+            .unwrap_or(false)
 }
 
 impl fmt::Display for DailyAt {

@@ -39,6 +39,34 @@ fn parses_times_zones_and_abbreviations() {
         assert!(matches!(err, ScheduleError::BadTime(_)), "{bad}: {err}");
         assert!(err.to_string().contains("HH:MM ZONE"));
     }
+    for zone in [
+        "localtime",
+        "posixrules",
+        "Factory",
+        "posix/Europe/Paris",
+        "right/UTC",
+        "EST5EDT",
+        "america/los_angeles",
+        "Europe/",
+        "/etc/localtime",
+        "../zoneinfo/UTC",
+    ] {
+        let err = DailyAt::parse(&format!("02:00 {zone}")).unwrap_err();
+        assert!(
+            matches!(err, ScheduleError::UnknownZone(_)),
+            "{zone}: {err}"
+        );
+        assert!(err.to_string().contains("Area/Location"), "{zone}: {err}");
+    }
+    for zone in [
+        "Etc/UTC",
+        "America/Argentina/Buenos_Aires",
+        "Europe/London",
+        "utc",
+        "Z",
+    ] {
+        assert!(DailyAt::parse(&format!("02:00 {zone}")).is_ok(), "{zone}");
+    }
     let err = DailyAt::parse("02:00 Mars/Olympus").unwrap_err();
     assert_eq!(err, ScheduleError::UnknownZone("Mars/Olympus".into()));
     assert!(err.to_string().contains("America/Los_Angeles") && err.to_string().contains("PST"));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +21,11 @@ use crate::protect::{ProtectError, Protector};
 use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
+use crate::storage::StorageError;
 use crate::transfer::atomic::AtomicSwap;
 use crate::transfer::{Engine, TransferError};
+
+use super::extract::{Json as JsonBody, Path, Query, json_errors};
 
 #[derive(Clone)]
 struct AppState {
@@ -85,15 +88,30 @@ pub fn router(
         )
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no such API route; see docs/API.md")
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such API route; docs/API.md lists them",
+            )
         })
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         // Signed download links: the signature is the credential, no token.
         .route("/links/{id}", get(signed_download))
         .nest("/api", api)
-        .with_state(state)
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such route: the API is under /api (docs/API.md lists its routes)",
+            )
+        })
+        .with_state(state);
+    // A router's `layer` wraps each route, inside the part that answers a wrong method (and
+    // adds its `Allow` header); as the one service of an outer router, the whole of `app` is
+    // wrapped, so the layer sees every answer as it leaves.
+    Router::new()
+        .fallback_service(app)
+        .layer(middleware::map_response(json_errors))
 }
 
 /// An error answer: `{"error": "..."}` with a status that tells the kind of failure.
@@ -103,10 +121,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    /// An error answer. Its message goes through [`crate::pg::redact`]: whatever a message
+    /// quotes of a request, a password in it is not sent back (nor written to a log).
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            message: message.into(),
+            message: crate::pg::redact(&message.into()),
         }
     }
 }
@@ -143,13 +163,26 @@ impl From<TransferError> for ApiError {
             | E::Claim(_) => StatusCode::CONFLICT,
             E::Catalog(CatalogError::DatabaseExists(_)) => StatusCode::CONFLICT,
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            E::Storage(StorageError::NotFound(key)) => {
+                return ApiError::new(StatusCode::GONE, missing_object(None, key));
+            }
             E::Catalog(_) | E::Storage(_) | E::Unseal(_) | E::Internal(_) => {
-                tracing::error!("{e}");
+                tracing::error!("{}", crate::pg::redact(&e.to_string()));
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
         ApiError::new(status, e.to_string())
     }
+}
+
+/// What a user meets when a backup's stored object is gone (removed from the store by hand,
+/// or a store that is not the one the catalog was written with): 410, and the two ways out.
+fn missing_object(id: Option<TransferId>, key: &str) -> String {
+    let backup = id.map_or_else(|| "the backup".to_string(), |id| format!("backup {id}"));
+    let id = id.map_or_else(|| "ID".to_string(), |id| id.to_string());
+    format!(
+        "the stored object of {backup} ({key}) is missing from the store: it was removed outside pgbackups, or the service is not using the store the backup was written to. Forget the backup with `pgbackups backups:delete {id} --confirm DATABASE`, or point the service at the right store and run `pgbackups catalog:rebuild`"
+    )
 }
 
 impl From<CatalogError> for ApiError {
@@ -165,7 +198,7 @@ impl From<ProtectError> for ApiError {
             ProtectError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             ProtectError::Refused(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             ProtectError::Internal(m) => {
-                tracing::error!("{m}");
+                tracing::error!("{}", crate::pg::redact(&m));
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
             }
         }
@@ -236,7 +269,7 @@ struct AddDatabase {
 
 async fn add_database(
     State(s): State<AppState>,
-    Json(body): Json<AddDatabase>,
+    JsonBody(body): JsonBody<AddDatabase>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let e = s.engine.clone();
     let name = body.name.clone();
@@ -343,7 +376,7 @@ struct StartCapture {
 
 async fn start_capture(
     State(s): State<AppState>,
-    Json(body): Json<StartCapture>,
+    JsonBody(body): JsonBody<StartCapture>,
 ) -> ApiResult<impl IntoResponse> {
     let rec =
         s.engine
@@ -369,7 +402,7 @@ struct StartRestore {
 
 async fn start_restore(
     State(s): State<AppState>,
-    Json(body): Json<StartRestore>,
+    JsonBody(body): JsonBody<StartRestore>,
 ) -> ApiResult<impl IntoResponse> {
     let atomic = body.atomic.then_some(AtomicSwap {
         drop_old: body.drop_old,
@@ -462,7 +495,7 @@ struct SetSchedule {
 
 async fn set_schedule(
     State(s): State<AppState>,
-    Json(body): Json<SetSchedule>,
+    JsonBody(body): JsonBody<SetSchedule>,
 ) -> ApiResult<impl IntoResponse> {
     let spec = DailyAt::parse(&body.at)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -530,6 +563,10 @@ async fn show_retention(
 ) -> ApiResult<impl IntoResponse> {
     let e = s.engine.clone();
     let view = blocking(move || {
+        crate::transfer::check_name(&database)?;
+        if e.catalog().database_url_sealed(&database)?.is_none() {
+            return Err(TransferError::UnknownDatabase(database));
+        }
         let set = e.catalog().retention(&database)?;
         Ok(RetentionView {
             default: set.is_none(),
@@ -552,7 +589,7 @@ struct SetRetention {
 async fn set_retention(
     State(s): State<AppState>,
     Path(database): Path<String>,
-    Json(body): Json<SetRetention>,
+    JsonBody(body): JsonBody<SetRetention>,
 ) -> ApiResult<impl IntoResponse> {
     if [body.daily, body.weekly, body.monthly, body.manual]
         .iter()
@@ -646,7 +683,7 @@ struct StartCopy {
 
 async fn start_copy(
     State(s): State<AppState>,
-    Json(body): Json<StartCopy>,
+    JsonBody(body): JsonBody<StartCopy>,
 ) -> ApiResult<impl IntoResponse> {
     let rec = s.engine.start_copy(
         &body.source,
@@ -659,7 +696,7 @@ async fn start_copy(
 
 async fn start_pull(
     State(s): State<AppState>,
-    Json(body): Json<StartCopy>,
+    JsonBody(body): JsonBody<StartCopy>,
 ) -> ApiResult<impl IntoResponse> {
     let rec = s
         .engine
@@ -670,7 +707,7 @@ async fn start_pull(
 
 async fn start_push(
     State(s): State<AppState>,
-    Json(body): Json<StartCopy>,
+    JsonBody(body): JsonBody<StartCopy>,
 ) -> ApiResult<impl IntoResponse> {
     let rec = s
         .engine
@@ -714,7 +751,7 @@ struct VerifyRequest {
 async fn verify_backup(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Json(body): Json<VerifyRequest>,
+    JsonBody(body): JsonBody<VerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_optional_id(Some(&id))?;
     let e = s.engine.clone();
@@ -751,7 +788,7 @@ const MAX_LINK_SECS: u64 = 7 * 24 * 3600;
 async fn backup_url(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Json(body): Json<UrlRequest>,
+    JsonBody(body): JsonBody<UrlRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_optional_id(Some(&id))?;
     let secs = body.expires_secs.unwrap_or(3600);
@@ -779,7 +816,7 @@ async fn signed_download(
     Path(id): Path<String>,
     Query(q): Query<LinkQuery>,
 ) -> Response {
-    let refused = |why: &str| (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    let refused = |why: &str| ApiError::new(StatusCode::FORBIDDEN, why).into_response();
     let (Ok(id), Some(expires), Some(sig)) = (id.parse::<TransferId>(), q.expires, q.sig) else {
         return refused("this is not a complete pgbackups download link");
     };
@@ -802,7 +839,21 @@ async fn download(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 /// A backup as a plain custom-format dump, streamed.
 async fn stream_dump(s: &AppState, id: Option<TransferId>) -> ApiResult<Response> {
     let e = s.engine.clone();
-    let (backup, stream) = blocking(move || e.download(id)).await?;
+    let (backup, stream) = blocking(move || {
+        // The ID (`latest` resolved) names the backup in a "missing from the store" answer.
+        let id = match id {
+            Some(id) => id,
+            None => e.latest_backup()?.id,
+        };
+        Ok(e.download(Some(id)).map_err(|err| (id, err)))
+    })
+    .await?
+    .map_err(|(id, err)| match err {
+        TransferError::Storage(StorageError::NotFound(key)) => {
+            ApiError::new(StatusCode::GONE, missing_object(Some(id), &key))
+        }
+        other => other.into(),
+    })?;
     let mut resp = Body::from_stream(stream).into_response();
     let headers = resp.headers_mut();
     headers.insert(
@@ -834,7 +885,7 @@ struct ProtectRequest {
 
 async fn protect(
     State(s): State<AppState>,
-    Json(req): Json<ProtectRequest>,
+    JsonBody(req): JsonBody<ProtectRequest>,
 ) -> ApiResult<Response> {
     let view = s
         .protector

@@ -5,6 +5,7 @@
 //! that the service is up. The API is documented in `docs/API.md`.
 
 mod api;
+mod extract;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

@@ -61,7 +61,7 @@ pub enum TransferError {
     #[error("several databases are registered ({0}); name the one you mean")]
     WhichDatabase(String),
     #[error(
-        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-` (or pass a postgres:// URL)"
+        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-`, starting with a letter, digit or `_` (or pass a postgres:// URL)"
     )]
     BadName(String),
     #[error(transparent)]
@@ -1550,9 +1550,21 @@ fn check_jobs(jobs: u32) -> Result<(), TransferError> {
     }
 }
 
-/// Database names: short, safe in URLs, shells and file names.
+/// Database names: short, safe in URLs, shells and file names, and never mistaken for an
+/// option (`-rf`, `--help`): a letter, digit or `_` first, then letters, digits, `_` or `-`.
 pub fn check_name(name: &str) -> Result<(), TransferError> {
-    let ok = !name.is_empty()
+    // What was meant as a URL is answered as one: with the accepted schemes, and without
+    // echoing its password (`postgress://u:pw@h/db`, `http://...`).
+    if name.contains("://") {
+        return Err(TransferError::BadUrl(PgUrlError::Scheme(
+            crate::pg::redact(name),
+        )));
+    }
+    let first_ok = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let ok = first_ok
         && name.len() <= 63
         && name
             .bytes()
@@ -1560,7 +1572,7 @@ pub fn check_name(name: &str) -> Result<(), TransferError> {
     if ok {
         Ok(())
     } else {
-        Err(TransferError::BadName(name.to_string()))
+        Err(TransferError::BadName(crate::pg::redact(name)))
     }
 }
 
@@ -1600,5 +1612,10 @@ mod tests {
         assert!(check_name("DATABASE_URL").is_ok());
         assert!(check_name("bad name").is_err());
         assert!(check_name("").is_err());
+        assert!(check_name("-rf").is_err());
+        assert!(check_name("--help").is_err());
+        assert!(check_name("_x-1").is_ok());
+        let err = check_name("postgress://u:pw@h/db").unwrap_err().to_string();
+        assert!(!err.contains("pw@") && err.contains("postgres://"), "{err}");
     }
 }
