@@ -4,16 +4,24 @@
 //! previous contents are kept under a dated name until the user drops them (`--drop-old` drops
 //! them at once).
 //!
+//! The fresh database carries every database-level property of the target (`props`): the
+//! swap changes the contents and nothing else.
+//!
 //! Requirements, checked before anything is created: the role may create databases
-//! (CREATEDB or superuser) and owns the target (or is a superuser), since renaming needs it;
-//! at the swap, nobody else may be connected to the target (PostgreSQL refuses to rename a
-//! database in use).
+//! (CREATEDB or superuser), owns the target (or is a superuser), since renaming needs it, and
+//! may give the fresh database the target's properties (rehearsed on the target and rolled
+//! back); at the swap, nobody else may be connected to the target (PostgreSQL refuses to
+//! rename a database in use).
 
 use jiff::Timestamp;
 
 use super::{Job, JobEnd};
 use crate::pg::PgUrl;
-use crate::pg::client::{query, quote_ident, quote_literal, run_script};
+use crate::pg::client::{PgError, query, quote_ident, quote_literal, run_script};
+
+mod props;
+
+use props::DbProps;
 
 /// What an atomic restore does after its swap.
 #[derive(Clone, Copy, Debug)]
@@ -32,66 +40,99 @@ fn name_with(base: &str, suffix: &str) -> String {
     format!("{}{suffix}", &base[..cut])
 }
 
-/// Checks the requirements and creates the fresh database; returns its URL.
-pub(super) async fn prepare(job: &mut Job, target: &PgUrl) -> Result<PgUrl, JobEnd> {
+/// The fresh database of an atomic restore, and what it must be given at the swap.
+pub(super) struct Fresh {
+    pub url: PgUrl,
+    props: DbProps,
+}
+
+/// Checks the requirements, reads every database-level property of the target and proves that
+/// the fresh database can be given them all (a rehearsal on the target, rolled back), and only
+/// then creates the fresh database with the target's owner, encoding, locales and tablespace.
+pub(super) async fn prepare(job: &mut Job, target: &PgUrl) -> Result<Fresh, JobEnd> {
     let tools = &job.engine.tools;
     let fail = |m: String| JobEnd::failed(m);
-    let rows = query(
-        tools,
-        target,
-        "SELECT r.rolsuper OR r.rolcreatedb, r.rolsuper OR pg_has_role(r.oid, d.datdba, 'MEMBER'), \
-                pg_encoding_to_char(d.encoding), d.datcollate, d.datctype \
-         FROM pg_roles r, pg_database d \
-         WHERE r.rolname = current_user AND d.datname = current_database()",
-    )
-    .await
-    .map_err(JobEnd::failed)?;
-    let row = rows.first().cloned().unwrap_or_default();
-    let field = |i: usize| row.get(i).cloned().unwrap_or_default();
-    if field(0) != "t" {
+    let rows = query(tools, target, props::QUERY)
+        .await
+        .map_err(JobEnd::failed)?;
+    let json = rows
+        .first()
+        .and_then(|r| r.first())
+        .cloned()
+        .unwrap_or_default();
+    let props = DbProps::parse(&json).map_err(fail)?;
+    if !props.may_create {
         return Err(fail(format!(
             "--atomic restores into a new database, and role {} may not create databases: grant it with ALTER ROLE ... CREATEDB, or restore without --atomic",
             target.user().unwrap_or_default()
         )));
     }
-    if field(1) != "t" {
+    if !props.may_rename {
         return Err(fail(format!(
             "--atomic renames database {} at the end, which only its owner (or a superuser) may do: restore as its owner, or without --atomic",
             target.dbname()
         )));
     }
+    // The same statements the swap runs, on the target, in a transaction that is rolled back:
+    // a privilege, setting or label this role may not give is refused here, before anything
+    // exists.
+    let statements = props.apply_statements(&target.dbname());
+    if !statements.is_empty() {
+        query(tools, target, &props::rehearsal(&statements))
+            .await
+            .map_err(|e| {
+                let why = match &e {
+                    PgError::Query { detail, .. } => detail
+                        .split_once("pgbackups: cannot run: ")
+                        .map(|(_, why)| why.split(" CONTEXT:").next().unwrap_or(why).to_string())
+                        .unwrap_or_else(|| e.to_string()),
+                    _ => e.to_string(),
+                };
+                fail(format!(
+                    "--atomic must give the new database every property of {db}, and role {role} cannot give this one: {why}. Nothing was created; restore as a role that may (a superuser), or without --atomic",
+                    db = target.dbname(),
+                    role = target.user().unwrap_or_default()
+                ))
+            })?;
+    }
     let fresh = name_with(&target.dbname(), &format!("_pgbackups_{}", job.rec.id));
     let admin = target.with_dbname("postgres");
-    query(
-        tools,
-        &admin,
-        &format!(
-            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            quote_ident(&fresh),
-            quote_literal(&field(2)),
-            quote_literal(&field(3)),
-            quote_literal(&field(4))
-        ),
-    )
-    .await
-    .map_err(|e| fail(format!("could not create the fresh database {fresh}: {e}")))?;
+    // A failed CREATE DATABASE leaves nothing behind.
+    query(tools, &admin, &props.create_sql(&fresh))
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "could not create the fresh database {fresh} with the owner, encoding, locale and tablespace of {}: {e}. Nothing was created; restore without --atomic",
+                target.dbname()
+            ))
+        })?;
     job.log(&format!(
-        "Atomic restore: restoring into the fresh database {fresh}; it replaces {} only if the restore succeeds",
-        target.dbname()
+        "Atomic restore: restoring into the fresh database {fresh} (owner, encoding, locale and tablespace of {target_name}; its privileges, settings and comment are given at the swap); it replaces {target_name} only if the restore succeeds",
+        target_name = target.dbname()
     ));
-    Ok(target.with_dbname(&fresh))
+    Ok(Fresh {
+        url: target.with_dbname(&fresh),
+        props,
+    })
 }
 
 /// After the restore into `fresh`: swap it in on success, drop it on failure.
 pub(super) async fn finish(
     job: &mut Job,
     target: &PgUrl,
-    fresh: &PgUrl,
+    fresh: &Fresh,
     swap: AtomicSwap,
     restored: Result<(), JobEnd>,
 ) -> Result<(), JobEnd> {
     let tools = job.engine.tools.clone();
     let admin = target.with_dbname("postgres");
+    let properties: String = fresh
+        .props
+        .apply_statements(&fresh.url.dbname())
+        .iter()
+        .map(|s| format!("{s};\n"))
+        .collect();
+    let fresh = &fresh.url;
     let drop_fresh = format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
         quote_ident(&fresh.dbname())
@@ -134,6 +175,14 @@ pub(super) async fn finish(
         .to_string();
     if connections != "0" {
         job.target_touched = false;
+        // Left for the user to swap by hand, so it gets the target's properties now.
+        if let Err(e) = run_script(&tools, &admin, &properties).await {
+            job.log(&format!(
+                "Could not give {} the privileges, settings and comment of {}: {e}",
+                fresh.dbname(),
+                target.dbname()
+            ));
+        }
         return Err(JobEnd::failed(format!(
             "the restore succeeded into database {fresh_name}, but {target_name} has {connections} open connection(s) and a database in use cannot be renamed. {target_name} is unchanged; close its connections and swap them yourself (ALTER DATABASE {target_name} RENAME TO ...; ALTER DATABASE {fresh_name} RENAME TO {target_name}), or drop {fresh_name}",
             fresh_name = fresh.dbname(),
@@ -152,7 +201,7 @@ pub(super) async fn finish(
         &tools,
         &admin,
         &format!(
-            "ALTER DATABASE {} RENAME TO {};\nALTER DATABASE {} RENAME TO {};\n",
+            "{properties}ALTER DATABASE {} RENAME TO {};\nALTER DATABASE {} RENAME TO {};\n",
             quote_ident(&target.dbname()),
             quote_ident(&old),
             quote_ident(&fresh.dbname()),

@@ -1128,7 +1128,7 @@ impl Engine {
                 None => restore::run(job, &backup, url, jobs).await,
                 Some(swap) => {
                     let fresh = atomic::prepare(job, &url).await?;
-                    let restored = restore::run(job, &backup, fresh.clone(), jobs).await;
+                    let restored = restore::run(job, &backup, fresh.url.clone(), jobs).await;
                     atomic::finish(job, &url, &fresh, swap, restored).await
                 }
             },
@@ -1147,7 +1147,7 @@ impl Engine {
                 None => restore_url::run(job, source, url, jobs).await,
                 Some(swap) => {
                     let fresh = atomic::prepare(job, &url).await?;
-                    let restored = restore_url::run(job, source, fresh.clone(), jobs).await;
+                    let restored = restore_url::run(job, source, fresh.url.clone(), jobs).await;
                     atomic::finish(job, &url, &fresh, swap, restored).await
                 }
             },
