@@ -248,3 +248,126 @@ fn an_atomic_restore_that_cannot_carry_a_property_is_refused_before_anything_is_
     assert_eq!(database_properties(&pg, "target"), before);
     assert_eq!(pg.psql("target", "SELECT count(*) FROM words").trim(), "9");
 }
+
+/// Waits until transfer `id` logs that it is held at `point` (a debug-build test hold).
+fn wait_for_hold(svc: &Service, id: &str, point: &str) {
+    let line = format!("Test hold: {point}");
+    common::wait_until(
+        60,
+        || {
+            svc.ok_http(&format!("/api/transfers/{id}/logs"))
+                .contains(&line)
+        },
+        || format!("{id} never reached {point}: {}", svc.info(id)),
+    );
+}
+
+/// A service held at `point` of an atomic restore of `app` (5,000 rows) into the registered
+/// database `target` (which holds `precious`), killed there and started again on the same data
+/// directory. Returns the restarted service and the restore's ID.
+fn kill_during_an_atomic_restore(
+    pg: &Cluster,
+    point: &str,
+    dir: &std::path::Path,
+) -> (Service, String) {
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 5000) g",
+    );
+    pg.create_db("target");
+    pg.psql(
+        "target",
+        "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)",
+    );
+    let data_dir = dir.join("data");
+    let mut svc = Service::start_in_with(data_dir.clone(), &[("PGBACKUPS_TEST_HOLD", point)]);
+    let out = svc.cli_with_stdin(&["databases:add", "target"], &pg.url("target"));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "target",
+        "--confirm",
+        "target",
+        "--atomic",
+        "--no-wait",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = transfer_id(&out);
+    wait_for_hold(&svc, &id, point);
+    if point == "atomic-restored" {
+        let fresh = format!("target_pgbackups_{id}");
+        assert_eq!(pg.psql(&fresh, "SELECT count(*) FROM t").trim(), "5000");
+    }
+    svc.kill9();
+    (Service::start_in(data_dir), id)
+}
+
+#[test]
+fn a_service_killed_during_an_atomic_restore_drops_the_partial_copy_and_says_the_target_was_not_changed()
+ {
+    let pg = Cluster::start();
+    let dir = tempfile::Builder::new()
+        .prefix("pgbackups-test-svc-")
+        .tempdir()
+        .unwrap();
+    // Held after the restore into the fresh database, before the swap: the copy is full.
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-restored", dir.path());
+    let fresh = format!("target_pgbackups_{id}");
+    let info = svc.info(&id);
+    assert_eq!(info["state"], "failed", "{info:#}");
+    let error = info["error"].as_str().unwrap();
+    assert!(
+        error.contains("The target database was not changed")
+            && error.contains(&format!("the partial copy {fresh} was dropped")),
+        "{error}"
+    );
+    assert!(!error.contains("partially restored"), "{error}");
+    assert_eq!(databases_like(&pg, "target_%"), "");
+    assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
+}
+
+#[test]
+fn a_service_killed_right_after_an_atomic_swap_says_the_target_holds_the_restored_backup() {
+    let pg = Cluster::start();
+    let dir = tempfile::Builder::new()
+        .prefix("pgbackups-test-svc-")
+        .tempdir()
+        .unwrap();
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-swapped", dir.path());
+    let old = databases_like(&pg, "target_old_%");
+    assert!(old.starts_with("target_old_"), "{old}");
+    let error = svc.info(&id)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("The swap had been done")
+            && error.contains(&format!("its previous contents are in {old}")),
+        "{error}"
+    );
+    assert_eq!(databases_like(&pg, "target_pgbackups_%"), "");
+    assert_eq!(pg.psql("target", "SELECT count(*) FROM t").trim(), "5000");
+    assert_eq!(pg.psql(&old, "SELECT x FROM precious").trim(), "42");
+}
+
+#[test]
+fn a_service_killed_as_an_atomic_swap_begins_drops_the_restored_copy_and_says_the_target_was_not_changed()
+ {
+    let pg = Cluster::start();
+    let dir = tempfile::Builder::new()
+        .prefix("pgbackups-test-svc-")
+        .tempdir()
+        .unwrap();
+    // Held after the swap was recorded as begun, before its transaction ran.
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-swapping", dir.path());
+    let error = svc.info(&id)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!(
+            "The target database was not changed; the restored copy target_pgbackups_{id} was dropped"
+        )),
+        "{error}"
+    );
+    assert_eq!(databases_like(&pg, "target_%"), "");
+    assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
+}

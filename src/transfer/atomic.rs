@@ -12,6 +12,9 @@
 //! may give the fresh database the target's properties (rehearsed on the target and rolled
 //! back); at the swap, nobody else may be connected to the target (PostgreSQL refuses to
 //! rename a database in use).
+//!
+//! How far it got is recorded on the transfer ([`Stage`]), so that after a crash start-up
+//! recovery ([`recover`]) drops the fresh database and says what is true of the target.
 
 use jiff::Timestamp;
 
@@ -28,6 +31,59 @@ use props::DbProps;
 pub struct AtomicSwap {
     /// Drop the previous contents right after the swap.
     pub drop_old: bool,
+}
+
+/// How far an atomic restore got, recorded on its transfer (`detail`) before each step that
+/// leaves something on the server, so that start-up recovery after a crash knows what exists
+/// there and what to tell the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The fresh database is (being) created and filled; the target is untouched.
+    Restoring { fresh: String },
+    /// The swap (one transaction: both renames) is running: either it committed and the
+    /// target holds the restored data, its previous contents in `old`, or nothing changed.
+    Swapping { fresh: String, old: String },
+}
+
+const RESTORING: &str = "atomic restore into the fresh database ";
+const SWAPPING: &str = "atomic restore swapping in the fresh database ";
+const OLD: &str = "; the previous contents go to ";
+
+impl Stage {
+    /// What is recorded in the transfer's `detail`.
+    pub fn detail(&self) -> String {
+        match self {
+            Stage::Restoring { fresh } => format!("{RESTORING}{fresh}"),
+            Stage::Swapping { fresh, old } => format!("{SWAPPING}{fresh}{OLD}{old}"),
+        }
+    }
+
+    /// The stage a transfer's `detail` records, if it is an atomic restore's.
+    pub fn parse(detail: Option<&str>) -> Option<Stage> {
+        let detail = detail?;
+        if let Some(rest) = detail.strip_prefix(SWAPPING) {
+            let (fresh, old) = rest.rsplit_once(OLD)?;
+            return Some(Stage::Swapping {
+                fresh: fresh.to_string(),
+                old: old.to_string(),
+            });
+        }
+        detail
+            .strip_prefix(RESTORING)
+            .map(|fresh| Stage::Restoring {
+                fresh: fresh.to_string(),
+            })
+    }
+
+    /// What is known without asking the server, for the message written at start-up.
+    pub fn interrupted(&self) -> String {
+        match self {
+            Stage::Restoring { fresh } => format!(
+                "This --atomic restore had not reached its swap, so the target database was not changed; its partial copy {fresh} is dropped at start when the server is known"
+            ),
+            Stage::Swapping { .. } => "This --atomic restore was stopped during its swap; whether the target now holds the restored data is checked at start when the server is known".to_string(),
+        }
+    }
 }
 
 /// A database name of at most 63 bytes: `base` shortened (on a character boundary) + suffix.
@@ -97,6 +153,14 @@ pub(super) async fn prepare(job: &mut Job, target: &PgUrl) -> Result<Fresh, JobE
     }
     let fresh = name_with(&target.dbname(), &format!("_pgbackups_{}", job.rec.id));
     let admin = target.with_dbname("postgres");
+    // Recorded first, so that after a crash start-up recovery drops what may exist.
+    job.rec.detail = Some(
+        Stage::Restoring {
+            fresh: fresh.clone(),
+        }
+        .detail(),
+    );
+    job.save().await?;
     // A failed CREATE DATABASE leaves nothing behind.
     query(tools, &admin, &props.create_sql(&fresh))
         .await
@@ -197,6 +261,20 @@ pub(super) async fn finish(
             job.rec.id
         ),
     );
+    super::hold::at(&job.ctx, "atomic-restored").await;
+    if job.ctx.is_cancelled() {
+        let _ = query(&tools, &admin, &drop_fresh).await;
+        return Err(JobEnd::Stopped);
+    }
+    job.rec.detail = Some(
+        Stage::Swapping {
+            fresh: fresh.dbname(),
+            old: old.clone(),
+        }
+        .detail(),
+    );
+    job.save().await?;
+    super::hold::at(&job.ctx, "atomic-swapping").await;
     run_script(
         &tools,
         &admin,
@@ -216,10 +294,14 @@ pub(super) async fn finish(
             target.dbname()
         ))
     })?;
+    job.rec.detail = Some(format!(
+        "atomic restore: swapped in; the previous contents were in {old}"
+    ));
     job.log(&format!(
         "Swapped: {} now holds the restored data; its previous contents are in {old}",
         target.dbname()
     ));
+    super::hold::at(&job.ctx, "atomic-swapped").await;
     if swap.drop_old {
         let drop_old = format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&old));
         match query(&tools, &admin, &drop_old).await {
@@ -228,6 +310,103 @@ pub(super) async fn finish(
         }
     }
     Ok(())
+}
+
+/// Start-up recovery of an atomic restore that was running when the service stopped: finds
+/// out on the server what the recorded `stage` left, drops the fresh database when the target
+/// was not changed, and returns what is true, for the transfer's error, and whether the swap
+/// is known to have committed.
+pub(super) async fn recover(
+    engine: &super::Engine,
+    t: &crate::catalog::TransferRecord,
+    stage: &Stage,
+) -> (String, bool) {
+    let outcome = recover_stage(engine, t, stage).await;
+    let swapped = outcome.starts_with(SWAP_DONE);
+    (outcome, swapped)
+}
+
+const SWAP_DONE: &str = "The swap had been done before the service stopped";
+
+async fn recover_stage(
+    engine: &super::Engine,
+    t: &crate::catalog::TransferRecord,
+    stage: &Stage,
+) -> String {
+    let (fresh, old) = match stage {
+        Stage::Restoring { fresh } => (fresh, None),
+        Stage::Swapping { fresh, old } => (fresh, Some(old)),
+    };
+    let server = &t.database;
+    let by_hand = |why: String| match old {
+        None => format!(
+            "The target database was not changed; its partial copy {fresh} may remain on {server} ({why}): drop it (DROP DATABASE {})",
+            quote_ident(fresh)
+        ),
+        Some(old) => format!(
+            "It was stopped during its swap and {server} could not be checked ({why}): if database {fresh} exists there, the target was not changed (drop {fresh}); if not, the swap was done: the target holds the restored backup and its previous contents are in {old}"
+        ),
+    };
+    // A URL target is recorded without its password, so only a registered name can be reached.
+    let url = if server.starts_with("postgres://") || server.starts_with("postgresql://") {
+        return by_hand("its password is not stored".into());
+    } else {
+        match engine.resolve_database(Some(server)) {
+            Ok((_, url)) => url,
+            Err(e) => return by_hand(e.to_string()),
+        }
+    };
+    let admin = url.with_dbname("postgres");
+    let exists = |name: &str| {
+        let sql = format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            quote_literal(name)
+        );
+        let tools = engine.tools.clone();
+        let admin = admin.clone();
+        async move {
+            query(&tools, &admin, &sql).await.map(|rows| {
+                rows.first()
+                    .and_then(|r| r.first())
+                    .is_some_and(|n| n != "0")
+            })
+        }
+    };
+    let fresh_exists = match exists(fresh).await {
+        Ok(e) => e,
+        Err(e) => return by_hand(e.to_string()),
+    };
+    if fresh_exists {
+        // Both renames are one transaction: the fresh database still under its own name means
+        // the swap never committed.
+        let what = if old.is_some() { "restored" } else { "partial" };
+        return match super::verify::drop_scratch(&engine.tools, &admin, fresh).await {
+            Ok(()) => {
+                format!("The target database was not changed; the {what} copy {fresh} was dropped")
+            }
+            Err(e) => format!(
+                "The target database was not changed; the {what} copy {fresh} could not be dropped ({e}): drop it (DROP DATABASE {})",
+                quote_ident(fresh)
+            ),
+        };
+    }
+    let Some(old) = old else {
+        return "The target database was not changed".to_string();
+    };
+    match exists(old).await {
+        Ok(true) => format!(
+            "{SWAP_DONE}: {} holds the restored backup, and its previous contents are in {old}",
+            url.dbname()
+        ),
+        Ok(false) => format!(
+            "{SWAP_DONE}: {} holds the restored backup; its previous contents ({old}) are gone (--drop-old drops them)",
+            url.dbname()
+        ),
+        Err(e) => format!(
+            "{SWAP_DONE}: {} holds the restored backup; whether its previous contents remain in {old} could not be checked ({e})",
+            url.dbname()
+        ),
+    }
 }
 
 #[cfg(test)]
