@@ -262,13 +262,15 @@ fn wait_for_hold(svc: &Service, id: &str, point: &str) {
     );
 }
 
-/// A service held at `point` of an atomic restore of `app` (5,000 rows) into the registered
-/// database `target` (which holds `precious`), killed there and started again on the same data
-/// directory. Returns the restarted service and the restore's ID.
+/// A service held at `point` of an atomic restore of `app` (5,000 rows) into database
+/// `target` (which holds `precious`; registered under that name, and named so unless
+/// `by_url`), killed there and started again on the same data directory. Returns the
+/// restarted service and the restore's ID.
 fn kill_during_an_atomic_restore(
     pg: &Cluster,
     point: &str,
     dir: &std::path::Path,
+    by_url: bool,
 ) -> (Service, String) {
     pg.create_db("app");
     pg.psql(
@@ -286,10 +288,15 @@ fn kill_during_an_atomic_restore(
     assert!(out.status.success(), "{}", text(&out));
     let out = svc.cli(&["backups:capture", &pg.url("app")]);
     assert!(out.status.success(), "{}", text(&out));
+    let target = if by_url {
+        pg.url("target")
+    } else {
+        "target".to_string()
+    };
     let out = svc.cli(&[
         "backups:restore",
         "b001",
-        "target",
+        &target,
         "--confirm",
         "target",
         "--atomic",
@@ -315,7 +322,7 @@ fn a_service_killed_during_an_atomic_restore_drops_the_partial_copy_and_says_the
         .tempdir()
         .unwrap();
     // Held after the restore into the fresh database, before the swap: the copy is full.
-    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-restored", dir.path());
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-restored", dir.path(), false);
     let fresh = format!("target_pgbackups_{id}");
     let info = svc.info(&id);
     assert_eq!(info["state"], "failed", "{info:#}");
@@ -337,7 +344,7 @@ fn a_service_killed_right_after_an_atomic_swap_says_the_target_holds_the_restore
         .prefix("pgbackups-test-svc-")
         .tempdir()
         .unwrap();
-    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-swapped", dir.path());
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-swapped", dir.path(), false);
     let old = databases_like(&pg, "target_old_%");
     assert!(old.starts_with("target_old_"), "{old}");
     let error = svc.info(&id)["error"].as_str().unwrap().to_string();
@@ -360,7 +367,7 @@ fn a_service_killed_as_an_atomic_swap_begins_drops_the_restored_copy_and_says_th
         .tempdir()
         .unwrap();
     // Held after the swap was recorded as begun, before its transaction ran.
-    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-swapping", dir.path());
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-swapping", dir.path(), false);
     let error = svc.info(&id)["error"].as_str().unwrap().to_string();
     assert!(
         error.contains(&format!(
@@ -369,5 +376,26 @@ fn a_service_killed_as_an_atomic_swap_begins_drops_the_restored_copy_and_says_th
         "{error}"
     );
     assert_eq!(databases_like(&pg, "target_%"), "");
+    assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
+}
+
+#[test]
+fn a_service_killed_during_an_atomic_restore_into_a_url_names_the_copy_to_drop() {
+    let pg = Cluster::start();
+    let dir = tempfile::Builder::new()
+        .prefix("pgbackups-test-svc-")
+        .tempdir()
+        .unwrap();
+    // A URL's password is not stored, so the restarted service cannot reach the server.
+    let (svc, id) = kill_during_an_atomic_restore(&pg, "atomic-restored", dir.path(), true);
+    let fresh = format!("target_pgbackups_{id}");
+    let error = svc.info(&id)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("The target database was not changed")
+            && error.contains(&format!("DROP DATABASE \"{fresh}\"")),
+        "{error}"
+    );
+    assert!(!error.contains(common::PASSWORD), "{error}");
+    assert_eq!(databases_like(&pg, "target_pgbackups_%"), fresh);
     assert_eq!(pg.psql("target", "SELECT x FROM precious").trim(), "42");
 }
