@@ -61,3 +61,42 @@ fn restoring_twice_into_the_same_database_succeeds_with_access_methods_wrappers_
         );
     }
 }
+
+#[test]
+fn a_restore_by_a_role_that_may_not_drop_an_access_method_or_wrapper_keeps_them_and_says_so() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
+    );
+    pg.psql(
+        "postgres",
+        "CREATE ROLE owner_role LOGIN PASSWORD 'owner-pw'",
+    );
+    pg.psql("postgres", "CREATE DATABASE target OWNER owner_role");
+    // Only a superuser may drop these; the target's owner may not.
+    pg.psql(
+        "target",
+        "CREATE ACCESS METHOD heap3 TYPE TABLE HANDLER heap_tableam_handler; \
+         CREATE FOREIGN DATA WRAPPER w2",
+    );
+    let svc = Service::start();
+    let out = svc.cli(&["backups:capture", &pg.url("app")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let target = format!(
+        "postgres://owner_role:owner-pw@127.0.0.1:{}/target",
+        pg.port
+    );
+    let out = svc.cli(&["backups:restore", "b001", &target, "--confirm", "target"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = transfer_id(&out);
+    let logs = svc.ok_http(&format!("/api/transfers/{id}/logs"));
+    assert!(
+        logs.contains("Kept, as this role may not drop them")
+            && logs.contains("access method heap3")
+            && logs.contains("foreign-data wrapper w2"),
+        "{logs}"
+    );
+    assert_eq!(pg.psql("target", "SELECT count(*) FROM t").trim(), "10");
+}

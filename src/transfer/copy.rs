@@ -81,6 +81,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
     }
     job.target_touched = true;
+    super::restore::log_kept(job, &target).await;
 
     let (relay_from, dump_stdout) = io::pipe().map_err(JobEnd::failed)?;
     let (restore_stdin, relay_to) = io::pipe().map_err(JobEnd::failed)?;

@@ -479,7 +479,17 @@ async fn empty_target(job: &mut Job, r: &Restorer) -> Result<(), JobEnd> {
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
     }
     job.target_touched = true;
+    log_kept(job, &r.url).await;
     Ok(())
+}
+
+/// Names in the log what the drop kept (objects this role may not drop), if anything.
+pub(super) async fn log_kept(job: &Job, url: &crate::pg::PgUrl) {
+    if let Ok(kept) = crate::pg::kept::kept_objects(&job.engine.tools, url).await
+        && let Some(line) = crate::pg::kept::kept_line(&kept)
+    {
+        job.log(&line);
+    }
 }
 
 impl Restorer {
