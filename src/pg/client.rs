@@ -328,6 +328,15 @@ pub async fn run_script_cancellable(
     }
 }
 
+/// The drop before a restore. Besides schemas, extensions, large objects and publications, it
+/// drops what a dump recreates outside schemas — event triggers, subscriptions (detached from
+/// their slot first: the slot is on the publisher, and a restored subscription's slot belongs
+/// to the database it was dumped from), user-defined casts and transforms, foreign servers with
+/// their user mappings, foreign-data wrappers, access methods and procedural languages — unless
+/// an extension owns them, so that a second restore into the same database finds nothing in
+/// its way. A role that is not a superuser keeps what only a superuser (or the object's owner)
+/// may drop, such as access methods and casts between built-in types; it could not restore
+/// them either. Event triggers go first, so that none fires at the drops.
 const CLEAN_SCRIPT: &str = r#"
 DO $pgbackups$
 DECLARE
@@ -336,6 +345,26 @@ DECLARE
   public_acl aclitem[];
   public_comment text;
 BEGIN
+  -- Event triggers first, so that none of them fires at (or refuses) the drops below.
+  FOR r IN SELECT e.evtname FROM pg_event_trigger e
+           WHERE pg_has_role(e.evtowner, 'USAGE')
+             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_event_trigger'::regclass
+                             AND d.objid = e.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP EVENT TRIGGER %I', r.evtname);
+  END LOOP;
+  -- A subscription is detached from its replication slot before the drop: the slot lives on
+  -- the publisher, and for a restored subscription it belongs to the database it was dumped from.
+  FOR r IN SELECT s.subname, s.subenabled, s.subslotname FROM pg_subscription s
+           WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND pg_has_role(s.subowner, 'USAGE') LOOP
+    IF r.subenabled THEN
+      EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', r.subname);
+    END IF;
+    IF r.subslotname IS NOT NULL THEN
+      EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', r.subname);
+    END IF;
+    EXECUTE format('DROP SUBSCRIPTION %I', r.subname);
+  END LOOP;
   PERFORM lo_unlink(oid) FROM pg_largeobject_metadata;
   FOR r IN SELECT pubname FROM pg_publication LOOP
     EXECUTE format('DROP PUBLICATION %I', r.pubname);
@@ -368,6 +397,53 @@ BEGIN
     END IF;
   ELSE
     CREATE SCHEMA public;
+  END IF;
+  -- What lives outside schemas and is not part of an extension (objects with OIDs below 16384
+  -- are built in). Casts and transforms belong to the owner of their source or target type.
+  FOR r IN SELECT format_type(c.castsource, NULL) AS s, format_type(c.casttarget, NULL) AS t
+           FROM pg_cast c
+           WHERE c.oid >= 16384
+             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_cast'::regclass
+                             AND d.objid = c.oid AND d.deptype = 'e')
+             AND (pg_has_role((SELECT typowner FROM pg_type WHERE oid = c.castsource), 'USAGE')
+                  OR pg_has_role((SELECT typowner FROM pg_type WHERE oid = c.casttarget), 'USAGE')) LOOP
+    EXECUTE format('DROP CAST (%s AS %s)', r.s, r.t);
+  END LOOP;
+  FOR r IN SELECT format_type(t.trftype, NULL) AS ty, l.lanname
+           FROM pg_transform t JOIN pg_language l ON l.oid = t.trflang
+           WHERE t.oid >= 16384
+             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_transform'::regclass
+                             AND d.objid = t.oid AND d.deptype = 'e')
+             AND pg_has_role((SELECT typowner FROM pg_type WHERE oid = t.trftype), 'USAGE') LOOP
+    EXECUTE format('DROP TRANSFORM FOR %s LANGUAGE %I', r.ty, r.lanname);
+  END LOOP;
+  -- Foreign servers (with their user mappings), then wrappers.
+  FOR r IN SELECT s.srvname FROM pg_foreign_server s
+           WHERE pg_has_role(s.srvowner, 'USAGE')
+             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_foreign_server'::regclass
+                             AND d.objid = s.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP SERVER %I CASCADE', r.srvname);
+  END LOOP;
+  FOR r IN SELECT w.fdwname FROM pg_foreign_data_wrapper w
+           WHERE pg_has_role(w.fdwowner, 'USAGE')
+             AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_foreign_data_wrapper'::regclass
+                             AND d.objid = w.oid AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP FOREIGN DATA WRAPPER %I CASCADE', r.fdwname);
+  END LOOP;
+  -- Access methods and procedural languages: only a superuser may drop them.
+  IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    FOR r IN SELECT a.amname FROM pg_am a
+             WHERE a.oid >= 16384
+               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_am'::regclass
+                               AND d.objid = a.oid AND d.deptype = 'e') LOOP
+      EXECUTE format('DROP ACCESS METHOD %I CASCADE', r.amname);
+    END LOOP;
+    FOR r IN SELECT l.lanname FROM pg_language l
+             WHERE l.oid >= 16384
+               AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_language'::regclass
+                               AND d.objid = l.oid AND d.deptype = 'e') LOOP
+      EXECUTE format('DROP LANGUAGE %I CASCADE', r.lanname);
+    END LOOP;
   END IF;
 END
 $pgbackups$;

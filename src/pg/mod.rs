@@ -7,6 +7,7 @@
 
 pub mod archive;
 mod filter;
+pub mod kept;
 mod tools;
 mod url;
 

@@ -134,6 +134,9 @@ impl JobEnd {
     }
 }
 
+/// How a transfer that was running when the service stopped is recorded at the next start.
+const INTERRUPTED: &str = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again";
+
 /// What a queued transfer will do.
 enum Work {
     Capture {
@@ -330,7 +333,7 @@ impl Job {
         match crate::pg::client::clean_database(&tools, url, &cancel, &tag).await {
             ScriptEnd::Committed => {
                 self.target_touched = true;
-                self.log("Dropped");
+                restore::log_kept(self, url).await;
             }
             ScriptEnd::RolledBack(_) if self.ctx.is_cancelled() => {
                 self.log("The drop was cancelled before it committed: nothing was dropped");
@@ -444,9 +447,11 @@ impl Engine {
             {
                 manifest::delete_backup(self.storage.as_ref(), key)?;
             }
-            let mut msg = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again".to_string();
+            let mut msg = INTERRUPTED.to_string();
             if t.kind == TransferKind::Verify {
                 msg.push_str(". Its scratch database is dropped at start when the server is known");
+            } else if let Some(stage) = atomic::Stage::parse(t.detail.as_deref()) {
+                msg.push_str(&format!(". {}", stage.interrupted()));
             } else if t.kind != TransferKind::Capture {
                 msg.push_str(". The target database may have been emptied and only partially restored: restore again");
             }
@@ -726,13 +731,25 @@ impl Engine {
         Ok(report)
     }
 
-    /// Drops the scratch databases of verifications that were running when the service
-    /// stopped (`recover_interrupted` returned their IDs).
+    /// Drops the scratch databases of verifications, and the fresh databases of atomic
+    /// restores, that were running when the service stopped (`recover_interrupted` returned
+    /// their IDs).
     pub async fn drop_stale_scratch(&self, interrupted: &[TransferId]) {
         for id in interrupted {
             let Ok(Some(t)) = self.catalog.transfer(*id) else {
                 continue;
             };
+            if let Some(stage) = atomic::Stage::parse(t.detail.as_deref()) {
+                let (outcome, swapped) = atomic::recover(self, &t, &stage).await;
+                // A swap that committed finished the restore's work: only its record is missing.
+                let lead = if swapped {
+                    "interrupted: the service stopped (it crashed or was killed) before it recorded how this restore ended"
+                } else {
+                    INTERRUPTED
+                };
+                self.record_recovery(t, lead, outcome);
+                continue;
+            }
             let Some(server) = t.source.filter(|_| t.kind == TransferKind::Verify) else {
                 continue;
             };
@@ -749,6 +766,19 @@ impl Engine {
                     "{id} was interrupted; its scratch database {name} on {server} may remain: drop it"
                 ),
             }
+        }
+    }
+
+    /// Completes an interrupted transfer's error with what start-up recovery found and did.
+    fn record_recovery(&self, mut t: TransferRecord, lead: &str, outcome: String) {
+        let now = self.clock.now();
+        t.error = Some(format!("{lead}. {outcome}"));
+        let saved = self
+            .catalog
+            .save_transfer(&t)
+            .and_then(|()| self.catalog.append_logs(t.id, &[(now, outcome)]));
+        if let Err(e) = saved {
+            tracing::error!("could not record the recovery of {}: {e}", t.id);
         }
     }
 
@@ -1354,7 +1384,7 @@ impl Engine {
                     // The swap renames the target: hold it under its server identity too.
                     job.hold_server_identity(&url).await?;
                     let fresh = atomic::prepare(job, &url).await?;
-                    let restored = restore::run(job, &backup, fresh.clone(), jobs).await;
+                    let restored = restore::run(job, &backup, fresh.url.clone(), jobs).await;
                     // Whatever happened to the fresh database, the target was not emptied.
                     job.target_unknown = false;
                     atomic::finish(job, &url, &fresh, swap, restored).await
@@ -1376,7 +1406,7 @@ impl Engine {
                 Some(swap) => {
                     job.hold_server_identity(&url).await?;
                     let fresh = atomic::prepare(job, &url).await?;
-                    let restored = restore_url::run(job, source, fresh.clone(), jobs).await;
+                    let restored = restore_url::run(job, source, fresh.url.clone(), jobs).await;
                     job.target_unknown = false;
                     atomic::finish(job, &url, &fresh, swap, restored).await
                 }

@@ -466,6 +466,15 @@ async fn check_readable(r: &Restorer, what: &str, file: &Path) -> Result<(), Job
     Ok(())
 }
 
+/// Names in the log what the drop kept (objects this role may not drop), if anything.
+pub(super) async fn log_kept(job: &Job, url: &crate::pg::PgUrl) {
+    if let Ok(kept) = crate::pg::kept::kept_objects(&job.engine.tools, url).await
+        && let Some(line) = crate::pg::kept::kept_line(&kept)
+    {
+        job.log(&line);
+    }
+}
+
 impl Restorer {
     pub(super) fn new(job: &Job, exe: PathBuf, url: PgUrl) -> Restorer {
         Restorer {
