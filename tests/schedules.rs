@@ -44,11 +44,13 @@ fn a_schedule_captures_daily_across_dst_and_makes_up_a_missed_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
 
-    // 2026-03-08 01:59:40 PST, one test minute per real second. 02:30 does not exist that
-    // day in Los Angeles (02:00 → 03:00): the run happens at 03:00 PDT (10:00Z).
+    // 2026-03-08 01:55 PST, one test minute per real second. 02:30 does not exist that
+    // day in Los Angeles (02:00 → 03:00): the run happens at 03:00 PDT (10:00Z). The five
+    // test minutes before it leave five real seconds to register the database and set the
+    // schedule, however loaded the machine is.
     let mut svc = Service::start_in_with(
         data.clone(),
-        &[("PGBACKUPS_TEST_CLOCK", "2026-03-08T09:59:40Z,60")],
+        &[("PGBACKUPS_TEST_CLOCK", "2026-03-08T09:55:00Z,60")],
     );
     let out = svc.cli_with_stdin(&["databases:add", "main"], &pg.url("app"));
     assert!(out.status.success(), "{}", text(&out));
