@@ -169,47 +169,57 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             by,
             lsn,
             xid,
+            restore_point,
+            immediate,
+            base_backup,
+            timeline,
             target_dir,
             store,
         } => {
-            let target = match (to, by, lsn, xid) {
-                (Some(t), None, None, None) => crate::pitr::RecoveryTarget::Time(
+            use crate::pitr::RecoveryTarget;
+            let mut targets = Vec::new();
+            if let Some(t) = to {
+                targets.push(RecoveryTarget::Time(
                     t.trim().parse::<jiff::Timestamp>().map_err(|e| {
                         CliError::msg(format!(
                             "--to `{t}` is not a time with a UTC offset, such as 2026-11-25T05:30:00Z: {e}"
                         ))
                     })?,
-                ),
-                (None, Some(b), None, None) => {
-                    let secs = parse_expiry(&b)?;
-                    crate::pitr::RecoveryTarget::Time(
-                        jiff::Timestamp::now()
-                            .checked_sub(jiff::SignedDuration::from_secs(secs as i64))
-                            .map_err(|e| CliError::msg(e.to_string()))?,
-                    )
-                }
-                (None, None, Some(l), None) => crate::pitr::RecoveryTarget::Lsn(l),
-                (None, None, None, Some(x)) => crate::pitr::RecoveryTarget::Xid(x),
-                _ => {
+                ));
+            }
+            if let Some(b) = by {
+                let secs = parse_expiry(&b)?;
+                targets.push(RecoveryTarget::Time(
+                    jiff::Timestamp::now()
+                        .checked_sub(jiff::SignedDuration::from_secs(secs as i64))
+                        .map_err(|e| CliError::msg(e.to_string()))?,
+                ));
+            }
+            targets.extend(lsn.map(RecoveryTarget::Lsn));
+            targets.extend(xid.map(RecoveryTarget::Xid));
+            targets.extend(restore_point.map(RecoveryTarget::RestorePoint));
+            if immediate {
+                targets.push(RecoveryTarget::Immediate);
+            }
+            let target = match <[RecoveryTarget; 1]>::try_from(targets) {
+                Ok([t]) => t,
+                Err(_) => {
                     return Err(CliError::msg(
-                        "give one of --to TIME, --by INTERVAL, --lsn LSN or --xid XID (or use `pgbackups fork` for the latest moment)",
+                        "give one of --to TIME, --by INTERVAL, --lsn LSN, --xid XID, --restore-point NAME or --immediate (or use `pgbackups fork` for the latest moment)",
                     ));
                 }
             };
-            restore_cluster(name.get(), target, target_dir, store).await
+            let recovery = recovery(target, &timeline, base_backup)?;
+            restore_cluster(name.get(), recovery, target_dir, store).await
         }
         Command::Fork {
             name,
+            timeline,
             target_dir,
             store,
         } => {
-            restore_cluster(
-                name.get(),
-                crate::pitr::RecoveryTarget::Latest,
-                target_dir,
-                store,
-            )
-            .await
+            let recovery = recovery(crate::pitr::RecoveryTarget::Latest, &timeline, None)?;
+            restore_cluster(name.get(), recovery, target_dir, store).await
         }
         Command::Protect {
             database,
@@ -1149,13 +1159,52 @@ fn start_prefetch(
     let _ = cmd.spawn();
 }
 
+/// What `rollback` and `fork` ask of recovery.
+fn recovery(
+    target: crate::pitr::RecoveryTarget,
+    timeline: &super::TimelineArg,
+    base_backup: Option<String>,
+) -> Result<crate::pitr::Recovery, CliError> {
+    use crate::pitr::TimelineChoice;
+    let timeline = match timeline.timeline.as_deref().map(str::trim) {
+        None | Some("latest") => TimelineChoice::Latest,
+        Some("current") => TimelineChoice::Current,
+        Some(n) => match n.parse::<u32>() {
+            Ok(id) if id >= 1 => TimelineChoice::Id(id),
+            _ => {
+                return Err(CliError::msg(format!(
+                    "--timeline `{n}` is not a timeline: give `latest`, `current` or a timeline ID such as 2 (as pg_control_checkpoint() shows it)"
+                )));
+            }
+        },
+    };
+    Ok(crate::pitr::Recovery {
+        target,
+        timeline,
+        base_backup,
+        waldumps: crate::pg::PgTools::discover(&[]).all(crate::pg::PgTool::WalDump),
+    })
+}
+
 /// `rollback` and `fork`: unpack, configure recovery, maybe start.
 async fn restore_cluster(
     name: String,
-    target: crate::pitr::RecoveryTarget,
+    recovery: crate::pitr::Recovery,
     dir: super::TargetDir,
     store: super::StoreArgs,
 ) -> Result<i32, CliError> {
+    let timeout = dir
+        .timeout
+        .as_deref()
+        .map(|t| parse_duration("--timeout", t))
+        .transpose()?
+        .unwrap_or(3600);
+    // Checked before anything is unpacked: PostgreSQL refuses to run as root.
+    if dir.start && nix::unistd::Uid::effective().is_root() {
+        return Err(CliError::msg(
+            "--start cannot start PostgreSQL as root (it refuses to run as root): run the rollback as the OS user the server should run as (for example `sudo -u postgres pgbackups rollback …`, with a store that user can read), or leave out --start and start the server yourself as that user",
+        ));
+    }
     let exe = std::env::current_exe().map_err(|e| CliError::msg(e.to_string()))?;
     let (config, _) = store.clone().service_config(None)?;
     // The server runs this as its own user, maybe with another HOME: every setting is spelled
@@ -1179,10 +1228,10 @@ async fn restore_cluster(
         .collect::<Vec<_>>()
         .join(" ");
     let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
-    let (d, n, t) = (data_dir.clone(), name.clone(), target.clone());
+    let (d, n) = (data_dir.clone(), name.clone());
     let port = dir.port;
     let plan = on_store(config, move |storage| {
-        crate::pitr::rollback(storage, &n, &t, &d, &restore_command, port)
+        crate::pitr::rollback(storage, &n, &recovery, &d, &restore_command, port)
     })
     .await?;
     eprintln!(
@@ -1197,7 +1246,7 @@ async fn restore_cluster(
     }
     if !dir.start {
         eprintln!(
-            "Start it with: pg_ctl -D {} -l {}/server.log start",
+            "Not started: recovery is configured, not run, so whether it reaches the target is known only once the server runs. Start it as the OS user that owns the data directory with: pg_ctl -D {} -l {}/server.log start; it accepts writes once `SELECT pg_is_in_recovery()` answers f, and if it stops instead its log says why.",
             data_dir.display(),
             data_dir.display()
         );
@@ -1207,28 +1256,28 @@ async fn restore_cluster(
     let pg_ctl = tools
         .newest(crate::pg::PgTool::Ctl)
         .map_err(|e| CliError::msg(e.to_string()))?;
-    let out = tokio::process::Command::new(&pg_ctl)
-        .arg("-D")
-        .arg(&data_dir)
-        .arg("-l")
-        .arg(data_dir.join("server.log"))
-        .args(["-w", "-t", "3600", "start"])
-        .output()
-        .await
-        .map_err(|e| CliError::msg(format!("cannot run pg_ctl: {e}")))?;
-    if !out.status.success() {
-        return Err(CliError::msg(format!(
-            "pg_ctl start failed: {}{}; see {}/server.log",
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            data_dir.display()
-        )));
+    let started = super::start::start_and_wait(
+        &name,
+        &pg_ctl,
+        &data_dir,
+        std::time::Duration::from_secs(timeout),
+    )
+    .await?;
+    for line in &started.stopped_at {
+        eprintln!("  {}", line.trim());
     }
-    match dir.port {
+    match started.port {
         Some(port) => println!("postgres://localhost:{port}/postgres"),
         None => eprintln!("It listens on the port of the backed-up configuration."),
     }
-    eprintln!("Started; it replays WAL to the target, then promotes and accepts writes.");
+    eprintln!(
+        "Recovery reached the target; the server (pid {}{}) accepts writes.",
+        started.pid,
+        started
+            .socket_dir
+            .map(|d| format!(", socket in {d}"))
+            .unwrap_or_default()
+    );
     Ok(0)
 }
 
