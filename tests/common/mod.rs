@@ -862,10 +862,15 @@ pub fn restore(
     }
     let pg = Cluster::start_existing(root, port);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("postgres", "SELECT pg_is_in_recovery()").trim() != "f" {
+    loop {
+        let out = pg.try_psql("postgres", "SELECT pg_is_in_recovery()");
+        if String::from_utf8_lossy(&out.stdout).trim() == "f" {
+            break;
+        }
         assert!(
-            Instant::now() < deadline,
-            "recovery did not end:\n{}",
+            out.status.success() && Instant::now() < deadline,
+            "recovery did not end: {}\n{}",
+            text(&out),
             pg.server_log()
         );
         std::thread::sleep(Duration::from_millis(100));
