@@ -254,7 +254,6 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
 fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment() {
     let (dir, store, cli_dir) = archive_dirs();
     let storage = format!("file://{}", store.display());
-    let env = [("PGBACKUPS_DATA_DIR", cli_dir.as_str())];
     // No archive_command: the service streams the WAL itself.
     let pg = Cluster::start();
     pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
@@ -426,9 +425,16 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
     );
 
     // A fork at the latest moment has every row, the ones written while the service was
-    // down included. The restore_command runs as the server's user: the store is theirs.
-    common::give_to_server_user_recursively(&store);
-    let store_flags = ["--storage", storage.as_str()];
+    // down included. The restore_command runs as the server's user, which cannot read the
+    // service's store (whose `.partial` it rewrites every second): it fetches through the
+    // service.
+    let store_flags = ["--storage", storage.as_str(), "--through-service"];
+    let token = svc.token();
+    let env = [
+        ("PGBACKUPS_DATA_DIR", cli_dir.as_str()),
+        ("PGBACKUPS_URL", svc.url.as_str()),
+        ("PGBACKUPS_TOKEN", token.as_str()),
+    ];
     assert_eq!(
         restore_and_read(&["fork", "main"], &store_flags, &env),
         ["a", "b", "c", "d", "e", "f"]
@@ -470,7 +476,6 @@ fn protect_streams_wal_through_a_killed_service_and_forks_at_the_latest_moment()
         || format!("WAL of timeline 2 not stored up to {end:X}: {}", info(&svc)),
     );
     assert!(store.join("wal/main/00000002.history.zst").exists());
-    common::give_to_server_user_recursively(&store);
     assert_eq!(
         restore_and_read(&["fork", "main"], &store_flags, &env),
         ["a", "b", "c", "d", "e", "f", "g", "h"]
@@ -645,10 +650,11 @@ fn rollback_with_start_returns_once_the_server_accepts_writes_or_fails_with_the_
     ] {
         assert!(text(&out).contains(part), "{part}: {}", text(&out));
     }
-    // As root, --start is refused before anything is unpacked (PostgreSQL refuses root).
+    // As root, --start runs the server as the data directory's owner; root is never that
+    // owner (PostgreSQL refuses to run as root): refused before anything is unpacked.
     if nix::unistd::Uid::effective().is_root() {
-        let root = common::server_user_dir();
-        let data = root.path().join("data");
+        let root_owned = tempfile::tempdir().unwrap();
+        let data = root_owned.path().join("data");
         let out = cli(
             &[
                 &["rollback", "--lsn", &lsn_b, "--start", "--data-dir"][..],
@@ -659,7 +665,7 @@ fn rollback_with_start_returns_once_the_server_accepts_writes_or_fails_with_the_
             &env,
         );
         assert!(!out.status.success(), "{}", text(&out));
-        assert!(text(&out).contains("as root"), "{}", text(&out));
+        assert!(text(&out).contains("but root owns"), "{}", text(&out));
         assert!(!data.exists());
     }
 }
@@ -796,4 +802,118 @@ fn a_rollback_follows_the_timeline_it_is_given() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn a_fork_started_by_root_runs_as_the_data_directorys_owner_and_fetches_its_wal_through_the_service()
+ {
+    if !nix::unistd::Uid::effective().is_root() {
+        return; // the point is a store the server's OS user cannot read
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The service's store is private to root: the server's OS user cannot read it.
+    let store = dir.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let storage = format!("file://{}", store.display());
+    let pg = Cluster::start();
+    pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
+    let svc = Service::try_start(
+        dir.path().join("service"),
+        &["--storage", storage.as_str()],
+        &[("PGBACKUPS_PARTIAL_SECS", "1")],
+    )
+    .unwrap();
+    svc.cli_with_stdin(&["databases:add", "main"], &pg.url("postgres"));
+    svc.ok(&["protect", "main"]);
+    let info = || -> serde_json::Value {
+        serde_json::from_str(&svc.ok(&["protection:info", "main", "--json"])).unwrap()
+    };
+    common::wait_until(
+        60,
+        || info()["live"]["base_backups"].as_u64() == Some(1),
+        || format!("no base backup: {}\n{}", info(), svc.log()),
+    );
+    pg.psql("postgres", "INSERT INTO marks VALUES ('a')");
+    pg.psql("postgres", "INSERT INTO marks VALUES ('b')");
+    let end = lsn(&pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()"));
+    common::wait_until(
+        60,
+        || {
+            info()["live"]["stored_lsn"]
+                .as_str()
+                .is_some_and(|l| lsn(l) >= end)
+        },
+        || format!("WAL not stored up to {end:X}: {}", info()),
+    );
+
+    // Root forks into a directory the server's OS user owns, and starts it.
+    let root = common::server_user_dir();
+    let data = root.path().join("data");
+    let port = common::free_port();
+    let port_s = port.to_string();
+    let token = svc.token();
+    let out = cli(
+        &[
+            "fork",
+            "main",
+            "--through-service",
+            "--start",
+            "--port",
+            &port_s,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--storage",
+            storage.as_str(),
+        ],
+        &[
+            ("PGBACKUPS_URL", svc.url.as_str()),
+            ("PGBACKUPS_TOKEN", token.as_str()),
+            (
+                "PGBACKUPS_DATA_DIR",
+                dir.path().join("cli").to_str().unwrap(),
+            ),
+        ],
+    );
+    let forked = Cluster::adopt(root, port);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out),
+        forked.server_log()
+    );
+    assert_eq!(marks(&forked), ["a", "b"]);
+    // The API token is in neither the restore_command nor the data directory; the WAL token
+    // there opens this archive's WAL and nothing else.
+    let auto = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
+    assert!(!auto.contains(&token), "{auto}");
+    let wal_token = std::fs::read_to_string(data.join("pgbackups-wal-token")).unwrap();
+    assert!(!auto.contains(wal_token.trim()), "{auto}");
+    let (status, _) = svc.raw_http(&format!(
+        "GET /api/transfers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        wal_token.trim()
+    ));
+    assert_eq!(status, 401);
+    let (status, _) = svc.raw_http(&format!(
+        "GET /wal/other/000000010000000000000001 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        wal_token.trim()
+    ));
+    assert_eq!(status, 403);
+    // The server runs as the data directory's owner, not root.
+    let pid: u32 = std::fs::read_to_string(data.join("postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert_ne!(uid.split_whitespace().nth(1), Some("0"), "{uid}");
+    svc.ok(&["unprotect", "main"]);
 }

@@ -99,6 +99,13 @@ pub enum Command {
         /// in the background while PostgreSQL replays this one (rollback sets it).
         #[arg(long)]
         segment_size: Option<u64>,
+        /// Fetch through this pgbackups service (its URL) instead of reading the store, with
+        /// the WAL token for NAME in --token-file (`rollback --through-service` sets both).
+        #[arg(long, value_name = "URL", requires = "token_file")]
+        service: Option<String>,
+        /// The file holding the WAL token (never the command line: `ps` shows it).
+        #[arg(long, value_name = "PATH", requires = "service")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -502,6 +509,11 @@ pub struct TargetDir {
     /// With --start: how long to wait for the end of recovery, such as 30m or 2h (default 1h).
     #[arg(long, value_name = "INTERVAL", requires = "start")]
     pub timeout: Option<String>,
+    /// The recovered server fetches its WAL through the pgbackups service (PGBACKUPS_URL and
+    /// PGBACKUPS_TOKEN, or the local one) with a token limited to this archive, instead of
+    /// reading the store: for a store the server's OS user cannot (or should not) read.
+    #[arg(long)]
+    pub through_service: bool,
 }
 
 /// The timeline recovery follows.

@@ -89,10 +89,12 @@ fn log_since(log: &Path, from: u64) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-/// Starts the server in `data_dir` with `pg_ctl` (its log in `data_dir/server.log`) and waits
-/// up to `timeout` for the end of recovery, showing progress on stderr.
+/// Starts the server in `data_dir` with `pg_ctl` (its log in `data_dir/server.log`), as the
+/// OS user `run_as` when given, and waits up to `timeout` for the end of recovery, showing
+/// progress on stderr.
 pub async fn start_and_wait(
     name: &str,
+    run_as: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
     pg_ctl: &Path,
     data_dir: &Path,
     timeout: Duration,
@@ -101,7 +103,13 @@ pub async fn start_and_wait(
     let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     // -W: pg_ctl returns once the postmaster is forked; the wait below is ours, because
     // pg_ctl's ends at the first connection a hot standby accepts, before the target.
-    let out = tokio::process::Command::new(pg_ctl)
+    let mut cmd = tokio::process::Command::new(pg_ctl);
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+    }
+    // Run from the data directory: the server's OS user may not enter ours.
+    let out = cmd
+        .current_dir(data_dir)
         .arg("-D")
         .arg(data_dir)
         .arg("-l")
