@@ -603,7 +603,13 @@ fn rollback_with_start_returns_once_the_server_accepts_writes_or_fails_with_the_
     let (_dir, store, cli_dir) = archive_dirs();
     let storage = format!("file://{}", store.display());
     let env = [("PGBACKUPS_DATA_DIR", cli_dir.as_str())];
-    let pg = Cluster::start_with(&["archive_mode = on", &archive_command(&storage, &cli_dir)]);
+    // The recovered server's sockets go where the backed-up configuration says: not a
+    // directory the package may not have made.
+    let pg = Cluster::start_with(&[
+        "archive_mode = on",
+        &archive_command(&storage, &cli_dir),
+        "unix_socket_directories = '/tmp'",
+    ]);
     pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
     // 'a' commits before the base backup: recovery from it never meets that transaction.
     let xid_a = xid_of(&pg, "INSERT INTO marks VALUES ('a')");
@@ -816,7 +822,7 @@ fn a_fork_started_by_root_runs_as_the_data_directorys_owner_and_fetches_its_wal_
     std::fs::create_dir(&store).unwrap();
     std::fs::set_permissions(&store, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let storage = format!("file://{}", store.display());
-    let pg = Cluster::start();
+    let pg = Cluster::start_with(&["unix_socket_directories = '/tmp'"]);
     pg.psql("postgres", "CREATE TABLE marks (v text PRIMARY KEY)");
     let svc = Service::try_start(
         dir.path().join("service"),
