@@ -648,13 +648,21 @@ fn rollback_with_start_returns_once_the_server_accepts_writes_or_fails_with_the_
     pg_b.psql("postgres", "INSERT INTO marks VALUES ('z')");
     assert_eq!(marks(&pg_b), ["a", "b", "z"]);
 
-    let (out, _stopped) = start(&["--xid", &xid_a]);
-    assert!(!out.status.success(), "{}", text(&out));
-    for part in [
-        "the server stopped before recovery reached the target",
-        "FATAL:  recovery ended before configured recovery target was reached",
-    ] {
-        assert!(text(&out).contains(part), "{part}: {}", text(&out));
+    // A transaction before the base backup, and a restore point never made: only recovery
+    // can tell, and the command says what the server said.
+    for target in [&["--xid", &xid_a][..], &["--restore-point", "never-made"]] {
+        let (out, _stopped) = start(target);
+        assert!(!out.status.success(), "{target:?}: {}", text(&out));
+        for part in [
+            "the server stopped before recovery reached the target",
+            "FATAL:  recovery ended before configured recovery target was reached",
+        ] {
+            assert!(
+                text(&out).contains(part),
+                "{target:?}, {part}: {}",
+                text(&out)
+            );
+        }
     }
     // As root, --start runs the server as the data directory's owner; root is never that
     // owner (PostgreSQL refuses to run as root): refused before anything is unpacked.
