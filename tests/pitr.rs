@@ -861,7 +861,35 @@ fn a_fork_started_by_root_runs_as_the_data_directorys_owner_and_fetches_its_wal_
         || format!("WAL not stored up to {end:X}: {}", info()),
     );
 
-    // Root forks into a directory the server's OS user owns, and starts it.
+    // Root forks into a directory the server's OS user owns, and starts it. Reading the store
+    // itself, the server cannot: the command says so, and what to do.
+    let denied = common::server_user_dir();
+    let denied_data = denied.path().join("data");
+    let port_d = common::free_port().to_string();
+    let out = cli(
+        &[
+            "fork",
+            "main",
+            "--start",
+            "--port",
+            &port_d,
+            "--data-dir",
+            denied_data.to_str().unwrap(),
+            "--storage",
+            storage.as_str(),
+        ],
+        &[(
+            "PGBACKUPS_DATA_DIR",
+            dir.path().join("cli").to_str().unwrap(),
+        )],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("was denied what its restore_command reads")
+            && text(&out).contains("--through-service"),
+        "{}",
+        text(&out)
+    );
     let root = common::server_user_dir();
     let data = root.path().join("data");
     let port = common::free_port();

@@ -217,6 +217,8 @@ fn stopped(name: &str, log: &Path, from: u64, data_dir: &Path) -> CliError {
         format!(
             " The archive does not hold the target: a transaction that ended before the base backup (or never), a restore point that does not exist after the oldest base backup, or a moment after the last transaction. Roll back again into a new directory with a target inside the archive (`pgbackups protection:info --name {name}` shows its window)."
         )
+    } else if logged.contains("Permission denied") && logged.contains("wal-fetch") {
+        " The server's OS user was denied what its restore_command reads (the store, or pgbackups' data directory; see the log): roll back again with --through-service, so that it fetches WAL through the service with a token for this archive.".to_string()
     } else {
         String::new()
     };
