@@ -160,6 +160,17 @@ fn fetch_file(
         }
         Err(e) => return Err(e.into()),
     };
+    write_stored(reader, file, dest, sync).map(|()| true)
+}
+
+/// Writes the stored (zstd) form of WAL file `file` to `dest`, decompressed: beside it, then
+/// renamed, so that `dest` appears only complete.
+pub fn write_stored(
+    reader: Box<dyn Read + Send>,
+    file: &str,
+    dest: &Path,
+    sync: bool,
+) -> Result<(), WalError> {
     let tmp = dest.with_extension("pgbackups-partial");
     let written = (|| -> Result<(), WalError> {
         let local = |e: io::Error| WalError::Local(format!("cannot write {}: {e}", tmp.display()));
@@ -196,7 +207,23 @@ fn fetch_file(
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    written.map(|()| true)
+    written
+}
+
+/// The stored (zstd) form of WAL file `file` of `name`, a `.partial` standing in for a segment
+/// not archived whole (as [`fetch`] serves it); `None` when the archive has no such file. For
+/// the service's WAL route.
+pub fn open_stored(
+    storage: &dyn Storage,
+    name: &str,
+    file: &str,
+) -> Result<Option<Box<dyn Read + Send>>, WalError> {
+    let key = key(name, file)?;
+    match open_segment(storage, name, file, &key) {
+        Ok(r) => Ok(Some(r)),
+        Err(StorageError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens the archived `file`, or, for a segment that is not archived whole, the newest

@@ -71,6 +71,11 @@ impl Client {
         })
     }
 
+    /// The service's base URL (`http://127.0.0.1:8080`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// A request to an API path such as `/transfers`.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http

@@ -68,8 +68,13 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             name,
             data_dir,
             segment_size,
+            service,
+            token_file,
             store,
         } => {
+            if let (Some(url), Some(token_file)) = (service, token_file) {
+                return Ok(wal_fetch_through_service(&url, &token_file, &name, &file, &dest).await);
+            }
             // The next segments, fetched in the background once this one is here.
             let prefetch = || {
                 if let Some(size) = segment_size {
@@ -170,47 +175,57 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             by,
             lsn,
             xid,
+            restore_point,
+            immediate,
+            base_backup,
+            timeline,
             target_dir,
             store,
         } => {
-            let target = match (to, by, lsn, xid) {
-                (Some(t), None, None, None) => crate::pitr::RecoveryTarget::Time(
+            use crate::pitr::RecoveryTarget;
+            let mut targets = Vec::new();
+            if let Some(t) = to {
+                targets.push(RecoveryTarget::Time(
                     t.trim().parse::<jiff::Timestamp>().map_err(|e| {
                         CliError::msg(format!(
                             "--to `{t}` is not a time with a UTC offset, such as 2026-11-25T05:30:00Z: {e}"
                         ))
                     })?,
-                ),
-                (None, Some(b), None, None) => {
-                    let secs = parse_expiry(&b)?;
-                    crate::pitr::RecoveryTarget::Time(
-                        jiff::Timestamp::now()
-                            .checked_sub(jiff::SignedDuration::from_secs(secs as i64))
-                            .map_err(|e| CliError::msg(e.to_string()))?,
-                    )
-                }
-                (None, None, Some(l), None) => crate::pitr::RecoveryTarget::Lsn(l),
-                (None, None, None, Some(x)) => crate::pitr::RecoveryTarget::Xid(x),
-                _ => {
+                ));
+            }
+            if let Some(b) = by {
+                let secs = parse_expiry(&b)?;
+                targets.push(RecoveryTarget::Time(
+                    jiff::Timestamp::now()
+                        .checked_sub(jiff::SignedDuration::from_secs(secs as i64))
+                        .map_err(|e| CliError::msg(e.to_string()))?,
+                ));
+            }
+            targets.extend(lsn.map(RecoveryTarget::Lsn));
+            targets.extend(xid.map(RecoveryTarget::Xid));
+            targets.extend(restore_point.map(RecoveryTarget::RestorePoint));
+            if immediate {
+                targets.push(RecoveryTarget::Immediate);
+            }
+            let target = match <[RecoveryTarget; 1]>::try_from(targets) {
+                Ok([t]) => t,
+                Err(_) => {
                     return Err(CliError::msg(
-                        "give one of --to TIME, --by INTERVAL, --lsn LSN or --xid XID (or use `pgbackups fork` for the latest moment)",
+                        "give one of --to TIME, --by INTERVAL, --lsn LSN, --xid XID, --restore-point NAME or --immediate (or use `pgbackups fork` for the latest moment)",
                     ));
                 }
             };
-            restore_cluster(name.get(), target, target_dir, store).await
+            let recovery = recovery(target, &timeline, base_backup)?;
+            restore_cluster(name.get(), recovery, target_dir, store).await
         }
         Command::Fork {
             name,
+            timeline,
             target_dir,
             store,
         } => {
-            restore_cluster(
-                name.get(),
-                crate::pitr::RecoveryTarget::Latest,
-                target_dir,
-                store,
-            )
-            .await
+            let recovery = recovery(crate::pitr::RecoveryTarget::Latest, &timeline, None)?;
+            restore_cluster(name.get(), recovery, target_dir, store).await
         }
         Command::Protect {
             database,
@@ -1150,15 +1165,217 @@ fn start_prefetch(
     let _ = cmd.spawn();
 }
 
+/// `wal-fetch --service`: WAL file `file` of `name` from the service, with the archive's WAL
+/// token; the exit status PostgreSQL reads (0 fetched, 1 not archived, 126 stop recovery).
+async fn wal_fetch_through_service(
+    url: &str,
+    token_file: &std::path::Path,
+    name: &str,
+    file: &str,
+    dest: &std::path::Path,
+) -> i32 {
+    let fail = |why: String| {
+        eprintln!(
+            "pgbackups wal-fetch: {why}; exiting 126 so that PostgreSQL stops recovery instead of taking this for the end of the archive"
+        );
+        126
+    };
+    let token = match std::fs::read_to_string(token_file) {
+        Ok(t) => t.trim().to_string(),
+        Err(e) => {
+            return fail(format!(
+                "cannot read the WAL token {}: {e}",
+                token_file.display()
+            ));
+        }
+    };
+    let Ok(http) = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+    else {
+        return fail("cannot create an HTTP client".into());
+    };
+    let target = format!(
+        "{}/wal/{}/{}",
+        url.trim_end_matches('/'),
+        path_part(name),
+        path_part(file)
+    );
+    // A service restarting or a network hiccup is retried, as a store error is.
+    let mut wait = std::time::Duration::from_secs(1);
+    let mut last = String::new();
+    for attempt in 0..4 {
+        if attempt > 0 {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        let resp = match http.get(&target).bearer_auth(&token).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                last = format!("cannot reach the service at {url}: {e}");
+                continue;
+            }
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return 1;
+        }
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            last = format!("the service answered {status}: {}", body.trim());
+            if status.is_client_error() {
+                return fail(last);
+            }
+            continue;
+        }
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                last = format!("the service broke off sending {file}: {e}");
+                continue;
+            }
+        };
+        let (f, d) = (file.to_string(), dest.to_path_buf());
+        let written = tokio::task::spawn_blocking(move || {
+            crate::wal::write_stored(Box::new(std::io::Cursor::new(body)), &f, &d, false)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => return 0,
+            Ok(Err(e)) => last = e.to_string(),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    fail(last)
+}
+
+/// Where `rollback --through-service` keeps the WAL token in the new data directory.
+const WAL_TOKEN_FILE: &str = "pgbackups-wal-token";
+
+/// The OS user a server started by root runs as.
+struct Owner {
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+}
+
+/// The owner of `data_dir`, or of the directory it will be created in; never root.
+fn server_owner(data_dir: &std::path::Path) -> Result<Owner, CliError> {
+    use std::os::unix::fs::MetadataExt;
+    let existing = std::iter::successors(Some(data_dir), |p| p.parent())
+        .find(|p| p.exists())
+        .unwrap_or(data_dir);
+    let meta = std::fs::metadata(existing)
+        .map_err(|e| CliError::msg(format!("cannot read {}: {e}", existing.display())))?;
+    if meta.uid() == 0 {
+        return Err(CliError::msg(format!(
+            "--start runs the server as the owner of {} (PostgreSQL refuses to run as root), but root owns {}: create the data directory owned by the OS user the server should run as (for example `install -d -o postgres -m 700 {}`), then roll back again",
+            data_dir.display(),
+            existing.display(),
+            data_dir.display()
+        )));
+    }
+    let uid = nix::unistd::Uid::from_raw(meta.uid());
+    let gid = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.gid)
+        .unwrap_or(nix::unistd::Gid::from_raw(meta.gid()));
+    Ok(Owner { uid, gid })
+}
+
+/// Hands the unpacked data directory to the server's OS user.
+fn give_to(dir: &std::path::Path, owner: &Owner) -> Result<(), CliError> {
+    fn walk(p: &std::path::Path, owner: &Owner) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))?;
+        if std::fs::symlink_metadata(p)?.is_dir() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), owner)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, owner).map_err(|e| {
+        CliError::msg(format!(
+            "cannot hand {} to the server's OS user: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Writes a file only its owner may read, in place of one the base backup may have brought
+/// (a cluster that was itself recovered through the service).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(CliError::msg(format!(
+                "cannot replace {}: {e}",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| CliError::msg(format!("cannot write {}: {e}", path.display())))
+}
+
+/// What `rollback` and `fork` ask of recovery.
+fn recovery(
+    target: crate::pitr::RecoveryTarget,
+    timeline: &super::TimelineArg,
+    base_backup: Option<String>,
+) -> Result<crate::pitr::Recovery, CliError> {
+    use crate::pitr::TimelineChoice;
+    let timeline = match timeline.timeline.as_deref().map(str::trim) {
+        None | Some("latest") => TimelineChoice::Latest,
+        Some("current") => TimelineChoice::Current,
+        Some(n) => match n.parse::<u32>() {
+            Ok(id) if id >= 1 => TimelineChoice::Id(id),
+            _ => {
+                return Err(CliError::msg(format!(
+                    "--timeline `{n}` is not a timeline: give `latest`, `current` or a timeline ID such as 2 (as pg_control_checkpoint() shows it)"
+                )));
+            }
+        },
+    };
+    Ok(crate::pitr::Recovery {
+        target,
+        timeline,
+        base_backup,
+        waldumps: crate::pg::PgTools::discover(&[]).all(crate::pg::PgTool::WalDump),
+    })
+}
+
 /// `rollback` and `fork`: unpack, configure recovery, maybe start.
 async fn restore_cluster(
     name: String,
-    target: crate::pitr::RecoveryTarget,
+    recovery: crate::pitr::Recovery,
     dir: super::TargetDir,
     store: super::StoreArgs,
 ) -> Result<i32, CliError> {
+    let timeout = dir
+        .timeout
+        .as_deref()
+        .map(|t| parse_duration("--timeout", t))
+        .transpose()?
+        .unwrap_or(3600);
+    let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
+    // Checked before anything is unpacked: PostgreSQL refuses to run as root, so root starts
+    // it as the owner of the data directory (or of the directory it is created in).
+    let run_as = if dir.start && nix::unistd::Uid::effective().is_root() {
+        Some(server_owner(&data_dir)?)
+    } else {
+        None
+    };
     let exe = std::env::current_exe().map_err(|e| CliError::msg(e.to_string()))?;
     let (config, _) = store.clone().service_config(None)?;
+    let token_path = data_dir.join(WAL_TOKEN_FILE);
     // The server runs this as its own user, maybe with another HOME: every setting is spelled
     // out, with absolute paths. `%` is doubled, or the server would substitute it.
     let mut words = vec![
@@ -1166,24 +1383,47 @@ async fn restore_cluster(
         "wal-fetch".into(),
         "--name".into(),
         name.clone(),
-        "--data-dir".into(),
-        std::path::absolute(&config.data_dir)
-            .unwrap_or(config.data_dir.clone())
-            .display()
-            .to_string(),
     ];
-    words.extend(store.as_args());
+    let wal_token = if dir.through_service {
+        // The store stays the service's: the server gets a token that reads this archive's
+        // WAL and nothing else, in a file (never in the restore_command, which `ps` shows).
+        let c = Client::from_env()?;
+        let v: serde_json::Value = c
+            .post(&format!("/wal/{}/token", path_part(&name)), &json!({}))
+            .await?;
+        let token = v
+            .get("token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| CliError::msg("the service answered without a WAL token"))?
+            .to_string();
+        words.extend([
+            "--service".into(),
+            c.base().to_string(),
+            "--token-file".into(),
+            token_path.display().to_string(),
+        ]);
+        Some(token)
+    } else {
+        words.extend([
+            "--data-dir".into(),
+            std::path::absolute(&config.data_dir)
+                .unwrap_or(config.data_dir.clone())
+                .display()
+                .to_string(),
+        ]);
+        words.extend(store.as_args());
+        None
+    };
     // `%f %p`, and the segment size for prefetching, are added by the rollback.
     let restore_command = words
         .iter()
         .map(|w| sh_quote(&w.replace('%', "%%")))
         .collect::<Vec<_>>()
         .join(" ");
-    let data_dir = std::path::absolute(&dir.data_dir).unwrap_or(dir.data_dir.clone());
-    let (d, n, t) = (data_dir.clone(), name.clone(), target.clone());
+    let (d, n) = (data_dir.clone(), name.clone());
     let port = dir.port;
     let plan = on_store(config, move |storage| {
-        crate::pitr::rollback(storage, &n, &t, &d, &restore_command, port)
+        crate::pitr::rollback(storage, &n, &recovery, &d, &restore_command, port)
     })
     .await?;
     eprintln!(
@@ -1196,9 +1436,15 @@ async fn restore_cluster(
     for line in &plan.settings {
         eprintln!("  {line}");
     }
+    if let Some(token) = wal_token {
+        write_private(&token_path, token.as_bytes())?;
+    }
+    if let Some(owner) = &run_as {
+        give_to(&data_dir, owner)?;
+    }
     if !dir.start {
         eprintln!(
-            "Start it with: pg_ctl -D {} -l {}/server.log start",
+            "Not started: recovery is configured, not run, so whether it reaches the target is known only once the server runs. Start it as the OS user that owns the data directory with: pg_ctl -D {} -l {}/server.log start; it accepts writes once `SELECT pg_is_in_recovery()` answers f, and if it stops instead its log says why.",
             data_dir.display(),
             data_dir.display()
         );
@@ -1208,28 +1454,29 @@ async fn restore_cluster(
     let pg_ctl = tools
         .newest(crate::pg::PgTool::Ctl)
         .map_err(|e| CliError::msg(e.to_string()))?;
-    let out = tokio::process::Command::new(&pg_ctl)
-        .arg("-D")
-        .arg(&data_dir)
-        .arg("-l")
-        .arg(data_dir.join("server.log"))
-        .args(["-w", "-t", "3600", "start"])
-        .output()
-        .await
-        .map_err(|e| CliError::msg(format!("cannot run pg_ctl: {e}")))?;
-    if !out.status.success() {
-        return Err(CliError::msg(format!(
-            "pg_ctl start failed: {}{}; see {}/server.log",
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            data_dir.display()
-        )));
+    let started = super::start::start_and_wait(
+        &name,
+        run_as.as_ref().map(|o| (o.uid, o.gid)),
+        &pg_ctl,
+        &data_dir,
+        std::time::Duration::from_secs(timeout),
+    )
+    .await?;
+    for line in &started.stopped_at {
+        eprintln!("  {}", line.trim());
     }
-    match dir.port {
+    match started.port {
         Some(port) => println!("postgres://localhost:{port}/postgres"),
         None => eprintln!("It listens on the port of the backed-up configuration."),
     }
-    eprintln!("Started; it replays WAL to the target, then promotes and accepts writes.");
+    eprintln!(
+        "Recovery reached the target; the server (pid {}{}) accepts writes.",
+        started.pid,
+        started
+            .socket_dir
+            .map(|d| format!(", socket in {d}"))
+            .unwrap_or_default()
+    );
     Ok(0)
 }
 

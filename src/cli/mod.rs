@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod start;
 mod table;
 mod urlarg;
 mod watch;
@@ -99,6 +100,13 @@ pub enum Command {
         /// in the background while PostgreSQL replays this one (rollback sets it).
         #[arg(long)]
         segment_size: Option<u64>,
+        /// Fetch through this pgbackups service (its URL) instead of reading the store, with
+        /// the WAL token for NAME in --token-file (`rollback --through-service` sets both).
+        #[arg(long, value_name = "URL", requires = "token_file")]
+        service: Option<String>,
+        /// The file holding the WAL token (never the command line: `ps` shows it).
+        #[arg(long, value_name = "PATH", requires = "service")]
+        token_file: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -134,7 +142,9 @@ pub enum Command {
     },
     /// Restore NAME as it was at a moment into a new data directory: the newest base backup
     /// before it, and the archived WAL replayed up to it (restore_command = pgbackups
-    /// wal-fetch), then promoted. With --start, also start the server.
+    /// wal-fetch), then promoted. A time or LSN past the end of the archive is refused before
+    /// anything is unpacked. With --start, also start the server and wait until recovery has
+    /// reached the target and it accepts writes (or report the server's own error).
     Rollback {
         #[command(flatten)]
         name: ArchiveName,
@@ -150,6 +160,19 @@ pub enum Command {
         /// A transaction ID: recovery stops after it commits.
         #[arg(long, group = "target")]
         xid: Option<u64>,
+        /// A restore point made with pg_create_restore_point('NAME'): recovery stops there
+        /// (the first one of that name after the oldest base backup, which it starts from).
+        #[arg(long, value_name = "NAME", group = "target")]
+        restore_point: Option<String>,
+        /// The earliest consistent moment of a base backup (the newest, or --base-backup):
+        /// exactly what the base backup holds.
+        #[arg(long, group = "target")]
+        immediate: bool,
+        /// With --immediate: the base backup (its ID, as protection:info lists them).
+        #[arg(long, value_name = "ID", requires = "immediate")]
+        base_backup: Option<String>,
+        #[command(flatten)]
+        timeline: TimelineArg,
         #[command(flatten)]
         target_dir: TargetDir,
         #[command(flatten)]
@@ -202,6 +225,8 @@ pub enum Command {
     Fork {
         #[command(flatten)]
         name: ArchiveName,
+        #[command(flatten)]
+        timeline: TimelineArg,
         #[command(flatten)]
         target_dir: TargetDir,
         #[command(flatten)]
@@ -487,7 +512,25 @@ pub struct TargetDir {
     /// The port it listens on (default: the one in the backed-up configuration).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Start it (pg_ctl start) and print its connection URL.
+    /// Start it (pg_ctl start), wait until recovery has reached the target and it accepts
+    /// writes, and print its connection URL.
     #[arg(long)]
     pub start: bool,
+    /// With --start: how long to wait for the end of recovery, such as 30m or 2h (default 1h).
+    #[arg(long, value_name = "INTERVAL", requires = "start")]
+    pub timeout: Option<String>,
+    /// The recovered server fetches its WAL through the pgbackups service (PGBACKUPS_URL and
+    /// PGBACKUPS_TOKEN, or the local one) with a token limited to this archive, instead of
+    /// reading the store: for a store the server's OS user cannot (or should not) read.
+    #[arg(long)]
+    pub through_service: bool,
+}
+
+/// The timeline recovery follows.
+#[derive(Args, Debug, Clone)]
+pub struct TimelineArg {
+    /// `latest` (the newest in the archive: the default), `current` (the base backup's) or a
+    /// timeline ID such as 2 (recovery_target_timeline).
+    #[arg(long = "timeline", value_name = "N|latest|current")]
+    pub timeline: Option<String>,
 }

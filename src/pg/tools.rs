@@ -74,6 +74,8 @@ pub enum PgTool {
     Ctl,
     /// `pg_receivewal`, which streams the WAL of protected databases.
     ReceiveWal,
+    /// `pg_waldump`, which reads where an archive ends before a rollback.
+    WalDump,
 }
 
 impl PgTool {
@@ -86,6 +88,7 @@ impl PgTool {
             PgTool::BaseBackup => "pg_basebackup",
             PgTool::Ctl => "pg_ctl",
             PgTool::ReceiveWal => "pg_receivewal",
+            PgTool::WalDump => "pg_waldump",
         }
     }
 }
@@ -203,6 +206,16 @@ impl PgTools {
                 tool: tool.file_name(),
                 wanted: 15,
             })
+    }
+
+    /// The tool of every installation that has it, newest first (for `pg_waldump`, which
+    /// reads only the WAL of its own major version).
+    pub fn all(&self, tool: PgTool) -> Vec<PathBuf> {
+        self.installs
+            .iter()
+            .map(|i| i.dir.join(tool.file_name()))
+            .filter(|p| p.is_file())
+            .collect()
     }
 
     /// The version of the installation that `path` belongs to.

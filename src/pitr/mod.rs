@@ -12,12 +12,13 @@
 //! consistent from the archive.
 
 mod base;
+mod end;
 mod rollback;
 mod unpack;
 mod window;
 
 pub use base::take_base_backup;
-pub use rollback::{RecoveryTarget, RollbackPlan, rollback};
+pub use rollback::{Recovery, RecoveryTarget, RollbackPlan, TimelineChoice, rollback};
 pub use window::{ArchiveInfo, Expired, archive_info, expire, gaps_after};
 
 use jiff::Timestamp;

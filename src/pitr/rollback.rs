@@ -9,6 +9,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
+use super::end::{Timeline, archive_end};
 use super::{BaseBackup, base_backups, parse_lsn};
 use crate::storage::Storage;
 
@@ -21,8 +22,35 @@ pub enum RecoveryTarget {
     Lsn(String),
     /// Just after this transaction commits (`recovery_target_xid`).
     Xid(u64),
+    /// At the restore point of this name (`pg_create_restore_point`; `recovery_target_name`):
+    /// the first one of that name after the oldest base backup.
+    RestorePoint(String),
+    /// As soon as a base backup is consistent (`recovery_target = 'immediate'`): exactly what
+    /// the base backup holds.
+    Immediate,
     /// The end of the archive (a fork).
     Latest,
+}
+
+/// Which timeline recovery follows (`recovery_target_timeline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineChoice {
+    /// The newest in the archive (the default, as PostgreSQL's).
+    Latest,
+    /// The base backup's own.
+    Current,
+    Id(u32),
+}
+
+/// Where recovery goes: the target, the timeline, and for `--immediate` the base backup.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    pub target: RecoveryTarget,
+    pub timeline: TimelineChoice,
+    /// The base backup to start from (its id); only with [`RecoveryTarget::Immediate`].
+    pub base_backup: Option<String>,
+    /// Every installed `pg_waldump`, to read where the archive ends before unpacking.
+    pub waldumps: Vec<std::path::PathBuf>,
 }
 
 /// What a rollback did.
@@ -39,7 +67,7 @@ pub struct RollbackPlan {
 pub fn rollback(
     storage: &dyn Storage,
     name: &str,
-    target: &RecoveryTarget,
+    recovery: &Recovery,
     data_dir: &Path,
     restore_command: &str,
     port: Option<u16>,
@@ -54,6 +82,7 @@ pub fn rollback(
         "{name} can be rolled back to moments from {} (the end of its oldest base backup) to the end of its archived WAL",
         oldest.finished_at
     );
+    let target = &recovery.target;
     let base = match target {
         RecoveryTarget::Time(t) => all
             .iter()
@@ -75,8 +104,21 @@ pub fn rollback(
         }
         // Which base backup a transaction follows is not recorded: replay from the oldest.
         RecoveryTarget::Xid(_) => oldest,
+        // Where a restore point lies is not recorded either; recovery from the oldest base
+        // backup meets every restore point after it.
+        RecoveryTarget::RestorePoint(_) => oldest,
+        RecoveryTarget::Immediate => match &recovery.base_backup {
+            None => newest,
+            Some(id) => all.iter().find(|b| &b.id == id).ok_or_else(|| {
+                format!(
+                    "{name} has no base backup {id}: its base backups are {} (`pgbackups protection:info --name {name}` lists them)",
+                    all.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?,
+        },
         RecoveryTarget::Latest => newest,
     };
+    refuse_past_the_end(storage, name, recovery, base)?;
     // Recovery stops at the first missing segment and, without a target past it, promotes
     // there as if the archive ended: refuse rather than hand back a silently shorter history.
     let gaps = super::gaps_after(storage, base).map_err(|e| e.to_string())?;
@@ -92,7 +134,7 @@ pub fn rollback(
         clear_dir(data_dir);
         return Err(e);
     }
-    let settings = recovery_settings(target, restore_command, port, base);
+    let settings = recovery_settings(recovery, restore_command, port, base);
     let auto = data_dir.join("postgresql.auto.conf");
     let mut conf = fs::OpenOptions::new()
         .append(true)
@@ -118,13 +160,66 @@ pub fn rollback(
     })
 }
 
-/// The `postgresql.auto.conf` lines of a recovery to `target`.
+/// Refuses a time or LSN target after the end of the archive (see `end.rs`): recovery would
+/// replay everything, then stop with "recovery ended before configured recovery target was
+/// reached".
+fn refuse_past_the_end(
+    storage: &dyn Storage,
+    name: &str,
+    recovery: &Recovery,
+    base: &BaseBackup,
+) -> Result<(), String> {
+    if !matches!(
+        recovery.target,
+        RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_)
+    ) {
+        return Ok(());
+    }
+    let timeline = match recovery.timeline {
+        TimelineChoice::Latest => Timeline::Latest,
+        TimelineChoice::Current => Timeline::Id(base.timeline),
+        TimelineChoice::Id(t) => Timeline::Id(t),
+    };
+    let Some(end) = archive_end(storage, name, timeline, &recovery.waldumps)? else {
+        return Ok(());
+    };
+    let last_xact = end
+        .last_xact
+        .as_ref()
+        .map(|(t, lsn)| format!("its last transaction ended at {t} (LSN {lsn})"));
+    let fork = format!("or fork (`pgbackups fork {name}`) to recover everything the archive holds");
+    match &recovery.target {
+        RecoveryTarget::Time(t) => match &end.last_xact {
+            Some((last, _)) if t >= last => Err(format!(
+                "{t} is past the end of the archive of {name}: {}, and its last WAL record starts at LSN {} (segment {}). Recovery stops at a moment only when it meets a transaction that ended after it, so it could never reach {t}. Give a moment before {last}, {fork}",
+                last_xact.unwrap_or_default(),
+                end.last_lsn,
+                end.segment
+            )),
+            _ => Ok(()),
+        },
+        RecoveryTarget::Lsn(l) => match (parse_lsn(l), parse_lsn(&end.last_lsn)) {
+            (Some(want), Some(last)) if want > last => Err(format!(
+                "LSN {l} is past the end of the archive of {name}: its last WAL record starts at LSN {} (segment {}){}, so recovery could never reach {l}. Give an LSN up to {}, {fork}",
+                end.last_lsn,
+                end.segment,
+                last_xact.map(|x| format!("; {x}")).unwrap_or_default(),
+                end.last_lsn
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// The `postgresql.auto.conf` lines of `recovery`.
 fn recovery_settings(
-    target: &RecoveryTarget,
+    recovery: &Recovery,
     restore_command: &str,
     port: Option<u16>,
     base: &BaseBackup,
 ) -> Vec<String> {
+    let target = &recovery.target;
     // A quoted value of the configuration file: `\` escaped and `'` doubled.
     let lit = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"));
     let mut out = vec![
@@ -159,12 +254,19 @@ fn recovery_settings(
         RecoveryTarget::Xid(x) => {
             out.push(format!("recovery_target_xid = {}", lit(&x.to_string())))
         }
+        RecoveryTarget::RestorePoint(n) => out.push(format!("recovery_target_name = {}", lit(n))),
+        RecoveryTarget::Immediate => out.push("recovery_target = 'immediate'".into()),
         RecoveryTarget::Latest => {}
     }
     if !matches!(target, RecoveryTarget::Latest) {
         out.push("recovery_target_action = 'promote'".into());
     }
-    out.push("recovery_target_timeline = 'latest'".into());
+    let timeline = match recovery.timeline {
+        TimelineChoice::Latest => "latest".to_string(),
+        TimelineChoice::Current => "current".to_string(),
+        TimelineChoice::Id(t) => t.to_string(),
+    };
+    out.push(format!("recovery_target_timeline = {}", lit(&timeline)));
     if let Some(p) = port {
         out.push(format!("port = {p}"));
     }

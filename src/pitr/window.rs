@@ -12,8 +12,8 @@ use crate::storage::{Storage, StorageError};
 /// How segment files map to positions: `size` bytes per segment, so 4 GiB / size segments per
 /// "log" (the middle eight digits of a file name).
 #[derive(Clone, Copy)]
-struct Segments {
-    size: u64,
+pub(super) struct Segments {
+    pub(super) size: u64,
 }
 
 impl Segments {
@@ -22,7 +22,7 @@ impl Segments {
     }
 
     /// A segment file name split into its timeline and its position.
-    fn of(self, file: &str) -> Option<(u32, u64)> {
+    pub(super) fn of(self, file: &str) -> Option<(u32, u64)> {
         if file.len() != 24 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -37,7 +37,7 @@ impl Segments {
         parse_lsn(lsn).map(|l| l / self.size)
     }
 
-    fn name(self, tli: u32, pos: u64) -> String {
+    pub(super) fn name(self, tli: u32, pos: u64) -> String {
         format!(
             "{tli:08X}{:08X}{:08X}",
             pos / self.per_log(),
@@ -47,7 +47,7 @@ impl Segments {
 }
 
 /// The segment size the base backups recorded (they agree: it is fixed at initdb).
-fn segments(bases: &[BaseBackup]) -> Segments {
+pub(super) fn segments(bases: &[BaseBackup]) -> Segments {
     Segments {
         size: bases
             .first()
@@ -58,7 +58,10 @@ fn segments(bases: &[BaseBackup]) -> Segments {
 
 /// The WAL files archived for `name`: each object's key and the WAL file it holds
 /// (`000000010000000000000003`, `00000002.history`, `….partial`).
-fn archived(storage: &dyn Storage, name: &str) -> Result<Vec<(String, String)>, StorageError> {
+pub(super) fn archived(
+    storage: &dyn Storage,
+    name: &str,
+) -> Result<Vec<(String, String)>, StorageError> {
     Ok(storage
         .list(&format!("wal/{name}/"))?
         .into_iter()

@@ -87,6 +87,7 @@ pub fn router(
             get(show_protection).delete(unprotect),
         )
         .route("/metrics", get(metrics))
+        .route("/wal/{name}/token", post(wal_token))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -98,6 +99,8 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         // Signed download links: the signature is the credential, no token.
         .route("/links/{id}", get(signed_download))
+        // WAL for a recovering server: a token limited to one archive is the credential.
+        .route("/wal/{name}/{file}", get(wal_file))
         .nest("/api", api)
         .fallback(|| async {
             ApiError::new(
@@ -870,6 +873,112 @@ async fn stream_dump(s: &AppState, id: Option<TransferId>) -> ApiResult<Response
         headers.insert("x-pgbackups-backup", v);
     }
     Ok(resp)
+}
+
+// ---- WAL for recovering servers ----
+
+/// What a WAL token for archive `name` signs: it opens that archive's WAL and nothing else.
+fn wal_token_message(name: &str) -> String {
+    format!("wal-fetch:{name}")
+}
+
+/// Mints the token with which a server recovering from archive `name` fetches its WAL
+/// (`rollback --through-service`): its restore_command then needs no access to the store.
+async fn wal_token(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
+    crate::wal::key(&name, "00000001.history")
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let storage = s.engine.storage().clone();
+    let n = name.clone();
+    let listed = tokio::task::spawn_blocking(move || storage.list(&format!("wal/{n}/")))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    if listed.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the store of this service has no WAL archived under {name}: protect the database (or archive with wal-push --name {name}) first"
+            ),
+        ));
+    }
+    let token = s.secrets.sign_link(&wal_token_message(&name));
+    Ok(Json(json!({ "name": name, "token": token })).into_response())
+}
+
+/// One archived WAL file of `name`, as stored (zstd), for `wal-fetch --service`: 404 when the
+/// archive has no such file (the normal end of recovery).
+async fn wal_file(
+    State(s): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    if !s
+        .secrets
+        .link_signature_matches(&wal_token_message(&name), presented)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this is not a WAL token for {name}: mint one with POST /api/wal/{name}/token (rollback --through-service does)"),
+        )
+        .into_response();
+    }
+    let storage = s.engine.storage().clone();
+    let (n, f) = (name.clone(), file.clone());
+    let opened =
+        tokio::task::spawn_blocking(move || crate::wal::open_stored(storage.as_ref(), &n, &f))
+            .await;
+    let reader = match opened {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("{file} is not archived under {name}"),
+            )
+            .into_response();
+        }
+        Ok(Err(crate::wal::WalError::Refused(m))) => {
+            return ApiError::new(StatusCode::BAD_REQUEST, m).into_response();
+        }
+        Ok(Err(e)) => {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+        }
+        Err(e) => {
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut reader = reader;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx
+                        .blocking_send(Ok(bytes::Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                    {
+                        return; // the client went away
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // The response breaks off: the client sees an incomplete body, not a file.
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
+    Body::from_stream(stream).into_response()
 }
 
 // ---- Continuous Protection ----

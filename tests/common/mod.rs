@@ -192,6 +192,12 @@ impl Cluster {
         Cluster { port, dir: root }
     }
 
+    /// Takes charge of a server that a command started (`rollback --start`) on a data directory
+    /// in `root/data`, listening on `port`: stopped and removed on drop.
+    pub fn adopt(root: tempfile::TempDir, port: u16) -> Cluster {
+        Cluster { port, dir: root }
+    }
+
     /// Switches to a new WAL segment and waits until the one it left is archived; returns
     /// that segment's name.
     pub fn switch_wal_and_wait_archived(&self) -> String {
@@ -772,6 +778,31 @@ impl Webhook {
     }
 }
 
+/// Runs the CLI with `env` as the OS user the test servers run as (PostgreSQL refuses to run
+/// as root, and `rollback --start` runs its pg_ctl).
+pub fn cli_as_server_user(args: &[&str], env: &[(&str, &str)]) -> Output {
+    as_server_user(
+        Command::new(binary())
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null()),
+    )
+    .output()
+    .unwrap()
+}
+
+/// A temporary directory that the test servers' OS user owns (for a data directory that a
+/// command run as that user creates).
+pub fn server_user_dir() -> tempfile::TempDir {
+    let root = tempfile::Builder::new()
+        .prefix("pgbackups-test-restore-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    give_to_server_user(root.path());
+    root
+}
+
 /// Runs the CLI with `env`, without a service.
 pub fn cli(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(binary())
@@ -831,10 +862,15 @@ pub fn restore(
     }
     let pg = Cluster::start_existing(root, port);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while pg.psql("postgres", "SELECT pg_is_in_recovery()").trim() != "f" {
+    loop {
+        let out = pg.try_psql("postgres", "SELECT pg_is_in_recovery()");
+        if String::from_utf8_lossy(&out.stdout).trim() == "f" {
+            break;
+        }
         assert!(
-            Instant::now() < deadline,
-            "recovery did not end:\n{}",
+            out.status.success() && Instant::now() < deadline,
+            "recovery did not end: {}\n{}",
+            text(&out),
             pg.server_log()
         );
         std::thread::sleep(Duration::from_millis(100));
