@@ -47,10 +47,20 @@ fn two_backups() -> Cluster {
     pg
 }
 
-fn capture(svc: &Service, pg: &Cluster) {
+fn capture(svc: &Service) {
     let out = svc.cli(&["backups:capture", "app"]);
     assert!(out.status.success(), "{}", text(&out));
-    let _ = pg;
+}
+
+/// A service (its data directory with it) that holds transfers at `holds`, with `app` and
+/// `target` registered and `app` captured as b001.
+fn service_with_b001(pg: &Cluster, holds: &str) -> (tempfile::TempDir, Service) {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start_in_with(dir.path().to_path_buf(), &[("PGBACKUPS_TEST_HOLD", holds)]);
+    register(&svc, "app", &pg.url("app"));
+    register(&svc, "target", &pg.url("target"));
+    capture(&svc);
+    (dir, svc)
 }
 
 fn start_restore(svc: &Service, backup: &str, target: &str) -> std::process::Output {
@@ -75,16 +85,9 @@ fn api(svc: &Service, method: &str, path: &str, body: &str) -> (u16, String) {
 #[test]
 fn a_second_transfer_into_a_database_being_restored_is_refused_at_once_naming_the_first() {
     let pg = two_backups();
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start_in_with(
-        dir.path().to_path_buf(),
-        &[("PGBACKUPS_TEST_HOLD", "before-empty")],
-    );
-    register(&svc, "app", &pg.url("app"));
-    register(&svc, "target", &pg.url("target"));
-    capture(&svc, &pg);
+    let (dir, svc) = service_with_b001(&pg, "before-empty");
     pg.psql("app", "INSERT INTO t SELECT generate_series(1001, 2000)");
-    capture(&svc, &pg);
+    capture(&svc);
 
     for round in 0..ROUNDS {
         // The first restore holds the target; it waits just before emptying it.
@@ -193,10 +196,7 @@ fn emptying_waits_on_a_lock(pg: &Cluster, id: &str) -> bool {
 #[test]
 fn a_cancel_while_the_target_is_being_emptied_says_exactly_what_happened_to_it() {
     let pg = two_backups();
-    let mut svc = Service::start();
-    register(&svc, "app", &pg.url("app"));
-    register(&svc, "target", &pg.url("target"));
-    capture(&svc, &pg);
+    let (_dir, svc) = service_with_b001(&pg, "");
     let precious = |pg: &Cluster| {
         pg.psql(
             "target",
@@ -235,16 +235,8 @@ fn a_cancel_while_the_target_is_being_emptied_says_exactly_what_happened_to_it()
 
     // 2. The cancel comes just after the drop committed: the message says the target was
     //    emptied, which is true.
-    svc.terminate();
     drop(svc);
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start_in_with(
-        dir.path().to_path_buf(),
-        &[("PGBACKUPS_TEST_HOLD", "after-empty")],
-    );
-    register(&svc, "app", &pg.url("app"));
-    register(&svc, "target", &pg.url("target"));
-    capture(&svc, &pg);
+    let (_dir, svc) = service_with_b001(&pg, "after-empty");
     for round in 0..ROUNDS {
         pg.psql(
             "target",
@@ -265,14 +257,7 @@ fn a_cancel_while_the_target_is_being_emptied_says_exactly_what_happened_to_it()
 
     // 3. The cancel comes just before the drop: nothing changed, and it says so.
     drop(svc);
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start_in_with(
-        dir.path().to_path_buf(),
-        &[("PGBACKUPS_TEST_HOLD", "before-empty")],
-    );
-    register(&svc, "app", &pg.url("app"));
-    register(&svc, "target", &pg.url("target"));
-    capture(&svc, &pg);
+    let (_dir, svc) = service_with_b001(&pg, "before-empty");
     for round in 0..ROUNDS {
         pg.psql(
             "target",
@@ -294,15 +279,9 @@ fn a_cancel_while_the_target_is_being_emptied_says_exactly_what_happened_to_it()
 #[test]
 fn a_backup_being_restored_cannot_be_deleted_and_two_deletes_do_not_both_succeed() {
     let pg = two_backups();
-    let dir = tempfile::tempdir().unwrap();
-    let svc = Service::start_in_with(
-        dir.path().to_path_buf(),
-        &[("PGBACKUPS_TEST_HOLD", "before-empty,delete")],
-    );
-    register(&svc, "app", &pg.url("app"));
-    register(&svc, "target", &pg.url("target"));
-    for _ in 0..(ROUNDS + 1) {
-        capture(&svc, &pg);
+    let (_dir, svc) = service_with_b001(&pg, "before-empty,delete");
+    for _ in 0..ROUNDS {
+        capture(&svc);
     }
 
     // A restore reads b001: deleting it is refused (CLI and API), naming the restore.

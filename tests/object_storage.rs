@@ -214,12 +214,12 @@ fn backups_live_in_s3_with_presigned_links_verification_and_a_rebuildable_catalo
     svc.terminate();
 }
 
-#[test]
-fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
-    let mut s3 = S3Server::start("backups");
+/// A cluster with `big` (about 150 MB of incompressible data, so that an upload takes many
+/// 5 MiB parts and outlasts the moment a test stops the store) and a service that stores in
+/// `s3`, retrying store operations for `retry_secs`; `big` is registered.
+fn big_database_on(s3: &S3Server, retry_secs: u64) -> (Cluster, tempfile::TempDir, Service) {
     let pg = Cluster::start();
     pg.create_db("big");
-    // About 150 MB of incompressible data, so that the upload takes many parts.
     pg.psql(
         "big",
         "CREATE TABLE blobs (id int, data bytea);
@@ -232,7 +232,7 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
     std::fs::write(
         data.join("pgbackups.toml"),
         format!(
-            "[storage]\nurl = \"s3://{}/prod\"\npart_size_mib = 5\nretry_timeout_secs = 3\n",
+            "[storage]\nurl = \"s3://{}/prod\"\npart_size_mib = 5\nretry_timeout_secs = {retry_secs}\n",
             s3.bucket
         ),
     )
@@ -240,8 +240,15 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
     let env = s3.env();
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("PGBACKUPS_STORAGE_SWEEP_SECS", "1"));
-    let svc = Service::try_start(data.clone(), &[], &env).unwrap_or_else(|e| panic!("{e}"));
+    let svc = Service::try_start(data, &[], &env).unwrap_or_else(|e| panic!("{e}"));
     svc.ok(&["databases:add", "big", &pg.url("big")]);
+    (pg, work, svc)
+}
+
+#[test]
+fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
+    let mut s3 = S3Server::start("backups");
+    let (_pg, _work, svc) = big_database_on(&s3, 3);
 
     // A cancelled capture aborts its upload at once.
     let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
@@ -293,30 +300,7 @@ fn a_store_outage_mid_upload_fails_the_backup_and_leaves_no_parts() {
 #[test]
 fn a_store_outage_shorter_than_the_retry_window_is_ridden_out_and_logged() {
     let mut s3 = S3Server::start("backups");
-    let pg = Cluster::start();
-    pg.create_db("big");
-    // About 150 MB of incompressible data: the upload outlasts the moment the store stops.
-    pg.psql(
-        "big",
-        "CREATE TABLE blobs (id int, data bytea);
-         INSERT INTO blobs SELECT g, decode(string_agg(md5(g::text || random()::text), ''), 'hex')
-         FROM generate_series(1, 40000) g, generate_series(1, 250) r GROUP BY g;",
-    );
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("pgbackups.toml"),
-        format!(
-            "[storage]\nurl = \"s3://{}/prod\"\npart_size_mib = 5\nretry_timeout_secs = 60\n",
-            s3.bucket
-        ),
-    )
-    .unwrap();
-    let env = s3.env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let svc = Service::try_start(data.clone(), &[], &env).unwrap_or_else(|e| panic!("{e}"));
-    svc.ok(&["databases:add", "big", &pg.url("big")]);
+    let (_pg, _work, svc) = big_database_on(&s3, 60);
 
     let id = transfer_id(&svc.cli(&["backups:capture", "big", "--no-wait"]));
     wait_until(
