@@ -186,7 +186,7 @@ fn emptying_waits_on_a_lock(pg: &Cluster, id: &str) -> bool {
     pg.psql(
         "postgres",
         &format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbackups-{id}-empty' AND wait_event_type = 'Lock'"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgbackups-{id}-empty-%' AND wait_event_type = 'Lock'"
         ),
     )
     .trim()

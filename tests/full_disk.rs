@@ -114,6 +114,10 @@ fn a_capture_whose_end_the_full_catalog_disk_cannot_record_is_shown_truthfully_a
         "{}",
         svc.log()
     );
+    // Deleting it now would be undone by the recording: refused, saying why.
+    let delete = svc.cli(&["backups:delete", "b001", "--confirm", "app"]);
+    assert!(!delete.status.success());
+    assert!(text(&delete).contains("not yet taken"), "{}", text(&delete));
 
     // Space comes back: the end is recorded, and survives a restart.
     disk.free();

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -208,7 +209,8 @@ pub async fn server_facts(tools: &PgTools, url: &PgUrl) -> Result<ServerFacts, P
 ///
 /// A cancel never kills the drop halfway through its commit (after which nobody could say
 /// whether the database was emptied): see [`run_script_cancellable`]. `tag` names the
-/// connection (`pgbackups-r001-empty`: no spaces, which a URL parameter would turn into `+`) so that a cancel reaches it.
+/// connection (`pgbackups-r001-empty-<nonce>`: no spaces, which a URL parameter would turn
+/// into `+`) so that a cancel reaches it.
 pub async fn clean_database(
     tools: &PgTools,
     url: &PgUrl,
@@ -232,7 +234,7 @@ pub enum ScriptEnd {
 }
 
 /// How long after a cancel the script may take to stop before psql is killed.
-const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 /// Runs a script with `psql` in one transaction, like [`run_script`], but when `cancel` fires
 /// it asks the server to cancel the script's query (`pg_cancel_backend` on the connection
@@ -246,6 +248,12 @@ pub async fn run_script_cancellable(
     cancel: &CancellationToken,
     tag: &str,
 ) -> ScriptEnd {
+    if cancel.is_cancelled() {
+        return ScriptEnd::RolledBack(PgError::Query {
+            target: format!("{} on {}", url.dbname(), url.host_port()),
+            detail: "cancelled before it started".into(),
+        });
+    }
     let exe = match tools.newest(PgTool::Psql) {
         Ok(exe) => exe,
         Err(e) => return ScriptEnd::RolledBack(e.into()),
@@ -285,20 +293,34 @@ pub async fn run_script_cancellable(
     let out = tokio::select! {
         out = &mut ended => out,
         _ = cancel.cancelled() => {
+            // A cancel only stops a statement that is running: psql may still be connecting,
+            // or be between its BEGIN, the script and its COMMIT. So it is sent again every
+            // quarter second until psql has exited.
             let stop = format!(
-                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = {} AND pid <> pg_backend_pid()",
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = {} AND datname = current_database() AND pid <> pg_backend_pid()",
                 quote_literal(tag)
             );
-            if let Err(e) = query(tools, url, &stop).await {
-                tracing::warn!("could not cancel the running script ({tag}): {e}");
-            }
-            match tokio::time::timeout(CANCEL_GRACE, &mut ended).await {
-                Ok(out) => out,
-                // Dropping the wait kills psql (kill_on_drop).
-                Err(_) => return ScriptEnd::Unknown(format!(
-                    "the script did not stop within {} s of the cancel and was killed",
-                    CANCEL_GRACE.as_secs()
-                )),
+            let deadline = tokio::time::Instant::now() + CANCEL_GRACE;
+            let mut warned = false;
+            loop {
+                if let Err(e) = query(tools, url, &stop).await
+                    && !warned
+                {
+                    tracing::warn!("could not cancel the running script ({tag}): {e}");
+                    warned = true;
+                }
+                let pause = tokio::time::Instant::now() + Duration::from_millis(250);
+                tokio::select! {
+                    out = &mut ended => break out,
+                    _ = tokio::time::sleep_until(pause.min(deadline)) => {}
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    // Dropping the wait kills psql (kill_on_drop).
+                    return ScriptEnd::Unknown(format!(
+                        "the script did not stop within {} s of the cancel and was killed",
+                        CANCEL_GRACE.as_secs()
+                    ));
+                }
             }
         }
     };
@@ -311,13 +333,8 @@ pub async fn run_script_cancellable(
     }
     let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
     let target = format!("{} on {}", url.dbname(), url.host_port());
-    let lost = [
-        "connection to server was lost",
-        "server closed the connection unexpectedly",
-        "terminating connection",
-    ]
-    .iter()
-    .any(|m| detail.contains(m));
+    // Printed by a non-interactive psql only once it had connected.
+    let lost = detail.contains("connection to server was lost");
     match out.status.code() {
         // psql exits with 2 when it could not connect, and also when the connection broke
         // mid-way: only the second leaves the outcome open.

@@ -163,7 +163,8 @@ impl From<TransferError> for ApiError {
             | E::StillRunning(_)
             | E::NotRunning { .. }
             | E::NothingRunning
-            | E::Claim(_) => StatusCode::CONFLICT,
+            | E::Claim(_)
+            | E::Unrecorded(_) => StatusCode::CONFLICT,
             E::Catalog(CatalogError::DatabaseExists(_)) => StatusCode::CONFLICT,
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             E::Storage(StorageError::NotFound(key)) => {

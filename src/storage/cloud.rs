@@ -891,6 +891,9 @@ impl ObjectWriter for CloudWriter {
                 .await
             })? {
                 Ok(_) => Ok(()),
+                // A retry of a completion whose answer was lost finds the upload gone: the
+                // object's size, checked below, says whether it completed.
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(self.fail(explain(&e))),
             }
         })();

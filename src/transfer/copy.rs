@@ -60,7 +60,8 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
 
     // Two URLs can name one database (localhost and 127.0.0.1, a default port written out):
     // emptying the target would then empty the source. Compare what the servers say.
-    const WHO: &str = "SELECT current_database() || ':' || (SELECT oid FROM pg_database WHERE datname = current_database()) || ':' || pg_postmaster_start_time()";
+    // In numbers only: a time as text follows each session's TimeZone and DateStyle.
+    const WHO: &str = "SELECT current_database() || ':' || (SELECT oid FROM pg_database WHERE datname = current_database()) || ':' || (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint";
     let (a, b) = tokio::join!(
         query(&engine.tools, &source, WHO),
         query(&engine.tools, &target, WHO)

@@ -116,6 +116,8 @@ impl Engine {
         };
         // Held until the stream ends: the backup cannot be deleted while it is downloaded.
         let read = self.claims.read_backup(backup.id, "a download")?;
+        // A delete that ended between the lookup and the claim has removed it.
+        let backup = self.completed_backup(backup.id)?;
         let mut plain = PlainDump::open(self.storage.as_ref(), &backup)?;
         // pg_dump could not write the data offsets to its pipe; the recorded layout knows them,
         // so the file a user downloads is as fast for `pg_restore --jobs` as pg_dump's own.

@@ -109,6 +109,10 @@ pub enum TransferError {
     ShuttingDown,
     #[error(transparent)]
     Claim(#[from] ClaimError),
+    #[error(
+        "{0} has ended, but the catalog has not yet taken how (see the service's log: a full disk?); try again once it has"
+    )]
+    Unrecorded(TransferId),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
@@ -293,7 +297,10 @@ impl Job {
     /// and OID, and when the server started), so that two host names of one server cannot
     /// let two transfers write one database. Called before the target is touched.
     async fn hold_server_identity(&mut self, url: &PgUrl) -> Result<(), JobEnd> {
-        const WHO: &str = "SELECT current_database() || ':' || oid || ':' || pg_postmaster_start_time() FROM pg_database WHERE datname = current_database()";
+        // In numbers only: a time as text follows the session's TimeZone and DateStyle, which
+        // differ between roles; and without the name, so that it survives an atomic swap's
+        // rename.
+        const WHO: &str = "SELECT oid || ':' || (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint FROM pg_database WHERE datname = current_database()";
         let rows = tokio::select! {
             r = crate::pg::client::query(&self.engine.tools, url, WHO) => r.map_err(JobEnd::failed)?,
             _ = self.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
@@ -327,7 +334,9 @@ impl Job {
             "Dropping all objects in database {} (schemas, extensions, large objects)",
             url.dbname()
         ));
-        let tag = format!("pgbackups-{}-empty", self.rec.id);
+        // Unique on the server even when two services run transfers with the same ID.
+        let nonce = crate::secret::random_hex(4).unwrap_or_default();
+        let tag = format!("pgbackups-{}-empty-{nonce}", self.rec.id);
         let tools = self.engine.tools.clone();
         let cancel = self.ctx.cancelled().clone();
         match crate::pg::client::clean_database(&tools, url, &cancel, &tag).await {
@@ -594,6 +603,8 @@ impl Engine {
                     .read_backup(backup.id, "a restore being started")?,
             ),
         };
+        // A delete that ended between the lookup and the claim has removed it.
+        let backup = self.completed_backup(backup.id)?;
         let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
         rec.backup_id = Some(backup.id);
         self.catalog.save_transfer(&rec)?;
@@ -649,6 +660,7 @@ impl Engine {
                     .read_backup(backup.id, "a verification being started")?,
             ),
         };
+        let backup = self.completed_backup(backup.id)?;
         let mut rec =
             self.new_transfer('v', TransferKind::Verify, origin, backup.database.clone())?;
         rec.backup_id = Some(backup.id);
@@ -928,10 +940,11 @@ impl Engine {
         filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
         let (_, target_url) = self.resolve_database(Some(target))?;
-        let hold = self
-            .claims
-            .hold_target(&target_url, "a copy being started")?;
-        self.start_copy_held(source, target, confirm, filter, hold)
+        let mut hold = Some(
+            self.claims
+                .hold_target(&target_url, "a copy being started")?,
+        );
+        self.start_copy_held(source, target, confirm, filter, &mut hold)
     }
 
     /// [`Engine::start_copy`] for a caller that already holds the target (pull and push,
@@ -942,7 +955,7 @@ impl Engine {
         target: &str,
         confirm: Option<&str>,
         filter: DumpFilter,
-        hold: TargetHold,
+        hold: &mut Option<TargetHold>,
     ) -> Result<TransferRecord, TransferError> {
         filter.validate()?;
         let (source_label, source_url) = self.resolve_database(Some(source))?;
@@ -957,6 +970,12 @@ impl Engine {
         rec.source = Some(source_label);
         rec.filter = filter;
         self.catalog.save_transfer(&rec)?;
+        // Taken only now: a caller that fails before here keeps it while it cleans up.
+        let Some(hold) = hold.take() else {
+            return Err(TransferError::Internal(
+                "the copy's target is not held".into(),
+            ));
+        };
         self.launch(
             rec.clone(),
             Held::target(hold),
@@ -1154,7 +1173,8 @@ impl Engine {
     /// the end is shown from memory at once — so that watchers stop, a cancel is told the
     /// truth, and nothing shows it running — and the recording is retried until it is taken
     /// or the service stops (the next start then marks it interrupted).
-    async fn record_end(&self, rec: TransferRecord) {
+    async fn record_end(&self, rec: TransferRecord, held: Held) {
+        let mut held = Some(held);
         let id = rec.id;
         let mut delay = Duration::from_millis(500);
         let mut attempts = 0u32;
@@ -1183,6 +1203,9 @@ impl Engine {
             if attempts == 1 {
                 self.unrecorded().insert(id, rec.clone());
                 self.running().remove(&id);
+                // Its work is over: the target is free, and the backup it read may go (a
+                // delete of *this* backup waits for the record, see `delete_backup`).
+                drop(held.take());
                 self.ended.send_modify(|n| *n += 1);
             }
             if self.tasks.is_closed() && attempts > 3 {
@@ -1248,6 +1271,10 @@ impl Engine {
         // From here until the object and record are gone, no restore, download or
         // verification of it can start, and no second delete can.
         let _deleting = self.claims.delete_backup(id)?;
+        if self.unrecorded().contains_key(&id) {
+            // Its end is still being written to the catalog, which would bring it back.
+            return Err(TransferError::Unrecorded(id));
+        }
         hold::pause("delete");
         if let Some(restore) = self
             .catalog
@@ -1476,9 +1503,8 @@ impl Engine {
         let Job { ctx, rec, held, .. } = job;
         log_writer.close(ctx).await;
         hold::pause_async("before-record-end").await;
-        self.record_end(rec).await;
-        // Only now that its end is recorded may another transfer write its target.
-        drop(held);
+        // Only once its end is recorded (or shown) may another transfer write its target.
+        self.record_end(rec, held).await;
         self.ended.send_modify(|n| *n += 1);
     }
 }
@@ -1548,10 +1574,14 @@ fn expire(
         if t.origin != current.origin {
             continue;
         }
-        // A backup that started being read since the policy was applied stays.
+        // A backup that started being read since the policy was applied stays; one that a
+        // user deleted meanwhile is gone.
         let Ok(_deleting) = claims.delete_backup(id) else {
             continue;
         };
+        if catalog.transfer(id)?.is_none() {
+            continue;
+        }
         if let Some(key) = &t.object_key {
             manifest::delete_backup(storage, key)?;
         }

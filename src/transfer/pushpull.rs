@@ -21,9 +21,10 @@ impl Engine {
         filter.validate()?;
         self.resolve_database(Some(source))?;
         let (local_label, local_url) = self.resolve_database(Some(local))?;
-        let hold = self
-            .claims
-            .hold_target(&local_url, "a pull being started")?;
+        let mut hold = Some(
+            self.claims
+                .hold_target(&local_url, "a pull being started")?,
+        );
         let dbname = local_url.dbname();
         let admin = local_url.with_dbname("postgres");
         let exists = query(
@@ -50,7 +51,7 @@ impl Engine {
         .await
         .map_err(|e| TransferError::Target(format!("could not create database `{dbname}`: {e}")))?;
         let confirm = super::confirm_word(&local_label);
-        match self.start_copy_held(source, local, Some(&confirm), filter, hold) {
+        match self.start_copy_held(source, local, Some(&confirm), filter, &mut hold) {
             Ok(rec) => Ok(rec),
             Err(e) => {
                 // Leave nothing behind that would make the retry say "already exists".
@@ -71,9 +72,10 @@ impl Engine {
         filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
         let (target_label, target_url) = self.resolve_database(Some(target))?;
-        let hold = self
-            .claims
-            .hold_target(&target_url, "a push being started")?;
+        let mut hold = Some(
+            self.claims
+                .hold_target(&target_url, "a push being started")?,
+        );
         let tables = query(
             &self.tools,
             &target_url,
@@ -99,6 +101,6 @@ impl Engine {
                 "{target_label} has {count} table(s); push replaces everything in it: confirm by passing --confirm {word}"
             )));
         }
-        self.start_copy_held(local, target, confirm, filter, hold)
+        self.start_copy_held(local, target, confirm, filter, &mut hold)
     }
 }
