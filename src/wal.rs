@@ -333,20 +333,14 @@ pub fn make_prefetch_dir(dest: &Path) -> bool {
 
 /// The names of the `count` segments after segment `file` on its timeline.
 pub fn next_segments(file: &str, segment_size: u64, count: usize) -> Vec<String> {
-    let hex = |r: std::ops::Range<usize>| file.get(r).and_then(|h| u64::from_str_radix(h, 16).ok());
-    let (Some(tli), Some(log), Some(seg)) = (hex(0..8), hex(8..16), hex(16..24)) else {
-        return Vec::new();
-    };
-    if file.len() != 24 || !segment_size.is_power_of_two() || segment_size < 1 << 20 {
+    if !segment_size.is_power_of_two() || segment_size < 1 << 20 {
         return Vec::new();
     }
-    let per_log = 0x1_0000_0000 / segment_size;
-    let pos = log * per_log + seg;
+    let Some((tli, pos)) = crate::pg::wal_names::parse_segment_name(file, segment_size) else {
+        return Vec::new();
+    };
     (1..=count as u64)
-        .map(|i| {
-            let p = pos + i;
-            format!("{tli:08X}{:08X}{:08X}", p / per_log, p % per_log)
-        })
+        .map(|i| crate::pg::wal_names::segment_name(tli, pos + i, segment_size))
         .collect()
 }
 

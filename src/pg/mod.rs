@@ -10,6 +10,7 @@ mod filter;
 pub mod kept;
 mod tools;
 mod url;
+pub mod wal_names;
 
 pub use filter::{DumpFilter, FilterError};
 pub use tools::{PgTool, PgTools, ToolError, Version};

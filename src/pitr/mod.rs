@@ -24,6 +24,7 @@ pub use window::{ArchiveInfo, Expired, archive_info, expire, gaps_after};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::pg::wal_names::{Lsn, segment_name};
 use crate::storage::{Storage, StorageError};
 
 /// A base backup, as its `.json` object records it.
@@ -87,31 +88,24 @@ fn default_segment_size() -> u64 {
 /// 1 GiB, as initdb allows).
 pub fn segment_size_of(lsn: &str, file: &str) -> Option<u64> {
     let lsn = parse_lsn(lsn)?;
-    (20..=30).map(|bits| 1u64 << bits).find(|size| {
-        let per_log = 0x1_0000_0000 / size;
-        let segno = lsn / size;
-        file.get(8..) == Some(format!("{:08X}{:08X}", segno / per_log, segno % per_log).as_str())
-    })
+    (20..=30)
+        .map(|bits| 1u64 << bits)
+        .find(|&size| file.get(8..) == segment_name(0, lsn / size, size).get(8..))
 }
 
 /// The name of the segment file on timeline `tli` that holds byte `lsn`.
 pub fn segment_file(tli: u32, lsn: u64, segment_size: u64) -> String {
-    let per_log = 0x1_0000_0000 / segment_size;
-    let segno = lsn / segment_size;
-    format!("{tli:08X}{:08X}{:08X}", segno / per_log, segno % per_log)
+    segment_name(tli, lsn / segment_size, segment_size)
 }
 
 /// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`].
 pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    Lsn(lsn).to_string()
 }
 
 /// An LSN (`16/B374D848`) as a number, for comparisons.
 pub fn parse_lsn(text: &str) -> Option<u64> {
-    let (hi, lo) = text.trim().split_once('/')?;
-    let hi = u64::from_str_radix(hi, 16).ok()?;
-    let lo = u64::from_str_radix(lo, 16).ok()?;
-    (hi <= u32::MAX as u64 && lo <= u32::MAX as u64).then_some((hi << 32) | lo)
+    text.parse::<Lsn>().ok().map(|l| l.0)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{BaseBackup, base_backups, parse_lsn};
+use crate::pg::wal_names::{parse_segment_name, segment_name};
 use crate::storage::{Storage, StorageError};
 
 /// How segment files map to positions: `size` bytes per segment, so 4 GiB / size segments per
@@ -17,19 +18,9 @@ pub(super) struct Segments {
 }
 
 impl Segments {
-    fn per_log(self) -> u64 {
-        0x1_0000_0000 / self.size
-    }
-
     /// A segment file name split into its timeline and its position.
     pub(super) fn of(self, file: &str) -> Option<(u32, u64)> {
-        if file.len() != 24 || !file.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let tli = u32::from_str_radix(&file[..8], 16).ok()?;
-        let log = u64::from_str_radix(&file[8..16], 16).ok()?;
-        let seg = u64::from_str_radix(&file[16..24], 16).ok()?;
-        Some((tli, log * self.per_log() + seg))
+        parse_segment_name(file, self.size)
     }
 
     /// The position of the segment holding `lsn`.
@@ -38,11 +29,7 @@ impl Segments {
     }
 
     pub(super) fn name(self, tli: u32, pos: u64) -> String {
-        format!(
-            "{tli:08X}{:08X}{:08X}",
-            pos / self.per_log(),
-            pos % self.per_log()
-        )
+        segment_name(tli, pos, self.size)
     }
 }
 
