@@ -101,6 +101,30 @@ async fn run_psql(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<String, PgError> {
+    let (exe, child) = spawn_psql(tools, url, args, stdin).await?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| PgError::Spawn {
+            tool: exe.display().to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(psql_failure(url, &out))
+    }
+}
+
+/// Starts `psql` on `url` with the options every query and script uses, then `args`, and
+/// writes `stdin` to it (closed afterwards). Returns the executable, for messages, and the
+/// child.
+async fn spawn_psql(
+    tools: &PgTools,
+    url: &PgUrl,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<(std::path::PathBuf, tokio::process::Child), PgError> {
     let exe = tools.newest(PgTool::Psql)?;
     let mut cmd = tool_command(&exe, Some(url));
     cmd.args([
@@ -128,23 +152,17 @@ async fn run_psql(
         let _ = pipe.write_all(script.as_bytes()).await;
         drop(pipe);
     }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|source| PgError::Spawn {
-            tool: exe.display().to_string(),
-            source,
-        })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
+    Ok((exe, child))
+}
+
+/// What a failed psql run means: exit status 2 is a failed connection, 3 a failed script.
+fn psql_failure(url: &PgUrl, out: &std::process::Output) -> PgError {
     let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
     let target = format!("{} on {}", url.dbname(), url.host_port());
-    // psql exits with 2 when the connection failed, 3 when the script failed.
     if out.status.code() == Some(2) {
-        Err(PgError::Connect { target, detail })
+        PgError::Connect { target, detail }
     } else {
-        Err(PgError::Query { target, detail })
+        PgError::Query { target, detail }
     }
 }
 
@@ -254,41 +272,12 @@ pub async fn run_script_cancellable(
             detail: "cancelled before it started".into(),
         });
     }
-    let exe = match tools.newest(PgTool::Psql) {
-        Ok(exe) => exe,
-        Err(e) => return ScriptEnd::RolledBack(e.into()),
-    };
     // A connection parameter, so that it wins over an application_name in the user's URL.
     let named = url.with_param("application_name", tag);
-    let mut cmd = tool_command(&exe, Some(&named));
-    cmd.args([
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-1",
-        "-f",
-        "-",
-        "-d",
-        &named.without_password(),
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut child = match crate::transfer::pipeline::spawn_tool(&mut cmd, "psql") {
-        Ok(c) => c,
-        Err(source) => {
-            return ScriptEnd::RolledBack(PgError::Spawn {
-                tool: exe.display().to_string(),
-                source,
-            });
-        }
+    let child = match spawn_psql(tools, &named, &["-1", "-f", "-"], Some(script)).await {
+        Ok((_, child)) => child,
+        Err(e) => return ScriptEnd::RolledBack(e),
     };
-    if let Some(mut pipe) = child.stdin.take() {
-        // A write error means psql exited early; its status and stderr tell why.
-        let _ = pipe.write_all(script.as_bytes()).await;
-        drop(pipe);
-    }
     let mut ended = Box::pin(child.wait_with_output());
     let out = tokio::select! {
         out = &mut ended => out,
@@ -332,15 +321,12 @@ pub async fn run_script_cancellable(
         return ScriptEnd::Committed;
     }
     let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
-    let target = format!("{} on {}", url.dbname(), url.host_port());
-    // Printed by a non-interactive psql only once it had connected.
-    let lost = detail.contains("connection to server was lost");
     match out.status.code() {
         // psql exits with 2 when it could not connect, and also when the connection broke
-        // mid-way: only the second leaves the outcome open.
-        Some(2) if lost => ScriptEnd::Unknown(detail),
-        Some(2) => ScriptEnd::RolledBack(PgError::Connect { target, detail }),
-        Some(_) => ScriptEnd::RolledBack(PgError::Query { target, detail }),
+        // mid-way: only the second leaves the outcome open. "connection to server was lost"
+        // is printed by a non-interactive psql only once it had connected.
+        Some(2) if detail.contains("connection to server was lost") => ScriptEnd::Unknown(detail),
+        Some(_) => ScriptEnd::RolledBack(psql_failure(url, &out)),
         None => ScriptEnd::Unknown(format!("psql was killed by a signal: {detail}")),
     }
 }

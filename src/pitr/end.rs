@@ -223,9 +223,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new() -> Result<Scratch, String> {
-        let mut random = [0u8; 8];
-        getrandom::fill(&mut random).map_err(|e| e.to_string())?;
-        let dir = std::env::temp_dir().join(format!("pgbackups-end-{}", hex::encode(random)));
+        let random = crate::secret::random_hex(8).map_err(|e| e.to_string())?;
+        let dir = std::env::temp_dir().join(format!("pgbackups-end-{random}"));
         // Created new and private: never a directory someone else prepared.
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
             .create(&dir)

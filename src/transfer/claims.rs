@@ -225,7 +225,7 @@ impl Drop for BackupDelete {
 }
 
 /// `dbname on host:port` for messages.
-fn target_name(url: &PgUrl) -> String {
+pub(crate) fn target_name(url: &PgUrl) -> String {
     format!("{} on {}", url.dbname(), url.host_port())
 }
 

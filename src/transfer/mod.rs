@@ -293,8 +293,8 @@ impl Job {
         self.ctx.log(line);
     }
 
-    /// Holds the target under the identity its server reports for it (the database's name
-    /// and OID, and when the server started), so that two host names of one server cannot
+    /// Holds the target under the identity its server reports for it (the database's OID and
+    /// when the server started), so that two host names of one server cannot
     /// let two transfers write one database. Called before the target is touched.
     async fn hold_server_identity(&mut self, url: &PgUrl) -> Result<(), JobEnd> {
         // In numbers only: a time as text follows the session's TimeZone and DateStyle, which
@@ -312,10 +312,7 @@ impl Job {
             .unwrap_or_default();
         if let Some(target) = self.held.target.as_mut() {
             target
-                .also_identity(
-                    &identity,
-                    &format!("{} on {}", url.dbname(), url.host_port()),
-                )
+                .also_identity(&identity, &claims::target_name(url))
                 .map_err(JobEnd::failed)?;
         }
         Ok(())
@@ -337,9 +334,10 @@ impl Job {
         // Unique on the server even when two services run transfers with the same ID.
         let nonce = crate::secret::random_hex(4).unwrap_or_default();
         let tag = format!("pgbackups-{}-empty-{nonce}", self.rec.id);
-        let tools = self.engine.tools.clone();
-        let cancel = self.ctx.cancelled().clone();
-        match crate::pg::client::clean_database(&tools, url, &cancel, &tag).await {
+        let cleaned =
+            crate::pg::client::clean_database(&self.engine.tools, url, self.ctx.cancelled(), &tag)
+                .await;
+        match cleaned {
             ScriptEnd::Committed => {
                 self.target_touched = true;
                 restore::log_kept(self, url).await;
