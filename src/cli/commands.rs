@@ -14,7 +14,7 @@ use crate::catalog::{
     DatabaseRecord, LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState,
     VerifyMode,
 };
-use crate::config::{ConfigFile, ServiceConfig, default_data_dir};
+use crate::config::ServiceConfig;
 use crate::format;
 
 pub async fn run(command: Command) -> Result<i32, CliError> {
@@ -27,13 +27,14 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             max_running,
             notify_url,
         } => {
-            let (mut config, file) = store.service_config(data_dir)?;
-            config.listen = listen
-                .or(file.listen)
-                .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
-            config.max_running = max_running.or(file.max_running).unwrap_or(4);
-            config.public_url = public_url.or(file.public_url);
-            config.notify_url = notify_url.or(file.notify_url);
+            let config = crate::config::load(crate::config::Flags {
+                listen,
+                public_url,
+                max_running,
+                notify_url,
+                ..store.flags(data_dir)
+            })
+            .map_err(|e| CliError::msg(e.to_string()))?;
             crate::server::serve(config)
                 .await
                 .map_err(|e| CliError::msg(e.to_string()))?;
@@ -45,7 +46,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             data_dir,
             store,
         } => {
-            let (config, _) = store.service_config(data_dir)?;
+            let config = store.service_config(data_dir)?;
             let result = on_store(config, move |storage| {
                 crate::wal::push(storage, &name, &path).map_err(|e| e.to_string())
             })
@@ -91,7 +92,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             // failure, a configuration problem included, must stop it instead (126).
             let (n, f, d) = (name.clone(), file.clone(), dest.clone());
             let result = match store.clone().service_config(data_dir.clone()) {
-                Ok((config, _)) => tokio::task::spawn_blocking(move || {
+                Ok(config) => tokio::task::spawn_blocking(move || {
                     let storage = crate::server::open_configured_storage(&config, false)
                         .map_err(crate::wal::WalError::Store)?;
                     crate::wal::fetch_with_retries(storage.as_ref(), &n, &f, &d)
@@ -126,7 +127,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
         } => {
             // Always exit 0: nobody waits for this process, and its parent may be a postmaster
             // that takes an odd exit of an unknown child for a crash.
-            let Ok((config, _)) = store.service_config(data_dir) else {
+            let Ok(config) = store.service_config(data_dir) else {
                 return Ok(0);
             };
             let _ = tokio::task::spawn_blocking(move || {
@@ -146,7 +147,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             store,
         } => {
             let url = database_url_from_env_or_stdin()?;
-            let (config, _) = store.service_config(data_dir)?;
+            let config = store.service_config(data_dir)?;
+            let wal_wait = config.tuning.base_wal_wait;
             let storage = tokio::task::spawn_blocking(move || {
                 crate::server::open_configured_storage(&config, false)
             })
@@ -154,7 +156,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             .map_err(|e| CliError::msg(e.to_string()))?
             .map_err(CliError::msg)?;
             let tools = crate::pg::PgTools::discover(&[]);
-            let b = crate::pitr::take_base_backup(storage, &tools, &url, &name)
+            let b = crate::pitr::take_base_backup(storage, &tools, &url, &name, wal_wait)
                 .await
                 .map_err(CliError::msg)?;
             println!("{}", b.id);
@@ -325,7 +327,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             json,
             store,
         } => {
-            let (config, _) = store.service_config(None)?;
+            let config = store.service_config(None)?;
             let info = on_store(config, move |storage| {
                 crate::pitr::archive_info(storage, &name).map_err(|e| e.to_string())
             })
@@ -348,7 +350,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             if keep == 0 {
                 return Err(CliError::msg("--keep must be at least 1"));
             }
-            let (config, _) = store.service_config(None)?;
+            let config = store.service_config(None)?;
             let n = name.clone();
             let gone = on_store(config, move |storage| {
                 crate::pitr::expire(storage, &n, keep).map_err(|e| e.to_string())
@@ -1044,37 +1046,25 @@ async fn newest_backup(c: &Client) -> Result<TransferId, CliError> {
 }
 
 impl super::StoreArgs {
-    /// The service's configuration from the data directory, the configuration file and
-    /// these flags (which win); also the file, for the settings only `serve` has.
-    pub fn service_config(
-        self,
-        data_dir: Option<PathBuf>,
-    ) -> Result<(ServiceConfig, ConfigFile), CliError> {
-        let mut config = ServiceConfig::new(data_dir.unwrap_or_else(default_data_dir));
-        let file = match &self.config {
-            Some(p) => ConfigFile::load(p, true),
-            None => ConfigFile::load(&config.data_dir.join("pgbackups.toml"), false),
+    /// The service's configuration from the data directory, the configuration file, the
+    /// environment and these flags (which win).
+    pub fn service_config(self, data_dir: Option<PathBuf>) -> Result<ServiceConfig, CliError> {
+        crate::config::load(self.flags(data_dir)).map_err(|e| CliError::msg(e.to_string()))
+    }
+
+    /// These flags (and `--data-dir`) as the configuration loading takes them.
+    pub fn flags(self, data_dir: Option<PathBuf>) -> crate::config::Flags {
+        crate::config::Flags {
+            data_dir,
+            config: self.config,
+            storage: self.storage,
+            storage_endpoint: self.storage_endpoint,
+            storage_region: self.storage_region,
+            encrypt_to: self.encrypt_to,
+            identity_file: self.identity_file,
+            passphrase_file: self.passphrase_file,
+            ..Default::default()
         }
-        .map_err(CliError::msg)?;
-        config.storage = file.storage.clone();
-        if self.storage.is_some() {
-            config.storage.url = self.storage;
-        }
-        if self.storage_endpoint.is_some() {
-            config.storage.endpoint = self.storage_endpoint;
-        }
-        if self.storage_region.is_some() {
-            config.storage.region = self.storage_region;
-        }
-        config.encryption = file.encryption.clone();
-        config.encryption.recipients.extend(self.encrypt_to);
-        if self.identity_file.is_some() {
-            config.encryption.identity_file = self.identity_file;
-        }
-        if self.passphrase_file.is_some() {
-            config.encryption.passphrase_file = self.passphrase_file;
-        }
-        Ok((config, file))
     }
 }
 
@@ -1374,7 +1364,7 @@ async fn restore_cluster(
         None
     };
     let exe = std::env::current_exe().map_err(|e| CliError::msg(e.to_string()))?;
-    let (config, _) = store.clone().service_config(None)?;
+    let config = store.clone().service_config(None)?;
     let token_path = data_dir.join(WAL_TOKEN_FILE);
     // The server runs this as its own user, maybe with another HOME: every setting is spelled
     // out, with absolute paths. `%` is doubled, or the server would substitute it.
