@@ -149,13 +149,13 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             let url = database_url_from_env_or_stdin()?;
             let config = store.service_config(data_dir)?;
             let wal_wait = config.tuning.base_wal_wait;
+            let tools = crate::pg::PgTools::discover(&config.pg_bin_dirs);
             let storage = tokio::task::spawn_blocking(move || {
                 crate::server::open_configured_storage(&config, false)
             })
             .await
             .map_err(|e| CliError::msg(e.to_string()))?
             .map_err(CliError::msg)?;
-            let tools = crate::pg::PgTools::discover(&[]);
             let b = crate::pitr::take_base_backup(storage, &tools, &url, &name, wal_wait)
                 .await
                 .map_err(CliError::msg)?;
@@ -1365,6 +1365,7 @@ async fn restore_cluster(
     };
     let exe = std::env::current_exe().map_err(|e| CliError::msg(e.to_string()))?;
     let config = store.clone().service_config(None)?;
+    let pg_bin_dirs = config.pg_bin_dirs.clone();
     let token_path = data_dir.join(WAL_TOKEN_FILE);
     // The server runs this as its own user, maybe with another HOME: every setting is spelled
     // out, with absolute paths. `%` is doubled, or the server would substitute it.
@@ -1440,7 +1441,7 @@ async fn restore_cluster(
         );
         return Ok(0);
     }
-    let tools = crate::pg::PgTools::discover(&[]);
+    let tools = crate::pg::PgTools::discover(&pg_bin_dirs);
     let pg_ctl = tools
         .newest(crate::pg::PgTool::Ctl)
         .map_err(|e| CliError::msg(e.to_string()))?;
