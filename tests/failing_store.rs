@@ -8,7 +8,10 @@
 
 mod common;
 
-use pgbackups::catalog::{Origin, TransferId, TransferKind, TransferRecord, TransferState};
+use futures_util::StreamExt;
+use pgbackups::catalog::{
+    Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode,
+};
 use pgbackups::transfer::{TransferError, confirm_word};
 
 use common::Cluster;
@@ -236,7 +239,8 @@ async fn a_restore_whose_read_fails_while_proving_the_backup_leaves_the_target_a
     assert_eq!(done.state, TransferState::Failed, "{done:?}");
     let error = done.error.clone().unwrap_or_default();
     assert!(
-        error.contains("injected fault: read #2 of backups/")
+        error.contains("storage: could not read backups/")
+            && error.contains("injected fault: read #2 of backups/")
             && error.contains("The target database was not changed"),
         "{error}"
     );
@@ -277,6 +281,160 @@ async fn a_restore_whose_read_fails_while_loading_data_says_the_target_was_empti
         "0"
     );
     assert_eq!(cluster.psql("tgt", "SELECT count(*) FROM t").trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_whose_read_comes_up_short_while_loading_data_fails_and_says_so() {
+    let t = InProcess::start();
+    let cluster = databases(&t);
+    let backup = good_backup(&t).await;
+    // The object is proven whole (opens 1 and 2); then the reads feeding the table data end
+    // early, as a store that drops a ranged read without an error would.
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        short_read: Some(4096),
+        from_open: 3,
+        ..Faults::default()
+    });
+    let done = restore_into_tgt(&t, backup.id).await;
+    assert!(
+        !t.store.counts().fired.is_empty(),
+        "the short read never happened"
+    );
+    assert_eq!(done.state, TransferState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("could not read the backup")
+            && error.contains("The target database was emptied before the restore began"),
+        "{error}"
+    );
+    assert_eq!(cluster.psql("tgt", "SELECT count(*) FROM t").trim(), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_restore_whose_read_comes_up_short_or_fails_refuses_before_the_target_is_touched()
+{
+    let t = InProcess::start();
+    let cluster = databases(&t);
+    let backup = good_backup(&t).await;
+    // Without a recorded layout (a backup of an older version) the restore spools the dump.
+    t.engine.catalog().set_layout(backup.id, "null").unwrap();
+
+    // A short read is a damaged object: what was read is not what was recorded.
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        short_read: Some(64 << 10),
+        ..Faults::default()
+    });
+    let done = restore_into_tgt(&t, backup.id).await;
+    assert!(
+        !t.store.counts().fired.is_empty(),
+        "the short read never happened"
+    );
+    assert!(
+        !t.log(done.id).contains("Dump verified"),
+        "{}",
+        t.log(done.id)
+    );
+    assert_eq!(done.state, TransferState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "the stored object of backup {} is damaged",
+            backup.id
+        )) && error.contains("The target database was not changed"),
+        "{error}"
+    );
+    assert_target_untouched(&cluster);
+
+    // A read that fails is the store's failure, named as such: the backup is not called
+    // damaged (a user could delete a good backup over a passing outage).
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_read: Some(2),
+        ..Faults::default()
+    });
+    let done = restore_into_tgt(&t, backup.id).await;
+    assert_eq!(done.state, TransferState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("storage: could not read backups/")
+            && error.contains("injected fault: read #2")
+            && !error.contains("damaged")
+            && error.contains("The target database was not changed"),
+        "{error}"
+    );
+    assert_target_untouched(&cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_whose_read_comes_up_short_fails() {
+    let t = InProcess::start();
+    let _cluster = databases(&t);
+    let backup = good_backup(&t).await;
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        short_read: Some(4096),
+        ..Faults::default()
+    });
+    let rec = t
+        .engine
+        .start_verify(Some(backup.id), VerifyMode::Checksum, None, Origin::Manual)
+        .unwrap();
+    let done = t.wait(rec.id).await;
+    assert_eq!(done.state, TransferState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "the stored object of backup {} is damaged",
+            backup.id
+        )),
+        "{error}"
+    );
+}
+
+/// Downloads `id` with the store as it is set; the last item of the stream.
+async fn download_end(t: &InProcess, id: TransferId) -> std::io::Result<bytes::Bytes> {
+    let (_, stream) = t.engine.download(Some(id)).unwrap();
+    let items: Vec<_> = stream.collect().await;
+    items.into_iter().last().expect("an empty download")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_whose_read_comes_up_short_or_fails_ends_with_an_error_that_says_which() {
+    let t = InProcess::start();
+    let _cluster = databases(&t);
+    let backup = good_backup(&t).await;
+
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        short_read: Some(64 << 10),
+        ..Faults::default()
+    });
+    let err = download_end(&t, backup.id)
+        .await
+        .expect_err("a short download ended without an error");
+    assert!(
+        !t.store.counts().fired.is_empty(),
+        "the short read never happened"
+    );
+    assert!(err.to_string().contains("is damaged"), "{err}");
+
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_read: Some(2),
+        ..Faults::default()
+    });
+    let err = download_end(&t, backup.id)
+        .await
+        .expect_err("a download whose read failed ended without an error");
+    let err = err.to_string();
+    assert!(
+        err.contains("storage: could not read backups/")
+            && err.contains("injected fault: read #2")
+            && !err.contains("damaged"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
