@@ -438,6 +438,66 @@ async fn a_download_whose_read_comes_up_short_or_fails_ends_with_an_error_that_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_the_store_refuses_keeps_the_backup_and_can_be_retried() {
+    let t = InProcess::start();
+    let _cluster = databases(&t);
+    let backup = good_backup(&t).await;
+    let key = backup.object_key.clone().unwrap();
+    let manifest = format!("{key}.manifest.json");
+    let confirm = confirm_word("src");
+
+    // The manifest goes first; when that fails, nothing has changed.
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_delete: Some(1),
+        ..Faults::default()
+    });
+    let err = t
+        .engine
+        .delete_backup(backup.id, Some(&confirm))
+        .expect_err("a delete the store refused succeeded");
+    assert!(
+        err.to_string().contains("injected fault: delete #1"),
+        "{err}"
+    );
+    assert_eq!(t.stored().0, vec![key.clone(), manifest.clone()]);
+    assert_eq!(
+        t.engine.completed_backup(backup.id).unwrap().sha256,
+        backup.sha256
+    );
+
+    // Then the object: when that fails, the backup is still listed and whole (never a
+    // record without its object), and its manifest is gone (never a manifest without it).
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_delete: Some(2),
+        ..Faults::default()
+    });
+    let err = t
+        .engine
+        .delete_backup(backup.id, Some(&confirm))
+        .expect_err("a delete the store refused succeeded");
+    assert!(
+        err.to_string().contains("injected fault: delete #2"),
+        "{err}"
+    );
+    assert_eq!(t.stored().0, vec![key.clone()]);
+    assert_eq!(
+        t.engine.completed_backup(backup.id).unwrap().sha256,
+        backup.sha256
+    );
+
+    // Once the store takes deletes again, the retry removes both.
+    t.store.clear();
+    t.engine.delete_backup(backup.id, Some(&confirm)).unwrap();
+    assert_eq!(t.stored(), (vec![], vec![]));
+    assert!(matches!(
+        t.engine.transfer(backup.id),
+        Err(TransferError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_rebuild_skips_and_reports_manifests_whose_object_is_gone_or_unreadable() {
     let t = InProcess::start();
     let cluster = databases(&t);

@@ -1,6 +1,6 @@
 //! A fault-injecting store for in-process engine tests: wraps any [`Storage`] and, on the
-//! objects a test picks, fails the Nth write, the commit, or the Nth read, or ends reads early
-//! (a short read: end-of-file before the object's end), so that tests show what the engine
+//! objects a test picks, fails the Nth write, the commit, the Nth read or the Nth delete, or
+//! ends reads early (a short read: end-of-file before the object's end), so that tests show what the engine
 //! does when its store breaks at a chosen point.
 //!
 //! Faults are set and cleared while the engine runs ([`FaultyStorage::set`]); what was
@@ -29,6 +29,8 @@ pub struct Faults {
     pub short_read: Option<u64>,
     /// Read faults apply only to readers opened at or after the Nth open (1 = all).
     pub from_open: u64,
+    /// The Nth `delete` call fails (the object stays).
+    pub fail_delete: Option<u64>,
 }
 
 /// What went through the store since the faults were last set.
@@ -37,6 +39,7 @@ pub struct Counts {
     pub writes: u64,
     pub reads: u64,
     pub opens: u64,
+    pub deletes: u64,
     /// The message of every fault that fired, in order.
     pub fired: Vec<String>,
 }
@@ -142,6 +145,22 @@ impl Storage for FaultyStorage {
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
+        if self.applies(key) {
+            let mut s = lock(&self.state);
+            s.counts.deletes += 1;
+            if s.faults.fail_delete == Some(s.counts.deletes) {
+                let msg = format!(
+                    "injected fault: delete #{} of {key} failed",
+                    s.counts.deletes
+                );
+                s.counts.fired.push(msg.clone());
+                return Err(StorageError::Io {
+                    op: "delete",
+                    key: key.to_string(),
+                    source: io::Error::other(msg),
+                });
+            }
+        }
         self.inner.delete(key)
     }
 
