@@ -152,6 +152,76 @@ async fn a_capture_whose_store_write_fails_midway_fails_and_leaves_no_object_and
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_whose_object_the_store_cannot_create_fails_and_leaves_nothing() {
+    let t = InProcess::start();
+    let _cluster = databases(&t);
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_create: true,
+        ..Faults::default()
+    });
+    let done = capture(&t).await;
+    assert_eq!(t.store.counts().writes, 0);
+    assert_failed_capture_left_nothing(
+        &t,
+        &done,
+        &[
+            "storage: could not create backups/",
+            "injected fault: create of",
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_succeeds_when_retention_cannot_delete_an_old_backup_which_stays_whole() {
+    let t = InProcess::start();
+    let _cluster = databases(&t);
+    let keep_one = pgbackups::schedule::retention::Policy {
+        manual: 1,
+        ..Default::default()
+    };
+    t.engine.catalog().set_retention("src", &keep_one).unwrap();
+    let old = good_backup(&t).await;
+    let old_key = old.object_key.clone().unwrap();
+    t.store.set(Faults {
+        key_contains: Some(old_key.clone()),
+        fail_delete: Some(1),
+        ..Faults::default()
+    });
+    let new = good_backup(&t).await;
+    let log = t.log(new.id);
+    assert!(
+        log.contains("Retention could not run") && log.contains("injected fault: delete #1"),
+        "{log}"
+    );
+    // The old backup was not expired: listed, and its object and manifest are there.
+    assert_eq!(
+        t.engine.completed_backup(old.id).unwrap().sha256,
+        old.sha256
+    );
+    let keys = t.stored().0;
+    assert!(
+        keys.contains(&old_key) && keys.contains(&format!("{old_key}.manifest.json")),
+        "{keys:?}"
+    );
+
+    // With the store healthy, the next capture expires both older ones.
+    t.store.clear();
+    let newest = good_backup(&t).await;
+    let key = newest.object_key.clone().unwrap();
+    assert_eq!(
+        t.stored().0,
+        vec![key.clone(), format!("{key}.manifest.json")]
+    );
+    for id in [old.id, new.id] {
+        assert!(matches!(
+            t.engine.transfer(id),
+            Err(TransferError::NotFound(_))
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_whose_commit_fails_leaves_no_object_and_no_backup() {
     let t = InProcess::start();
     let _cluster = databases(&t);
@@ -368,7 +438,7 @@ async fn a_spooled_restore_whose_read_comes_up_short_or_fails_refuses_before_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verification_whose_read_comes_up_short_fails() {
+async fn a_verification_whose_read_comes_up_short_or_fails_fails_and_says_which() {
     let t = InProcess::start();
     let _cluster = databases(&t);
     let backup = good_backup(&t).await;
@@ -389,6 +459,28 @@ async fn a_verification_whose_read_comes_up_short_fails() {
             "the stored object of backup {} is damaged",
             backup.id
         )),
+        "{error}"
+    );
+
+    // A read that fails is the store's, not a damaged backup.
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_read: Some(2),
+        ..Faults::default()
+    });
+    let rec = t
+        .engine
+        .start_verify(Some(backup.id), VerifyMode::Checksum, None, Origin::Manual)
+        .unwrap();
+    let done = t.wait(rec.id).await;
+    assert_eq!(done.state, TransferState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "could not verify backup {}: storage: could not read backups/",
+            backup.id
+        )) && error.contains("injected fault: read #2")
+            && !error.contains("damaged"),
         "{error}"
     );
 }

@@ -1,5 +1,5 @@
 //! A fault-injecting store for in-process engine tests: wraps any [`Storage`] and, on the
-//! objects a test picks, fails the Nth write, the commit, the Nth read or the Nth delete, or
+//! objects a test picks, fails the create, the Nth write, the commit, the Nth read or the Nth delete, or
 //! ends reads early (a short read: end-of-file before the object's end), so that tests show what the engine
 //! does when its store breaks at a chosen point.
 //!
@@ -19,6 +19,8 @@ use pgbackups::storage::{ObjectWriter, Storage, StorageError};
 pub struct Faults {
     /// Only objects whose key contains this (all objects when `None`).
     pub key_contains: Option<String>,
+    /// Creating an object fails (the store refuses before anything is written).
+    pub fail_create: bool,
     /// The Nth `write` call fails.
     pub fail_write: Option<u64>,
     /// Every commit fails (after the inner writer was aborted: nothing is left behind).
@@ -109,10 +111,22 @@ impl Storage for FaultyStorage {
     }
 
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>, StorageError> {
-        let inner = self.inner.create(key)?;
         if !self.applies(key) {
-            return Ok(inner);
+            return self.inner.create(key);
         }
+        {
+            let mut s = lock(&self.state);
+            if s.faults.fail_create {
+                let msg = format!("injected fault: create of {key} failed");
+                s.counts.fired.push(msg.clone());
+                return Err(StorageError::Io {
+                    op: "create",
+                    key: key.to_string(),
+                    source: io::Error::other(msg),
+                });
+            }
+        }
+        let inner = self.inner.create(key)?;
         Ok(Box::new(FaultyWriter {
             inner,
             key: key.to_string(),
