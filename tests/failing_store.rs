@@ -1,7 +1,10 @@
-//! A store that breaks under the engine: a capture whose write or commit fails leaves no
-//! object and no backup, a restore whose read comes up short or fails refuses before the
-//! target is touched (or, once it was, says so), and `catalog:rebuild` skips manifests whose
-//! object is gone or cannot be read, and reports them.
+//! A store that breaks under the engine. A capture whose create, write, commit or manifest
+//! write fails leaves no object and no backup. A restore whose read comes up short or fails
+//! refuses before the target is touched (or, once it was, says so); a verification or a
+//! download fails rather than pass a short object, and a read that failed is named as the
+//! store's, not as a damaged backup. A delete or a retention run the store refuses keeps the
+//! backup whole. `catalog:rebuild` skips manifests whose object is gone or cannot be read, and
+//! reports them.
 //!
 //! These run the engine in the test process (no binary, no HTTP) with an in-memory catalog
 //! and a fault-injecting local store (`common/faulty.rs`), against a real PostgreSQL.
@@ -227,7 +230,7 @@ async fn a_capture_whose_commit_fails_leaves_no_object_and_no_backup() {
     let _cluster = databases(&t);
     t.store.set(Faults {
         key_contains: Some(".dump.zst".into()),
-        fail_commit: true,
+        fail_commit: Some(1),
         ..Faults::default()
     });
     let done = capture(&t).await;
@@ -237,7 +240,7 @@ async fn a_capture_whose_commit_fails_leaves_no_object_and_no_backup() {
         &done,
         &[
             "could not store the dump",
-            "injected fault: commit of backups/",
+            "injected fault: commit #1 of backups/",
         ],
     );
 }
@@ -256,6 +259,41 @@ async fn a_capture_whose_manifest_cannot_be_stored_removes_its_committed_object(
         &t,
         &done,
         &["could not store the backup's manifest", "injected fault"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_whose_manifest_fails_and_whose_object_cannot_be_removed_says_so() {
+    let t = InProcess::start();
+    let _cluster = databases(&t);
+    // Commit 1 is the object's, 2 the manifest's; delete 1 the manifest's, 2 the object's.
+    t.store.set(Faults {
+        key_contains: Some(".dump.zst".into()),
+        fail_commit: Some(2),
+        fail_delete: Some(2),
+        ..Faults::default()
+    });
+    let done = capture(&t).await;
+    assert_eq!(t.store.counts().fired.len(), 2, "{:?}", t.store.counts());
+    assert_eq!(done.state, TransferState::Failed, "{done:?}");
+    let error = done.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("could not store the backup's manifest"),
+        "{error}"
+    );
+    // No backup, and no manifest that could bring one back; the object that could not be
+    // removed is named in the log (nothing removes it later: it stays in the store).
+    assert!(matches!(
+        t.engine.latest_backup(),
+        Err(TransferError::NoBackups)
+    ));
+    let key = done.object_key.clone().unwrap();
+    assert_eq!(t.stored().0, vec![key]);
+    let log = t.log(done.id);
+    assert!(
+        log.contains("could not remove the unfinished object")
+            && log.contains("injected fault: delete #2"),
+        "{log}"
     );
 }
 

@@ -23,8 +23,8 @@ pub struct Faults {
     pub fail_create: bool,
     /// The Nth `write` call fails.
     pub fail_write: Option<u64>,
-    /// Every commit fails (after the inner writer was aborted: nothing is left behind).
-    pub fail_commit: bool,
+    /// The Nth commit fails (after the inner writer was aborted: nothing is left behind).
+    pub fail_commit: Option<u64>,
     /// The Nth `read` call (of the readers read faults apply to) fails.
     pub fail_read: Option<u64>,
     /// Every reader reports end-of-file after this many bytes from where it was opened.
@@ -41,6 +41,7 @@ pub struct Counts {
     pub writes: u64,
     pub reads: u64,
     pub opens: u64,
+    pub commits: u64,
     pub deletes: u64,
     /// The message of every fault that fired, in order.
     pub fired: Vec<String>,
@@ -228,8 +229,12 @@ impl ObjectWriter for FaultyWriter {
     fn commit(self: Box<Self>) -> Result<u64, StorageError> {
         let failed = {
             let mut s = lock(&self.state);
-            s.faults.fail_commit.then(|| {
-                let msg = format!("injected fault: commit of {} failed", self.key);
+            s.counts.commits += 1;
+            (s.faults.fail_commit == Some(s.counts.commits)).then(|| {
+                let msg = format!(
+                    "injected fault: commit #{} of {} failed",
+                    s.counts.commits, self.key
+                );
                 s.counts.fired.push(msg.clone());
                 msg
             })
