@@ -11,9 +11,55 @@ use super::layout::StoredLayout;
 use super::pipeline::{CHUNK, HashingReader};
 use super::{Engine, TransferError};
 use crate::catalog::{TransferId, TransferRecord};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 
-type Stored = HashingReader<Box<dyn Read + Send>>;
+type Stored = HashingReader<StoreReader>;
+
+/// A stored object's reader whose failures say they are the store's ("storage: could not
+/// read KEY: ..."): a read that failed must not be taken for a damaged backup, or a user
+/// could delete a good backup over a passing outage.
+pub(super) struct StoreReader {
+    inner: Box<dyn Read + Send>,
+    key: String,
+}
+
+impl StoreReader {
+    pub(super) fn open(storage: &dyn Storage, key: &str) -> Result<StoreReader, StorageError> {
+        Ok(StoreReader {
+            inner: storage.open(key)?,
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Read for StoreReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|source| {
+            let kind = source.kind();
+            // Bytes that are wrong or cut off (an encrypted object that does not decrypt)
+            // are the object's fault, and a retry is the caller's.
+            if matches!(
+                kind,
+                io::ErrorKind::Interrupted
+                    | io::ErrorKind::InvalidData
+                    | io::ErrorKind::UnexpectedEof
+            ) {
+                return source;
+            }
+            let err = StorageError::Io {
+                op: "read",
+                key: self.key.clone(),
+                source,
+            };
+            io::Error::new(kind, err)
+        })
+    }
+}
+
+/// Whether `e` is a failure of the store (from a [`StoreReader`]) rather than of the data.
+fn is_store_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<StorageError>())
+}
 
 /// A stored backup, read as a plain dump. Reading it to the end and then calling
 /// [`PlainDump::verify`] proves that the stored object was the one recorded.
@@ -36,7 +82,7 @@ impl PlainDump {
                 state: backup.state.as_str().to_string(),
             });
         };
-        let reader = storage.open(key)?;
+        let reader = StoreReader::open(storage, key)?;
         let decoder = zstd::stream::read::Decoder::new(HashingReader::new(reader))
             .map_err(|e| TransferError::Internal(format!("zstd: {e}")))?;
         Ok(PlainDump {
@@ -66,9 +112,13 @@ impl PlainDump {
 
 impl Read for PlainDump {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.decoder
-            .read(buf)
-            .map_err(|e| damaged(self.id, &format!("it cannot be decompressed ({e})")))
+        self.decoder.read(buf).map_err(|e| {
+            if is_store_error(&e) {
+                e
+            } else {
+                damaged(self.id, &format!("it cannot be decompressed ({e})"))
+            }
+        })
     }
 }
 

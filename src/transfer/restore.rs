@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::download::PlainDump;
+use super::download::{PlainDump, StoreReader};
 use super::job::JobCtx;
 use super::layout::StoredLayout;
 use super::pipeline::{
@@ -348,7 +348,8 @@ pub(super) fn verify_and_extract_toc(
     toc: &Path,
     ctx: &JobCtx,
 ) -> io::Result<()> {
-    let mut whole = HashingReader::new(storage.open(key).map_err(io::Error::other)?);
+    let stored = StoreReader::open(storage, key).map_err(io::Error::other)?;
+    let mut whole = HashingReader::new(stored);
     let mut buf = vec![0u8; CHUNK];
     loop {
         if ctx.is_cancelled() {

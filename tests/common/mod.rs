@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod engine;
+pub mod faulty;
 pub mod s3;
 
 use std::io::{BufRead, BufReader, Read, Write};
