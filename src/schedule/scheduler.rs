@@ -38,7 +38,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// The scheduler of one service.
 pub struct Scheduler {
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     starter: Arc<dyn Starter>,
     clock: Arc<dyn Clock>,
     changed: Notify,
@@ -49,7 +49,7 @@ type Pending = Reverse<(Timestamp, String, Date)>;
 
 impl Scheduler {
     pub fn new(
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn Catalog>,
         starter: Arc<dyn Starter>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Scheduler> {

@@ -13,7 +13,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::Catalog;
 use crate::config::{SERVICE_URL_FILE, ServiceConfig};
 use crate::pg::PgTools;
 use crate::schedule::{Clock, Scheduler, SystemClock, TestClock};
@@ -72,12 +71,12 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
             dir.display()
         ))
     })?);
-    let catalog = Arc::new(Catalog::open(&config.catalog_path()).map_err(|e| {
+    let catalog = crate::catalog::open(&config.catalog_path()).map_err(|e| {
         ServeError(format!(
             "cannot open catalog {}: {e}",
             config.catalog_path().display()
         ))
-    })?);
+    })?;
     // Probed: a wrong bucket or bad credentials stop the service here, with the reason.
     let storage = open_configured_storage(&config, true).map_err(ServeError)?;
     let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {

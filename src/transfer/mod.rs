@@ -216,7 +216,7 @@ fn link_message(backup: &TransferRecord, expiry: i64) -> String {
 pub struct Engine {
     /// Where failures are reported (a webhook, when configured).
     notifier: Arc<crate::notify::Notifier>,
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     storage: Arc<dyn Storage>,
     tools: PgTools,
     secrets: Arc<Secrets>,
@@ -380,7 +380,7 @@ impl Engine {
     /// An engine over an opened catalog and storage.
     pub fn new(
         config: &ServiceConfig,
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn Catalog>,
         storage: Arc<dyn Storage>,
         secrets: Arc<Secrets>,
         tools: PgTools,
@@ -417,7 +417,7 @@ impl Engine {
     }
 
     /// The catalog this engine records into.
-    pub fn catalog(&self) -> &Arc<Catalog> {
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.catalog
     }
 
@@ -995,7 +995,7 @@ impl Engine {
         if self.tasks.is_closed() {
             return Err(TransferError::ShuttingDown);
         }
-        let id = self.catalog.next_id(prefix)?;
+        let id = self.catalog.claim_transfer_id(prefix)?;
         let rec = TransferRecord::new(id, kind, origin, label, self.clock.now());
         self.catalog.save_transfer(&rec)?;
         Ok(rec)
@@ -1303,7 +1303,7 @@ impl Engine {
         let current = job.rec.clone();
         let claims = self.claims.clone();
         let result = tokio::task::spawn_blocking(move || {
-            expire(&catalog, storage.as_ref(), &claims, &current)
+            expire(catalog.as_ref(), storage.as_ref(), &claims, &current)
         })
         .await;
         match result {
@@ -1510,7 +1510,7 @@ impl Engine {
 /// Deletes the backups of `current`'s database and kind that its policy no longer keeps
 /// (never `current`, a pinned one, or one being restored). Returns what it expired and why.
 fn expire(
-    catalog: &Catalog,
+    catalog: &dyn Catalog,
     storage: &dyn Storage,
     claims: &Claims,
     current: &TransferRecord,

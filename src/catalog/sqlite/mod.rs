@@ -1,196 +1,44 @@
-//! The SQLite catalog (the embedded default).
+//! The SQLite catalog (the embedded default): one connection to a local file in WAL mode,
+//! every statement short, every multi-row change one transaction.
+
+mod rows;
+mod schema;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
-use crate::schedule::retention::Policy;
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::model::{
-    DatabaseRecord, LogLine, Origin, ProtectionRecord, ScheduleRecord, TransferId, TransferKind,
-    TransferRecord, TransferState,
+    DatabaseRecord, LogLine, ProtectionRecord, RetentionPolicy, ScheduleRecord, TransferId,
+    TransferKind, TransferRecord,
 };
-
-/// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogError {
-    #[error("catalog database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("catalog holds a value it cannot read ({0}); was it written by a newer pgbackups?")]
-    Corrupt(String),
-    #[error("a database named `{0}` is already registered; remove it first or pick another name")]
-    DatabaseExists(String),
-}
+use super::{Catalog, CatalogError};
+use rows::{SELECT_TRANSFER, from_micros, kind_str, micros, origin_str, read_row};
 
 /// The catalog, on one SQLite connection.
 ///
-/// Statements are short (single-row reads and writes on a local file in WAL mode), so callers
-/// run them inline; the mutex serialises them. Log lines are written in batches by the caller.
-pub struct Catalog {
+/// Statements are short (single-row reads and writes on a local file in WAL mode), so they run
+/// inline on the caller's (blocking) thread; the mutex serialises them. Log lines are written in batches by the caller.
+pub struct SqliteCatalog {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 8;
-
-const SCHEMA: &str = r#"
-CREATE TABLE databases (
-    name TEXT PRIMARY KEY,
-    url_sealed BLOB NOT NULL,
-    url_redacted TEXT NOT NULL,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE id_counters (
-    prefix TEXT PRIMARY KEY,
-    last INTEGER NOT NULL
-);
-CREATE TABLE transfers (
-    id TEXT PRIMARY KEY,
-    prefix TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    database TEXT NOT NULL,
-    backup_id TEXT,
-    state TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    started_at INTEGER,
-    finished_at INTEGER,
-    bytes_processed INTEGER NOT NULL DEFAULT 0,
-    database_size INTEGER,
-    dump_size INTEGER,
-    object_size INTEGER,
-    sha256 TEXT,
-    object_key TEXT,
-    compression TEXT,
-    server_version TEXT,
-    tool_version TEXT,
-    error TEXT
-);
-CREATE INDEX transfers_by_time ON transfers (created_at);
-CREATE TABLE transfer_logs (
-    transfer_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    line TEXT NOT NULL,
-    PRIMARY KEY (transfer_id, seq)
-);
-"#;
-
-impl Catalog {
+impl SqliteCatalog {
     /// Opens (creating and migrating) the catalog at `path`.
-    pub fn open(path: &Path) -> Result<Catalog, CatalogError> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+    pub fn open(path: &Path) -> Result<SqliteCatalog, CatalogError> {
+        Self::init(Connection::open(path)?)
     }
 
     /// An in-memory catalog, for tests.
-    pub fn open_in_memory() -> Result<Catalog, CatalogError> {
+    pub fn open_in_memory() -> Result<SqliteCatalog, CatalogError> {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Catalog, CatalogError> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // WAL for concurrent readers; FULL so that a transfer marked succeeded stays succeeded
-        // after a power loss.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            return Err(CatalogError::Corrupt(format!(
-                "schema version {version}, this pgbackups knows {SCHEMA_VERSION}"
-            )));
-        }
-        if version == 0 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))?;
-        }
-        if version < 2 {
-            // How each stored dump is laid out (zstd frames, archive structure), as JSON.
-            conn.execute_batch(
-                "BEGIN; ALTER TABLE transfers ADD COLUMN layout TEXT; PRAGMA user_version = 2; COMMIT;",
-            )?;
-        }
-        if version < 3 {
-            // Daily schedules, and the runs they started: one per database and local date.
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE schedules (
-                     database TEXT PRIMARY KEY,
-                     hour INTEGER NOT NULL,
-                     minute INTEGER NOT NULL,
-                     zone TEXT NOT NULL,
-                     created_at INTEGER NOT NULL
-                 );
-                 CREATE TABLE scheduled_runs (
-                     database TEXT NOT NULL,
-                     local_date TEXT NOT NULL,
-                     due_at INTEGER NOT NULL,
-                     transfer_id TEXT,
-                     created_at INTEGER NOT NULL,
-                     PRIMARY KEY (database, local_date)
-                 );
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )?;
-        }
-        if version < 4 {
-            // Pins, and each database's retention policy.
-            conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE transfers ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
-                 CREATE TABLE retention (
-                     database TEXT PRIMARY KEY,
-                     daily INTEGER NOT NULL,
-                     weekly INTEGER NOT NULL,
-                     monthly INTEGER NOT NULL,
-                     manual INTEGER NOT NULL
-                 );
-                 PRAGMA user_version = 4;
-                 COMMIT;",
-            )?;
-        }
-        if version < 5 {
-            // The source of a copy.
-            conn.execute_batch(
-                "BEGIN; ALTER TABLE transfers ADD COLUMN source TEXT; PRAGMA user_version = 5; COMMIT;",
-            )?;
-        }
-        if version < 6 {
-            // The pg_dump selection options of a partial capture or copy, as JSON.
-            conn.execute_batch(
-                "BEGIN; ALTER TABLE transfers ADD COLUMN filter TEXT; PRAGMA user_version = 6; COMMIT;",
-            )?;
-        }
-        if version < 7 {
-            // Encryption of each backup; the one-line result of a verification; whether a
-            // schedule verifies what it captures.
-            conn.execute_batch(
-                "BEGIN;
-                 ALTER TABLE transfers ADD COLUMN encryption TEXT;
-                 ALTER TABLE transfers ADD COLUMN detail TEXT;
-                 ALTER TABLE schedules ADD COLUMN verify TEXT NOT NULL DEFAULT 'off';
-                 PRAGMA user_version = 7;
-                 COMMIT;",
-            )?;
-        }
-        if version < 8 {
-            // Continuous Protection: which databases stream their WAL, and how often a base
-            // backup is taken and how many are kept.
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE protections (
-                     database TEXT PRIMARY KEY,
-                     slot TEXT NOT NULL,
-                     base_every_secs INTEGER NOT NULL,
-                     keep_base INTEGER NOT NULL,
-                     created_at INTEGER NOT NULL
-                 );
-                 PRAGMA user_version = 8;
-                 COMMIT;",
-            )?;
-        }
-        Ok(Catalog {
+    fn init(conn: Connection) -> Result<SqliteCatalog, CatalogError> {
+        schema::migrate(&conn)?;
+        Ok(SqliteCatalog {
             conn: Mutex::new(conn),
         })
     }
@@ -200,11 +48,13 @@ impl Catalog {
         // atomic), so the poisoned guard is safe to use.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
+impl Catalog for SqliteCatalog {
     // ---- databases ----
 
     /// Registers a database. Fails when the name is taken.
-    pub fn add_database(
+    fn add_database(
         &self,
         name: &str,
         url_sealed: &[u8],
@@ -223,7 +73,7 @@ impl Catalog {
     }
 
     /// All registered databases, by name.
-    pub fn list_databases(&self) -> Result<Vec<DatabaseRecord>, CatalogError> {
+    fn list_databases(&self) -> Result<Vec<DatabaseRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT name, url_redacted, created_at FROM databases ORDER BY name")?;
@@ -238,7 +88,7 @@ impl Catalog {
     }
 
     /// The sealed URL of a registered database.
-    pub fn database_url_sealed(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError> {
+    fn database_url_sealed(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
@@ -251,7 +101,7 @@ impl Catalog {
 
     /// Forgets a database and its schedule; its backups stay. Returns whether it was
     /// registered.
-    pub fn remove_database(&self, name: &str) -> Result<bool, CatalogError> {
+    fn remove_database(&self, name: &str) -> Result<bool, CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM schedules WHERE database = ?1", [name])?;
@@ -264,7 +114,7 @@ impl Catalog {
     // ---- Continuous Protection ----
 
     /// Records (or updates) a database's protection.
-    pub fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError> {
+    fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError> {
         self.conn().execute(
             "INSERT INTO protections (database, slot, base_every_secs, keep_base, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
@@ -282,7 +132,7 @@ impl Catalog {
     }
 
     /// Forgets a database's protection; returns whether it had one.
-    pub fn remove_protection(&self, database: &str) -> Result<bool, CatalogError> {
+    fn remove_protection(&self, database: &str) -> Result<bool, CatalogError> {
         Ok(self
             .conn()
             .execute("DELETE FROM protections WHERE database = ?1", [database])?
@@ -290,7 +140,7 @@ impl Catalog {
     }
 
     /// All protections, by database.
-    pub fn protections(&self) -> Result<Vec<ProtectionRecord>, CatalogError> {
+    fn protections(&self) -> Result<Vec<ProtectionRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT database, slot, base_every_secs, keep_base, created_at FROM protections ORDER BY database",
@@ -310,7 +160,7 @@ impl Catalog {
     // ---- schedules ----
 
     /// Sets (or replaces) a database's daily schedule.
-    pub fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), CatalogError> {
+    fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), CatalogError> {
         self.conn().execute(
             "INSERT INTO schedules (database, hour, minute, zone, created_at, verify) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (database) DO UPDATE SET hour = excluded.hour, minute = excluded.minute,
@@ -321,7 +171,7 @@ impl Catalog {
     }
 
     /// Removes a database's schedule; returns whether it had one.
-    pub fn remove_schedule(&self, database: &str) -> Result<bool, CatalogError> {
+    fn remove_schedule(&self, database: &str) -> Result<bool, CatalogError> {
         Ok(self
             .conn()
             .execute("DELETE FROM schedules WHERE database = ?1", [database])?
@@ -329,7 +179,7 @@ impl Catalog {
     }
 
     /// All schedules, by database.
-    pub fn schedules(&self) -> Result<Vec<ScheduleRecord>, CatalogError> {
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT database, hour, minute, zone, created_at, verify FROM schedules ORDER BY database",
@@ -350,7 +200,7 @@ impl Catalog {
     /// Claims runs, each `(database, local date, due at)`, in one transaction. Only the first
     /// claim of a run succeeds, so a run is started once however often the scheduler (or a
     /// second node) gets to it. Returns, for each run, whether this call claimed it.
-    pub fn claim_runs(
+    fn claim_runs(
         &self,
         runs: &[(String, String, Timestamp)],
         now: Timestamp,
@@ -374,7 +224,7 @@ impl Catalog {
     }
 
     /// Whether the run of `database` on `local_date` was claimed.
-    pub fn run_claimed(&self, database: &str, local_date: &str) -> Result<bool, CatalogError> {
+    fn run_claimed(&self, database: &str, local_date: &str) -> Result<bool, CatalogError> {
         Ok(self
             .conn()
             .query_row(
@@ -387,7 +237,7 @@ impl Catalog {
     }
 
     /// Gives up a claim whose capture could not start, so that the run is tried again.
-    pub fn unclaim_run(&self, database: &str, local_date: &str) -> Result<(), CatalogError> {
+    fn unclaim_run(&self, database: &str, local_date: &str) -> Result<(), CatalogError> {
         self.conn().execute(
             "DELETE FROM scheduled_runs WHERE database = ?1 AND local_date = ?2 AND transfer_id IS NULL",
             params![database, local_date],
@@ -396,10 +246,7 @@ impl Catalog {
     }
 
     /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
-    pub fn set_run_transfers(
-        &self,
-        runs: &[(String, String, TransferId)],
-    ) -> Result<(), CatalogError> {
+    fn set_run_transfers(&self, runs: &[(String, String, TransferId)]) -> Result<(), CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         {
@@ -417,14 +264,14 @@ impl Catalog {
     // ---- retention ----
 
     /// A database's retention policy, if one was set (else the default applies).
-    pub fn retention(&self, database: &str) -> Result<Option<Policy>, CatalogError> {
+    fn retention(&self, database: &str) -> Result<Option<RetentionPolicy>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
                 "SELECT daily, weekly, monthly, manual FROM retention WHERE database = ?1",
                 [database],
                 |r| {
-                    Ok(Policy {
+                    Ok(RetentionPolicy {
                         daily: r.get(0)?,
                         weekly: r.get(1)?,
                         monthly: r.get(2)?,
@@ -436,7 +283,7 @@ impl Catalog {
     }
 
     /// Sets a database's retention policy.
-    pub fn set_retention(&self, database: &str, p: &Policy) -> Result<(), CatalogError> {
+    fn set_retention(&self, database: &str, p: &RetentionPolicy) -> Result<(), CatalogError> {
         self.conn().execute(
             "INSERT INTO retention (database, daily, weekly, monthly, manual) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (database) DO UPDATE SET daily = excluded.daily, weekly = excluded.weekly,
@@ -447,7 +294,7 @@ impl Catalog {
     }
 
     /// Pins or unpins a backup: a pinned backup is never expired.
-    pub fn set_pinned(&self, id: TransferId, pinned: bool) -> Result<bool, CatalogError> {
+    fn set_pinned(&self, id: TransferId, pinned: bool) -> Result<bool, CatalogError> {
         Ok(self.conn().execute(
             "UPDATE transfers SET pinned = ?2 WHERE id = ?1",
             params![id.to_string(), pinned],
@@ -457,7 +304,7 @@ impl Catalog {
     // ---- transfers ----
 
     /// Allocates the next ID for a prefix (`b` → b001, b002, ...).
-    pub fn next_id(&self, prefix: char) -> Result<TransferId, CatalogError> {
+    fn claim_transfer_id(&self, prefix: char) -> Result<TransferId, CatalogError> {
         let conn = self.conn();
         let number: i64 = conn.query_row(
             "INSERT INTO id_counters (prefix, last) VALUES (?1, 1)
@@ -472,7 +319,7 @@ impl Catalog {
     }
 
     /// Makes sure the next ID with `id`'s prefix comes after it (after a catalog rebuild).
-    pub fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError> {
+    fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError> {
         let text = id.to_string();
         let number: i64 = text[1..].parse().unwrap_or(0);
         self.conn().execute(
@@ -484,7 +331,7 @@ impl Catalog {
     }
 
     /// Inserts a transfer record, or updates it (leaving its layout alone).
-    pub fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
+    fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
         let id = t.id.to_string();
         self.conn().execute(
             // An upsert, not INSERT OR REPLACE: a replace would wipe the columns kept apart
@@ -528,7 +375,7 @@ impl Catalog {
     }
 
     /// Records progress of a running transfer without rewriting the rest of it.
-    pub fn set_progress(&self, id: TransferId, bytes: u64) -> Result<(), CatalogError> {
+    fn set_progress(&self, id: TransferId, bytes: u64) -> Result<(), CatalogError> {
         self.conn().execute(
             "UPDATE transfers SET bytes_processed = ?2 WHERE id = ?1",
             params![id.to_string(), bytes as i64],
@@ -537,7 +384,7 @@ impl Catalog {
     }
 
     /// Records how a backup's stored object is laid out (JSON, see `transfer::layout`).
-    pub fn set_layout(&self, id: TransferId, layout: &str) -> Result<(), CatalogError> {
+    fn set_layout(&self, id: TransferId, layout: &str) -> Result<(), CatalogError> {
         self.conn().execute(
             "UPDATE transfers SET layout = ?2 WHERE id = ?1",
             params![id.to_string(), layout],
@@ -546,7 +393,7 @@ impl Catalog {
     }
 
     /// How a backup's stored object is laid out, if recorded.
-    pub fn layout(&self, id: TransferId) -> Result<Option<String>, CatalogError> {
+    fn layout(&self, id: TransferId) -> Result<Option<String>, CatalogError> {
         Ok(self
             .conn()
             .query_row(
@@ -559,7 +406,7 @@ impl Catalog {
     }
 
     /// One transfer.
-    pub fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, CatalogError> {
+    fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!("{SELECT_TRANSFER} WHERE id = ?1"))?;
         let row = stmt.query_row([id.to_string()], read_row).optional()?;
@@ -567,10 +414,7 @@ impl Catalog {
     }
 
     /// All transfers of a kind (or all), oldest first.
-    pub fn transfers(
-        &self,
-        kind: Option<TransferKind>,
-    ) -> Result<Vec<TransferRecord>, CatalogError> {
+    fn transfers(&self, kind: Option<TransferKind>) -> Result<Vec<TransferRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "{SELECT_TRANSFER} WHERE (?1 IS NULL OR kind = ?1) ORDER BY created_at, prefix, number"
@@ -584,7 +428,7 @@ impl Catalog {
     }
 
     /// Transfers that are pending or running, oldest first.
-    pub fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError> {
+    fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
             "{SELECT_TRANSFER} WHERE state IN ('pending', 'running') ORDER BY created_at"
@@ -598,7 +442,7 @@ impl Catalog {
     }
 
     /// Removes a transfer and its log.
-    pub fn delete_transfer(&self, id: TransferId) -> Result<(), CatalogError> {
+    fn delete_transfer(&self, id: TransferId) -> Result<(), CatalogError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -613,7 +457,7 @@ impl Catalog {
     // ---- logs ----
 
     /// Appends lines to a transfer's log in one transaction.
-    pub fn append_logs(
+    fn append_logs(
         &self,
         id: TransferId,
         lines: &[(Timestamp, String)],
@@ -643,7 +487,7 @@ impl Catalog {
     }
 
     /// A transfer's log lines after `after_seq` (0 for all).
-    pub fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError> {
+    fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT seq, at, line FROM transfer_logs WHERE transfer_id = ?1 AND seq > ?2 ORDER BY seq",
@@ -659,132 +503,17 @@ impl Catalog {
     }
 }
 
-const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
-    started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
-    object_key, compression, server_version, tool_version, error, pinned, source, filter, encryption,
-    detail FROM transfers";
-
-fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
-    let id: String = r.get(0)?;
-    let kind: String = r.get(1)?;
-    let origin: String = r.get(2)?;
-    let backup_id: Option<String> = r.get(4)?;
-    let state: String = r.get(5)?;
-    let u = |i: usize| -> rusqlite::Result<Option<u64>> {
-        Ok(r.get::<_, Option<i64>>(i)?.map(|v| v as u64))
-    };
-    let parsed = (|| {
-        let id: TransferId = id.parse().map_err(|_| CatalogError::Corrupt(id.clone()))?;
-        let backup_id = match backup_id {
-            Some(b) => Some(b.parse().map_err(|_| CatalogError::Corrupt(b.clone()))?),
-            None => None,
-        };
-        Ok::<_, CatalogError>((
-            id,
-            parse_kind(&kind)?,
-            parse_origin(&origin)?,
-            backup_id,
-            parse_state(&state)?,
-        ))
-    })();
-    let (id, kind, origin, backup_id, state) = match parsed {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(TransferRecord {
-        id,
-        kind,
-        origin,
-        database: r.get(3)?,
-        backup_id,
-        state,
-        created_at: from_micros(r.get(6)?),
-        started_at: r.get::<_, Option<i64>>(7)?.map(from_micros),
-        finished_at: r.get::<_, Option<i64>>(8)?.map(from_micros),
-        bytes_processed: r.get::<_, i64>(9)? as u64,
-        database_size: u(10)?,
-        dump_size: u(11)?,
-        object_size: u(12)?,
-        sha256: r.get(13)?,
-        object_key: r.get(14)?,
-        compression: r.get(15)?,
-        server_version: r.get(16)?,
-        tool_version: r.get(17)?,
-        error: r.get(18)?,
-        pinned: r.get(19)?,
-        source: r.get(20)?,
-        filter: r
-            .get::<_, Option<String>>(21)?
-            .and_then(|f| serde_json::from_str(&f).ok())
-            .unwrap_or_default(),
-        encryption: r.get(22)?,
-        detail: r.get(23)?,
-    }))
-}
-
-fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-fn from_micros(v: i64) -> Timestamp {
-    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn kind_str(k: TransferKind) -> &'static str {
-    match k {
-        TransferKind::Capture => "capture",
-        TransferKind::Restore => "restore",
-        TransferKind::Copy => "copy",
-        TransferKind::Verify => "verify",
-    }
-}
-
-fn parse_kind(s: &str) -> Result<TransferKind, CatalogError> {
-    match s {
-        "capture" => Ok(TransferKind::Capture),
-        "restore" => Ok(TransferKind::Restore),
-        "copy" => Ok(TransferKind::Copy),
-        "verify" => Ok(TransferKind::Verify),
-        _ => Err(CatalogError::Corrupt(format!("transfer kind {s}"))),
-    }
-}
-
-fn origin_str(o: Origin) -> &'static str {
-    match o {
-        Origin::Manual => "manual",
-        Origin::Scheduled => "scheduled",
-    }
-}
-
-fn parse_origin(s: &str) -> Result<Origin, CatalogError> {
-    match s {
-        "manual" => Ok(Origin::Manual),
-        "scheduled" => Ok(Origin::Scheduled),
-        _ => Err(CatalogError::Corrupt(format!("transfer origin {s}"))),
-    }
-}
-
-fn parse_state(s: &str) -> Result<TransferState, CatalogError> {
-    Ok(match s {
-        "pending" => TransferState::Pending,
-        "running" => TransferState::Running,
-        "succeeded" => TransferState::Succeeded,
-        "failed" => TransferState::Failed,
-        "cancelled" => TransferState::Cancelled,
-        _ => return Err(CatalogError::Corrupt(format!("transfer state {s}"))),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::{Origin, TransferState};
 
     #[test]
     fn allocates_ids_per_prefix_and_round_trips_transfers() {
-        let c = Catalog::open_in_memory().unwrap();
-        assert_eq!(c.next_id('b').unwrap().to_string(), "b001");
-        assert_eq!(c.next_id('b').unwrap().to_string(), "b002");
-        assert_eq!(c.next_id('r').unwrap().to_string(), "r001");
+        let c = SqliteCatalog::open_in_memory().unwrap();
+        assert_eq!(c.claim_transfer_id('b').unwrap().to_string(), "b001");
+        assert_eq!(c.claim_transfer_id('b').unwrap().to_string(), "b002");
+        assert_eq!(c.claim_transfer_id('r').unwrap().to_string(), "r001");
         let now = Timestamp::now();
         let mut t = TransferRecord::new(
             "b002".parse().unwrap(),
@@ -820,7 +549,7 @@ mod tests {
 
     #[test]
     fn refuses_a_second_database_of_the_same_name() {
-        let c = Catalog::open_in_memory().unwrap();
+        let c = SqliteCatalog::open_in_memory().unwrap();
         c.add_database("main", b"x", "postgres://u:***@h/db", Timestamp::now())
             .unwrap();
         assert!(matches!(
