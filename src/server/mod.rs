@@ -3,6 +3,10 @@
 //! Every `/api` call needs `Authorization: Bearer <token>` (the token is generated on first
 //! start and kept in the data directory with mode 0600). `/healthz` is open: it says only
 //! that the service is up. The API is documented in `docs/API.md`.
+//!
+//! `serve()` owns the process around the service: the data directory and its lock, the
+//! listener, start-up recovery, signals and shutdown. The parts themselves are built by the
+//! composition root, `crate::service`.
 
 mod api;
 mod extract;
@@ -14,11 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{SERVICE_URL_FILE, ServiceConfig};
-use crate::pg::PgTools;
-use crate::schedule::{Clock, Scheduler, SystemClock, TestClock};
-use crate::secret::Secrets;
+use crate::service::{Foundations, Service};
 use crate::storage::Storage;
-use crate::transfer::Engine;
 
 pub use api::router;
 
@@ -65,61 +66,29 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     }
     let _lock = lock_data_dir(dir)?;
 
-    let secrets = Arc::new(Secrets::load_or_create(dir).map_err(|e| {
-        ServeError(format!(
-            "cannot read or create the service's secrets in {}: {e}",
-            dir.display()
-        ))
-    })?);
-    let catalog = crate::catalog::open(&config.catalog_path()).map_err(|e| {
-        ServeError(format!(
-            "cannot open catalog {}: {e}",
-            config.catalog_path().display()
-        ))
-    })?;
-    // Probed: a wrong bucket or bad credentials stop the service here, with the reason.
-    let storage = open_configured_storage(&config, true).map_err(ServeError)?;
-    let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
-        Ok(spec) if !spec.is_empty() => {
-            let clock = TestClock::parse(&spec).ok_or_else(|| {
-                ServeError(format!(
-                    "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{spec}`"
-                ))
-            })?;
-            tracing::warn!("schedules run on a test clock ({spec}); do not use this in production");
-            Arc::new(clock)
-        }
-        _ => Arc::new(SystemClock),
-    };
-    let notifier =
-        crate::notify::Notifier::new(config.notify_url.as_deref()).map_err(ServeError)?;
-    let tools = PgTools::discover(&config.pg_bin_dirs);
-    tracing::info!("PostgreSQL client tools: {}", tools.describe());
-    let engine = Engine::new(
-        &config,
-        catalog,
-        storage,
-        secrets.clone(),
-        tools,
-        clock.clone(),
-        notifier,
-    );
-    let interrupted = engine
-        .recover_interrupted()
+    let base = Foundations::open(&config).map_err(|e| ServeError(e.to_string()))?;
+    let service = Service::compose(&config, base);
+    // Start-up recovery reads and writes the catalog: off the async threads.
+    let engine = service.engine.clone();
+    let interrupted = tokio::task::spawn_blocking(move || engine.recover_interrupted())
+        .await
+        .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?
         .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?;
     for id in &interrupted {
         tracing::warn!(transfer = %id, "marked failed: it was running when the service last stopped");
-        if let Ok(t) = engine.transfer(*id) {
-            engine.notifier().send(crate::notify::Event {
+        let engine = service.engine.clone();
+        let id = *id;
+        if let Ok(Ok(t)) = tokio::task::spawn_blocking(move || engine.transfer(id)).await {
+            service.notifier.send(crate::notify::Event {
                 event: "transfer.failed",
                 database: t.database,
                 id: Some(id.to_string()),
                 message: t.error.unwrap_or_default(),
-                at: clock.now(),
+                at: service.clock.now(),
             });
         }
     }
-    engine.drop_stale_scratch(&interrupted).await;
+    service.engine.drop_stale_scratch(&interrupted).await;
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -139,31 +108,25 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         0o600,
     )
     .map_err(|e| ServeError(format!("cannot write {SERVICE_URL_FILE}: {e}")))?;
-    tracing::info!("storage: {}", engine.storage().describe());
+    tracing::info!("storage: {}", service.storage.describe());
     // The first line on stdout is the address, for scripts and the test harness.
     println!(
         "pgbackups listening on {url} (data directory {})",
         dir.display()
     );
 
-    let protector = crate::protect::Protector::new(engine.clone(), dir);
-    protector
-        .start_all()
+    let protector = service.protector.clone();
+    tokio::task::spawn_blocking(move || protector.start_all())
+        .await
+        .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?
         .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?;
-    tokio::spawn(retry_storage_aborts(engine.storage().clone()));
-    let starter: Arc<dyn crate::schedule::Starter> = Arc::new(engine.clone());
-    let scheduler = Scheduler::new(engine.catalog().clone(), starter, clock);
+    tokio::spawn(retry_storage_aborts(service.storage.clone()));
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));
+    tokio::spawn(service.scheduler.clone().run(stop_scheduler.clone()));
     let public_url = config.public_url.clone().unwrap_or_else(|| url.clone());
-    let app = router(
-        engine.clone(),
-        secrets,
-        scheduler,
-        protector.clone(),
-        &public_url,
-    );
-    let shutdown_engine = engine.clone();
+    let app = router(&service, &public_url);
+    let protector = service.protector.clone();
+    let shutdown_engine = service.engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {

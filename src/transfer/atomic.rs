@@ -351,7 +351,7 @@ async fn recover_stage(
     let url = if server.starts_with("postgres://") || server.starts_with("postgresql://") {
         return by_hand("its password is not stored".into());
     } else {
-        match engine.resolve_database(Some(server)) {
+        match engine.registry.resolve(Some(server)) {
             Ok((_, url)) => url,
             Err(e) => return by_hand(e.to_string()),
         }

@@ -19,8 +19,8 @@ impl Engine {
     ) -> Result<TransferRecord, TransferError> {
         // Everything that can be refused is checked before the database is created.
         filter.validate()?;
-        self.resolve_database(Some(source))?;
-        let (local_label, local_url) = self.resolve_database(Some(local))?;
+        self.registry.resolve(Some(source))?;
+        let (local_label, local_url) = self.registry.resolve(Some(local))?;
         let mut hold = Some(
             self.claims
                 .hold_target(&local_url, "a pull being started")?,
@@ -71,7 +71,7 @@ impl Engine {
         confirm: Option<&str>,
         filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
-        let (target_label, target_url) = self.resolve_database(Some(target))?;
+        let (target_label, target_url) = self.registry.resolve(Some(target))?;
         let mut hold = Some(
             self.claims
                 .hold_target(&target_url, "a push being started")?,
