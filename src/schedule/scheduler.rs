@@ -74,7 +74,12 @@ impl Scheduler {
     /// Runs until `stop` fires.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         loop {
-            let (mut heap, mut specs) = match self.plan() {
+            // The catalog is read off the async threads.
+            let me = self.clone();
+            let planned = tokio::task::spawn_blocking(move || me.plan())
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let (mut heap, mut specs) = match planned {
                 Ok(plan) => plan,
                 Err(e) => {
                     tracing::error!(

@@ -368,12 +368,14 @@ async fn cancel_transfer(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let id = s.engine.cancel(Some(id))?;
+    let e = s.engine.clone();
+    let id = blocking(move || e.cancel(Some(id))).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
 async fn cancel_newest(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let id = s.engine.cancel(None)?;
+    let e = s.engine.clone();
+    let id = blocking(move || e.cancel(None)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
@@ -388,9 +390,11 @@ async fn start_capture(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<StartCapture>,
 ) -> ApiResult<impl IntoResponse> {
-    let rec =
-        s.engine
-            .start_partial_capture(body.database.as_deref(), Origin::Manual, body.filter)?;
+    let e = s.engine.clone();
+    let rec = blocking(move || {
+        e.start_partial_capture(body.database.as_deref(), Origin::Manual, body.filter)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -417,24 +421,31 @@ async fn start_restore(
     let atomic = body.atomic.then_some(AtomicSwap {
         drop_old: body.drop_old,
     });
-    if let Some(source) = &body.url {
-        let rec = s.engine.start_restore_from_url(
-            source,
+    let e = s.engine.clone();
+    if let Some(source) = body.url.clone() {
+        let rec = blocking(move || {
+            e.start_restore_from_url(
+                &source,
+                body.database.as_deref(),
+                body.confirm.as_deref(),
+                body.jobs.unwrap_or(1),
+                atomic,
+            )
+        })
+        .await?;
+        return Ok((StatusCode::CREATED, Json(rec)));
+    }
+    let backup = parse_optional_id(body.backup.as_deref())?;
+    let rec = blocking(move || {
+        e.start_restore(
+            backup,
             body.database.as_deref(),
             body.confirm.as_deref(),
             body.jobs.unwrap_or(1),
             atomic,
-        )?;
-        return Ok((StatusCode::CREATED, Json(rec)));
-    }
-    let backup = parse_optional_id(body.backup.as_deref())?;
-    let rec = s.engine.start_restore(
-        backup,
-        body.database.as_deref(),
-        body.confirm.as_deref(),
-        body.jobs.unwrap_or(1),
-        atomic,
-    )?;
+        )
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -695,12 +706,16 @@ async fn start_copy(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<StartCopy>,
 ) -> ApiResult<impl IntoResponse> {
-    let rec = s.engine.start_copy(
-        &body.source,
-        &body.target,
-        body.confirm.as_deref(),
-        body.filter,
-    )?;
+    let e = s.engine.clone();
+    let rec = blocking(move || {
+        e.start_copy(
+            &body.source,
+            &body.target,
+            body.confirm.as_deref(),
+            body.filter,
+        )
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 

@@ -106,6 +106,10 @@ enum Work {
 }
 
 /// The transfer machinery of one service: starts transfers, tracks the running ones.
+///
+/// Its methods that are not `async` block on the catalog (a file, or a network round trip with
+/// a shared catalog): call them off the async threads (`spawn_blocking`); the `async` ones do
+/// that themselves.
 pub struct Engine {
     /// Where failures are reported (a webhook, when configured).
     notifier: Arc<crate::notify::Notifier>,
@@ -590,6 +594,16 @@ fn state_word(s: TransferState) -> &'static str {
 /// as a transfer request is.
 pub fn check_name(name: &str) -> Result<(), TransferError> {
     Ok(crate::registry::check_name(name)?)
+}
+
+/// Runs blocking work (the catalog, the registry) off the async threads: every catalog call
+/// from async code goes through here or `spawn_blocking`.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TransferError> + Send + 'static,
+) -> Result<T, TransferError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TransferError::Internal(e.to_string()))?
 }
 
 /// Checks that `--confirm` names the database a destructive transfer would change.

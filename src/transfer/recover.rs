@@ -2,7 +2,7 @@
 //! as interrupted, what they left in storage and scratch space is removed, and the scratch
 //! databases of verifications and atomic restores are dropped.
 
-use super::{Engine, TransferError, atomic, manifest, verify};
+use super::{Engine, TransferError, atomic, blocking, manifest, verify};
 use crate::catalog::{TransferId, TransferKind, TransferRecord, TransferState};
 
 /// How a transfer that was running when the service stopped is recorded at the next start.
@@ -11,7 +11,8 @@ pub(super) const INTERRUPTED: &str = "interrupted: the service stopped (it crash
 impl Engine {
     /// Runs once at start-up, before any new transfer: marks transfers that were running when
     /// the service last stopped as Failed (interrupted), removes what they left in storage,
-    /// and empties the scratch directory. Returns the IDs it marked.
+    /// and empties the scratch directory. Returns the IDs it marked. Blocks on the catalog and
+    /// the store: call it off the async threads.
     pub fn recover_interrupted(&self) -> Result<Vec<TransferId>, TransferError> {
         let now = self.clock.now();
         let mut marked = Vec::new();
@@ -64,7 +65,8 @@ impl Engine {
     /// their IDs).
     pub async fn drop_stale_scratch(&self, interrupted: &[TransferId]) {
         for id in interrupted {
-            let Ok(Some(t)) = self.catalog.transfer(*id) else {
+            let (catalog, id) = (self.catalog.clone(), *id);
+            let Ok(Some(t)) = blocking(move || Ok(catalog.transfer(id)?)).await else {
                 continue;
             };
             if let Some(stage) = atomic::Stage::parse(t.detail.as_deref()) {
@@ -75,14 +77,15 @@ impl Engine {
                 } else {
                     INTERRUPTED
                 };
-                self.record_recovery(t, lead, outcome);
+                self.record_recovery(t, lead, outcome).await;
                 continue;
             }
             let Some(server) = t.source.filter(|_| t.kind == TransferKind::Verify) else {
                 continue;
             };
             let name = verify::scratch_name(t.id);
-            match self.registry.resolve(Some(&server)) {
+            let (registry, reference) = (self.registry.clone(), server.clone());
+            match blocking(move || Ok(registry.resolve(Some(&reference))?)).await {
                 Ok((_, url)) => {
                     let admin = url.with_dbname("postgres");
                     match verify::drop_scratch(&self.tools, &admin, &name).await {
@@ -98,15 +101,17 @@ impl Engine {
     }
 
     /// Completes an interrupted transfer's error with what start-up recovery found and did.
-    fn record_recovery(&self, mut t: TransferRecord, lead: &str, outcome: String) {
+    async fn record_recovery(&self, mut t: TransferRecord, lead: &str, outcome: String) {
         let now = self.clock.now();
         t.error = Some(format!("{lead}. {outcome}"));
-        let saved = self
-            .catalog
-            .save_transfer(&t)
-            .and_then(|()| self.catalog.append_logs(t.id, &[(now, outcome)]));
+        let (catalog, id) = (self.catalog.clone(), t.id);
+        let saved = blocking(move || {
+            catalog.save_transfer(&t)?;
+            Ok(catalog.append_logs(t.id, &[(now, outcome)])?)
+        })
+        .await;
         if let Err(e) = saved {
-            tracing::error!("could not record the recovery of {}: {e}", t.id);
+            tracing::error!("could not record the recovery of {id}: {e}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::claims::TargetHold;
 use super::work::Held;
-use super::{Engine, TransferError, Work, atomic, check_confirm, pipeline, restore_url};
+use super::{Engine, TransferError, Work, atomic, blocking, check_confirm, pipeline, restore_url};
 use crate::catalog::{Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode};
 use crate::pg::DumpFilter;
 use crate::registry::RegistryError;
@@ -220,14 +220,23 @@ impl Engine {
         use futures_util::StreamExt;
         use std::io::Write;
         check_jobs(jobs)?;
-        let (label, url) = self.registry.resolve(database)?;
-        check_confirm(&label, confirm)?;
-        let held = Held::target(self.claims.hold_target(&url, "a restore being started")?);
-        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
-        held.name(&rec);
         let shown: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        rec.source = Some(format!("uploaded file {shown}"));
-        self.catalog.save_transfer(&rec)?;
+        let (engine, database) = (self.clone(), database.map(str::to_string));
+        let (confirm, source) = (
+            confirm.map(str::to_string),
+            format!("uploaded file {shown}"),
+        );
+        let (url, held, mut rec) = blocking(move || {
+            let (label, url) = engine.registry.resolve(database.as_deref())?;
+            check_confirm(&label, confirm.as_deref())?;
+            let held = Held::target(engine.claims.hold_target(&url, "a restore being started")?);
+            let mut rec = engine.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
+            held.name(&rec);
+            rec.source = Some(source);
+            engine.catalog.save_transfer(&rec)?;
+            Ok((url, held, rec))
+        })
+        .await?;
         let path = self.tmp_dir.join(format!("upload-{}.dump", rec.id));
         let limit = self.download_limits.max_bytes;
         let received: Result<u64, String> = async {
@@ -262,7 +271,8 @@ impl Engine {
             rec.state = TransferState::Failed;
             rec.error = Some(format!("{e}. The target database was not changed"));
             rec.finished_at = Some(self.clock.now());
-            self.catalog.save_transfer(&rec)?;
+            let catalog = self.catalog.clone();
+            blocking(move || Ok(catalog.save_transfer(&rec)?)).await?;
             return Err(TransferError::Upload(e));
         }
         self.launch(
