@@ -675,7 +675,7 @@ async fn start_restore_upload(
     use futures_util::StreamExt;
     let stream = body
         .into_data_stream()
-        .map(|r| r.map_err(|e| e.to_string()));
+        .map(|r| r.map_err(std::io::Error::other));
     let atomic = q.atomic.then_some(AtomicSwap {
         drop_old: q.drop_old,
     });

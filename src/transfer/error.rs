@@ -63,7 +63,7 @@ pub enum TransferError {
     )]
     VerifyTarget(String),
     #[error("{0}; the target database was not changed")]
-    Upload(String),
+    Upload(UploadError),
     #[error("the source and the target are the same database; a copy needs two")]
     SameDatabase,
     #[error("--jobs must be between 1 and 64, not {0}")]
@@ -101,4 +101,19 @@ impl From<RegistryError> for TransferError {
             RegistryError::Unseal(e) => TransferError::Unseal(e),
         }
     }
+}
+
+/// Why an uploaded dump was refused before anything was restored.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("cannot write the scratch file: {0}")]
+    Scratch(#[source] std::io::Error),
+    #[error("the upload broke off: {0}")]
+    BrokeOff(#[source] std::io::Error),
+    #[error("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP")]
+    NotADump,
+    #[error("the file is over the limit of {0} bytes (PGBACKUPS_URL_MAX_BYTES)")]
+    OverLimit(u64),
+    #[error("the file is empty")]
+    Empty,
 }

@@ -6,6 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use super::claims::TargetHold;
+use super::error::UploadError;
 use super::work::Held;
 use super::{Engine, TransferError, Work, atomic, blocking, check_confirm, pipeline, restore_url};
 use crate::catalog::{Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode};
@@ -215,7 +216,7 @@ impl Engine {
         confirm: Option<&str>,
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
-        mut body: impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
+        mut body: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
     ) -> Result<TransferRecord, TransferError> {
         use futures_util::StreamExt;
         use std::io::Write;
@@ -239,29 +240,29 @@ impl Engine {
         .await?;
         let path = self.tmp_dir.join(format!("upload-{}.dump", rec.id));
         let limit = self.download_limits.max_bytes;
-        let received: Result<u64, String> = async {
+        let received: Result<u64, UploadError> = async {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
-                .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+                .map_err(UploadError::Scratch)?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
             let mut n = 0u64;
             while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| format!("the upload broke off: {e}"))?;
+                let chunk = chunk.map_err(UploadError::BrokeOff)?;
                 if !pipeline::starts_like_a_dump(n, &chunk) {
-                    return Err("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".to_string());
+                    return Err(UploadError::NotADump);
                 }
                 n += chunk.len() as u64;
                 if n > limit {
-                    return Err(format!("the file is over the limit of {limit} bytes (PGBACKUPS_URL_MAX_BYTES)"));
+                    return Err(UploadError::OverLimit(limit));
                 }
-                out.write_all(&chunk).map_err(|e| format!("cannot write the scratch file: {e}"))?;
+                out.write_all(&chunk).map_err(UploadError::Scratch)?;
             }
-            out.flush().map_err(|e| format!("cannot write the scratch file: {e}"))?;
+            out.flush().map_err(UploadError::Scratch)?;
             if n == 0 {
-                return Err("the file is empty".to_string());
+                return Err(UploadError::Empty);
             }
             Ok(n)
         }
