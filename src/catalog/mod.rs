@@ -137,6 +137,17 @@ pub trait Catalog: Send + Sync {
     /// Inserts a transfer record, or updates it (leaving its layout alone).
     fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError>;
 
+    /// Adds a backup recreated from its manifest (`catalog:rebuild`) with its layout and a
+    /// first log line, in one transaction — unless a transfer with its ID exists (another
+    /// node, or a backup made before the rebuild, has it): then nothing changes and the
+    /// answer is false.
+    fn insert_rebuilt_backup(
+        &self,
+        t: &TransferRecord,
+        layout: Option<&str>,
+        line: (Timestamp, String),
+    ) -> Result<bool, CatalogError>;
+
     /// Records progress of a running transfer without rewriting the rest of it.
     fn set_progress(&self, id: TransferId, bytes: u64) -> Result<(), CatalogError>;
 

@@ -59,34 +59,33 @@ pub fn rebuild_catalog(
         if m.backup.kind != TransferKind::Capture || !id.is_backup() {
             continue;
         }
-        if let Some(existing) = catalog.transfer(id)? {
-            if existing.object_key == m.backup.object_key {
-                report.present.push(id);
-            } else {
-                // The ID was reused by a backup made before the rebuild.
-                report
-                    .conflicts
-                    .push((id, m.backup.object_key.clone().unwrap_or_default()));
-            }
-            continue;
-        }
         let mut rec = m.backup;
         rec.state = TransferState::Succeeded;
         rec.pinned = false;
-        catalog.save_transfer(&rec)?;
-        if let Some(layout) = &m.layout {
-            let json = serde_json::to_string(layout)
-                .map_err(|e| TransferError::Internal(e.to_string()))?;
-            catalog.set_layout(id, &json)?;
+        let layout = match &m.layout {
+            Some(layout) => Some(
+                serde_json::to_string(layout)
+                    .map_err(|e| TransferError::Internal(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let note = (
+            clock.now(),
+            "Recreated from the manifest in the store by catalog:rebuild".to_string(),
+        );
+        if catalog.insert_rebuilt_backup(&rec, layout.as_deref(), note)? {
+            report.added.push(id);
+            continue;
         }
-        catalog.append_logs(
-            id,
-            &[(
-                clock.now(),
-                "Recreated from the manifest in the store by catalog:rebuild".to_string(),
-            )],
-        )?;
-        report.added.push(id);
+        let existing = catalog.transfer(id)?;
+        if existing.is_some_and(|e| e.object_key == rec.object_key) {
+            report.present.push(id);
+        } else {
+            // The ID was reused by a backup made before the rebuild.
+            report
+                .conflicts
+                .push((id, rec.object_key.clone().unwrap_or_default()));
+        }
     }
     Ok(report)
 }

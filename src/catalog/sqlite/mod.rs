@@ -332,46 +332,38 @@ impl Catalog for SqliteCatalog {
 
     /// Inserts a transfer record, or updates it (leaving its layout alone).
     fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
-        let id = t.id.to_string();
-        self.conn().execute(
-            // An upsert, not INSERT OR REPLACE: a replace would wipe the columns kept apart
-            // from the record (the layout).
-            "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
-                state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
-                object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter,
-                encryption, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
-             ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter, encryption = excluded.encryption, detail = excluded.detail",
-            params![
-                id,
-                t.id.prefix().to_string(),
-                id[1..].parse::<i64>().unwrap_or(0),
-                kind_str(t.kind),
-                origin_str(t.origin),
-                t.database,
-                t.backup_id.map(|b| b.to_string()),
-                t.state.as_str(),
-                micros(t.created_at),
-                t.started_at.map(micros),
-                t.finished_at.map(micros),
-                t.bytes_processed as i64,
-                t.database_size.map(|v| v as i64),
-                t.dump_size.map(|v| v as i64),
-                t.object_size.map(|v| v as i64),
-                t.sha256,
-                t.object_key,
-                t.compression,
-                t.server_version,
-                t.tool_version,
-                t.error,
-                t.source,
-                (!t.filter.is_empty())
-                    .then(|| serde_json::to_string(&t.filter).unwrap_or_default()),
-                t.encryption,
-                t.detail,
-            ],
-        )?;
-        Ok(())
+        upsert_transfer(&self.conn(), t)
+    }
+
+    fn insert_rebuilt_backup(
+        &self,
+        t: &TransferRecord,
+        layout: Option<&str>,
+        line: (Timestamp, String),
+    ) -> Result<bool, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let taken = tx
+            .query_row(
+                "SELECT 1 FROM transfers WHERE id = ?1",
+                [t.id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        upsert_transfer(&tx, t)?;
+        if let Some(layout) = layout {
+            tx.execute(
+                "UPDATE transfers SET layout = ?2 WHERE id = ?1",
+                params![t.id.to_string(), layout],
+            )?;
+        }
+        append_logs_in(&tx, t.id, &[line])?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Records progress of a running transfer without rewriting the rest of it.
@@ -467,21 +459,7 @@ impl Catalog for SqliteCatalog {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let id = id.to_string();
-        let mut seq: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM transfer_logs WHERE transfer_id = ?1",
-            [&id],
-            |r| r.get(0),
-        )?;
-        {
-            let mut stmt = tx.prepare(
-                "INSERT INTO transfer_logs (transfer_id, seq, at, line) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (at, line) in lines {
-                seq += 1;
-                stmt.execute(params![id, seq, micros(*at), line])?;
-            }
-        }
+        append_logs_in(&tx, id, lines)?;
         tx.commit()?;
         Ok(())
     }
@@ -501,6 +479,73 @@ impl Catalog for SqliteCatalog {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Inserts a transfer record, or updates it (leaving its layout alone), on `conn` (a
+/// connection or a transaction).
+fn upsert_transfer(conn: &Connection, t: &TransferRecord) -> Result<(), CatalogError> {
+    let id = t.id.to_string();
+    conn.execute(
+        // An upsert, not INSERT OR REPLACE: a replace would wipe the columns kept apart
+        // from the record (the layout).
+        "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
+            state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
+            object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter,
+            encryption, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+         ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter, encryption = excluded.encryption, detail = excluded.detail",
+        params![
+            id,
+            t.id.prefix().to_string(),
+            id[1..].parse::<i64>().unwrap_or(0),
+            kind_str(t.kind),
+            origin_str(t.origin),
+            t.database,
+            t.backup_id.map(|b| b.to_string()),
+            t.state.as_str(),
+            micros(t.created_at),
+            t.started_at.map(micros),
+            t.finished_at.map(micros),
+            t.bytes_processed as i64,
+            t.database_size.map(|v| v as i64),
+            t.dump_size.map(|v| v as i64),
+            t.object_size.map(|v| v as i64),
+            t.sha256,
+            t.object_key,
+            t.compression,
+            t.server_version,
+            t.tool_version,
+            t.error,
+            t.source,
+            (!t.filter.is_empty())
+                .then(|| serde_json::to_string(&t.filter).unwrap_or_default()),
+            t.encryption,
+            t.detail,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Appends lines to a transfer's log on `conn` (inside the caller's transaction).
+fn append_logs_in(
+    conn: &Connection,
+    id: TransferId,
+    lines: &[(Timestamp, String)],
+) -> Result<(), CatalogError> {
+    let id = id.to_string();
+    let mut seq: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM transfer_logs WHERE transfer_id = ?1",
+        [&id],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(
+        "INSERT INTO transfer_logs (transfer_id, seq, at, line) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (at, line) in lines {
+        seq += 1;
+        stmt.execute(params![id, seq, micros(*at), line])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -545,6 +590,31 @@ mod tests {
         c.delete_transfer(t.id).unwrap();
         assert!(c.transfer(t.id).unwrap().is_none());
         assert!(c.logs(t.id, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_rebuilt_backup_is_added_whole_or_not_at_all() {
+        let c = SqliteCatalog::open_in_memory().unwrap();
+        let now = Timestamp::now();
+        let t = TransferRecord::new(
+            "b007".parse().unwrap(),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            now,
+        );
+        assert!(
+            c.insert_rebuilt_backup(&t, Some("{}"), (now, "rebuilt".into()))
+                .unwrap()
+        );
+        assert_eq!(c.layout(t.id).unwrap().as_deref(), Some("{}"));
+        assert_eq!(c.logs(t.id, 0).unwrap().len(), 1);
+        // A second time (another node got there first): nothing changes.
+        assert!(
+            !c.insert_rebuilt_backup(&t, None, (now, "again".into()))
+                .unwrap()
+        );
+        assert_eq!(c.logs(t.id, 0).unwrap().len(), 1);
     }
 
     #[test]
