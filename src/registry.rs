@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogError, DatabaseRecord};
+use crate::clock::Clock;
 use crate::pg::{PgUrl, PgUrlError};
-use crate::schedule::Clock;
 use crate::secret::{Secrets, UnsealError};
 
 /// Why a database reference cannot be resolved or registered, in words the user can act on.
@@ -177,7 +177,7 @@ mod tests {
         let catalog = crate::catalog::open_in_memory().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let secrets = Arc::new(Secrets::load_or_create(dir.path()).unwrap());
-        let registry = Registry::new(catalog, secrets, Arc::new(crate::schedule::SystemClock));
+        let registry = Registry::new(catalog, secrets, Arc::new(crate::clock::SystemClock));
         assert!(matches!(
             registry.resolve(None),
             Err(RegistryError::NoDatabases)

@@ -11,12 +11,13 @@
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock, TestClock};
 use crate::config::ServiceConfig;
 use crate::notify::Notifier;
 use crate::pg::PgTools;
 use crate::protect::Protector;
 use crate::registry::Registry;
-use crate::schedule::{Clock, Scheduler, Starter, SystemClock, TestClock};
+use crate::schedule::{Scheduler, Starter};
 use crate::secret::Secrets;
 use crate::storage::Storage;
 use crate::transfer::{Engine, Links};

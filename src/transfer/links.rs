@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Engine, TransferError};
 use crate::catalog::{TransferId, TransferRecord};
-use crate::schedule::Clock;
+use crate::clock::Clock;
 use crate::secret::Secrets;
 use crate::storage::Storage;
 

@@ -46,10 +46,10 @@ use tokio_util::task::TaskTracker;
 use crate::catalog::{
     Catalog, Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode,
 };
+use crate::clock::Clock;
 use crate::config::ServiceConfig;
 use crate::pg::{PgTools, PgUrl};
 use crate::registry::Registry;
-use crate::schedule::Clock;
 use crate::storage::Storage;
 use claims::Claims;
 use job::{Control, JobCtx, StopReason};

@@ -3,7 +3,7 @@
 
 use super::{TransferError, manifest};
 use crate::catalog::{Catalog, TransferId, TransferKind, TransferState};
-use crate::schedule::Clock;
+use crate::clock::Clock;
 use crate::storage::Storage;
 
 /// What `catalog:rebuild` did.
