@@ -18,15 +18,61 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{SERVICE_URL_FILE, ServiceConfig};
+use crate::protect::ProtectError;
 use crate::service::{Foundations, Service};
 use crate::storage::Storage;
+use crate::transfer::TransferError;
 
 pub use api::router;
 
-/// Why the service could not start or run.
+/// Why the service could not start or run, with what to change.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ServeError(String);
+pub enum ServeError {
+    #[error("cannot create data directory {}: {source}", dir.display())]
+    CreateDataDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make data directory {} private: {source}", dir.display())]
+    PrivateDataDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot {what} {}: {source}", path.display())]
+    Lock {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another pgbackups service is already running with data directory {}; stop it or pass another --data-dir",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
+    #[error(transparent)]
+    Open(#[from] crate::service::OpenError),
+    #[error("cannot recover from the previous run: {0}")]
+    Recover(#[source] TransferError),
+    #[error("cannot listen on {listen}: {source}; pass another --listen address")]
+    Listen {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the listening address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("cannot write {SERVICE_URL_FILE}: {0}")]
+    UrlFile(#[source] std::io::Error),
+    #[error("cannot resume Continuous Protection: {0}")]
+    Protection(#[source] ProtectError),
+    #[error("a start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
 
 /// How long running transfers get to record that they were interrupted at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -42,23 +88,21 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| {
-            ServeError(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
+        .map_err(|source| ServeError::CreateDataDir {
+            dir: dir.clone(),
+            source,
         })?;
     // The directory holds the token, the key and (with local storage) every dump.
     let mode = std::fs::metadata(dir)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0);
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-            ServeError(format!(
-                "cannot make data directory {} private: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| ServeError::PrivateDataDir {
+                dir: dir.clone(),
+                source,
+            },
+        )?;
         tracing::warn!(
             "data directory {} was mode {mode:o}; made it 0700",
             dir.display()
@@ -66,14 +110,13 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     }
     let _lock = lock_data_dir(dir)?;
 
-    let base = Foundations::open(&config).map_err(|e| ServeError(e.to_string()))?;
+    let base = Foundations::open(&config)?;
     let service = Service::compose(&config, base);
     // Start-up recovery reads and writes the catalog: off the async threads.
     let engine = service.engine.clone();
     let interrupted = tokio::task::spawn_blocking(move || engine.recover_interrupted())
-        .await
-        .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?
-        .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?;
+        .await?
+        .map_err(ServeError::Recover)?;
     for id in &interrupted {
         tracing::warn!(transfer = %id, "marked failed: it was running when the service last stopped");
         let engine = service.engine.clone();
@@ -92,22 +135,18 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|e| {
-            ServeError(format!(
-                "cannot listen on {}: {e}; pass another --listen address",
-                config.listen
-            ))
+        .map_err(|source| ServeError::Listen {
+            listen: config.listen.to_string(),
+            source,
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError(format!("cannot read the listening address: {e}")))?;
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let url = format!("http://{addr}");
     crate::durable::write_file(
         &dir.join(SERVICE_URL_FILE),
         format!("{url}\n").as_bytes(),
         0o600,
     )
-    .map_err(|e| ServeError(format!("cannot write {SERVICE_URL_FILE}: {e}")))?;
+    .map_err(ServeError::UrlFile)?;
     tracing::info!("storage: {}", service.storage.describe());
     // The first line on stdout is the address, for scripts and the test harness.
     println!(
@@ -117,9 +156,8 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
 
     let protector = service.protector.clone();
     tokio::task::spawn_blocking(move || protector.start_all())
-        .await
-        .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?
-        .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?;
+        .await?
+        .map_err(ServeError::Protection)?;
     tokio::spawn(retry_storage_aborts(service.storage.clone()));
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(service.scheduler.clone().run(stop_scheduler.clone()));
@@ -140,7 +178,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     // Open connections (a long download, a client that stopped reading) get a little time
     // to finish once the transfers are recorded; then the service exits anyway.
     tokio::select! {
-        r = server => r.map_err(|e| ServeError(format!("server error: {e}")))?,
+        r = server => r.map_err(ServeError::Serve)?,
         _ = async {
             stopped.notified().await;
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -205,16 +243,19 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| ServeError(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|source| ServeError::Lock {
+            what: "open",
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError(format!(
-            "another pgbackups service is already running with data directory {}; stop it or pass another --data-dir",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(ServeError(format!("cannot lock {}: {e}", path.display())))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServeError::Lock {
+            what: "lock",
+            path,
+            source,
+        }),
     }
 }
 
