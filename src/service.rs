@@ -181,3 +181,62 @@ impl Service {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service over an in-memory catalog and a local store in a temporary directory.
+    fn compose_in_memory(dir: &std::path::Path) -> Service {
+        let config = ServiceConfig::new(dir.to_path_buf());
+        let base = Foundations {
+            catalog: crate::catalog::open_in_memory().unwrap(),
+            storage: Arc::new(crate::storage::LocalStorage::new(dir.join("store")).unwrap()),
+            secrets: Arc::new(Secrets::load_or_create(dir).unwrap()),
+            tools: PgTools::discover(&[]),
+            clock: Arc::new(SystemClock),
+            notifier: Notifier::new(None).unwrap(),
+        };
+        Service::compose(&config, base)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_parts_share_one_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = compose_in_memory(dir.path());
+        // What the registry records, the engine resolves and the catalog shows.
+        service
+            .registry
+            .add("main", "postgres://u:pw@localhost/app")
+            .unwrap();
+        assert_eq!(service.catalog.list_databases().unwrap().len(), 1);
+        let engine = service.engine.clone();
+        let interrupted = tokio::task::spawn_blocking(move || engine.recover_interrupted())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(interrupted.is_empty());
+        // No backup yet: a link is refused, and a capture can start (it then fails to
+        // connect, which is not what this test is about).
+        assert!(
+            service
+                .links
+                .backup_url(None, std::time::Duration::from_secs(60), false, "http://x")
+                .is_err()
+        );
+        let engine = service.engine.clone();
+        let rec = tokio::task::spawn_blocking(move || {
+            engine.start_capture(None, crate::catalog::Origin::Manual)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(rec.id.to_string(), "b001");
+        assert_eq!(rec.database, "main");
+        service
+            .engine
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
+        assert!(!service.protector.is_protected("main"));
+    }
+}
