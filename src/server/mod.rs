@@ -136,7 +136,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| ServeError::Listen {
-            listen: config.listen.to_string(),
+            listen: config.listen.clone(),
             source,
         })?;
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;

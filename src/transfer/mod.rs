@@ -10,7 +10,7 @@
 //! `recover.rs` (start-up recovery), `expire.rs` (retention runs after a capture),
 //! `links.rs` (signed and presigned download links), `rebuild.rs` (`catalog:rebuild`),
 //! `error.rs`. The engine gets its catalog, storage, tools, registry, clock and notifier from
-//! the composition root (`server::compose`); it hands none of them out.
+//! the composition root (`crate::service`); it hands none of them out.
 
 pub mod atomic;
 mod capture;
