@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use pgbackups::catalog::{Catalog, TransferId};
+use pgbackups::catalog::TransferId;
 use pgbackups::schedule::{Clock, Scheduler, Starter, TestClock};
+use pgbackups::transfer::TransferError;
 use tokio_util::sync::CancellationToken;
 
 const SPEED: f64 = 60.0;
@@ -21,8 +22,8 @@ struct Stub {
 }
 
 impl Starter for Stub {
-    fn start(&self, database: &str) -> Result<TransferId, String> {
-        let mut s = self.started.lock().map_err(|e| e.to_string())?;
+    fn start(&self, database: &str) -> Result<TransferId, TransferError> {
+        let mut s = self.started.lock().unwrap_or_else(|p| p.into_inner());
         s.push((database.to_string(), self.clock.now()));
         Ok(TransferId::new('a', s.len() as u32))
     }
@@ -47,7 +48,7 @@ async fn main() {
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("catalog.db");
-    drop(Catalog::open(&path).expect("catalog"));
+    drop(pgbackups::catalog::open(&path).expect("catalog"));
     // Set-up in one transaction (the service would take 10,000 API calls).
     let t0: Timestamp = "2026-01-01T00:00:40Z".parse().expect("time");
     {
@@ -62,7 +63,7 @@ async fn main() {
         }
         tx.commit().expect("commit");
     }
-    let catalog = Arc::new(Catalog::open(&path).expect("catalog"));
+    let catalog = pgbackups::catalog::open(&path).expect("catalog");
     let clock: Arc<dyn Clock> = Arc::new(TestClock::new(t0, SPEED));
     let stub = Arc::new(Stub {
         clock: clock.clone(),

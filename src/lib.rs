@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod crypt;
 pub mod durable;
@@ -13,9 +14,11 @@ pub mod notify;
 pub mod pg;
 pub mod pitr;
 pub mod protect;
+pub mod registry;
 pub mod schedule;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod storage;
 pub mod transfer;
 pub mod wal;

@@ -18,7 +18,7 @@ use pgbackups::catalog::{
 use pgbackups::transfer::{TransferError, confirm_word};
 
 use common::Cluster;
-use common::engine::{InProcess, wait_for};
+use common::engine::{InProcess, rebuild, wait_for};
 use common::faulty::Faults;
 
 /// A cluster with `src` (a table of a few MiB, so that a capture makes many writes) and `tgt`
@@ -35,8 +35,8 @@ fn databases(t: &InProcess) -> Cluster {
         "tgt",
         "CREATE TABLE marker (note text); INSERT INTO marker VALUES ('untouched')",
     );
-    t.engine.add_database("src", &cluster.url("src")).unwrap();
-    t.engine.add_database("tgt", &cluster.url("tgt")).unwrap();
+    t.add_database("src", &cluster.url("src"));
+    t.add_database("tgt", &cluster.url("tgt"));
     cluster
 }
 
@@ -113,7 +113,7 @@ fn assert_failed_capture_left_nothing(t: &InProcess, done: &TransferRecord, word
         "{captures:?}"
     );
     assert_eq!(
-        t.engine.catalog().layout(done.id).unwrap(),
+        t.service.catalog.layout(done.id).unwrap(),
         None,
         "a failed capture has a recorded layout"
     );
@@ -183,7 +183,7 @@ async fn a_capture_succeeds_when_retention_cannot_delete_an_old_backup_which_sta
         manual: 1,
         ..Default::default()
     };
-    t.engine.catalog().set_retention("src", &keep_one).unwrap();
+    t.service.catalog.set_retention("src", &keep_one).unwrap();
     let old = good_backup(&t).await;
     let old_key = old.object_key.clone().unwrap();
     t.store.set(Faults {
@@ -426,7 +426,7 @@ async fn a_spooled_restore_whose_read_comes_up_short_or_fails_refuses_before_the
     let cluster = databases(&t);
     let backup = good_backup(&t).await;
     // Without a recorded layout (a backup of an older version) the restore spools the dump.
-    t.engine.catalog().set_layout(backup.id, "null").unwrap();
+    t.service.catalog.set_layout(backup.id, "null").unwrap();
 
     // A short read is a damaged object: what was read is not what was recorded.
     t.store.set(Faults {
@@ -647,7 +647,7 @@ async fn catalog_rebuild_skips_and_reports_manifests_whose_object_is_gone_or_unr
         fail_read: Some(1),
         ..Faults::default()
     });
-    let report = fresh.rebuild_catalog().unwrap();
+    let report = rebuild(&fresh).unwrap();
     assert!(report.added.is_empty(), "{report:?}");
     assert_eq!(report.orphaned, vec![gone_manifest.clone()], "{report:?}");
     assert_eq!(report.unreadable.len(), 1, "{report:?}");
@@ -657,28 +657,31 @@ async fn catalog_rebuild_skips_and_reports_manifests_whose_object_is_gone_or_unr
         "{report:?}"
     );
     assert!(matches!(
-        fresh.latest_backup(),
+        fresh.engine.latest_backup(),
         Err(TransferError::NoBackups)
     ));
 
     // Once the store reads again, the good backup comes back; the one whose object is gone
     // never does.
     t.store.clear();
-    let report = fresh.rebuild_catalog().unwrap();
+    let report = rebuild(&fresh).unwrap();
     assert_eq!(report.added, vec![kept.id], "{report:?}");
     assert_eq!(report.orphaned, vec![gone_manifest], "{report:?}");
     assert!(report.unreadable.is_empty(), "{report:?}");
     assert!(matches!(
-        fresh.transfer(gone.id),
+        fresh.engine.transfer(gone.id),
         Err(TransferError::NotFound(_))
     ));
-    let back = fresh.completed_backup(kept.id).unwrap();
+    let back = fresh.engine.completed_backup(kept.id).unwrap();
     assert_eq!(back.sha256, kept.sha256);
     assert_eq!(back.object_key, kept.object_key);
     // New backups never reuse an ID the store shows, even the one whose object is gone.
-    fresh.add_database("src", &cluster.url("src")).unwrap();
-    let rec = fresh.start_capture(Some("src"), Origin::Manual).unwrap();
+    fresh.registry.add("src", &cluster.url("src")).unwrap();
+    let rec = fresh
+        .engine
+        .start_capture(Some("src"), Origin::Manual)
+        .unwrap();
     assert!(rec.id != gone.id && rec.id != kept.id, "{} reused", rec.id);
-    let next = wait_for(&fresh, rec.id).await;
+    let next = wait_for(&fresh.engine, rec.id).await;
     assert_eq!(next.state, TransferState::Succeeded, "{next:?}");
 }

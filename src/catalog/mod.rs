@@ -1,14 +1,183 @@
 //! The catalog: what the service knows and must not forget — registered databases (URLs
 //! sealed), transfers with their state and logs, and the backups they made.
 //!
-//! SQLite is the embedded default. A PostgreSQL catalog for several service nodes will sit
-//! behind the same methods (see ARCHITECTURE.md).
+//! Everything else holds an `Arc<dyn Catalog>`: the [`Catalog`] trait is the one boundary,
+//! SQLite (`sqlite/`) the embedded implementation. A PostgreSQL catalog that several service
+//! nodes share comes next behind the same trait; the trait is shaped for it:
+//! - every change that must be atomic is one method (removing a database with its schedule
+//!   and protection, appending a batch of log lines, deleting a transfer with its log);
+//! - what two nodes could race for is claimed explicitly, and only one claim wins: transfer
+//!   IDs ([`Catalog::claim_transfer_id`]) and scheduled runs by database and local date
+//!   ([`Catalog::claim_runs`]);
+//! - the methods block (a file or a network round trip): async code calls them through
+//!   `tokio::task::spawn_blocking`, never on a runtime thread.
+//!
+//! This module depends on nothing above it (no transfer, schedule, protect or server): the
+//! plain records it keeps are in `model.rs`.
 
 mod model;
 mod sqlite;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
 pub use model::{
-    DatabaseRecord, LogLine, Origin, ProtectionRecord, ScheduleRecord, TransferId, TransferIdError,
-    TransferKind, TransferRecord, TransferState, VerifyMode,
+    DatabaseRecord, LogLine, Origin, ProtectionRecord, RetentionPolicy, ScheduleRecord, TransferId,
+    TransferIdError, TransferKind, TransferRecord, TransferState, VerifyMode,
 };
-pub use sqlite::{Catalog, CatalogError};
+pub use sqlite::SqliteCatalog;
+
+/// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("catalog holds a value it cannot read ({0}); was it written by a newer pgbackups?")]
+    Corrupt(String),
+    #[error("a database named `{0}` is already registered; remove it first or pick another name")]
+    DatabaseExists(String),
+}
+
+/// Opens (creating and migrating) the SQLite catalog at `path`.
+pub fn open(path: &Path) -> Result<Arc<dyn Catalog>, CatalogError> {
+    Ok(Arc::new(SqliteCatalog::open(path)?))
+}
+
+/// An empty in-memory catalog (SQLite `:memory:`), for tests.
+pub fn open_in_memory() -> Result<Arc<dyn Catalog>, CatalogError> {
+    Ok(Arc::new(SqliteCatalog::open_in_memory()?))
+}
+
+/// What the service records, whatever keeps it. Every method blocks: call it from async code
+/// through `spawn_blocking`.
+pub trait Catalog: Send + Sync {
+    // ---- databases ----
+
+    /// Registers a database. Fails when the name is taken.
+    fn add_database(
+        &self,
+        name: &str,
+        url_sealed: &[u8],
+        url_redacted: &str,
+        now: Timestamp,
+    ) -> Result<(), CatalogError>;
+
+    /// All registered databases, by name.
+    fn list_databases(&self) -> Result<Vec<DatabaseRecord>, CatalogError>;
+
+    /// The sealed URL of a registered database.
+    fn database_url_sealed(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError>;
+
+    /// Forgets a database and its schedule; its backups stay. Returns whether it was
+    /// registered.
+    fn remove_database(&self, name: &str) -> Result<bool, CatalogError>;
+
+    // ---- Continuous Protection ----
+
+    /// Records (or updates) a database's protection.
+    fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError>;
+
+    /// Forgets a database's protection; returns whether it had one.
+    fn remove_protection(&self, database: &str) -> Result<bool, CatalogError>;
+
+    /// All protections, by database.
+    fn protections(&self) -> Result<Vec<ProtectionRecord>, CatalogError>;
+
+    // ---- schedules ----
+
+    /// Sets (or replaces) a database's daily schedule.
+    fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), CatalogError>;
+
+    /// Removes a database's schedule; returns whether it had one.
+    fn remove_schedule(&self, database: &str) -> Result<bool, CatalogError>;
+
+    /// All schedules, by database.
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, CatalogError>;
+
+    /// Claims runs, each `(database, local date, due at)`, in one transaction. Only the first
+    /// claim of a run succeeds, so a run is started once however often the scheduler (or a
+    /// second node) gets to it. Returns, for each run, whether this call claimed it.
+    fn claim_runs(
+        &self,
+        runs: &[(String, String, Timestamp)],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, CatalogError>;
+
+    /// Whether the run of `database` on `local_date` was claimed.
+    fn run_claimed(&self, database: &str, local_date: &str) -> Result<bool, CatalogError>;
+
+    /// Gives up a claim whose capture could not start, so that the run is tried again.
+    fn unclaim_run(&self, database: &str, local_date: &str) -> Result<(), CatalogError>;
+
+    /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
+    fn set_run_transfers(&self, runs: &[(String, String, TransferId)]) -> Result<(), CatalogError>;
+
+    // ---- retention ----
+
+    /// A database's retention policy, if one was set (else the default applies).
+    fn retention(&self, database: &str) -> Result<Option<RetentionPolicy>, CatalogError>;
+
+    /// Sets a database's retention policy.
+    fn set_retention(&self, database: &str, p: &RetentionPolicy) -> Result<(), CatalogError>;
+
+    /// Pins or unpins a backup: a pinned backup is never expired.
+    fn set_pinned(&self, id: TransferId, pinned: bool) -> Result<bool, CatalogError>;
+
+    // ---- transfers ----
+
+    /// Claims the next transfer ID for a prefix (`b` → b001, b002, ...): atomic, so that no
+    /// two callers (or nodes sharing the catalog) get the same one.
+    fn claim_transfer_id(&self, prefix: char) -> Result<TransferId, CatalogError>;
+
+    /// Makes sure the next ID with `id`'s prefix comes after it (after a catalog rebuild).
+    fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError>;
+
+    /// Inserts a transfer record, or updates it (leaving its layout alone).
+    fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError>;
+
+    /// Adds a backup recreated from its manifest (`catalog:rebuild`) with its layout and a
+    /// first log line, in one transaction — unless a transfer with its ID exists (another
+    /// node, or a backup made before the rebuild, has it): then nothing changes and the
+    /// answer is false.
+    fn insert_rebuilt_backup(
+        &self,
+        t: &TransferRecord,
+        layout: Option<&str>,
+        line: (Timestamp, String),
+    ) -> Result<bool, CatalogError>;
+
+    /// Records progress of a running transfer without rewriting the rest of it.
+    fn set_progress(&self, id: TransferId, bytes: u64) -> Result<(), CatalogError>;
+
+    /// Records how a backup's stored object is laid out (JSON, see `transfer::layout`).
+    fn set_layout(&self, id: TransferId, layout: &str) -> Result<(), CatalogError>;
+
+    /// How a backup's stored object is laid out, if recorded.
+    fn layout(&self, id: TransferId) -> Result<Option<String>, CatalogError>;
+
+    /// One transfer.
+    fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, CatalogError>;
+
+    /// All transfers of a kind (or all), oldest first.
+    fn transfers(&self, kind: Option<TransferKind>) -> Result<Vec<TransferRecord>, CatalogError>;
+
+    /// Transfers that are pending or running, oldest first.
+    fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError>;
+
+    /// Removes a transfer and its log.
+    fn delete_transfer(&self, id: TransferId) -> Result<(), CatalogError>;
+
+    // ---- logs ----
+
+    /// Appends lines to a transfer's log in one transaction.
+    fn append_logs(
+        &self,
+        id: TransferId,
+        lines: &[(Timestamp, String)],
+    ) -> Result<(), CatalogError>;
+
+    /// A transfer's log lines after `after_seq` (0 for all).
+    fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError>;
+}

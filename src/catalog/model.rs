@@ -313,6 +313,30 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// How many backups of each kind a database keeps: the newest `manual` manual ones, and the
+/// newest scheduled one of each of the last `daily` days, `weekly` weeks and `monthly` months
+/// (`schedule::retention` applies it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPolicy {
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub manual: u32,
+}
+
+impl Default for RetentionPolicy {
+    /// Like Heroku Postgres' Standard tier: 7 daily and 4 weekly scheduled backups; and 25
+    /// manual ones.
+    fn default() -> RetentionPolicy {
+        RetentionPolicy {
+            daily: 7,
+            weekly: 4,
+            monthly: 0,
+            manual: 25,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

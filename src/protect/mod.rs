@@ -22,11 +22,15 @@ use tokio_util::sync::CancellationToken;
 
 pub use stream::{Live, ReceiverState};
 
+use crate::catalog::Catalog;
 use crate::catalog::ProtectionRecord;
+use crate::notify::Notifier;
 use crate::pg::client::{query, quote_literal};
 use crate::pg::{PgTools, PgUrl};
 use crate::pitr::ArchiveInfo;
-use crate::transfer::{Engine, TransferError};
+use crate::registry::{Registry, RegistryError};
+use crate::storage::Storage;
+use crate::transfer::TransferError;
 
 /// A base backup a day unless told otherwise, and a week of them kept.
 pub const DEFAULT_BASE_EVERY: Duration = Duration::from_secs(86_400);
@@ -50,6 +54,21 @@ impl From<crate::catalog::CatalogError> for ProtectError {
     fn from(e: crate::catalog::CatalogError) -> Self {
         ProtectError::Transfer(e.into())
     }
+}
+
+impl From<RegistryError> for ProtectError {
+    fn from(e: RegistryError) -> Self {
+        ProtectError::Transfer(e.into())
+    }
+}
+
+/// Runs a blocking catalog or registry call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProtectError> + Send + 'static,
+) -> Result<T, ProtectError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProtectError::Internal(e.to_string()))?
 }
 
 /// One database's protection, as `protection:info` shows it.
@@ -78,7 +97,13 @@ struct Running {
 
 /// The protected databases' streams.
 pub struct Protector {
-    engine: Arc<Engine>,
+    catalog: Arc<dyn Catalog>,
+    storage: Arc<dyn Storage>,
+    tools: PgTools,
+    /// Where protected databases' URLs are unsealed.
+    registry: Arc<Registry>,
+    /// Where protection problems are reported.
+    notifier: Arc<Notifier>,
     tuning: crate::config::Tuning,
     spool_root: PathBuf,
     streams: Mutex<HashMap<String, Running>>,
@@ -87,14 +112,23 @@ pub struct Protector {
 }
 
 impl Protector {
-    /// The streams of `engine`'s databases, spooled under `data_dir`, timed by `tuning`.
+    /// The protector of one service (the composition root builds it); spools live under
+    /// `data_dir`, timed by `tuning`.
     pub fn new(
-        engine: Arc<Engine>,
+        catalog: Arc<dyn Catalog>,
+        storage: Arc<dyn Storage>,
+        tools: PgTools,
+        registry: Arc<Registry>,
+        notifier: Arc<Notifier>,
         data_dir: &std::path::Path,
         tuning: crate::config::Tuning,
     ) -> Arc<Protector> {
         Arc::new(Protector {
-            engine,
+            catalog,
+            storage,
+            tools,
+            registry,
+            notifier,
             tuning,
             spool_root: data_dir.join("wal-spool"),
             streams: Mutex::new(HashMap::new()),
@@ -107,10 +141,10 @@ impl Protector {
     }
 
     /// Starts the streams of every protected database (at service start): each resumes from
-    /// its slot.
+    /// its slot. Blocks on the catalog: call it off the async threads.
     pub fn start_all(&self) -> Result<(), ProtectError> {
-        for record in self.engine.catalog().protections()? {
-            match self.engine.resolve_database(Some(&record.database)) {
+        for record in self.catalog.protections()? {
+            match self.registry.resolve(Some(&record.database)) {
                 Ok((_, url)) => self.start(record, url),
                 Err(e) => tracing::error!(
                     database = %record.database,
@@ -130,14 +164,14 @@ impl Protector {
             name: record.database.clone(),
             slot: record.slot.clone(),
             url,
-            storage: self.engine.storage().clone(),
-            tools: self.engine.tools().clone(),
+            storage: self.storage.clone(),
+            tools: self.tools.clone(),
             spool: self.spool_root.join(&record.database),
             base_every: Duration::from_secs(record.base_every_secs),
             keep_base: record.keep_base,
             tuning: self.tuning,
             since: record.created_at,
-            notifier: self.engine.notifier().clone(),
+            notifier: self.notifier.clone(),
         };
         let live = Arc::new(Mutex::new(Live::default()));
         let stop = CancellationToken::new();
@@ -174,7 +208,9 @@ impl Protector {
         }
         // A registered name only: it names the spool directory, the archive and the slot.
         crate::transfer::check_name(database)?;
-        let (name, url) = self.engine.resolve_database(Some(database))?;
+        let registry = self.registry.clone();
+        let reference = database.to_string();
+        let (name, url) = blocking(move || Ok(registry.resolve(Some(&reference))?)).await?;
         crate::transfer::check_name(&name)?;
         let base_every = base_every.unwrap_or(DEFAULT_BASE_EVERY);
         if base_every < Duration::from_secs(60) || base_every > Duration::from_secs(366 * 86_400) {
@@ -190,7 +226,8 @@ impl Protector {
         }
         let _one_at_a_time = self.changing.lock().await;
         let slot = slot_name(&name);
-        let protections = self.engine.catalog().protections()?;
+        let catalog = self.catalog.clone();
+        let protections = blocking(move || Ok(catalog.protections()?)).await?;
         if let Some(other) = protections
             .iter()
             .find(|p| p.slot == slot && p.database != name)
@@ -200,7 +237,7 @@ impl Protector {
                 other.database
             )));
         }
-        let tools = self.engine.tools();
+        let tools = &self.tools;
         check_server(tools, &url, &slot).await?;
         create_slot(tools, &url, &slot)
             .await
@@ -216,7 +253,8 @@ impl Protector {
                 .map(|r| r.record.created_at)
                 .unwrap_or_else(Timestamp::now),
         };
-        self.engine.catalog().set_protection(&record)?;
+        let (catalog, saved) = (self.catalog.clone(), record.clone());
+        blocking(move || Ok(catalog.set_protection(&saved)?)).await?;
         if let Some(old) = existing {
             old.stop.cancel();
             let _ = old.task.await;
@@ -230,10 +268,9 @@ impl Protector {
     /// the warning says how to drop the slot, which would otherwise keep WAL on the server.
     pub async fn unprotect(&self, database: &str) -> Result<Option<String>, ProtectError> {
         let _one_at_a_time = self.changing.lock().await;
-        let record = self
-            .engine
-            .catalog()
-            .protections()?
+        let catalog = self.catalog.clone();
+        let record = blocking(move || Ok(catalog.protections()?))
+            .await?
             .into_iter()
             .find(|p| p.database == database)
             .ok_or_else(|| {
@@ -246,7 +283,8 @@ impl Protector {
             running.stop.cancel();
             let _ = running.task.await;
         }
-        self.engine.catalog().remove_protection(database)?;
+        let (catalog, name) = (self.catalog.clone(), database.to_string());
+        blocking(move || Ok(catalog.remove_protection(&name)?)).await?;
         let spool = self.spool_root.join(database);
         if let Err(e) = crate::transfer::check_name(database)
             .map_err(|e| std::io::Error::other(e.to_string()))
@@ -255,9 +293,11 @@ impl Protector {
         {
             tracing::warn!("cannot remove {}: {e}", spool.display());
         }
-        let dropped = match self.engine.resolve_database(Some(database)) {
+        let (registry, name) = (self.registry.clone(), database.to_string());
+        let resolved = blocking(move || Ok(registry.resolve(Some(&name))?)).await;
+        let dropped = match resolved {
             Ok((_, url)) => query(
-                self.engine.tools(),
+                &self.tools,
                 &url,
                 &format!(
                     "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
@@ -280,10 +320,9 @@ impl Protector {
 
     /// Every protected database, with its live state (no store reads).
     pub async fn list(&self) -> Result<Vec<ProtectionView>, ProtectError> {
-        let names: Vec<String> = self
-            .engine
-            .catalog()
-            .protections()?
+        let catalog = self.catalog.clone();
+        let names: Vec<String> = blocking(move || Ok(catalog.protections()?))
+            .await?
             .into_iter()
             .map(|p| p.database)
             .collect();
@@ -325,7 +364,7 @@ impl Protector {
             None => (None, None),
         };
         let archive = if with_archive {
-            let (storage, name) = (self.engine.storage().clone(), database.to_string());
+            let (storage, name) = (self.storage.clone(), database.to_string());
             Some(
                 tokio::task::spawn_blocking(move || {
                     crate::pitr::archive_info(storage.as_ref(), &name)
@@ -358,12 +397,12 @@ impl Protector {
         })
     }
 
-    /// Whether `database` is protected (it cannot be removed then), running or not.
+    /// Whether `database` is protected (it cannot be removed then), running or not. Blocks
+    /// on the catalog: call it off the async threads.
     pub fn is_protected(&self, database: &str) -> bool {
         self.streams().contains_key(database)
             || self
-                .engine
-                .catalog()
+                .catalog
                 .protections()
                 .is_ok_and(|p| p.iter().any(|p| p.database == database))
     }

@@ -6,7 +6,6 @@
 //! local time does not exist (clocks jump over it) the run happens at the first moment after
 //! the jump; on the day it exists twice (clocks fall back) it happens once, at the first.
 
-mod clock;
 pub mod retention;
 mod scheduler;
 
@@ -16,7 +15,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::{AmbiguousOffset, TimeZone};
 
-pub use clock::{Clock, SystemClock, TestClock};
+pub use crate::clock::{Clock, SystemClock, TestClock};
 pub use scheduler::{Scheduler, Starter, spec_of};
 
 /// A parsed `--at` value: a local time of day and the zone it is in.

@@ -6,31 +6,11 @@ use std::collections::HashSet;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Origin, TransferId};
 
-/// How many backups of each kind a database keeps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Policy {
-    pub daily: u32,
-    pub weekly: u32,
-    pub monthly: u32,
-    pub manual: u32,
-}
-
-impl Default for Policy {
-    /// Like Heroku Postgres' Standard tier: 7 daily and 4 weekly scheduled backups; and 25
-    /// manual ones.
-    fn default() -> Policy {
-        Policy {
-            daily: 7,
-            weekly: 4,
-            monthly: 0,
-            manual: 25,
-        }
-    }
-}
+/// How many backups of each kind a database keeps (a plain record of the catalog's).
+pub use crate::catalog::RetentionPolicy as Policy;
 
 /// What retention needs to know of a completed backup.
 #[derive(Clone, Debug)]

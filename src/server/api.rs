@@ -14,22 +14,30 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::catalog::{
-    CatalogError, DatabaseRecord, Origin, ScheduleRecord, TransferId, TransferKind,
+    Catalog, CatalogError, DatabaseRecord, Origin, ScheduleRecord, TransferId, TransferKind,
 };
 use crate::pg::DumpFilter;
 use crate::protect::{ProtectError, Protector};
+use crate::registry::Registry;
 use crate::schedule::retention::Policy;
-use crate::schedule::{DailyAt, Scheduler, spec_of};
+use crate::schedule::{Clock, DailyAt, Scheduler, spec_of};
 use crate::secret::Secrets;
-use crate::storage::StorageError;
+use crate::service::Service;
+use crate::storage::{Storage, StorageError};
 use crate::transfer::atomic::AtomicSwap;
-use crate::transfer::{Engine, TransferError};
+use crate::transfer::{Engine, Links, TransferError};
 
 use super::extract::{Json as JsonBody, Path, Query, json_errors};
 
+/// What the handlers use: the parts of the service, as the composition root built them.
 #[derive(Clone)]
 struct AppState {
     engine: Arc<Engine>,
+    catalog: Arc<dyn Catalog>,
+    storage: Arc<dyn Storage>,
+    registry: Arc<Registry>,
+    links: Arc<Links>,
+    clock: Arc<dyn Clock>,
     secrets: Arc<Secrets>,
     scheduler: Arc<Scheduler>,
     protector: Arc<Protector>,
@@ -38,18 +46,17 @@ struct AppState {
 }
 
 /// The service's routes.
-pub fn router(
-    engine: Arc<Engine>,
-    secrets: Arc<Secrets>,
-    scheduler: Arc<Scheduler>,
-    protector: Arc<Protector>,
-    public_url: &str,
-) -> Router {
+pub fn router(service: &Service, public_url: &str) -> Router {
     let state = AppState {
-        engine,
-        secrets,
-        scheduler,
-        protector,
+        engine: service.engine.clone(),
+        catalog: service.catalog.clone(),
+        storage: service.storage.clone(),
+        registry: service.registry.clone(),
+        links: service.links.clone(),
+        clock: service.clock.clone(),
+        secrets: service.secrets.clone(),
+        scheduler: service.scheduler.clone(),
+        protector: service.protector.clone(),
         public_url: public_url.into(),
     };
     let api = Router::new()
@@ -259,10 +266,8 @@ async fn blocking<T: Send + 'static>(
 // ---- databases ----
 
 async fn list_databases(State(s): State<AppState>) -> ApiResult<Json<Vec<DatabaseRecord>>> {
-    let e = s.engine.clone();
-    Ok(Json(
-        blocking(move || Ok(e.catalog().list_databases()?)).await?,
-    ))
+    let r = s.registry.clone();
+    Ok(Json(blocking(move || Ok(r.list()?)).await?))
 }
 
 #[derive(Deserialize)]
@@ -275,9 +280,9 @@ async fn add_database(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<AddDatabase>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let e = s.engine.clone();
+    let r = s.registry.clone();
     let name = body.name.clone();
-    let url = blocking(move || e.add_database(&body.name, &body.url)).await?;
+    let url = blocking(move || Ok(r.add(&body.name, &body.url)?)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "name": name, "url": url.redacted() })),
@@ -288,14 +293,15 @@ async fn remove_database(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if s.protector.is_protected(&name) {
+    let (p, n) = (s.protector.clone(), name.clone());
+    if blocking(move || Ok(p.is_protected(&n))).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("{name} is protected: stop that first with `pgbackups unprotect {name}`"),
         ));
     }
-    let e = s.engine.clone();
-    let removed = blocking(move || Ok(e.catalog().remove_database(&name)?)).await?;
+    let r = s.registry.clone();
+    let removed = blocking(move || Ok(r.remove(&name)?)).await?;
     if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -348,10 +354,10 @@ async fn transfer_logs(
     Query(q): Query<LogQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let e = s.engine.clone();
+    let (e, c) = (s.engine.clone(), s.catalog.clone());
     let logs = blocking(move || {
         e.transfer(id)?;
-        Ok(e.catalog().logs(id, q.after.unwrap_or(0))?)
+        Ok(c.logs(id, q.after.unwrap_or(0))?)
     })
     .await?;
     Ok(Json(logs))
@@ -362,12 +368,14 @@ async fn cancel_transfer(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let id = s.engine.cancel(Some(id))?;
+    let e = s.engine.clone();
+    let id = blocking(move || e.cancel(Some(id))).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
 async fn cancel_newest(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let id = s.engine.cancel(None)?;
+    let e = s.engine.clone();
+    let id = blocking(move || e.cancel(None)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
 }
 
@@ -382,9 +390,11 @@ async fn start_capture(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<StartCapture>,
 ) -> ApiResult<impl IntoResponse> {
-    let rec =
-        s.engine
-            .start_partial_capture(body.database.as_deref(), Origin::Manual, body.filter)?;
+    let e = s.engine.clone();
+    let rec = blocking(move || {
+        e.start_partial_capture(body.database.as_deref(), Origin::Manual, body.filter)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -411,24 +421,31 @@ async fn start_restore(
     let atomic = body.atomic.then_some(AtomicSwap {
         drop_old: body.drop_old,
     });
-    if let Some(source) = &body.url {
-        let rec = s.engine.start_restore_from_url(
-            source,
+    let e = s.engine.clone();
+    if let Some(source) = body.url.clone() {
+        let rec = blocking(move || {
+            e.start_restore_from_url(
+                &source,
+                body.database.as_deref(),
+                body.confirm.as_deref(),
+                body.jobs.unwrap_or(1),
+                atomic,
+            )
+        })
+        .await?;
+        return Ok((StatusCode::CREATED, Json(rec)));
+    }
+    let backup = parse_optional_id(body.backup.as_deref())?;
+    let rec = blocking(move || {
+        e.start_restore(
+            backup,
             body.database.as_deref(),
             body.confirm.as_deref(),
             body.jobs.unwrap_or(1),
             atomic,
-        )?;
-        return Ok((StatusCode::CREATED, Json(rec)));
-    }
-    let backup = parse_optional_id(body.backup.as_deref())?;
-    let rec = s.engine.start_restore(
-        backup,
-        body.database.as_deref(),
-        body.confirm.as_deref(),
-        body.jobs.unwrap_or(1),
-        atomic,
-    )?;
+        )
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -471,11 +488,11 @@ fn schedule_view(
 }
 
 async fn list_schedules(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let e = s.engine.clone();
+    let c = s.catalog.clone();
     let all = blocking(move || {
         let mut out = Vec::new();
-        for s in e.catalog().schedules()? {
-            let policy = e.catalog().retention(&s.database)?.unwrap_or_default();
+        for s in c.schedules()? {
+            let policy = c.retention(&s.database)?.unwrap_or_default();
             out.push((s, policy));
         }
         Ok(out)
@@ -503,9 +520,9 @@ async fn set_schedule(
 ) -> ApiResult<impl IntoResponse> {
     let spec = DailyAt::parse(&body.at)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let e = s.engine.clone();
+    let r = s.registry.clone();
     let database = body.database.clone();
-    let (name, _) = blocking(move || e.resolve_database(database.as_deref())).await?;
+    let (name, _) = blocking(move || Ok(r.resolve(database.as_deref())?)).await?;
     if name.starts_with("postgres") && name.contains("://") {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -521,10 +538,10 @@ async fn set_schedule(
         created_at: now,
         verify: body.verify,
     };
-    let (e, r) = (s.engine.clone(), record.clone());
+    let (c, r) = (s.catalog.clone(), record.clone());
     let policy = blocking(move || {
-        e.catalog().set_schedule(&r)?;
-        Ok(e.catalog().retention(&r.database)?.unwrap_or_default())
+        c.set_schedule(&r)?;
+        Ok(c.retention(&r.database)?.unwrap_or_default())
     })
     .await?;
     s.scheduler.schedules_changed();
@@ -538,8 +555,8 @@ async fn remove_schedule(
     State(s): State<AppState>,
     Path(database): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let e = s.engine.clone();
-    let removed = blocking(move || Ok(e.catalog().remove_schedule(&database)?)).await?;
+    let c = s.catalog.clone();
+    let removed = blocking(move || Ok(c.remove_schedule(&database)?)).await?;
     if !removed {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -565,13 +582,13 @@ async fn show_retention(
     State(s): State<AppState>,
     Path(database): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let e = s.engine.clone();
+    let (r, c) = (s.registry.clone(), s.catalog.clone());
     let view = blocking(move || {
         crate::transfer::check_name(&database)?;
-        if e.catalog().database_url_sealed(&database)?.is_none() {
+        if !r.contains(&database)? {
             return Err(TransferError::UnknownDatabase(database));
         }
-        let set = e.catalog().retention(&database)?;
+        let set = c.retention(&database)?;
         Ok(RetentionView {
             default: set.is_none(),
             policy: set.unwrap_or_default(),
@@ -605,15 +622,15 @@ async fn set_retention(
             "retention counts must be between 0 and 10000",
         ));
     }
-    let e = s.engine.clone();
+    let (r, c) = (s.registry.clone(), s.catalog.clone());
     let view = blocking(move || {
-        let (name, _) = e.resolve_database(Some(&database))?;
-        let mut p = e.catalog().retention(&name)?.unwrap_or_default();
+        let (name, _) = r.resolve(Some(&database))?;
+        let mut p = c.retention(&name)?.unwrap_or_default();
         p.daily = body.daily.unwrap_or(p.daily);
         p.weekly = body.weekly.unwrap_or(p.weekly);
         p.monthly = body.monthly.unwrap_or(p.monthly);
         p.manual = body.manual.unwrap_or(p.manual);
-        e.catalog().set_retention(&name, &p)?;
+        c.set_retention(&name, &p)?;
         Ok(RetentionView {
             database: name,
             policy: p,
@@ -658,7 +675,7 @@ async fn start_restore_upload(
     use futures_util::StreamExt;
     let stream = body
         .into_data_stream()
-        .map(|r| r.map_err(|e| e.to_string()));
+        .map(|r| r.map_err(std::io::Error::other));
     let atomic = q.atomic.then_some(AtomicSwap {
         drop_old: q.drop_old,
     });
@@ -689,12 +706,16 @@ async fn start_copy(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<StartCopy>,
 ) -> ApiResult<impl IntoResponse> {
-    let rec = s.engine.start_copy(
-        &body.source,
-        &body.target,
-        body.confirm.as_deref(),
-        body.filter,
-    )?;
+    let e = s.engine.clone();
+    let rec = blocking(move || {
+        e.start_copy(
+            &body.source,
+            &body.target,
+            body.confirm.as_deref(),
+            body.filter,
+        )
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 
@@ -772,8 +793,10 @@ async fn verify_backup(
 }
 
 async fn rebuild_catalog(State(s): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let e = s.engine.clone();
-    let report = blocking(move || e.rebuild_catalog()).await?;
+    let (c, st, clock) = (s.catalog.clone(), s.storage.clone(), s.clock.clone());
+    let report =
+        blocking(move || crate::transfer::rebuild_catalog(c.as_ref(), st.as_ref(), clock.as_ref()))
+            .await?;
     Ok(Json(report))
 }
 
@@ -802,7 +825,7 @@ async fn backup_url(
             format!("--expires must be between 1 s and 7 days (S3's limit), not {secs} s"),
         ));
     }
-    let (e, base) = (s.engine.clone(), s.public_url.clone());
+    let (e, base) = (s.links.clone(), s.public_url.clone());
     let url =
         blocking(move || e.backup_url(id, std::time::Duration::from_secs(secs), body.plain, &base))
             .await?;
@@ -824,7 +847,7 @@ async fn signed_download(
     let (Ok(id), Some(expires), Some(sig)) = (id.parse::<TransferId>(), q.expires, q.sig) else {
         return refused("this is not a complete pgbackups download link");
     };
-    let e = s.engine.clone();
+    let e = s.links.clone();
     let checked = tokio::task::spawn_blocking(move || e.check_link(id, expires, &sig)).await;
     match checked {
         Ok(Ok(backup)) => stream_dump(&s, Some(backup.id))
@@ -888,7 +911,7 @@ fn wal_token_message(name: &str) -> String {
 async fn wal_token(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Response> {
     crate::wal::key(&name, "00000001.history")
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let storage = s.engine.storage().clone();
+    let storage = s.storage.clone();
     let n = name.clone();
     let listed = tokio::task::spawn_blocking(move || storage.list(&format!("wal/{n}/")))
         .await
@@ -929,7 +952,7 @@ async fn wal_file(
         )
         .into_response();
     }
-    let storage = s.engine.storage().clone();
+    let storage = s.storage.clone();
     let (n, f) = (name.clone(), file.clone());
     let opened =
         tokio::task::spawn_blocking(move || crate::wal::open_stored(storage.as_ref(), &n, &f))

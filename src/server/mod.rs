@@ -3,6 +3,10 @@
 //! Every `/api` call needs `Authorization: Bearer <token>` (the token is generated on first
 //! start and kept in the data directory with mode 0600). `/healthz` is open: it says only
 //! that the service is up. The API is documented in `docs/API.md`.
+//!
+//! `serve()` owns the process around the service: the data directory and its lock, the
+//! listener, start-up recovery, signals and shutdown. The parts themselves are built by the
+//! composition root, `crate::service`.
 
 mod api;
 mod extract;
@@ -13,20 +17,62 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::Catalog;
 use crate::config::{SERVICE_URL_FILE, ServiceConfig};
-use crate::pg::PgTools;
-use crate::schedule::{Clock, Scheduler, SystemClock, TestClock};
-use crate::secret::Secrets;
+use crate::protect::ProtectError;
+use crate::service::{Foundations, Service};
 use crate::storage::Storage;
-use crate::transfer::Engine;
+use crate::transfer::TransferError;
 
 pub use api::router;
 
-/// Why the service could not start or run.
+/// Why the service could not start or run, with what to change.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ServeError(String);
+pub enum ServeError {
+    #[error("cannot create data directory {}: {source}", dir.display())]
+    CreateDataDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot make data directory {} private: {source}", dir.display())]
+    PrivateDataDir {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot {what} {}: {source}", path.display())]
+    Lock {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another pgbackups service is already running with data directory {}; stop it or pass another --data-dir",
+        .0.display()
+    )]
+    Locked(std::path::PathBuf),
+    #[error(transparent)]
+    Open(#[from] crate::service::OpenError),
+    #[error("cannot recover from the previous run: {0}")]
+    Recover(#[source] TransferError),
+    #[error("cannot listen on {listen}: {source}; pass another --listen address")]
+    Listen {
+        listen: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the listening address: {0}")]
+    LocalAddr(#[source] std::io::Error),
+    #[error("cannot write {SERVICE_URL_FILE}: {0}")]
+    UrlFile(#[source] std::io::Error),
+    #[error("cannot resume Continuous Protection: {0}")]
+    Protection(#[source] ProtectError),
+    #[error("a start-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
 
 /// How long running transfers get to record that they were interrupted at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -42,133 +88,87 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| {
-            ServeError(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
+        .map_err(|source| ServeError::CreateDataDir {
+            dir: dir.clone(),
+            source,
         })?;
     // The directory holds the token, the key and (with local storage) every dump.
     let mode = std::fs::metadata(dir)
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0);
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-            ServeError(format!(
-                "cannot make data directory {} private: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| ServeError::PrivateDataDir {
+                dir: dir.clone(),
+                source,
+            },
+        )?;
         tracing::warn!(
             "data directory {} was mode {mode:o}; made it 0700",
             dir.display()
         );
     }
     let _lock = lock_data_dir(dir)?;
-
-    let secrets = Arc::new(Secrets::load_or_create(dir).map_err(|e| {
-        ServeError(format!(
-            "cannot read or create the service's secrets in {}: {e}",
-            dir.display()
-        ))
-    })?);
-    let catalog = Arc::new(Catalog::open(&config.catalog_path()).map_err(|e| {
-        ServeError(format!(
-            "cannot open catalog {}: {e}",
-            config.catalog_path().display()
-        ))
-    })?);
-    // Probed: a wrong bucket or bad credentials stop the service here, with the reason.
-    let storage = open_configured_storage(&config, true).map_err(ServeError)?;
-    let clock: Arc<dyn Clock> = match &config.test_clock {
-        Some(spec) => {
-            let clock = TestClock::parse(spec).ok_or_else(|| {
-                ServeError(format!(
-                    "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{spec}`"
-                ))
-            })?;
-            tracing::warn!("schedules run on a test clock ({spec}); do not use this in production");
-            Arc::new(clock)
-        }
-        None => Arc::new(SystemClock),
-    };
     crate::transfer::hold::arm(&config.test_holds);
-    let notifier =
-        crate::notify::Notifier::new(config.notify_url.as_deref()).map_err(ServeError)?;
-    let tools = PgTools::discover(&config.pg_bin_dirs);
-    tracing::info!("PostgreSQL client tools: {}", tools.describe());
-    let engine = Engine::new(
-        &config,
-        catalog,
-        storage,
-        secrets.clone(),
-        tools,
-        clock.clone(),
-        notifier,
-    );
-    let interrupted = engine
-        .recover_interrupted()
-        .map_err(|e| ServeError(format!("cannot recover from the previous run: {e}")))?;
+
+    let base = Foundations::open(&config)?;
+    let service = Service::compose(&config, base);
+    // Start-up recovery reads and writes the catalog: off the async threads.
+    let engine = service.engine.clone();
+    let interrupted = tokio::task::spawn_blocking(move || engine.recover_interrupted())
+        .await?
+        .map_err(ServeError::Recover)?;
     for id in &interrupted {
         tracing::warn!(transfer = %id, "marked failed: it was running when the service last stopped");
-        if let Ok(t) = engine.transfer(*id) {
-            engine.notifier().send(crate::notify::Event {
+        let engine = service.engine.clone();
+        let id = *id;
+        if let Ok(Ok(t)) = tokio::task::spawn_blocking(move || engine.transfer(id)).await {
+            service.notifier.send(crate::notify::Event {
                 event: "transfer.failed",
                 database: t.database,
                 id: Some(id.to_string()),
                 message: t.error.unwrap_or_default(),
-                at: clock.now(),
+                at: service.clock.now(),
             });
         }
     }
-    engine.drop_stale_scratch(&interrupted).await;
+    service.engine.drop_stale_scratch(&interrupted).await;
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|e| {
-            ServeError(format!(
-                "cannot listen on {}: {e}; pass another --listen address",
-                config.listen
-            ))
+        .map_err(|source| ServeError::Listen {
+            listen: config.listen.clone(),
+            source,
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServeError(format!("cannot read the listening address: {e}")))?;
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let url = format!("http://{addr}");
     crate::durable::write_file(
         &dir.join(SERVICE_URL_FILE),
         format!("{url}\n").as_bytes(),
         0o600,
     )
-    .map_err(|e| ServeError(format!("cannot write {SERVICE_URL_FILE}: {e}")))?;
-    tracing::info!("storage: {}", engine.storage().describe());
+    .map_err(ServeError::UrlFile)?;
+    tracing::info!("storage: {}", service.storage.describe());
     // The first line on stdout is the address, for scripts and the test harness.
     println!(
         "pgbackups listening on {url} (data directory {})",
         dir.display()
     );
 
-    let protector = crate::protect::Protector::new(engine.clone(), dir, config.tuning);
-    protector
-        .start_all()
-        .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?;
+    let protector = service.protector.clone();
+    tokio::task::spawn_blocking(move || protector.start_all())
+        .await?
+        .map_err(ServeError::Protection)?;
     tokio::spawn(retry_storage_aborts(
-        engine.storage().clone(),
+        service.storage.clone(),
         config.tuning.storage_sweep,
     ));
-    let starter: Arc<dyn crate::schedule::Starter> = Arc::new(engine.clone());
-    let scheduler = Scheduler::new(engine.catalog().clone(), starter, clock);
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(scheduler.clone().run(stop_scheduler.clone()));
+    tokio::spawn(service.scheduler.clone().run(stop_scheduler.clone()));
     let public_url = config.public_url.clone().unwrap_or_else(|| url.clone());
-    let app = router(
-        engine.clone(),
-        secrets,
-        scheduler,
-        protector.clone(),
-        &public_url,
-    );
-    let shutdown_engine = engine.clone();
+    let app = router(&service, &public_url);
+    let protector = service.protector.clone();
+    let shutdown_engine = service.engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -182,7 +182,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     // Open connections (a long download, a client that stopped reading) get a little time
     // to finish once the transfers are recorded; then the service exits anyway.
     tokio::select! {
-        r = server => r.map_err(|e| ServeError(format!("server error: {e}")))?,
+        r = server => r.map_err(ServeError::Serve)?,
         _ = async {
             stopped.notified().await;
             tokio::time::sleep(Duration::from_secs(10)).await;
@@ -243,16 +243,19 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {
         .write(true)
         .mode(0o600)
         .open(&path)
-        .map_err(|e| ServeError(format!("cannot open {}: {e}", path.display())))?;
+        .map_err(|source| ServeError::Lock {
+            what: "open",
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError(format!(
-            "another pgbackups service is already running with data directory {}; stop it or pass another --data-dir",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(ServeError(format!("cannot lock {}: {e}", path.display())))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(ServeError::Lock {
+            what: "lock",
+            path,
+            source,
+        }),
     }
 }
 

@@ -351,7 +351,8 @@ async fn recover_stage(
     let url = if server.starts_with("postgres://") || server.starts_with("postgresql://") {
         return by_hand("its password is not stored".into());
     } else {
-        match engine.resolve_database(Some(server)) {
+        let (registry, reference) = (engine.registry.clone(), server.clone());
+        match super::blocking(move || Ok(registry.resolve(Some(&reference))?)).await {
             Ok((_, url)) => url,
             Err(e) => return by_hand(e.to_string()),
         }

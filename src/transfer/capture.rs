@@ -55,7 +55,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     let key = format!(
         "backups/{}-{}.dump.zst",
         job.rec.id,
-        engine.clock().now().strftime("%Y%m%dT%H%M%SZ")
+        engine.clock.now().strftime("%Y%m%dT%H%M%SZ")
     );
     job.rec.object_key = Some(key.clone());
     job.rec.compression = Some(format!("zstd-{}", engine.zstd_level));
@@ -160,7 +160,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     // alone. A backup without one is not finished.
     let mut finished = job.rec.clone();
     finished.state = crate::catalog::TransferState::Succeeded;
-    finished.finished_at = Some(engine.clock().now());
+    finished.finished_at = Some(engine.clock.now());
     let (storage, l) = (engine.storage.clone(), layout.clone());
     tokio::task::spawn_blocking(move || manifest::write(storage.as_ref(), &finished, &l))
         .await

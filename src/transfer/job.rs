@@ -65,7 +65,7 @@ pub struct LogWriter {
 
 impl JobCtx {
     /// A context for transfer `id` whose log lines go to `catalog`.
-    pub fn new(id: TransferId, catalog: Arc<Catalog>) -> (JobCtx, LogWriter) {
+    pub fn new(id: TransferId, catalog: Arc<dyn Catalog>) -> (JobCtx, LogWriter) {
         let (log_tx, mut rx) = mpsc::unbounded_channel::<(Timestamp, String)>();
         let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {

@@ -1,27 +1,40 @@
 //! Transfers: the jobs that move data — captures (database → storage) and restores
-//! (backup → database) — and the [`Engine`] that starts, tracks, cancels and recovers them.
+//! (backup → database) — and the [`Engine`] that launches, tracks, cancels and finishes them.
 //!
 //! Each transfer runs as one task: it waits for a free slot, runs its work (`capture::run` or
 //! `restore::run`) with a [`job::JobCtx`] for logs, progress and cancellation, then records how
 //! it ended. Whatever happens, a capture that did not succeed leaves no object behind.
+//!
+//! Here: the engine itself (slots, the running transfers, cancel, how each ended). Around it:
+//! `start.rs` (checking and starting each kind of transfer), `work.rs` (a job in progress),
+//! `recover.rs` (start-up recovery), `expire.rs` (retention runs after a capture),
+//! `links.rs` (signed and presigned download links), `rebuild.rs` (`catalog:rebuild`),
+//! `error.rs`. The engine gets its catalog, storage, tools, registry, clock and notifier from
+//! the composition root (`crate::service`); it hands none of them out.
 
 pub mod atomic;
 mod capture;
 pub mod claims;
 mod copy;
 mod download;
+mod error;
+mod expire;
 pub mod hold;
 pub mod job;
 pub mod layout;
+pub mod links;
 pub mod manifest;
 pub mod pipeline;
 mod pushpull;
+pub mod rebuild;
+mod recover;
 mod restore;
 pub mod restore_url;
+mod start;
 mod verify;
+mod work;
 
 use std::collections::HashMap;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,97 +44,22 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::catalog::{
-    Catalog, CatalogError, Origin, TransferId, TransferKind, TransferRecord, TransferState,
-    VerifyMode,
+    Catalog, Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode,
 };
+use crate::clock::Clock;
 use crate::config::ServiceConfig;
-use crate::pg::client::ScriptEnd;
-use crate::pg::{DumpFilter, FilterError, PgTools, PgUrl, PgUrlError};
-use crate::schedule::{Clock, retention};
-use crate::secret::{Secrets, UnsealError};
-use crate::storage::{Storage, StorageError};
-use claims::{BackupRead, ClaimError, Claims, TargetHold};
+use crate::pg::{PgTools, PgUrl};
+use crate::registry::Registry;
+use crate::storage::Storage;
+use claims::Claims;
 use job::{Control, JobCtx, StopReason};
+use work::{Held, Job};
 
+pub use crate::registry::confirm_word;
 pub use download::PlainDump;
-
-/// A request that cannot be carried out, in words the user can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum TransferError {
-    #[error("no backup or transfer {0}; list them with `pgbackups backups`")]
-    NotFound(TransferId),
-    #[error(
-        "no database named `{0}` is registered; add it with `pgbackups databases:add {0} postgres://...`, or pass a postgres:// URL instead"
-    )]
-    UnknownDatabase(String),
-    #[error(
-        "no database is registered; add one with `pgbackups databases:add NAME postgres://...`, or pass a postgres:// URL"
-    )]
-    NoDatabases,
-    #[error("several databases are registered ({0}); name the one you mean")]
-    WhichDatabase(String),
-    #[error(
-        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-`, starting with a letter, digit or `_` (or pass a postgres:// URL)"
-    )]
-    BadName(String),
-    #[error(transparent)]
-    BadUrl(#[from] PgUrlError),
-    #[error("this is destructive: confirm it by passing --confirm {expected}{given}")]
-    Confirm { expected: String, given: String },
-    #[error(
-        "{id} is not a completed backup (it is {state}); pick a completed one from `pgbackups backups`"
-    )]
-    NotCompleted { id: TransferId, state: String },
-    #[error("{0} is a restore, not a backup")]
-    NotABackup(TransferId),
-    #[error("{0} is still running; cancel it first with `pgbackups backups:cancel {0}`")]
-    StillRunning(TransferId),
-    #[error(
-        "backup {backup} is being restored by {restore}; wait for it to end or cancel it first"
-    )]
-    InUse {
-        backup: TransferId,
-        restore: TransferId,
-    },
-    #[error("{id} is not running (it is {state}); nothing to cancel")]
-    NotRunning { id: TransferId, state: String },
-    #[error("no capture or restore is running; nothing to cancel")]
-    NothingRunning,
-    #[error("there is no completed backup yet; take one with `pgbackups backups:capture`")]
-    NoBackups,
-    #[error(transparent)]
-    BadFilter(#[from] FilterError),
-    #[error("{0}")]
-    Target(String),
-    #[error("a restore source must be a backup ID (b001) or an http(s) URL")]
-    BadSourceUrl,
-    #[error(
-        "a restore test needs a server for its scratch database, and the backup's database {0} is not registered: pass --target DATABASE_OR_URL"
-    )]
-    VerifyTarget(String),
-    #[error("{0}; the target database was not changed")]
-    Upload(String),
-    #[error("the source and the target are the same database; a copy needs two")]
-    SameDatabase,
-    #[error("--jobs must be between 1 and 64, not {0}")]
-    BadJobs(u32),
-    #[error("the service is shutting down; try again once it is back")]
-    ShuttingDown,
-    #[error(transparent)]
-    Claim(#[from] ClaimError),
-    #[error(
-        "{0} has ended, but the catalog has not yet taken how (see the service's log: a full disk?); try again once it has"
-    )]
-    Unrecorded(TransferId),
-    #[error(transparent)]
-    Catalog(#[from] CatalogError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Unseal(#[from] UnsealError),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
+pub use error::{TransferError, UploadError};
+pub use links::{BackupUrl, LinkRefused, Links};
+pub use rebuild::{RebuildReport, rebuild_catalog};
 
 /// How a transfer's work ended when it did not succeed.
 #[derive(Debug)]
@@ -137,9 +75,6 @@ impl JobEnd {
         JobEnd::Failed(msg.to_string())
     }
 }
-
-/// How a transfer that was running when the service stopped is recorded at the next start.
-const INTERRUPTED: &str = "interrupted: the service stopped (it crashed or was killed) while this transfer was running; start it again";
 
 /// What a queued transfer will do.
 enum Work {
@@ -170,56 +105,19 @@ enum Work {
     },
 }
 
-/// A link to a backup, from [`Engine::backup_url`].
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct BackupUrl {
-    pub id: TransferId,
-    pub url: String,
-    pub expires_at: jiff::Timestamp,
-    /// `dump` (a plain custom-format dump) or `zstd` (the stored object: the dump compressed
-    /// with zstd).
-    pub content: String,
-}
-
-/// What `catalog:rebuild` did.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct RebuildReport {
-    /// Backups recreated from their manifests.
-    pub added: Vec<TransferId>,
-    /// Backups the catalog already had.
-    pub present: Vec<TransferId>,
-    /// Manifests that could not be read, with the reason.
-    pub unreadable: Vec<(String, String)>,
-    /// Manifests whose object is missing.
-    pub orphaned: Vec<String>,
-    /// Backups in the store whose ID the catalog already gives to another backup (one made
-    /// on this service before the rebuild), with the stored object's key. They are not lost:
-    /// the object and its manifest stay in the store.
-    #[serde(default)]
-    pub conflicts: Vec<(TransferId, String)>,
-}
-
-/// Why a download link is refused (answered with 403).
-#[derive(Clone, Debug)]
-pub struct LinkRefused(pub &'static str);
-
-/// What a service link's signature covers: the backup, its content and the expiry.
-fn link_message(backup: &TransferRecord, expiry: i64) -> String {
-    format!(
-        "GET\n{}\n{}\n{expiry}",
-        backup.id,
-        backup.sha256.as_deref().unwrap_or("")
-    )
-}
-
 /// The transfer machinery of one service: starts transfers, tracks the running ones.
+///
+/// Its methods that are not `async` block on the catalog (a file, or a network round trip with
+/// a shared catalog): call them off the async threads (`spawn_blocking`); the `async` ones do
+/// that themselves.
 pub struct Engine {
     /// Where failures are reported (a webhook, when configured).
     notifier: Arc<crate::notify::Notifier>,
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn Catalog>,
     storage: Arc<dyn Storage>,
     tools: PgTools,
-    secrets: Arc<Secrets>,
+    /// Where the databases users name are resolved.
+    registry: Arc<Registry>,
     tmp_dir: PathBuf,
     zstd_level: i32,
     zstd_workers: u32,
@@ -240,149 +138,13 @@ pub struct Engine {
     ended: tokio::sync::watch::Sender<u64>,
 }
 
-/// A transfer's work in progress: the record it keeps up to date and its context.
-pub(crate) struct Job {
-    engine: Arc<Engine>,
-    ctx: JobCtx,
-    rec: TransferRecord,
-    /// Set by a restore once it has started changing the target, so that how it ended can say so.
-    target_touched: bool,
-    /// Set when whether the target was emptied is not known (the connection broke during the
-    /// drop's commit).
-    target_unknown: bool,
-    /// What the transfer holds (its target, the backup it reads); released once its end is
-    /// recorded.
-    held: Held,
-}
-
-/// The claims a transfer holds while it runs (see `claims.rs`).
-#[derive(Default)]
-pub(crate) struct Held {
-    target: Option<TargetHold>,
-    backup: Option<BackupRead>,
-}
-
-impl Held {
-    fn target(target: TargetHold) -> Held {
-        Held {
-            target: Some(target),
-            backup: None,
-        }
-    }
-
-    /// Names the transfer in the refusals others get while it holds them.
-    fn name(&self, rec: &TransferRecord) {
-        let what = match rec.kind {
-            TransferKind::Capture => "a capture",
-            TransferKind::Restore => "a restore",
-            TransferKind::Copy => "a copy",
-            TransferKind::Verify => "a verification",
-        };
-        let by = format!("{} ({what})", rec.id);
-        if let Some(t) = &self.target {
-            t.name(&by);
-        }
-        if let Some(b) = &self.backup {
-            b.name(&by);
-        }
-    }
-}
-
-impl Job {
-    fn log(&self, line: &str) {
-        self.ctx.log(line);
-    }
-
-    /// Holds the target under the identity its server reports for it (the database's OID and
-    /// when the server started), so that two host names of one server cannot
-    /// let two transfers write one database. Called before the target is touched.
-    async fn hold_server_identity(&mut self, url: &PgUrl) -> Result<(), JobEnd> {
-        // In numbers only: a time as text follows the session's TimeZone and DateStyle, which
-        // differ between roles; and without the name, so that it survives an atomic swap's
-        // rename.
-        const WHO: &str = "SELECT oid || ':' || (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint FROM pg_database WHERE datname = current_database()";
-        let rows = tokio::select! {
-            r = crate::pg::client::query(&self.engine.tools, url, WHO) => r.map_err(JobEnd::failed)?,
-            _ = self.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
-        };
-        let identity = rows
-            .first()
-            .and_then(|r| r.first())
-            .cloned()
-            .unwrap_or_default();
-        if let Some(target) = self.held.target.as_mut() {
-            target
-                .also_identity(&identity, &claims::target_name(url))
-                .map_err(JobEnd::failed)?;
-        }
-        Ok(())
-    }
-
-    /// Empties the target, as Heroku does, and records whether it did. Whatever interleaving
-    /// of cancel and drop happens, `target_touched` is true exactly when the drop committed
-    /// (or may have: then the message says so).
-    async fn empty_target(&mut self, url: &PgUrl) -> Result<(), JobEnd> {
-        hold::at(&self.ctx, "before-empty").await;
-        if self.ctx.is_cancelled() {
-            return Err(JobEnd::Stopped);
-        }
-        self.hold_server_identity(url).await?;
-        self.log(&format!(
-            "Dropping all objects in database {} (schemas, extensions, large objects)",
-            url.dbname()
-        ));
-        // Unique on the server even when two services run transfers with the same ID.
-        let nonce = crate::secret::random_hex(4).unwrap_or_default();
-        let tag = format!("pgbackups-{}-empty-{nonce}", self.rec.id);
-        let cleaned =
-            crate::pg::client::clean_database(&self.engine.tools, url, self.ctx.cancelled(), &tag)
-                .await;
-        match cleaned {
-            ScriptEnd::Committed => {
-                self.target_touched = true;
-                restore::log_kept(self, url).await;
-            }
-            ScriptEnd::RolledBack(_) if self.ctx.is_cancelled() => {
-                self.log("The drop was cancelled before it committed: nothing was dropped");
-                return Err(JobEnd::Stopped);
-            }
-            ScriptEnd::RolledBack(e) => {
-                return Err(JobEnd::failed(format!(
-                    "could not empty the target database: {e}"
-                )));
-            }
-            ScriptEnd::Unknown(why) => {
-                self.target_touched = true;
-                self.target_unknown = true;
-                return Err(JobEnd::failed(format!(
-                    "the connection broke while the target database was being emptied ({why})"
-                )));
-            }
-        }
-        hold::at(&self.ctx, "after-empty").await;
-        if self.ctx.is_cancelled() {
-            return Err(JobEnd::Stopped);
-        }
-        Ok(())
-    }
-
-    async fn save(&self) -> Result<(), JobEnd> {
-        let catalog = self.engine.catalog.clone();
-        let rec = self.rec.clone();
-        tokio::task::spawn_blocking(move || catalog.save_transfer(&rec))
-            .await
-            .map_err(JobEnd::failed)?
-            .map_err(JobEnd::failed)
-    }
-}
-
 impl Engine {
-    /// An engine over an opened catalog and storage.
+    /// An engine over an opened catalog and storage (the composition root builds it).
     pub fn new(
         config: &ServiceConfig,
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn Catalog>,
         storage: Arc<dyn Storage>,
-        secrets: Arc<Secrets>,
+        registry: Arc<Registry>,
         tools: PgTools,
         clock: Arc<dyn Clock>,
         notifier: Arc<crate::notify::Notifier>,
@@ -392,7 +154,7 @@ impl Engine {
             catalog,
             storage,
             tools,
-            secrets,
+            registry,
             tmp_dir: config.tmp_dir(),
             zstd_level: config.zstd_level,
             zstd_workers: config.zstd_workers,
@@ -411,594 +173,8 @@ impl Engine {
         })
     }
 
-    /// Where failures are reported.
-    pub fn notifier(&self) -> &Arc<crate::notify::Notifier> {
-        &self.notifier
-    }
-
-    /// The catalog this engine records into.
-    pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
-    }
-
-    /// The storage this engine writes to.
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
-    }
-
-    /// The wall clock of this service.
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
-    }
-
-    /// The client tools found on this machine.
-    pub fn tools(&self) -> &PgTools {
-        &self.tools
-    }
-
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TransferId, Arc<Control>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    // ---- start-up ----
-
-    /// Runs once at start-up, before any new transfer: marks transfers that were running when
-    /// the service last stopped as Failed (interrupted), removes what they left in storage,
-    /// and empties the scratch directory. Returns the IDs it marked.
-    pub fn recover_interrupted(&self) -> Result<Vec<TransferId>, TransferError> {
-        let now = self.clock.now();
-        let mut marked = Vec::new();
-        for mut t in self.catalog.unfinished_transfers()? {
-            if t.kind == TransferKind::Capture
-                && let Some(key) = &t.object_key
-            {
-                manifest::delete_backup(self.storage.as_ref(), key)?;
-            }
-            let mut msg = INTERRUPTED.to_string();
-            if t.kind == TransferKind::Verify {
-                msg.push_str(". Its scratch database is dropped at start when the server is known");
-            } else if let Some(stage) = atomic::Stage::parse(t.detail.as_deref()) {
-                msg.push_str(&format!(". {}", stage.interrupted()));
-            } else if t.kind != TransferKind::Capture {
-                msg.push_str(". The target database may have been emptied and only partially restored: restore again");
-            }
-            t.state = TransferState::Failed;
-            t.finished_at = Some(now);
-            t.error = Some(msg.clone());
-            self.catalog.save_transfer(&t)?;
-            self.catalog.append_logs(t.id, &[(now, msg)])?;
-            marked.push(t.id);
-        }
-        let collected = self.storage.collect_partial()?;
-        if collected > 0 {
-            tracing::info!("removed {collected} partial object(s) left by an interrupted run");
-        }
-        if let Ok(entries) = std::fs::read_dir(&self.tmp_dir) {
-            for e in entries.flatten() {
-                let path = e.path();
-                let _ = if path.is_dir() {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-            }
-        }
-        std::fs::create_dir_all(&self.tmp_dir).map_err(|e| {
-            TransferError::Internal(format!(
-                "cannot create scratch directory {}: {e}",
-                self.tmp_dir.display()
-            ))
-        })?;
-        Ok(marked)
-    }
-
-    // ---- databases ----
-
-    /// Resolves what a user typed for a database: a registered name, a `postgres://` URL, or
-    /// nothing (the only registered database). Returns the label to record and the URL.
-    pub fn resolve_database(
-        &self,
-        reference: Option<&str>,
-    ) -> Result<(String, PgUrl), TransferError> {
-        let name = match reference.map(str::trim).filter(|r| !r.is_empty()) {
-            Some(r) if r.starts_with("postgres://") || r.starts_with("postgresql://") => {
-                let url = PgUrl::parse(r)?;
-                return Ok((url.redacted(), url));
-            }
-            Some(r) => r.to_string(),
-            None => {
-                let dbs = self.catalog.list_databases()?;
-                match dbs.as_slice() {
-                    [] => return Err(TransferError::NoDatabases),
-                    [one] => one.name.clone(),
-                    many => {
-                        return Err(TransferError::WhichDatabase(
-                            many.iter()
-                                .map(|d| d.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                        ));
-                    }
-                }
-            }
-        };
-        check_name(&name)?;
-        let sealed = self
-            .catalog
-            .database_url_sealed(&name)?
-            .ok_or_else(|| TransferError::UnknownDatabase(name.clone()))?;
-        let url = PgUrl::parse(&self.secrets.unseal(&sealed)?)?;
-        Ok((name, url))
-    }
-
-    /// Registers a database under `name`, its URL sealed.
-    pub fn add_database(&self, name: &str, url: &str) -> Result<PgUrl, TransferError> {
-        check_name(name)?;
-        let url = PgUrl::parse(url)?;
-        let sealed = self
-            .secrets
-            .seal(url.expose())
-            .map_err(|e| TransferError::Internal(e.to_string()))?;
-        self.catalog
-            .add_database(name, &sealed, &url.redacted(), self.clock.now())?;
-        Ok(url)
-    }
-
-    // ---- transfers ----
-
-    /// Starts a capture of `database` (a name, a URL, or the only registered database).
-    pub fn start_capture(
-        self: &Arc<Self>,
-        database: Option<&str>,
-        origin: Origin,
-    ) -> Result<TransferRecord, TransferError> {
-        self.start_partial_capture(database, origin, DumpFilter::default())
-    }
-
-    /// Starts a capture of the schemas and tables `filter` selects (all when it is empty).
-    pub fn start_partial_capture(
-        self: &Arc<Self>,
-        database: Option<&str>,
-        origin: Origin,
-        filter: DumpFilter,
-    ) -> Result<TransferRecord, TransferError> {
-        filter.validate()?;
-        let (label, url) = self.resolve_database(database)?;
-        let prefix = match origin {
-            Origin::Manual => 'b',
-            Origin::Scheduled => 'a',
-        };
-        let mut rec = self.new_transfer(prefix, TransferKind::Capture, origin, label)?;
-        if !filter.is_empty() {
-            rec.filter = filter;
-            self.catalog.save_transfer(&rec)?;
-        }
-        self.launch(rec.clone(), Held::default(), Work::Capture { url });
-        Ok(rec)
-    }
-
-    /// Starts a restore of `backup` (the newest completed backup when `None`) into `database`,
-    /// after checking the confirmation against the target's name.
-    pub fn start_restore(
-        self: &Arc<Self>,
-        backup: Option<TransferId>,
-        database: Option<&str>,
-        confirm: Option<&str>,
-        jobs: u32,
-        atomic: Option<atomic::AtomicSwap>,
-    ) -> Result<TransferRecord, TransferError> {
-        check_jobs(jobs)?;
-        let backup = match backup {
-            Some(id) => self.completed_backup(id)?,
-            None => self.latest_backup()?,
-        };
-        let (label, url) = self.resolve_database(database)?;
-        check_confirm(&label, confirm)?;
-        let held = Held {
-            target: Some(self.claims.hold_target(&url, "a restore being started")?),
-            backup: Some(
-                self.claims
-                    .read_backup(backup.id, "a restore being started")?,
-            ),
-        };
-        // A delete that ended between the lookup and the claim has removed it.
-        let backup = self.completed_backup(backup.id)?;
-        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
-        rec.backup_id = Some(backup.id);
-        self.catalog.save_transfer(&rec)?;
-        self.launch(
-            rec.clone(),
-            held,
-            Work::Restore {
-                backup: Box::new(backup),
-                url,
-                jobs,
-                atomic,
-            },
-        );
-        Ok(rec)
-    }
-
-    /// Starts a verification of a completed backup (the newest without `id`). A restore test
-    /// (`mode` Restore) needs a server for its scratch database: `target` (a registered name
-    /// or URL), else the server of the backup's own database.
-    pub fn start_verify(
-        self: &Arc<Self>,
-        id: Option<TransferId>,
-        mode: VerifyMode,
-        target: Option<&str>,
-        origin: Origin,
-    ) -> Result<TransferRecord, TransferError> {
-        let backup = match id {
-            Some(id) => self.completed_backup(id)?,
-            None => self.latest_backup()?,
-        };
-        let mode = if mode == VerifyMode::Off {
-            VerifyMode::Checksum
-        } else {
-            mode
-        };
-        // The server of a restore test's scratch database: its label (a registered name, or a
-        // redacted URL) and URL.
-        let server = match (mode, target) {
-            (VerifyMode::Restore, Some(t)) => Some(self.resolve_database(Some(t))?),
-            (VerifyMode::Restore, None) => match self.resolve_database(Some(&backup.database)) {
-                Ok(found) => Some(found),
-                Err(TransferError::UnknownDatabase(_) | TransferError::BadUrl(_)) => {
-                    return Err(TransferError::VerifyTarget(backup.database.clone()));
-                }
-                Err(e) => return Err(e),
-            },
-            _ => None,
-        };
-        let held = Held {
-            target: None,
-            backup: Some(
-                self.claims
-                    .read_backup(backup.id, "a verification being started")?,
-            ),
-        };
-        let backup = self.completed_backup(backup.id)?;
-        let mut rec =
-            self.new_transfer('v', TransferKind::Verify, origin, backup.database.clone())?;
-        rec.backup_id = Some(backup.id);
-        // Where the scratch database goes, so that start-up recovery can drop it after a
-        // crash (a registered name; a URL is recorded redacted and cannot be).
-        rec.source = server.as_ref().map(|(label, _)| label.clone());
-        self.catalog.save_transfer(&rec)?;
-        self.launch(
-            rec.clone(),
-            held,
-            Work::Verify {
-                backup: Box::new(backup),
-                mode,
-                target: server.map(|(_, url)| url),
-            },
-        );
-        Ok(rec)
-    }
-
-    /// Recreates the catalog's backups from the manifests in the store (after the service's
-    /// disk was lost). Backups the catalog already has are left alone; ID counters move past
-    /// every ID found, so that new backups never reuse one.
-    pub fn rebuild_catalog(&self) -> Result<RebuildReport, TransferError> {
-        let found = manifest::scan(self.storage.as_ref())?;
-        // Every ID the store shows, readable manifest or not, moves the counters past it.
-        for key in found
-            .orphaned
-            .iter()
-            .chain(found.unreadable.iter().map(|(k, _)| k))
-        {
-            let name = key.rsplit('/').next().unwrap_or("");
-            if let Some(id) = name
-                .split('-')
-                .next()
-                .and_then(|p| p.parse::<TransferId>().ok())
-            {
-                self.catalog.bump_id_counter(id)?;
-            }
-        }
-        let mut report = RebuildReport {
-            unreadable: found.unreadable,
-            orphaned: found.orphaned,
-            ..RebuildReport::default()
-        };
-        for m in found.manifests {
-            let id = m.backup.id;
-            self.catalog.bump_id_counter(id)?;
-            if m.backup.kind != TransferKind::Capture || !id.is_backup() {
-                continue;
-            }
-            if let Some(existing) = self.catalog.transfer(id)? {
-                if existing.object_key == m.backup.object_key {
-                    report.present.push(id);
-                } else {
-                    // The ID was reused by a backup made before the rebuild.
-                    report
-                        .conflicts
-                        .push((id, m.backup.object_key.clone().unwrap_or_default()));
-                }
-                continue;
-            }
-            let mut rec = m.backup;
-            rec.state = TransferState::Succeeded;
-            rec.pinned = false;
-            self.catalog.save_transfer(&rec)?;
-            if let Some(layout) = &m.layout {
-                let json = serde_json::to_string(layout)
-                    .map_err(|e| TransferError::Internal(e.to_string()))?;
-                self.catalog.set_layout(id, &json)?;
-            }
-            self.catalog.append_logs(
-                id,
-                &[(
-                    self.clock.now(),
-                    "Recreated from the manifest in the store by catalog:rebuild".to_string(),
-                )],
-            )?;
-            report.added.push(id);
-        }
-        Ok(report)
-    }
-
-    /// Drops the scratch databases of verifications, and the fresh databases of atomic
-    /// restores, that were running when the service stopped (`recover_interrupted` returned
-    /// their IDs).
-    pub async fn drop_stale_scratch(&self, interrupted: &[TransferId]) {
-        for id in interrupted {
-            let Ok(Some(t)) = self.catalog.transfer(*id) else {
-                continue;
-            };
-            if let Some(stage) = atomic::Stage::parse(t.detail.as_deref()) {
-                let (outcome, swapped) = atomic::recover(self, &t, &stage).await;
-                // A swap that committed finished the restore's work: only its record is missing.
-                let lead = if swapped {
-                    "interrupted: the service stopped (it crashed or was killed) before it recorded how this restore ended"
-                } else {
-                    INTERRUPTED
-                };
-                self.record_recovery(t, lead, outcome);
-                continue;
-            }
-            let Some(server) = t.source.filter(|_| t.kind == TransferKind::Verify) else {
-                continue;
-            };
-            let name = verify::scratch_name(t.id);
-            match self.resolve_database(Some(&server)) {
-                Ok((_, url)) => {
-                    let admin = url.with_dbname("postgres");
-                    match verify::drop_scratch(&self.tools, &admin, &name).await {
-                        Ok(()) => tracing::info!("dropped {name}, left by interrupted {id}"),
-                        Err(e) => tracing::warn!("could not drop {name} (left by {id}): {e}"),
-                    }
-                }
-                Err(_) => tracing::warn!(
-                    "{id} was interrupted; its scratch database {name} on {server} may remain: drop it"
-                ),
-            }
-        }
-    }
-
-    /// Completes an interrupted transfer's error with what start-up recovery found and did.
-    fn record_recovery(&self, mut t: TransferRecord, lead: &str, outcome: String) {
-        let now = self.clock.now();
-        t.error = Some(format!("{lead}. {outcome}"));
-        let saved = self
-            .catalog
-            .save_transfer(&t)
-            .and_then(|()| self.catalog.append_logs(t.id, &[(now, outcome)]));
-        if let Err(e) = saved {
-            tracing::error!("could not record the recovery of {}: {e}", t.id);
-        }
-    }
-
-    /// After a scheduled capture: starts its verification when the database's schedule asks
-    /// for one (automatic restore tests).
-    fn verify_if_scheduled(self: &Arc<Self>, backup: TransferId, database: &str) {
-        let mode = match self.catalog.schedules() {
-            Ok(all) => all
-                .into_iter()
-                .find(|s| s.database == database)
-                .map(|s| s.verify)
-                .unwrap_or_default(),
-            Err(e) => {
-                tracing::error!("cannot read the schedule of {database}: {e}");
-                return;
-            }
-        };
-        if mode == VerifyMode::Off {
-            return;
-        }
-        match self.start_verify(Some(backup), mode, None, Origin::Scheduled) {
-            Ok(v) => tracing::info!("verifying scheduled backup {backup} as {}", v.id),
-            Err(e) => tracing::error!("could not start the verification of {backup}: {e}"),
-        }
-    }
-
-    /// Starts a restore of the dump at an http(s) URL into `database`, after checking the
-    /// confirmation against the target's name.
-    pub fn start_restore_from_url(
-        self: &Arc<Self>,
-        source: &str,
-        database: Option<&str>,
-        confirm: Option<&str>,
-        jobs: u32,
-        atomic: Option<atomic::AtomicSwap>,
-    ) -> Result<TransferRecord, TransferError> {
-        check_jobs(jobs)?;
-        let parsed = url::Url::parse(source)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"));
-        if parsed.is_none() {
-            return Err(TransferError::BadSourceUrl);
-        }
-        let (label, url) = self.resolve_database(database)?;
-        check_confirm(&label, confirm)?;
-        let held = Held::target(self.claims.hold_target(&url, "a restore being started")?);
-        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
-        rec.source = Some(restore_url::shown_url(source));
-        self.catalog.save_transfer(&rec)?;
-        self.launch(
-            rec.clone(),
-            held,
-            Work::RestoreUrl {
-                source: restore_url::DumpSource::Url(source.to_string()),
-                url,
-                jobs,
-                atomic,
-            },
-        );
-        Ok(rec)
-    }
-
-    /// Starts a restore of an uploaded dump file: `body` is streamed into scratch space
-    /// (checked to start like a custom-format dump, within the size limit), then restored as
-    /// from a URL.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start_restore_from_upload(
-        self: &Arc<Self>,
-        name: &str,
-        database: Option<&str>,
-        confirm: Option<&str>,
-        jobs: u32,
-        atomic: Option<atomic::AtomicSwap>,
-        mut body: impl futures_util::Stream<Item = Result<bytes::Bytes, String>> + Unpin,
-    ) -> Result<TransferRecord, TransferError> {
-        use futures_util::StreamExt;
-        use std::io::Write;
-        check_jobs(jobs)?;
-        let (label, url) = self.resolve_database(database)?;
-        check_confirm(&label, confirm)?;
-        let held = Held::target(self.claims.hold_target(&url, "a restore being started")?);
-        let mut rec = self.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
-        held.name(&rec);
-        let shown: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        rec.source = Some(format!("uploaded file {shown}"));
-        self.catalog.save_transfer(&rec)?;
-        let path = self.tmp_dir.join(format!("upload-{}.dump", rec.id));
-        let limit = self.download_limits.max_bytes;
-        let received: Result<u64, String> = async {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| format!("cannot write the scratch file: {e}"))?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            let mut n = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| format!("the upload broke off: {e}"))?;
-                if !pipeline::starts_like_a_dump(n, &chunk) {
-                    return Err("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".to_string());
-                }
-                n += chunk.len() as u64;
-                if n > limit {
-                    return Err(format!("the file is over the limit of {limit} bytes (PGBACKUPS_URL_MAX_BYTES)"));
-                }
-                out.write_all(&chunk).map_err(|e| format!("cannot write the scratch file: {e}"))?;
-            }
-            out.flush().map_err(|e| format!("cannot write the scratch file: {e}"))?;
-            if n == 0 {
-                return Err("the file is empty".to_string());
-            }
-            Ok(n)
-        }
-        .await;
-        if let Err(e) = received {
-            let _ = std::fs::remove_file(&path);
-            rec.state = TransferState::Failed;
-            rec.error = Some(format!("{e}. The target database was not changed"));
-            rec.finished_at = Some(self.clock.now());
-            self.catalog.save_transfer(&rec)?;
-            return Err(TransferError::Upload(e));
-        }
-        self.launch(
-            rec.clone(),
-            held,
-            Work::RestoreUrl {
-                source: restore_url::DumpSource::Uploaded {
-                    file: restore_url::UploadedFile(path),
-                    name: shown,
-                },
-                url,
-                jobs,
-                atomic,
-            },
-        );
-        Ok(rec)
-    }
-
-    /// Starts a copy of `source` into `target` (names or URLs), after checking the
-    /// confirmation against the target's name. The target's objects are dropped first.
-    pub fn start_copy(
-        self: &Arc<Self>,
-        source: &str,
-        target: &str,
-        confirm: Option<&str>,
-        filter: DumpFilter,
-    ) -> Result<TransferRecord, TransferError> {
-        let (_, target_url) = self.resolve_database(Some(target))?;
-        let mut hold = Some(
-            self.claims
-                .hold_target(&target_url, "a copy being started")?,
-        );
-        self.start_copy_held(source, target, confirm, filter, &mut hold)
-    }
-
-    /// [`Engine::start_copy`] for a caller that already holds the target (pull and push,
-    /// which look at it before they copy).
-    fn start_copy_held(
-        self: &Arc<Self>,
-        source: &str,
-        target: &str,
-        confirm: Option<&str>,
-        filter: DumpFilter,
-        hold: &mut Option<TargetHold>,
-    ) -> Result<TransferRecord, TransferError> {
-        filter.validate()?;
-        let (source_label, source_url) = self.resolve_database(Some(source))?;
-        let (target_label, target_url) = self.resolve_database(Some(target))?;
-        check_confirm(&target_label, confirm)?;
-        if source_url.host_port() == target_url.host_port()
-            && source_url.dbname() == target_url.dbname()
-        {
-            return Err(TransferError::SameDatabase);
-        }
-        let mut rec = self.new_transfer('c', TransferKind::Copy, Origin::Manual, target_label)?;
-        rec.source = Some(source_label);
-        rec.filter = filter;
-        self.catalog.save_transfer(&rec)?;
-        // Taken only now: a caller that fails before here keeps it while it cleans up.
-        let Some(hold) = hold.take() else {
-            return Err(TransferError::Internal(
-                "the copy's target is not held".into(),
-            ));
-        };
-        self.launch(
-            rec.clone(),
-            Held::target(hold),
-            Work::Copy {
-                source: source_url,
-                target: target_url,
-            },
-        );
-        Ok(rec)
-    }
-
-    fn new_transfer(
-        &self,
-        prefix: char,
-        kind: TransferKind,
-        origin: Origin,
-        label: String,
-    ) -> Result<TransferRecord, TransferError> {
-        if self.tasks.is_closed() {
-            return Err(TransferError::ShuttingDown);
-        }
-        let id = self.catalog.next_id(prefix)?;
-        let rec = TransferRecord::new(id, kind, origin, label, self.clock.now());
-        self.catalog.save_transfer(&rec)?;
-        Ok(rec)
     }
 
     /// A completed backup by ID.
@@ -1017,87 +193,6 @@ impl Engine {
     }
 
     /// The newest completed backup.
-    /// A link that fetches a completed backup without the API token until `expires` has
-    /// passed. Plain, unencrypted backups on a store that presigns (S3, GCS, Azure) get a
-    /// presigned link to the stored object, which is the dump compressed with zstd; the
-    /// others (and any with `plain`) get a link to this service, signed with HMAC-SHA256,
-    /// that streams the plain custom-format dump. `base` is the service's public URL.
-    pub fn backup_url(
-        &self,
-        id: Option<TransferId>,
-        expires: std::time::Duration,
-        plain: bool,
-        base: &str,
-    ) -> Result<BackupUrl, TransferError> {
-        let backup = match id {
-            Some(id) => self.completed_backup(id)?,
-            None => self.latest_backup()?,
-        };
-        let expires_at = self
-            .clock
-            .now()
-            .checked_add(jiff::SignedDuration::from_secs(expires.as_secs() as i64))
-            .map_err(|e| TransferError::Internal(e.to_string()))?;
-        if !plain && let Some(key) = &backup.object_key {
-            match self.storage.signed_url(key, expires) {
-                Ok(Some(url)) => {
-                    return Ok(BackupUrl {
-                        id: backup.id,
-                        url,
-                        expires_at,
-                        content: "zstd".into(),
-                    });
-                }
-                Ok(None) => {}
-                // Credentials that cannot presign (a GCS login without a key, say): the
-                // service's own link still works.
-                Err(e) => tracing::warn!(
-                    "cannot presign a link to {}; giving a service link instead: {e}",
-                    backup.id
-                ),
-            }
-        }
-        let expiry = expires_at.as_second();
-        let sig = self.secrets.sign_link(&link_message(&backup, expiry));
-        Ok(BackupUrl {
-            id: backup.id,
-            url: format!(
-                "{}/links/{}?expires={expiry}&sig={sig}",
-                base.trim_end_matches('/'),
-                backup.id
-            ),
-            expires_at,
-            content: "dump".into(),
-        })
-    }
-
-    /// The backup a service link names, if its signature is right and it has not expired.
-    pub fn check_link(
-        &self,
-        id: TransferId,
-        expiry: i64,
-        sig: &str,
-    ) -> Result<TransferRecord, LinkRefused> {
-        // One answer for an unknown backup and a bad signature: a link must not tell which
-        // backups exist.
-        let invalid = LinkRefused(
-            "this link is not valid: it was altered, or its backup was deleted or replaced",
-        );
-        let backup = self.completed_backup(id).map_err(|_| invalid.clone())?;
-        if !self
-            .secrets
-            .link_signature_matches(&link_message(&backup, expiry), sig)
-        {
-            return Err(invalid);
-        }
-        if self.clock.now().as_second() > expiry {
-            return Err(LinkRefused(
-                "the link has expired: ask for a new one with `pgbackups backups:url`",
-            ));
-        }
-        Ok(backup)
-    }
-
     pub fn latest_backup(&self) -> Result<TransferRecord, TransferError> {
         self.catalog
             .transfers(Some(TransferKind::Capture))?
@@ -1295,28 +390,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Expires what the database's retention policy no longer keeps, among the backups of
-    /// the kind the job just made (manual or scheduled). Problems are logged, never fatal: the
-    /// capture itself succeeded.
-    async fn apply_retention(&self, job: &Job) {
-        let (catalog, storage) = (self.catalog.clone(), self.storage.clone());
-        let current = job.rec.clone();
-        let claims = self.claims.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            expire(&catalog, storage.as_ref(), &claims, &current)
-        })
-        .await;
-        match result {
-            Ok(Ok(expired)) => {
-                for (id, why) in expired {
-                    job.log(&format!("Expired backup {id} ({why})"));
-                }
-            }
-            Ok(Err(e)) => job.log(&format!("Retention could not run: {e}")),
-            Err(e) => job.log(&format!("Retention could not run: {e}")),
-        }
-    }
-
     /// Pins (or unpins) a completed backup: pinned backups are never expired.
     pub fn set_pinned(
         &self,
@@ -1507,88 +580,6 @@ impl Engine {
     }
 }
 
-/// Deletes the backups of `current`'s database and kind that its policy no longer keeps
-/// (never `current`, a pinned one, or one being restored). Returns what it expired and why.
-fn expire(
-    catalog: &Catalog,
-    storage: &dyn Storage,
-    claims: &Claims,
-    current: &TransferRecord,
-) -> Result<Vec<(TransferId, String)>, TransferError> {
-    // Partial captures are not what a policy counts: they neither expire nor get expired.
-    if !current.filter.is_empty() {
-        return Ok(Vec::new());
-    }
-    let policy = catalog.retention(&current.database)?.unwrap_or_default();
-    let tz = catalog
-        .schedules()?
-        .iter()
-        .find(|s| s.database == current.database)
-        .and_then(|s| crate::schedule::spec_of(s).ok())
-        .map(|spec| spec.time_zone().clone())
-        .unwrap_or(jiff::tz::TimeZone::UTC);
-    let in_use: Vec<TransferId> = catalog
-        .unfinished_transfers()?
-        .iter()
-        .filter_map(|t| t.backup_id)
-        .collect();
-    let mut candidates: Vec<retention::Candidate> = catalog
-        .transfers(Some(TransferKind::Capture))?
-        .into_iter()
-        .filter(|t| {
-            t.database == current.database
-                && t.is_completed_backup()
-                && t.id != current.id
-                && t.filter.is_empty()
-        })
-        .map(|t| retention::Candidate {
-            id: t.id,
-            origin: t.origin,
-            captured_at: t.started_at.unwrap_or(t.created_at),
-            pinned: t.pinned || in_use.contains(&t.id),
-        })
-        .collect();
-    candidates.push(retention::Candidate {
-        id: current.id,
-        origin: current.origin,
-        captured_at: current.started_at.unwrap_or(current.created_at),
-        pinned: true,
-    });
-    let why = match current.origin {
-        Origin::Manual => format!(
-            "retention keeps the newest {} manual backups",
-            policy.manual
-        ),
-        Origin::Scheduled => format!(
-            "retention keeps {} daily, {} weekly and {} monthly scheduled backups",
-            policy.daily, policy.weekly, policy.monthly
-        ),
-    };
-    let mut expired = Vec::new();
-    for id in retention::expired(&candidates, &policy, &tz) {
-        let Some(t) = catalog.transfer(id)? else {
-            continue;
-        };
-        if t.origin != current.origin {
-            continue;
-        }
-        // A backup that started being read since the policy was applied stays; one that a
-        // user deleted meanwhile is gone.
-        let Ok(_deleting) = claims.delete_backup(id) else {
-            continue;
-        };
-        if catalog.transfer(id)?.is_none() {
-            continue;
-        }
-        if let Some(key) = &t.object_key {
-            manifest::delete_backup(storage, key)?;
-        }
-        catalog.delete_transfer(id)?;
-        expired.push((id, why.clone()));
-    }
-    Ok(expired)
-}
-
 fn state_word(s: TransferState) -> &'static str {
     match s {
         TransferState::Pending => "Pending",
@@ -1599,50 +590,23 @@ fn state_word(s: TransferState) -> &'static str {
     }
 }
 
-/// `--jobs` between 1 and 64.
-fn check_jobs(jobs: u32) -> Result<(), TransferError> {
-    if (1..=64).contains(&jobs) {
-        Ok(())
-    } else {
-        Err(TransferError::BadJobs(jobs))
-    }
-}
-
-/// Database names: short, safe in URLs, shells and file names, and never mistaken for an
-/// option (`-rf`, `--help`): a letter, digit or `_` first, then letters, digits, `_` or `-`.
+/// Database names as the registry accepts them (see [`crate::registry::check_name`]), refused
+/// as a transfer request is.
 pub fn check_name(name: &str) -> Result<(), TransferError> {
-    // What was meant as a URL is answered as one: with the accepted schemes, and without
-    // echoing its password (`postgress://u:pw@h/db`, `http://...`).
-    if name.contains("://") {
-        return Err(TransferError::BadUrl(PgUrlError::Scheme(
-            crate::pg::redact(name),
-        )));
-    }
-    let first_ok = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let ok = first_ok
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(TransferError::BadName(crate::pg::redact(name)))
-    }
+    Ok(crate::registry::check_name(name)?)
 }
 
-/// The word a user must pass to `--confirm` for a database label: the registered name, or the
-/// database name inside a URL.
-pub fn confirm_word(label: &str) -> String {
-    match PgUrl::parse(label) {
-        Ok(url) => url.dbname(),
-        Err(_) => label.to_string(),
-    }
+/// Runs blocking work (the catalog, the registry) off the async threads: every catalog call
+/// from async code goes through here or `spawn_blocking`.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TransferError> + Send + 'static,
+) -> Result<T, TransferError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| TransferError::Internal(e.to_string()))?
 }
 
+/// Checks that `--confirm` names the database a destructive transfer would change.
 fn check_confirm(label: &str, confirm: Option<&str>) -> Result<(), TransferError> {
     let expected = confirm_word(label);
     match confirm.map(str::trim) {
@@ -1667,13 +631,7 @@ mod tests {
         assert!(check_confirm("main", Some("main")).is_ok());
         assert!(check_confirm("main", Some("other")).is_err());
         assert!(check_confirm("main", None).is_err());
-        assert!(check_name("DATABASE_URL").is_ok());
-        assert!(check_name("bad name").is_err());
-        assert!(check_name("").is_err());
-        assert!(check_name("-rf").is_err());
-        assert!(check_name("--help").is_err());
         assert!(check_name("_x-1").is_ok());
-        let err = check_name("postgress://u:pw@h/db").unwrap_err().to_string();
-        assert!(!err.contains("pw@") && err.contains("postgres://"), "{err}");
+        assert!(matches!(check_name("-rf"), Err(TransferError::BadName(_))));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Engine, TransferError};
+use super::{Engine, TransferError, blocking};
 use crate::catalog::TransferRecord;
 use crate::pg::DumpFilter;
 use crate::pg::client::{query, quote_ident, quote_literal};
@@ -19,9 +19,13 @@ impl Engine {
     ) -> Result<TransferRecord, TransferError> {
         // Everything that can be refused is checked before the database is created.
         filter.validate()?;
-        self.resolve_database(Some(source))?;
-        let (local_label, local_url) = self.resolve_database(Some(local))?;
-        let mut hold = Some(
+        let (registry, s, l) = (self.registry.clone(), source.to_string(), local.to_string());
+        let (local_label, local_url) = blocking(move || {
+            registry.resolve(Some(&s))?;
+            Ok(registry.resolve(Some(&l))?)
+        })
+        .await?;
+        let hold = Some(
             self.claims
                 .hold_target(&local_url, "a pull being started")?,
         );
@@ -51,10 +55,18 @@ impl Engine {
         .await
         .map_err(|e| TransferError::Target(format!("could not create database `{dbname}`: {e}")))?;
         let confirm = super::confirm_word(&local_label);
-        match self.start_copy_held(source, local, Some(&confirm), filter, &mut hold) {
+        let (engine, s, l) = (self.clone(), source.to_string(), local.to_string());
+        let (started, _hold) = blocking(move || {
+            let mut hold = hold;
+            let started = engine.start_copy_held(&s, &l, Some(&confirm), filter, &mut hold);
+            Ok((started, hold))
+        })
+        .await?;
+        match started {
             Ok(rec) => Ok(rec),
             Err(e) => {
-                // Leave nothing behind that would make the retry say "already exists".
+                // Leave nothing behind that would make the retry say "already exists" (the
+                // target still held meanwhile).
                 let drop = format!("DROP DATABASE {}", quote_ident(&dbname));
                 let _ = query(&self.tools, &admin, &drop).await;
                 Err(e)
@@ -71,8 +83,9 @@ impl Engine {
         confirm: Option<&str>,
         filter: DumpFilter,
     ) -> Result<TransferRecord, TransferError> {
-        let (target_label, target_url) = self.resolve_database(Some(target))?;
-        let mut hold = Some(
+        let (registry, t) = (self.registry.clone(), target.to_string());
+        let (target_label, target_url) = blocking(move || Ok(registry.resolve(Some(&t))?)).await?;
+        let hold = Some(
             self.claims
                 .hold_target(&target_url, "a push being started")?,
         );
@@ -101,6 +114,12 @@ impl Engine {
                 "{target_label} has {count} table(s); push replaces everything in it: confirm by passing --confirm {word}"
             )));
         }
-        self.start_copy_held(local, target, confirm, filter, &mut hold)
+        let (engine, l, t) = (self.clone(), local.to_string(), target.to_string());
+        let confirm = confirm.map(str::to_string);
+        blocking(move || {
+            let mut hold = hold;
+            engine.start_copy_held(&l, &t, confirm.as_deref(), filter, &mut hold)
+        })
+        .await
     }
 }

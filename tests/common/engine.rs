@@ -6,19 +6,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgbackups::catalog::{Catalog, TransferId, TransferRecord};
+use pgbackups::catalog::{TransferId, TransferRecord};
 use pgbackups::config::ServiceConfig;
 use pgbackups::pg::PgTools;
-use pgbackups::schedule::{Clock, SystemClock};
+use pgbackups::schedule::SystemClock;
 use pgbackups::secret::Secrets;
+use pgbackups::service::{Foundations, Service};
 use pgbackups::storage::{LocalStorage, Storage};
-use pgbackups::transfer::Engine;
+use pgbackups::transfer::{Engine, RebuildReport, TransferError};
 
 use super::faulty::FaultyStorage;
 
 /// An engine over a fault-injecting local store; the temporary data directory (scratch space,
 /// secrets) and the store go away on drop.
 pub struct InProcess {
+    /// Every part, as the composition root builds them for `serve`.
+    pub service: Service,
     pub engine: Arc<Engine>,
     pub store: Arc<FaultyStorage>,
     /// The data directory; the store is its `storage/`.
@@ -35,30 +38,44 @@ impl InProcess {
         let config = ServiceConfig::new(dir.path().to_path_buf());
         let local: Arc<dyn Storage> = Arc::new(LocalStorage::new(config.storage_dir()).unwrap());
         let store = FaultyStorage::new(local);
-        let engine = InProcess::engine_over(&config, store.clone());
-        InProcess { engine, store, dir }
+        let service = InProcess::compose(&config, store.clone());
+        let engine = service.engine.clone();
+        InProcess {
+            service,
+            engine,
+            store,
+            dir,
+        }
     }
 
     /// Another engine, with a fresh (empty) catalog, over this one's store: a service whose
     /// disk was lost, for `catalog:rebuild`.
-    pub fn with_new_catalog(&self) -> Arc<Engine> {
+    pub fn with_new_catalog(&self) -> Service {
         let config = ServiceConfig::new(self.dir.path().to_path_buf());
-        InProcess::engine_over(&config, self.store.clone())
+        InProcess::compose(&config, self.store.clone())
     }
 
-    /// What `serve` does to compose its engine, minus the listener, the scheduler and the
-    /// protection streams.
-    fn engine_over(config: &ServiceConfig, store: Arc<FaultyStorage>) -> Arc<Engine> {
+    /// Adds a database to the registry, as `databases:add` does.
+    pub fn add_database(&self, name: &str, url: &str) {
+        self.service.registry.add(name, url).unwrap();
+    }
+
+    /// What `serve` does to compose its parts, minus the listener, the scheduler's task and
+    /// the protection streams.
+    fn compose(config: &ServiceConfig, store: Arc<FaultyStorage>) -> Service {
         let mut config = config.clone();
         config.pg_bin_dirs.insert(0, super::PG_BIN.into());
-        let catalog = Arc::new(Catalog::open_in_memory().unwrap());
-        let secrets = Arc::new(Secrets::load_or_create(&config.data_dir).unwrap());
-        let tools = PgTools::discover(&config.pg_bin_dirs);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let notifier = pgbackups::notify::Notifier::new(None).unwrap();
-        let engine = Engine::new(&config, catalog, store, secrets, tools, clock, notifier);
-        engine.recover_interrupted().unwrap();
-        engine
+        let base = Foundations {
+            catalog: pgbackups::catalog::open_in_memory().unwrap(),
+            storage: store,
+            secrets: Arc::new(Secrets::load_or_create(&config.data_dir).unwrap()),
+            tools: PgTools::discover(&config.pg_bin_dirs),
+            clock: Arc::new(SystemClock),
+            notifier: pgbackups::notify::Notifier::new(None).unwrap(),
+        };
+        let service = Service::compose(&config, base);
+        service.engine.recover_interrupted().unwrap();
+        service
     }
 
     /// Waits up to two minutes for transfer `id` to end; returns its record.
@@ -68,8 +85,8 @@ impl InProcess {
 
     /// The transfer's log, one line each.
     pub fn log(&self, id: TransferId) -> String {
-        self.engine
-            .catalog()
+        self.service
+            .catalog
             .logs(id, 0)
             .unwrap()
             .into_iter()
@@ -119,4 +136,9 @@ pub async fn wait_for(engine: &Arc<Engine>, id: TransferId) -> TransferRecord {
             "{id} did not end in two minutes: {rec:?}"
         );
     }
+}
+
+/// `catalog:rebuild` on `service`, as the route runs it.
+pub fn rebuild(service: &Service) -> Result<RebuildReport, TransferError> {
+    pgbackups::transfer::rebuild_catalog(&*service.catalog, &*service.storage, &*service.clock)
 }

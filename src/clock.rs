@@ -1,5 +1,6 @@
-//! The wall clock the scheduler reads, injectable so that schedules are tested without
-//! sleeping until 2 am.
+//! The wall clock the service reads (transfers are stamped with it, schedules and links
+//! expire by it), injectable so that schedules are tested without sleeping until 2 am. A plain
+//! foundation: it depends on nothing of the service's.
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,632 @@
+//! The SQLite catalog (the embedded default): one connection to a local file in WAL mode,
+//! every statement short, every multi-row change one transaction.
+
+mod rows;
+mod schema;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::model::{
+    DatabaseRecord, LogLine, ProtectionRecord, RetentionPolicy, ScheduleRecord, TransferId,
+    TransferKind, TransferRecord,
+};
+use super::{Catalog, CatalogError};
+use rows::{SELECT_TRANSFER, from_micros, kind_str, micros, origin_str, read_row};
+
+/// The catalog, on one SQLite connection.
+///
+/// Statements are short (single-row reads and writes on a local file in WAL mode), so they run
+/// inline on the caller's (blocking) thread; the mutex serialises them. Log lines are written in batches by the caller.
+pub struct SqliteCatalog {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteCatalog {
+    /// Opens (creating and migrating) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<SqliteCatalog, CatalogError> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// An in-memory catalog, for tests.
+    pub fn open_in_memory() -> Result<SqliteCatalog, CatalogError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<SqliteCatalog, CatalogError> {
+        schema::migrate(&conn)?;
+        Ok(SqliteCatalog {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite itself consistent (statements are
+        // atomic), so the poisoned guard is safe to use.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    // ---- databases ----
+
+    /// Registers a database. Fails when the name is taken.
+    fn add_database(
+        &self,
+        name: &str,
+        url_sealed: &[u8],
+        url_redacted: &str,
+        now: Timestamp,
+    ) -> Result<(), CatalogError> {
+        let n = self.conn().execute(
+            "INSERT INTO databases (name, url_sealed, url_redacted, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![name, url_sealed, url_redacted, micros(now)],
+        )?;
+        if n == 0 {
+            return Err(CatalogError::DatabaseExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// All registered databases, by name.
+    fn list_databases(&self) -> Result<Vec<DatabaseRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT name, url_redacted, created_at FROM databases ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(DatabaseRecord {
+                name: r.get(0)?,
+                url: r.get(1)?,
+                created_at: from_micros(r.get(2)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The sealed URL of a registered database.
+    fn database_url_sealed(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT url_sealed FROM databases WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Forgets a database and its schedule; its backups stay. Returns whether it was
+    /// registered.
+    fn remove_database(&self, name: &str) -> Result<bool, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM schedules WHERE database = ?1", [name])?;
+        tx.execute("DELETE FROM protections WHERE database = ?1", [name])?;
+        let n = tx.execute("DELETE FROM databases WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    // ---- Continuous Protection ----
+
+    /// Records (or updates) a database's protection.
+    fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO protections (database, slot, base_every_secs, keep_base, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (database) DO UPDATE SET base_every_secs = excluded.base_every_secs,
+                 keep_base = excluded.keep_base",
+            params![
+                p.database,
+                p.slot,
+                p.base_every_secs as i64,
+                p.keep_base as i64,
+                micros(p.created_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a database's protection; returns whether it had one.
+    fn remove_protection(&self, database: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM protections WHERE database = ?1", [database])?
+            > 0)
+    }
+
+    /// All protections, by database.
+    fn protections(&self) -> Result<Vec<ProtectionRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT database, slot, base_every_secs, keep_base, created_at FROM protections ORDER BY database",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ProtectionRecord {
+                database: r.get(0)?,
+                slot: r.get(1)?,
+                base_every_secs: r.get::<_, i64>(2)?.max(60) as u64,
+                keep_base: r.get::<_, i64>(3)?.max(1) as u32,
+                created_at: from_micros(r.get(4)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    // ---- schedules ----
+
+    /// Sets (or replaces) a database's daily schedule.
+    fn set_schedule(&self, s: &ScheduleRecord) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO schedules (database, hour, minute, zone, created_at, verify) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (database) DO UPDATE SET hour = excluded.hour, minute = excluded.minute,
+                 zone = excluded.zone, created_at = excluded.created_at, verify = excluded.verify",
+            params![s.database, s.hour, s.minute, s.zone, micros(s.created_at), s.verify.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a database's schedule; returns whether it had one.
+    fn remove_schedule(&self, database: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .execute("DELETE FROM schedules WHERE database = ?1", [database])?
+            > 0)
+    }
+
+    /// All schedules, by database.
+    fn schedules(&self) -> Result<Vec<ScheduleRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT database, hour, minute, zone, created_at, verify FROM schedules ORDER BY database",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ScheduleRecord {
+                database: r.get(0)?,
+                hour: r.get(1)?,
+                minute: r.get(2)?,
+                zone: r.get(3)?,
+                created_at: from_micros(r.get(4)?),
+                verify: r.get::<_, String>(5)?.parse().unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Claims runs, each `(database, local date, due at)`, in one transaction. Only the first
+    /// claim of a run succeeds, so a run is started once however often the scheduler (or a
+    /// second node) gets to it. Returns, for each run, whether this call claimed it.
+    fn claim_runs(
+        &self,
+        runs: &[(String, String, Timestamp)],
+        now: Timestamp,
+    ) -> Result<Vec<bool>, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut claimed = Vec::with_capacity(runs.len());
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO scheduled_runs (database, local_date, due_at, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (database, local_date) DO NOTHING",
+            )?;
+            for (database, local_date, due_at) in runs {
+                claimed.push(
+                    stmt.execute(params![database, local_date, micros(*due_at), micros(now)])? == 1,
+                );
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    /// Whether the run of `database` on `local_date` was claimed.
+    fn run_claimed(&self, database: &str, local_date: &str) -> Result<bool, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM scheduled_runs WHERE database = ?1 AND local_date = ?2",
+                params![database, local_date],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Gives up a claim whose capture could not start, so that the run is tried again.
+    fn unclaim_run(&self, database: &str, local_date: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "DELETE FROM scheduled_runs WHERE database = ?1 AND local_date = ?2 AND transfer_id IS NULL",
+            params![database, local_date],
+        )?;
+        Ok(())
+    }
+
+    /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
+    fn set_run_transfers(&self, runs: &[(String, String, TransferId)]) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare(
+                "UPDATE scheduled_runs SET transfer_id = ?3 WHERE database = ?1 AND local_date = ?2",
+            )?;
+            for (database, local_date, id) in runs {
+                stmt.execute(params![database, local_date, id.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- retention ----
+
+    /// A database's retention policy, if one was set (else the default applies).
+    fn retention(&self, database: &str) -> Result<Option<RetentionPolicy>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT daily, weekly, monthly, manual FROM retention WHERE database = ?1",
+                [database],
+                |r| {
+                    Ok(RetentionPolicy {
+                        daily: r.get(0)?,
+                        weekly: r.get(1)?,
+                        monthly: r.get(2)?,
+                        manual: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Sets a database's retention policy.
+    fn set_retention(&self, database: &str, p: &RetentionPolicy) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "INSERT INTO retention (database, daily, weekly, monthly, manual) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (database) DO UPDATE SET daily = excluded.daily, weekly = excluded.weekly,
+                 monthly = excluded.monthly, manual = excluded.manual",
+            params![database, p.daily, p.weekly, p.monthly, p.manual],
+        )?;
+        Ok(())
+    }
+
+    /// Pins or unpins a backup: a pinned backup is never expired.
+    fn set_pinned(&self, id: TransferId, pinned: bool) -> Result<bool, CatalogError> {
+        Ok(self.conn().execute(
+            "UPDATE transfers SET pinned = ?2 WHERE id = ?1",
+            params![id.to_string(), pinned],
+        )? == 1)
+    }
+
+    // ---- transfers ----
+
+    /// Allocates the next ID for a prefix (`b` → b001, b002, ...).
+    fn claim_transfer_id(&self, prefix: char) -> Result<TransferId, CatalogError> {
+        let conn = self.conn();
+        let number: i64 = conn.query_row(
+            "INSERT INTO id_counters (prefix, last) VALUES (?1, 1)
+             ON CONFLICT (prefix) DO UPDATE SET last = last + 1
+             RETURNING last",
+            [prefix.to_string()],
+            |r| r.get(0),
+        )?;
+        let number =
+            u32::try_from(number).map_err(|_| CatalogError::Corrupt("id counter".into()))?;
+        Ok(TransferId::new(prefix, number))
+    }
+
+    /// Makes sure the next ID with `id`'s prefix comes after it (after a catalog rebuild).
+    fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError> {
+        let text = id.to_string();
+        let number: i64 = text[1..].parse().unwrap_or(0);
+        self.conn().execute(
+            "INSERT INTO id_counters (prefix, last) VALUES (?1, ?2)
+             ON CONFLICT (prefix) DO UPDATE SET last = max(last, excluded.last)",
+            params![id.prefix().to_string(), number],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts a transfer record, or updates it (leaving its layout alone).
+    fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {
+        upsert_transfer(&self.conn(), t)
+    }
+
+    fn insert_rebuilt_backup(
+        &self,
+        t: &TransferRecord,
+        layout: Option<&str>,
+        line: (Timestamp, String),
+    ) -> Result<bool, CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let taken = tx
+            .query_row(
+                "SELECT 1 FROM transfers WHERE id = ?1",
+                [t.id.to_string()],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if taken {
+            return Ok(false);
+        }
+        upsert_transfer(&tx, t)?;
+        if let Some(layout) = layout {
+            tx.execute(
+                "UPDATE transfers SET layout = ?2 WHERE id = ?1",
+                params![t.id.to_string(), layout],
+            )?;
+        }
+        append_logs_in(&tx, t.id, &[line])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Records progress of a running transfer without rewriting the rest of it.
+    fn set_progress(&self, id: TransferId, bytes: u64) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE transfers SET bytes_processed = ?2 WHERE id = ?1",
+            params![id.to_string(), bytes as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Records how a backup's stored object is laid out (JSON, see `transfer::layout`).
+    fn set_layout(&self, id: TransferId, layout: &str) -> Result<(), CatalogError> {
+        self.conn().execute(
+            "UPDATE transfers SET layout = ?2 WHERE id = ?1",
+            params![id.to_string(), layout],
+        )?;
+        Ok(())
+    }
+
+    /// How a backup's stored object is laid out, if recorded.
+    fn layout(&self, id: TransferId) -> Result<Option<String>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT layout FROM transfers WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// One transfer.
+    fn transfer(&self, id: TransferId) -> Result<Option<TransferRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SELECT_TRANSFER} WHERE id = ?1"))?;
+        let row = stmt.query_row([id.to_string()], read_row).optional()?;
+        row.transpose()
+    }
+
+    /// All transfers of a kind (or all), oldest first.
+    fn transfers(&self, kind: Option<TransferKind>) -> Result<Vec<TransferRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT_TRANSFER} WHERE (?1 IS NULL OR kind = ?1) ORDER BY created_at, prefix, number"
+        ))?;
+        let rows = stmt.query_map([kind.map(kind_str)], read_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// Transfers that are pending or running, oldest first.
+    fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "{SELECT_TRANSFER} WHERE state IN ('pending', 'running') ORDER BY created_at"
+        ))?;
+        let rows = stmt.query_map([], read_row)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
+    /// Removes a transfer and its log.
+    fn delete_transfer(&self, id: TransferId) -> Result<(), CatalogError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM transfer_logs WHERE transfer_id = ?1",
+            [id.to_string()],
+        )?;
+        tx.execute("DELETE FROM transfers WHERE id = ?1", [id.to_string()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- logs ----
+
+    /// Appends lines to a transfer's log in one transaction.
+    fn append_logs(
+        &self,
+        id: TransferId,
+        lines: &[(Timestamp, String)],
+    ) -> Result<(), CatalogError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        append_logs_in(&tx, id, lines)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A transfer's log lines after `after_seq` (0 for all).
+    fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, at, line FROM transfer_logs WHERE transfer_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![id.to_string(), after_seq as i64], |r| {
+            Ok(LogLine {
+                seq: r.get::<_, i64>(0)? as u64,
+                at: from_micros(r.get(1)?),
+                line: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Inserts a transfer record, or updates it (leaving its layout alone), on `conn` (a
+/// connection or a transaction).
+fn upsert_transfer(conn: &Connection, t: &TransferRecord) -> Result<(), CatalogError> {
+    let id = t.id.to_string();
+    conn.execute(
+        // An upsert, not INSERT OR REPLACE: a replace would wipe the columns kept apart
+        // from the record (the layout).
+        "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
+            state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
+            object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter,
+            encryption, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+         ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter, encryption = excluded.encryption, detail = excluded.detail",
+        params![
+            id,
+            t.id.prefix().to_string(),
+            id[1..].parse::<i64>().unwrap_or(0),
+            kind_str(t.kind),
+            origin_str(t.origin),
+            t.database,
+            t.backup_id.map(|b| b.to_string()),
+            t.state.as_str(),
+            micros(t.created_at),
+            t.started_at.map(micros),
+            t.finished_at.map(micros),
+            t.bytes_processed as i64,
+            t.database_size.map(|v| v as i64),
+            t.dump_size.map(|v| v as i64),
+            t.object_size.map(|v| v as i64),
+            t.sha256,
+            t.object_key,
+            t.compression,
+            t.server_version,
+            t.tool_version,
+            t.error,
+            t.source,
+            (!t.filter.is_empty())
+                .then(|| serde_json::to_string(&t.filter).unwrap_or_default()),
+            t.encryption,
+            t.detail,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Appends lines to a transfer's log on `conn` (inside the caller's transaction).
+fn append_logs_in(
+    conn: &Connection,
+    id: TransferId,
+    lines: &[(Timestamp, String)],
+) -> Result<(), CatalogError> {
+    let id = id.to_string();
+    let mut seq: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) FROM transfer_logs WHERE transfer_id = ?1",
+        [&id],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare(
+        "INSERT INTO transfer_logs (transfer_id, seq, at, line) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (at, line) in lines {
+        seq += 1;
+        stmt.execute(params![id, seq, micros(*at), line])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Origin, TransferState};
+
+    #[test]
+    fn allocates_ids_per_prefix_and_round_trips_transfers() {
+        let c = SqliteCatalog::open_in_memory().unwrap();
+        assert_eq!(c.claim_transfer_id('b').unwrap().to_string(), "b001");
+        assert_eq!(c.claim_transfer_id('b').unwrap().to_string(), "b002");
+        assert_eq!(c.claim_transfer_id('r').unwrap().to_string(), "r001");
+        let now = Timestamp::now();
+        let mut t = TransferRecord::new(
+            "b002".parse().unwrap(),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            now,
+        );
+        t.sha256 = Some("ab".into());
+        c.save_transfer(&t).unwrap();
+        c.set_layout(t.id, "{}").unwrap();
+        t.state = TransferState::Running;
+        c.save_transfer(&t).unwrap();
+        assert_eq!(c.layout(t.id).unwrap().as_deref(), Some("{}"));
+        c.set_progress(t.id, 42).unwrap();
+        let back = c.transfer(t.id).unwrap().unwrap();
+        assert_eq!(back.state, TransferState::Running);
+        assert_eq!(back.bytes_processed, 42);
+        assert_eq!(back.sha256.as_deref(), Some("ab"));
+        assert_eq!(c.unfinished_transfers().unwrap().len(), 1);
+        c.append_logs(t.id, &[(now, "one".into()), (now, "two".into())])
+            .unwrap();
+        c.append_logs(t.id, &[(now, "three".into())]).unwrap();
+        let logs = c.logs(t.id, 1).unwrap();
+        assert_eq!(
+            logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
+            ["two", "three"]
+        );
+        c.delete_transfer(t.id).unwrap();
+        assert!(c.transfer(t.id).unwrap().is_none());
+        assert!(c.logs(t.id, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_rebuilt_backup_is_added_whole_or_not_at_all() {
+        let c = SqliteCatalog::open_in_memory().unwrap();
+        let now = Timestamp::now();
+        let t = TransferRecord::new(
+            "b007".parse().unwrap(),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            now,
+        );
+        assert!(
+            c.insert_rebuilt_backup(&t, Some("{}"), (now, "rebuilt".into()))
+                .unwrap()
+        );
+        assert_eq!(c.layout(t.id).unwrap().as_deref(), Some("{}"));
+        assert_eq!(c.logs(t.id, 0).unwrap().len(), 1);
+        // A second time (another node got there first): nothing changes.
+        assert!(
+            !c.insert_rebuilt_backup(&t, None, (now, "again".into()))
+                .unwrap()
+        );
+        assert_eq!(c.logs(t.id, 0).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn refuses_a_second_database_of_the_same_name() {
+        let c = SqliteCatalog::open_in_memory().unwrap();
+        c.add_database("main", b"x", "postgres://u:***@h/db", Timestamp::now())
+            .unwrap();
+        assert!(matches!(
+            c.add_database("main", b"y", "r", Timestamp::now()),
+            Err(CatalogError::DatabaseExists(_))
+        ));
+        assert!(c.remove_database("main").unwrap());
+        assert!(!c.remove_database("main").unwrap());
+    }
+}

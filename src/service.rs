@@ -1,0 +1,243 @@
+//! The composition root: the one place that builds the parts of a running service — catalog,
+//! storage, registry, transfer engine, links, scheduler, protector — and hands each what it
+//! needs. Nothing else builds them, and no part hands out another's (the engine is not a
+//! container: the scheduler, the protector and the routes get the catalog or storage from
+//! here).
+//!
+//! `pgbackups serve` opens the foundations from the configuration ([`Foundations::open`]);
+//! in-process tests give their own (an in-memory catalog, a faulty store) to
+//! [`Service::compose`].
+
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::clock::{Clock, SystemClock, TestClock};
+use crate::config::ServiceConfig;
+use crate::notify::Notifier;
+use crate::pg::PgTools;
+use crate::protect::Protector;
+use crate::registry::Registry;
+use crate::schedule::{Scheduler, Starter};
+use crate::secret::Secrets;
+use crate::storage::Storage;
+use crate::transfer::{Engine, Links};
+
+/// What the service is built on: opened from the configuration, or given by a test.
+pub struct Foundations {
+    pub catalog: Arc<dyn Catalog>,
+    pub storage: Arc<dyn Storage>,
+    pub secrets: Arc<Secrets>,
+    pub tools: PgTools,
+    /// The wall clock (a test clock in schedule tests).
+    pub clock: Arc<dyn Clock>,
+    /// Where failures are reported (a webhook, when configured).
+    pub notifier: Arc<Notifier>,
+}
+
+/// Why the foundations could not be opened, with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot read or create the service's secrets in {dir}: {source}")]
+    Secrets {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open catalog {path}: {source}")]
+    Catalog {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::catalog::CatalogError,
+    },
+    #[error("{0}")]
+    Storage(String),
+    #[error(
+        "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{0}`"
+    )]
+    TestClock(String),
+    #[error("{0}")]
+    Notifier(String),
+}
+
+impl Foundations {
+    /// Opens what `config` names: the secrets and catalog in the data directory, the store
+    /// (probed: a wrong bucket or bad credentials stop the service here, with the reason), the
+    /// clock, the notifier and the PostgreSQL client tools.
+    pub fn open(config: &ServiceConfig) -> Result<Foundations, OpenError> {
+        let dir = &config.data_dir;
+        let secrets =
+            Arc::new(
+                Secrets::load_or_create(dir).map_err(|source| OpenError::Secrets {
+                    dir: dir.clone(),
+                    source,
+                })?,
+            );
+        let catalog =
+            crate::catalog::open(&config.catalog_path()).map_err(|source| OpenError::Catalog {
+                path: config.catalog_path(),
+                source,
+            })?;
+        let storage =
+            crate::server::open_configured_storage(config, true).map_err(OpenError::Storage)?;
+        let clock: Arc<dyn Clock> = match &config.test_clock {
+            Some(spec) => {
+                let clock =
+                    TestClock::parse(spec).ok_or_else(|| OpenError::TestClock(spec.clone()))?;
+                tracing::warn!(
+                    "schedules run on a test clock ({spec}); do not use this in production"
+                );
+                Arc::new(clock)
+            }
+            None => Arc::new(SystemClock),
+        };
+        let notifier = Notifier::new(config.notify_url.as_deref()).map_err(OpenError::Notifier)?;
+        let tools = PgTools::discover(&config.pg_bin_dirs);
+        tracing::info!("PostgreSQL client tools: {}", tools.describe());
+        Ok(Foundations {
+            catalog,
+            storage,
+            secrets,
+            tools,
+            clock,
+            notifier,
+        })
+    }
+}
+
+/// The parts of one service, wired together.
+pub struct Service {
+    pub catalog: Arc<dyn Catalog>,
+    pub storage: Arc<dyn Storage>,
+    pub secrets: Arc<Secrets>,
+    pub tools: PgTools,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Arc<Notifier>,
+    /// The registered databases.
+    pub registry: Arc<Registry>,
+    /// Starts, tracks, cancels and finishes transfers.
+    pub engine: Arc<Engine>,
+    /// Download links to backups.
+    pub links: Arc<Links>,
+    /// Daily scheduled captures (not yet running: `serve` spawns its task).
+    pub scheduler: Arc<Scheduler>,
+    /// Continuous Protection (no stream started yet: `serve` calls `start_all`).
+    pub protector: Arc<Protector>,
+}
+
+impl Service {
+    /// Builds every part over `base`. Starts nothing: recovery, the scheduler's task and the
+    /// protection streams are the caller's to start, in its order.
+    pub fn compose(config: &ServiceConfig, base: Foundations) -> Service {
+        let Foundations {
+            catalog,
+            storage,
+            secrets,
+            tools,
+            clock,
+            notifier,
+        } = base;
+        let registry = Arc::new(Registry::new(
+            catalog.clone(),
+            secrets.clone(),
+            clock.clone(),
+        ));
+        let engine = Engine::new(
+            config,
+            catalog.clone(),
+            storage.clone(),
+            registry.clone(),
+            tools.clone(),
+            clock.clone(),
+            notifier.clone(),
+        );
+        let links = Arc::new(Links::new(
+            engine.clone(),
+            storage.clone(),
+            secrets.clone(),
+            clock.clone(),
+        ));
+        let starter: Arc<dyn Starter> = Arc::new(engine.clone());
+        let scheduler = Scheduler::new(catalog.clone(), starter, clock.clone());
+        let protector = Protector::new(
+            catalog.clone(),
+            storage.clone(),
+            tools.clone(),
+            registry.clone(),
+            notifier.clone(),
+            &config.data_dir,
+            config.tuning,
+        );
+        Service {
+            catalog,
+            storage,
+            secrets,
+            tools,
+            clock,
+            notifier,
+            registry,
+            engine,
+            links,
+            scheduler,
+            protector,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service over an in-memory catalog and a local store in a temporary directory.
+    fn compose_in_memory(dir: &std::path::Path) -> Service {
+        let config = ServiceConfig::new(dir.to_path_buf());
+        let base = Foundations {
+            catalog: crate::catalog::open_in_memory().unwrap(),
+            storage: Arc::new(crate::storage::LocalStorage::new(dir.join("store")).unwrap()),
+            secrets: Arc::new(Secrets::load_or_create(dir).unwrap()),
+            tools: PgTools::discover(&[]),
+            clock: Arc::new(SystemClock),
+            notifier: Notifier::new(None).unwrap(),
+        };
+        Service::compose(&config, base)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_parts_share_one_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = compose_in_memory(dir.path());
+        // What the registry records, the engine resolves and the catalog shows.
+        service
+            .registry
+            .add("main", "postgres://u:pw@localhost/app")
+            .unwrap();
+        assert_eq!(service.catalog.list_databases().unwrap().len(), 1);
+        let engine = service.engine.clone();
+        let interrupted = tokio::task::spawn_blocking(move || engine.recover_interrupted())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(interrupted.is_empty());
+        // No backup yet: a link is refused, and a capture can start (it then fails to
+        // connect, which is not what this test is about).
+        assert!(
+            service
+                .links
+                .backup_url(None, std::time::Duration::from_secs(60), false, "http://x")
+                .is_err()
+        );
+        let engine = service.engine.clone();
+        let rec = tokio::task::spawn_blocking(move || {
+            engine.start_capture(None, crate::catalog::Origin::Manual)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(rec.id.to_string(), "b001");
+        assert_eq!(rec.database, "main");
+        service
+            .engine
+            .shutdown(std::time::Duration::from_secs(10))
+            .await;
+        assert!(!service.protector.is_protected("main"));
+    }
+}
