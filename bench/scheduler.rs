@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use pgbackups::catalog::TransferId;
-use pgbackups::schedule::{Clock, Scheduler, Starter, TestClock};
-use pgbackups::transfer::TransferError;
+use pgbackups::schedule::{Clock, Scheduler, StartError, Starter, TestClock};
 use tokio_util::sync::CancellationToken;
 
 const SPEED: f64 = 60.0;
@@ -22,7 +21,7 @@ struct Stub {
 }
 
 impl Starter for Stub {
-    fn start(&self, database: &str) -> Result<TransferId, TransferError> {
+    fn start(&self, database: &str) -> Result<TransferId, StartError> {
         let mut s = self.started.lock().unwrap_or_else(|p| p.into_inner());
         s.push((database.to_string(), self.clock.now()));
         Ok(TransferId::new('a', s.len() as u32))

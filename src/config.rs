@@ -29,7 +29,7 @@ pub struct ServiceConfig {
     pub zstd_workers: u32,
     /// Limits on restores from URLs (`PGBACKUPS_URL_MAX_BYTES`, `PGBACKUPS_URL_READ_TIMEOUT`
     /// in seconds).
-    pub download_limits: crate::transfer::restore_url::DownloadLimits,
+    pub download_limits: DownloadLimits,
     /// The URL clients reach the service at (behind a proxy, say), for signed download
     /// links; default: the listening address.
     pub public_url: Option<String>,
@@ -131,3 +131,21 @@ pub const CONFIG_FILE_NAME: &str = "pgbackups.toml";
 /// File in the data directory where a running service writes the URL it serves on, so that a
 /// CLI sharing the data directory finds it.
 pub const SERVICE_URL_FILE: &str = "service.url";
+
+/// Limits on a restore from a URL (`PGBACKUPS_URL_MAX_BYTES`, `PGBACKUPS_URL_READ_TIMEOUT`).
+#[derive(Clone, Copy, Debug)]
+pub struct DownloadLimits {
+    /// The largest file accepted.
+    pub max_bytes: u64,
+    /// How long the server may stay silent (while connecting, or mid-body).
+    pub read_timeout: Duration,
+}
+
+impl Default for DownloadLimits {
+    fn default() -> DownloadLimits {
+        DownloadLimits {
+            max_bytes: 1 << 40,
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}

@@ -49,8 +49,8 @@ pub enum OpenError {
         #[source]
         source: crate::catalog::CatalogError,
     },
-    #[error("{0}")]
-    Storage(String),
+    #[error(transparent)]
+    Storage(#[from] StoreOpenError),
     #[error(
         "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{0}`"
     )]
@@ -77,8 +77,7 @@ impl Foundations {
                 path: config.catalog_path(),
                 source,
             })?;
-        let storage =
-            crate::server::open_configured_storage(config, true).map_err(OpenError::Storage)?;
+        let storage = open_configured_storage(config, true)?;
         let clock: Arc<dyn Clock> = match &config.test_clock {
             Some(spec) => {
                 let clock =
@@ -240,4 +239,33 @@ mod tests {
             .await;
         assert!(!service.protector.is_protected("main"));
     }
+}
+
+/// Why the configured store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    #[error("cannot open storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("encryption: {0}")]
+    Keys(String),
+}
+
+/// Opens the store `config` names, wrapped in age encryption when keys are configured. With
+/// `probe`, a remote store is proved writable first (the service does it once at start;
+/// `wal-push`, run once per WAL segment, does not).
+pub fn open_configured_storage(
+    config: &ServiceConfig,
+    probe: bool,
+) -> Result<Arc<dyn Storage>, StoreOpenError> {
+    let storage = crate::storage::open_storage(&config.storage, &config.data_dir, probe)?;
+    if config.encryption.is_empty() {
+        return Ok(storage);
+    }
+    let keys = crate::crypt::Keys::load(&config.encryption).map_err(StoreOpenError::Keys)?;
+    if !keys.encrypts() {
+        tracing::warn!(
+            "an age identity is configured but no recipient: new backups are NOT encrypted (add the public key with --encrypt-to; `age-keygen -y KEYFILE` prints it)"
+        );
+    }
+    Ok(Arc::new(crate::crypt::EncryptedStorage::new(storage, keys)))
 }

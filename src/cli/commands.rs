@@ -93,8 +93,8 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             let (n, f, d) = (name.clone(), file.clone(), dest.clone());
             let result = match store.clone().service_config(data_dir.clone()) {
                 Ok(config) => tokio::task::spawn_blocking(move || {
-                    let storage = crate::server::open_configured_storage(&config, false)
-                        .map_err(crate::wal::WalError::Store)?;
+                    let storage = crate::service::open_configured_storage(&config, false)
+                        .map_err(|e| crate::wal::WalError::Store(e.to_string()))?;
                     crate::wal::fetch_with_retries(storage.as_ref(), &n, &f, &d)
                 })
                 .await
@@ -131,7 +131,7 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
                 return Ok(0);
             };
             let _ = tokio::task::spawn_blocking(move || {
-                if let Ok(storage) = crate::server::open_configured_storage(&config, false) {
+                if let Ok(storage) = crate::service::open_configured_storage(&config, false) {
                     // About 128 MiB ahead: eight 16 MiB segments.
                     let count = ((128u64 << 20) / segment_size.max(1)).clamp(1, 8) as usize;
                     let files = crate::wal::next_segments(&after, segment_size, count);
@@ -151,11 +151,11 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             let wal_wait = config.tuning.base_wal_wait;
             let tools = crate::pg::PgTools::discover(&config.pg_bin_dirs);
             let storage = tokio::task::spawn_blocking(move || {
-                crate::server::open_configured_storage(&config, false)
+                crate::service::open_configured_storage(&config, false)
             })
             .await
             .map_err(|e| CliError::msg(e.to_string()))?
-            .map_err(CliError::msg)?;
+            .map_err(|e| CliError::msg(e.to_string()))?;
             let b = crate::pitr::take_base_backup(storage, &tools, &url, &name, wal_wait)
                 .await
                 .map_err(CliError::msg)?;
@@ -1107,7 +1107,8 @@ async fn on_store<T: Send + 'static>(
     work: impl FnOnce(&dyn crate::storage::Storage) -> Result<T, String> + Send + 'static,
 ) -> Result<T, CliError> {
     tokio::task::spawn_blocking(move || {
-        let storage = crate::server::open_configured_storage(&config, false)?;
+        let storage =
+            crate::service::open_configured_storage(&config, false).map_err(|e| e.to_string())?;
         work(storage.as_ref())
     })
     .await

@@ -16,7 +16,7 @@ use jiff::civil::Date;
 use jiff::tz::{AmbiguousOffset, TimeZone};
 
 pub use crate::clock::{Clock, SystemClock, TestClock};
-pub use scheduler::{Scheduler, Starter, spec_of};
+pub use scheduler::{Scheduler, StartError, Starter, spec_of};
 
 /// A parsed `--at` value: a local time of day and the zone it is in.
 #[derive(Clone, Debug)]

@@ -16,21 +16,17 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Clock, DailyAt};
-use crate::catalog::{Catalog, CatalogError, Origin, ScheduleRecord, TransferId};
-use crate::transfer::{Engine, TransferError};
+use crate::catalog::{Catalog, CatalogError, ScheduleRecord, TransferId};
+
+/// Why a due run could not start its capture (the starter's own error, kept as the source).
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a due run does: start a scheduled capture of a database. The service's engine does
-/// it; the scheduler benchmark uses a stub.
+/// it (`transfer` implements this for the engine, so the scheduler does not depend on it);
+/// the scheduler benchmark uses a stub.
 /// It is called off the async threads (it may block on the catalog).
 pub trait Starter: Send + Sync {
-    fn start(&self, database: &str) -> Result<TransferId, TransferError>;
-}
-
-impl Starter for Arc<Engine> {
-    fn start(&self, database: &str) -> Result<TransferId, TransferError> {
-        self.start_capture(Some(database), Origin::Scheduled)
-            .map(|rec| rec.id)
-    }
+    fn start(&self, database: &str) -> Result<TransferId, StartError>;
 }
 
 /// Why the scheduler could not plan or record its runs (it logs it and tries again).

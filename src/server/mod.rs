@@ -211,28 +211,6 @@ async fn retry_storage_aborts(storage: Arc<dyn Storage>, every: Duration) {
     }
 }
 
-/// Opens the store `config` names, wrapped in age encryption when keys are configured. With
-/// `probe`, a remote store is proved writable first (the service does it once at start;
-/// `wal-push`, run once per WAL segment, does not).
-pub fn open_configured_storage(
-    config: &ServiceConfig,
-    probe: bool,
-) -> Result<Arc<dyn Storage>, String> {
-    let storage = crate::storage::open_storage(&config.storage, &config.data_dir, probe)
-        .map_err(|e| format!("cannot open storage: {e}"))?;
-    if config.encryption.is_empty() {
-        return Ok(storage);
-    }
-    let keys =
-        crate::crypt::Keys::load(&config.encryption).map_err(|e| format!("encryption: {e}"))?;
-    if !keys.encrypts() {
-        tracing::warn!(
-            "an age identity is configured but no recipient: new backups are NOT encrypted (add the public key with --encrypt-to; `age-keygen -y KEYFILE` prints it)"
-        );
-    }
-    Ok(Arc::new(crate::crypt::EncryptedStorage::new(storage, keys)))
-}
-
 /// Holds an exclusive lock on the data directory for the life of the service, so that two
 /// services never share one catalog and store by accident.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServeError> {

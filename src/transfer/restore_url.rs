@@ -15,23 +15,7 @@ use crate::format::bytes;
 use crate::pg::client::server_facts;
 use crate::pg::{PgTool, PgUrl, archive};
 
-/// Limits on a download.
-#[derive(Clone, Copy, Debug)]
-pub struct DownloadLimits {
-    /// The largest file accepted.
-    pub max_bytes: u64,
-    /// How long the server may stay silent (while connecting, or mid-body).
-    pub read_timeout: Duration,
-}
-
-impl Default for DownloadLimits {
-    fn default() -> DownloadLimits {
-        DownloadLimits {
-            max_bytes: 1 << 40,
-            read_timeout: Duration::from_secs(30),
-        }
-    }
-}
+pub use crate::config::DownloadLimits;
 
 /// The URL as shown: without credentials, query (a presigned URL's signature) or fragment.
 pub fn shown_url(source: &str) -> String {

@@ -374,3 +374,10 @@ fn check_jobs(jobs: u32) -> Result<(), TransferError> {
         Err(TransferError::BadJobs(jobs))
     }
 }
+
+/// A due scheduled run starts its capture through the engine.
+impl crate::schedule::Starter for Arc<Engine> {
+    fn start(&self, database: &str) -> Result<TransferId, crate::schedule::StartError> {
+        Ok(self.start_capture(Some(database), Origin::Scheduled)?.id)
+    }
+}
