@@ -93,12 +93,12 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             let result = match store.clone().service_config(data_dir.clone()) {
                 Ok((config, _)) => tokio::task::spawn_blocking(move || {
                     let storage = crate::server::open_configured_storage(&config, false)
-                        .map_err(crate::wal::WalError::Store)?;
+                        .map_err(crate::wal::WalError::Setup)?;
                     crate::wal::fetch_with_retries(storage.as_ref(), &n, &f, &d)
                 })
                 .await
-                .unwrap_or_else(|e| Err(crate::wal::WalError::Local(e.to_string()))),
-                Err(e) => Err(crate::wal::WalError::Local(e.to_string())),
+                .unwrap_or_else(|e| Err(crate::wal::WalError::Setup(e.to_string()))),
+                Err(e) => Err(crate::wal::WalError::Setup(e.to_string())),
             };
             match result {
                 Ok(true) => {

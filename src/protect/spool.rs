@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::pg::wal_names::{Lsn, WalFileName};
 use crate::pitr::segment_file;
 use crate::storage::Storage;
 
@@ -20,13 +21,13 @@ pub(super) fn resume_at(
 ) -> Result<(), String> {
     std::fs::create_dir_all(spool)
         .map_err(|e| format!("cannot create the WAL spool {}: {e}", spool.display()))?;
-    let has_wal = list_spool(spool)?
+    let has_wal = list_spool(spool, segment_size)?
         .iter()
         .any(|f| matches!(f.kind, Kind::Segment | Kind::Partial));
     if has_wal {
         return Ok(());
     }
-    let name = format!("{}.partial", segment_file(timeline, slot, segment_size));
+    let name = WalFileName::Partial(Lsn(slot).segment(timeline, segment_size)).to_string();
     let path = spool.join(&name);
     let file = std::fs::File::create(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -52,7 +53,7 @@ struct Spooled {
     segno: u64,
 }
 
-fn list_spool(spool: &Path) -> Result<Vec<Spooled>, String> {
+fn list_spool(spool: &Path, segment_size: u64) -> Result<Vec<Spooled>, String> {
     let entries = std::fs::read_dir(spool)
         .map_err(|e| format!("cannot read the WAL spool {}: {e}", spool.display()))?;
     let mut out = Vec::new();
@@ -60,25 +61,15 @@ fn list_spool(spool: &Path) -> Result<Vec<Spooled>, String> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !crate::wal::is_wal_name(&name) || name.ends_with(".backup") {
-            continue;
-        }
-        let kind = if name.ends_with(".history") {
-            Kind::History
-        } else if name.ends_with(".partial") {
-            Kind::Partial
-        } else {
-            Kind::Segment
-        };
-        let hex = |r: std::ops::Range<usize>| {
-            name.get(r)
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .unwrap_or(0)
+        let (kind, timeline, segno) = match name.parse::<WalFileName>() {
+            Ok(WalFileName::Segment(s)) => (Kind::Segment, s.timeline, s.number(segment_size)),
+            Ok(WalFileName::Partial(s)) => (Kind::Partial, s.timeline, s.number(segment_size)),
+            Ok(WalFileName::History(tli)) => (Kind::History, tli, 0),
+            Ok(WalFileName::Backup(..)) | Err(_) => continue,
         };
         out.push(Spooled {
-            timeline: hex(0..8) as u32,
-            // log * (4 GiB / size) + seg, computed by the caller that knows the size.
-            segno: (hex(8..16) << 32) | hex(16..24),
+            timeline,
+            segno,
             kind,
             name,
         });
@@ -128,11 +119,7 @@ impl Sweep {
     }
 
     fn store(&self, out: &mut Swept) -> Result<(), String> {
-        let per_log = 0x1_0000_0000 / self.segment_size;
-        let mut files = list_spool(&self.spool)?;
-        for f in &mut files {
-            f.segno = (f.segno >> 32) * per_log + (f.segno & 0xFFFF_FFFF);
-        }
+        let mut files = list_spool(&self.spool, self.segment_size)?;
         files.sort_by_key(|f| (f.segno, f.timeline, f.kind == Kind::Partial));
         let path = |f: &Spooled| self.spool.join(&f.name);
         for f in files.iter().filter(|f| f.kind == Kind::History) {

@@ -67,7 +67,7 @@ pub struct CloudStore {
 
 /// Whether a store error may pass if the request is tried again (the store or the network
 /// is down, a server error) rather than being the answer (not found, forbidden, ...).
-fn transient(e: &object_store::Error) -> bool {
+pub(super) fn transient(e: &object_store::Error) -> bool {
     matches!(
         e,
         object_store::Error::Generic { .. } | object_store::Error::JoinError { .. }
@@ -226,10 +226,11 @@ impl CloudStorage {
                 Ok::<_, object_store::Error>(back.len())
             })
             .map_err(|e| io_err("reach", &self.inner.url)(e))?;
-        result.map_err(|e| StorageError::Io {
+        result.map_err(|source| StorageError::Remote {
             op: "write, read and delete a test object in",
             key: self.inner.url.clone(),
-            source: io::Error::other(explain(&e)),
+            hint: hint(&source),
+            source: Box::new(source),
         })?;
         Ok(())
     }
@@ -304,18 +305,24 @@ fn obj_err<'a>(
 ) -> impl FnOnce(object_store::Error) -> StorageError + 'a {
     move |e| match e {
         object_store::Error::NotFound { .. } => StorageError::NotFound(key.to_string()),
-        e => StorageError::Io {
+        source => StorageError::Remote {
             op,
             key: key.to_string(),
-            source: io::Error::other(explain(&e)),
+            hint: hint(&source),
+            source: Box::new(source),
         },
     }
 }
 
 /// The store's error, with a hint for the mistakes people make most.
 fn explain(e: &object_store::Error) -> String {
+    format!("{e}{}", hint(e))
+}
+
+/// A hint for the mistakes people make most, from the store's error; empty when none fits.
+fn hint(e: &object_store::Error) -> &'static str {
     let text = e.to_string();
-    let hint = if text.contains("NoSuchBucket") {
+    if text.contains("NoSuchBucket") {
         " (the bucket does not exist: create it, or fix the bucket name)"
     } else if text.contains("InvalidAccessKeyId")
         || text.contains("SignatureDoesNotMatch")
@@ -326,8 +333,7 @@ fn explain(e: &object_store::Error) -> String {
         " (the store is unreachable: check the endpoint and that the server is up)"
     } else {
         ""
-    };
-    format!("{text}{hint}")
+    }
 }
 
 impl Storage for CloudStorage {

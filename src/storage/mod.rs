@@ -31,6 +31,35 @@ pub enum StorageError {
     BadKey(String),
     #[error("storage configuration: {0}")]
     Config(String),
+    /// An object store's answer, kept whole (it says whether it may pass); `hint` names the
+    /// usual mistake behind it, if any.
+    #[error("storage: could not {op} {key}: {source}{hint}")]
+    Remote {
+        op: &'static str,
+        key: String,
+        hint: &'static str,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+}
+
+impl StorageError {
+    /// Whether trying again soon may succeed: the store or the network was down, the object
+    /// store answered with a server error, a read broke off. Not found, a bad key, a
+    /// configuration mistake or a refusal (credentials, permissions) are the answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::Unsupported
+            ),
+            StorageError::Remote { source, .. } => cloud::transient(source),
+            StorageError::NotFound(_) | StorageError::BadKey(_) | StorageError::Config(_) => false,
+        }
+    }
 }
 
 /// A store of immutable objects addressed by slash-separated keys.
