@@ -36,7 +36,7 @@ use crate::catalog::{
 };
 use crate::config::ServiceConfig;
 use crate::pg::client::ScriptEnd;
-use crate::pg::{DumpFilter, FilterError, PgTools, PgUrl, PgUrlError};
+use crate::pg::{DbRef, DumpFilter, FilterError, PgTools, PgUrl, PgUrlError};
 use crate::schedule::{Clock, retention};
 use crate::secret::{Secrets, UnsealError};
 use crate::storage::{Storage, StorageError};
@@ -60,10 +60,8 @@ pub enum TransferError {
     NoDatabases,
     #[error("several databases are registered ({0}); name the one you mean")]
     WhichDatabase(String),
-    #[error(
-        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-`, starting with a letter, digit or `_` (or pass a postgres:// URL)"
-    )]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] crate::pg::BadDbName),
     #[error(transparent)]
     BadUrl(#[from] PgUrlError),
     #[error("this is destructive: confirm it by passing --confirm {expected}{given}")]
@@ -500,17 +498,14 @@ impl Engine {
         &self,
         reference: Option<&str>,
     ) -> Result<(String, PgUrl), TransferError> {
-        let name = match reference.map(str::trim).filter(|r| !r.is_empty()) {
-            Some(r) if r.starts_with("postgres://") || r.starts_with("postgresql://") => {
-                let url = PgUrl::parse(r)?;
-                return Ok((url.redacted(), url));
-            }
-            Some(r) => r.to_string(),
+        let name = match DbRef::parse_optional(reference)? {
+            Some(DbRef::Url(url)) => return Ok((url.redacted(), url)),
+            Some(DbRef::Name(name)) => name.to_string(),
             None => {
                 let dbs = self.catalog.list_databases()?;
                 match dbs.as_slice() {
                     [] => return Err(TransferError::NoDatabases),
-                    [one] => one.name.clone(),
+                    [one] => crate::pg::DbName::parse(&one.name)?.to_string(),
                     many => {
                         return Err(TransferError::WhichDatabase(
                             many.iter()
@@ -522,7 +517,6 @@ impl Engine {
                 }
             }
         };
-        check_name(&name)?;
         let sealed = self
             .catalog
             .database_url_sealed(&name)?
@@ -1608,29 +1602,19 @@ fn check_jobs(jobs: u32) -> Result<(), TransferError> {
     }
 }
 
-/// Database names: short, safe in URLs, shells and file names, and never mistaken for an
-/// option (`-rf`, `--help`): a letter, digit or `_` first, then letters, digits, `_` or `-`.
+/// Checks a database name ([`crate::pg::DbName`], where the rule lives); kept for the callers
+/// that only need the check.
 pub fn check_name(name: &str) -> Result<(), TransferError> {
-    // What was meant as a URL is answered as one: with the accepted schemes, and without
-    // echoing its password (`postgress://u:pw@h/db`, `http://...`).
-    if name.contains("://") {
-        return Err(TransferError::BadUrl(PgUrlError::Scheme(
-            crate::pg::redact(name),
-        )));
-    }
-    let first_ok = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let ok = first_ok
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(TransferError::BadName(crate::pg::redact(name)))
+    crate::pg::DbName::parse(name)?;
+    Ok(())
+}
+
+impl From<crate::pg::DbRefError> for TransferError {
+    fn from(e: crate::pg::DbRefError) -> TransferError {
+        match e {
+            crate::pg::DbRefError::Name(e) => TransferError::BadName(e),
+            crate::pg::DbRefError::Url(e) => TransferError::BadUrl(e),
+        }
     }
 }
 
