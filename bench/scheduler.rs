@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use pgbackups::catalog::{Catalog, TransferId};
 use pgbackups::schedule::{Clock, Scheduler, Starter, TestClock};
+use pgbackups::transfer::TransferError;
 use tokio_util::sync::CancellationToken;
 
 const SPEED: f64 = 60.0;
@@ -21,8 +22,11 @@ struct Stub {
 }
 
 impl Starter for Stub {
-    fn start(&self, database: &str) -> Result<TransferId, String> {
-        let mut s = self.started.lock().map_err(|e| e.to_string())?;
+    fn start(&self, database: &str) -> Result<TransferId, TransferError> {
+        let mut s = self
+            .started
+            .lock()
+            .map_err(|e| TransferError::Internal(e.to_string()))?;
         s.push((database.to_string(), self.clock.now()));
         Ok(TransferId::new('a', s.len() as u32))
     }

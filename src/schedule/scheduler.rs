@@ -16,20 +16,19 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Clock, DailyAt};
-use crate::catalog::{Catalog, Origin, ScheduleRecord, TransferId};
-use crate::transfer::Engine;
+use crate::catalog::{Catalog, CatalogError, Origin, ScheduleRecord, TransferId};
+use crate::transfer::{Engine, TransferError};
 
 /// What a due run does: start a scheduled capture of a database. The service's engine does
 /// it; the scheduler benchmark uses a stub.
 pub trait Starter: Send + Sync {
-    fn start(&self, database: &str) -> Result<TransferId, String>;
+    fn start(&self, database: &str) -> Result<TransferId, TransferError>;
 }
 
 impl Starter for Arc<Engine> {
-    fn start(&self, database: &str) -> Result<TransferId, String> {
+    fn start(&self, database: &str) -> Result<TransferId, TransferError> {
         self.start_capture(Some(database), Origin::Scheduled)
             .map(|rec| rec.id)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -120,20 +119,18 @@ impl Scheduler {
     /// The heap of next runs. A schedule whose latest run (at or before now) came after it
     /// was set and was never started gets that run now: a run missed while the service was
     /// down is made up once — only the latest, not one per missed day.
-    fn plan(&self) -> Result<(BinaryHeap<Pending>, HashMap<String, DailyAt>), String> {
+    fn plan(&self) -> Result<(BinaryHeap<Pending>, HashMap<String, DailyAt>), CatalogError> {
         let now = self.clock.now();
         let catalog = &self.catalog;
         let mut heap = BinaryHeap::new();
         let mut specs = HashMap::new();
-        for s in catalog.schedules().map_err(|e| e.to_string())? {
+        for s in catalog.schedules()? {
             let Ok(spec) = spec_of(&s) else {
                 tracing::error!(database = %s.database, "scheduler: schedule with unknown zone {}", s.zone);
                 continue;
             };
             let (date, due) = spec.latest_due(now);
-            let claimed = catalog
-                .run_claimed(&s.database, &date.to_string())
-                .map_err(|e| e.to_string())?;
+            let claimed = catalog.run_claimed(&s.database, &date.to_string())?;
             let next = if due >= s.created_at && !claimed {
                 (due, s.database.clone(), date)
             } else {
@@ -151,7 +148,7 @@ impl Scheduler {
         let (catalog, starter, now) =
             (self.catalog.clone(), self.starter.clone(), self.clock.now());
         let result = tokio::task::spawn_blocking(move || {
-            let claimed = catalog.claim_runs(&runs, now).map_err(|e| e.to_string())?;
+            let claimed = catalog.claim_runs(&runs, now)?;
             let mut started = Vec::new();
             for ((db, date, _), mine) in runs.into_iter().zip(claimed) {
                 if !mine {
@@ -170,7 +167,7 @@ impl Scheduler {
                     }
                 }
             }
-            catalog.set_run_transfers(&started).map_err(|e| e.to_string())
+            catalog.set_run_transfers(&started)
         })
         .await;
         match result {
