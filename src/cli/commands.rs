@@ -1424,6 +1424,7 @@ async fn restore_cluster(
     let port = dir.port;
     let plan = on_store(config, move |storage| {
         crate::pitr::rollback(storage, &n, &recovery, &d, &restore_command, port)
+            .map_err(|e| e.to_string())
     })
     .await?;
     eprintln!(

@@ -18,7 +18,10 @@ mod unpack;
 mod window;
 
 pub use base::take_base_backup;
-pub use rollback::{Recovery, RecoveryTarget, RollbackPlan, TimelineChoice, rollback};
+pub use rollback::{
+    Recovery, RecoveryTarget, RollbackError, RollbackPlan, TimelineChoice, rollback,
+};
+pub use unpack::UnpackError;
 pub use window::{ArchiveInfo, Expired, archive_info, expire, gaps_after};
 
 use jiff::Timestamp;
@@ -38,9 +41,9 @@ pub struct BaseBackup {
     /// When its WAL was stored, by the server's clock (which recovery targets are compared
     /// with): the backup is consistent from no later than this.
     pub finished_at: Timestamp,
-    /// WAL start and end points, as PostgreSQL prints LSNs (`0/2000028`).
-    pub start_lsn: String,
-    pub stop_lsn: String,
+    /// WAL start and end points (stored as PostgreSQL prints LSNs, `0/2000028`).
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
     pub timeline: u32,
     /// The cluster's WAL segment size (`initdb --wal-segsize`), which maps LSNs to segment
     /// files; 16 MiB unless the history file said otherwise.

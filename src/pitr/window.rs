@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{BaseBackup, base_backups, parse_lsn};
-use crate::pg::wal_names::{parse_segment_name, segment_name};
+use super::{BaseBackup, base_backups};
+use crate::pg::wal_names::{Lsn, parse_segment_name, segment_name};
 use crate::storage::{Storage, StorageError};
 
 /// How segment files map to positions: `size` bytes per segment, so 4 GiB / size segments per
@@ -24,8 +24,8 @@ impl Segments {
     }
 
     /// The position of the segment holding `lsn`.
-    fn at(self, lsn: &str) -> Option<u64> {
-        parse_lsn(lsn).map(|l| l / self.size)
+    fn at(self, lsn: Lsn) -> u64 {
+        lsn.0 / self.size
     }
 
     pub(super) fn name(self, tli: u32, pos: u64) -> String {
@@ -122,8 +122,8 @@ fn archive_info_from(
     // From the lowest start of any base backup (not the oldest by time: a newer one may
     // start earlier in the WAL, on another timeline or with another machine's clock).
     let first = match from {
-        Some(b) => seg.at(&b.start_lsn),
-        None => bases.iter().filter_map(|b| seg.at(&b.start_lsn)).min(),
+        Some(b) => Some(seg.at(b.start_lsn)),
+        None => bases.iter().map(|b| seg.at(b.start_lsn)).min(),
     };
     if let (Some(first), Some((last, tli))) = (first, latest) {
         let mut missing_from: Option<u64> = None;
@@ -168,7 +168,7 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
     let seg = segments(&bases);
     let (old, kept) = bases.split_at(bases.len() - keep);
     // The lowest start of any kept base backup (see `archive_info`).
-    let Some(floor) = kept.iter().filter_map(|b| seg.at(&b.start_lsn)).min() else {
+    let Some(floor) = kept.iter().map(|b| seg.at(b.start_lsn)).min() else {
         return Ok(out);
     };
     for b in old {
@@ -204,8 +204,8 @@ mod tests {
             id: id.into(),
             started_at: started.parse().unwrap(),
             finished_at: started.parse().unwrap(),
-            start_lsn: start.into(),
-            stop_lsn: start.into(),
+            start_lsn: start.parse().unwrap(),
+            stop_lsn: start.parse().unwrap(),
             timeline: 1,
             wal_segment_size: 16 << 20,
             tar_bytes: 0,

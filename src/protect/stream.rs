@@ -770,7 +770,7 @@ impl Stream {
         self.oldest_base = info
             .base_backups
             .iter()
-            .filter_map(|b| Some((b.started_at, parse_lsn(&b.start_lsn)?)))
+            .map(|b| (b.started_at, b.start_lsn.0))
             .min_by_key(|(t, _)| *t);
         let next = self.next_base_at;
         self.set(|l| {
