@@ -27,7 +27,7 @@ pub use window::{ArchiveInfo, Expired, archive_info, expire, gaps_after};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::pg::wal_names::{Lsn, segment_name};
+use crate::pg::wal_names::{Lsn, SegmentName};
 use crate::storage::{Storage, StorageError};
 
 /// A base backup, as its `.json` object records it.
@@ -90,15 +90,16 @@ fn default_segment_size() -> u64 {
 /// The WAL segment size that puts `lsn` in segment file `file` (a power of two from 1 MiB to
 /// 1 GiB, as initdb allows).
 pub fn segment_size_of(lsn: &str, file: &str) -> Option<u64> {
-    let lsn = parse_lsn(lsn)?;
+    let lsn: Lsn = lsn.parse().ok()?;
+    let file: SegmentName = file.parse().ok()?;
     (20..=30)
         .map(|bits| 1u64 << bits)
-        .find(|&size| file.get(8..) == segment_name(0, lsn / size, size).get(8..))
+        .find(|&size| lsn.segment(file.timeline, size) == file)
 }
 
 /// The name of the segment file on timeline `tli` that holds byte `lsn`.
 pub fn segment_file(tli: u32, lsn: u64, segment_size: u64) -> String {
-    segment_name(tli, lsn / segment_size, segment_size)
+    Lsn(lsn).segment(tli, segment_size).to_string()
 }
 
 /// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`].

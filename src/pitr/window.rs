@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{BaseBackup, base_backups};
-use crate::pg::wal_names::{Lsn, parse_segment_name, segment_name};
+use crate::pg::wal_names::{Lsn, WalFileName, parse_segment_name, segment_name};
 use crate::storage::{Storage, StorageError};
 
 /// How segment files map to positions: `size` bytes per segment, so 4 GiB / size segments per
@@ -107,15 +107,16 @@ fn archive_info_from(
     let mut latest: Option<(u64, u32)> = None;
     let mut histories = 0;
     for (_, file) in archived(storage, name)? {
-        let file = file.as_str();
-        if file.ends_with(".history") {
-            histories += 1;
-        }
-        if let Some((tli, pos)) = seg.of(file) {
-            present.insert(pos);
-            if latest.is_none_or(|(p, t)| (pos, tli) > (p, t)) {
-                latest = Some((pos, tli));
+        match file.parse::<WalFileName>() {
+            Ok(WalFileName::History(_)) => histories += 1,
+            Ok(WalFileName::Segment(s)) => {
+                let (tli, pos) = (s.timeline, s.number(seg.size));
+                present.insert(pos);
+                if latest.is_none_or(|(p, t)| (pos, tli) > (p, t)) {
+                    latest = Some((pos, tli));
+                }
             }
+            _ => {}
         }
     }
     let mut gaps = Vec::new();
@@ -178,14 +179,13 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
         out.base_backups.push(b.id.clone());
     }
     for (key, file) in archived(storage, name)? {
-        let file = file.as_str();
-        let segfile = file.split('.').next().unwrap_or("");
-        if file.ends_with(".history") {
-            continue;
-        }
-        if let Some((_, pos)) = seg.of(segfile)
-            && pos < floor
-        {
+        // Segments, their partial uploads and backup history files go with their segment;
+        // timeline histories are always kept.
+        let segment = match file.parse::<WalFileName>() {
+            Ok(WalFileName::Segment(s) | WalFileName::Partial(s) | WalFileName::Backup(s, _)) => s,
+            Ok(WalFileName::History(_)) | Err(_) => continue,
+        };
+        if segment.number(seg.size) < floor {
             storage.delete(&key)?;
             out.wal_files += 1;
         }

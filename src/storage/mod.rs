@@ -31,6 +31,13 @@ pub enum StorageError {
     BadKey(String),
     #[error("storage configuration: {0}")]
     Config(String),
+    /// The object-store client refused the configuration (`kind` is S3, GCS or Azure).
+    #[error("storage configuration: {kind} storage: {source}")]
+    Build {
+        kind: &'static str,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     /// An object store's answer, kept whole (it says whether it may pass); `hint` names the
     /// usual mistake behind it, if any.
     #[error("storage: could not {op} {key}: {source}{hint}")]
@@ -57,7 +64,10 @@ impl StorageError {
                     | std::io::ErrorKind::Unsupported
             ),
             StorageError::Remote { source, .. } => cloud::transient(source),
-            StorageError::NotFound(_) | StorageError::BadKey(_) | StorageError::Config(_) => false,
+            StorageError::NotFound(_)
+            | StorageError::BadKey(_)
+            | StorageError::Config(_)
+            | StorageError::Build { .. } => false,
         }
     }
 }
