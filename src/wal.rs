@@ -507,7 +507,16 @@ mod tests {
         ] {
             assert!(!is_wal_name(bad), "{bad}");
         }
-        assert!(key("main", "00000002.history").is_ok());
+        assert_eq!(
+            key("main", "00000002.history").unwrap(),
+            "wal/main/00000002.history.zst"
+        );
+        let err = key("main", "x").unwrap_err();
+        assert!(matches!(err, WalError::Refused(_)));
+        assert!(
+            err.to_string().contains("`x` is not a WAL file name"),
+            "{err}"
+        );
         assert!(key("../x", "00000002.history").is_err());
         assert!(key("a/b", "00000002.history").is_err());
     }
@@ -544,9 +553,11 @@ mod tests {
         ));
 
         let dest = dir.path().join("RECOVERYXLOG");
-        assert!(fetch(&store, "main", "000000010000000000000003", &dest).unwrap());
+        let fetched = fetch(&store, "main", "000000010000000000000003", &dest);
+        assert_eq!(fetch_exit_code(&fetched), 0);
         assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 1 << 20]);
-        assert!(!fetch(&store, "main", "000000010000000000000004", &dest).unwrap());
+        let missing = fetch(&store, "main", "000000010000000000000004", &dest);
+        assert_eq!(fetch_exit_code(&missing), 1);
 
         // A segment that is only partly stored is served from its newest part.
         let partial = dir.path().join("000000010000000000000004.partial");

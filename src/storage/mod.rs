@@ -148,3 +148,46 @@ pub trait ObjectWriter: Write + Send {
     /// Discards everything written.
     fn abort(self: Box<Self>);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn only_failures_that_may_pass_are_transient() {
+        let io = |kind: ErrorKind| StorageError::Io {
+            op: "read",
+            key: "k".into(),
+            source: kind.into(),
+        };
+        assert!(io(ErrorKind::ConnectionReset).is_transient());
+        assert!(io(ErrorKind::Other).is_transient());
+        assert!(!io(ErrorKind::PermissionDenied).is_transient());
+        assert!(!StorageError::NotFound("k".into()).is_transient());
+        assert!(!StorageError::BadKey("k".into()).is_transient());
+        assert!(!StorageError::Config("x".into()).is_transient());
+        let remote = |source| StorageError::Remote {
+            op: "read",
+            key: "k".into(),
+            hint: " (a hint)",
+            source: Box::new(source),
+        };
+        let down = remote(object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        });
+        assert!(down.is_transient());
+        assert_eq!(
+            down.to_string(),
+            "storage: could not read k: Generic S3 error: connection refused (a hint)"
+        );
+        assert!(
+            !remote(object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: "403".into(),
+            })
+            .is_transient()
+        );
+    }
+}
