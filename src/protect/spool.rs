@@ -15,7 +15,7 @@ use crate::storage::Storage;
 /// for the segment holding `slot` (pg_receivewal then writes the real WAL over it).
 pub(super) fn resume_at(
     spool: &Path,
-    slot: u64,
+    slot: Lsn,
     segment_size: u64,
     timeline: u32,
 ) -> Result<(), String> {
@@ -27,7 +27,7 @@ pub(super) fn resume_at(
     if has_wal {
         return Ok(());
     }
-    let name = WalFileName::Partial(Lsn(slot).segment(timeline, segment_size)).to_string();
+    let name = WalFileName::Partial(slot.segment(timeline, segment_size)).to_string();
     let path = spool.join(&name);
     let file = std::fs::File::create(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -92,7 +92,7 @@ pub(super) struct Sweep {
     pub storage: Arc<dyn Storage>,
     pub name: String,
     /// Everything before it is in the store already.
-    pub stored_lsn: u64,
+    pub stored_lsn: Lsn,
     pub segment_size: u64,
     /// `Some(last upload)` when the filling segment is due for upload.
     pub partial: Option<Option<PartialMark>>,
@@ -101,7 +101,7 @@ pub(super) struct Sweep {
 #[derive(Default)]
 pub(super) struct Swept {
     /// The end of the newest whole segment stored (everything before it is in the store).
-    pub stored_end: Option<u64>,
+    pub stored_end: Option<Lsn>,
     pub partial_stored: bool,
     /// The filling segment was checked and is as last uploaded.
     pub partial_current: bool,
@@ -135,7 +135,7 @@ impl Sweep {
         let Some((newest_segno, newest_tli)) = newest else {
             return Ok(());
         };
-        let stored_segno = self.stored_lsn / self.segment_size;
+        let stored_segno = self.stored_lsn.0 / self.segment_size;
         // Every completed segment is stored, in order, then removed: pg_receivewal resumes
         // from the filling one (or, with none, from the slot).
         for f in files.iter().filter(|f| f.kind == Kind::Segment) {
@@ -155,7 +155,7 @@ impl Sweep {
             }
             crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
                 .map_err(|e| e.to_string())?;
-            out.stored_end = Some((f.segno + 1) * self.segment_size);
+            out.stored_end = Some(Lsn((f.segno + 1) * self.segment_size));
             // Its partial uploads are superseded.
             if let Ok(key) = crate::wal::key(&self.name, &format!("{}.partial", f.name)) {
                 let _ = self.storage.delete(&key);
@@ -216,7 +216,7 @@ mod tests {
             spool: spool.to_path_buf(),
             storage: store.clone(),
             name: "main".into(),
-            stored_lsn,
+            stored_lsn: Lsn(stored_lsn),
             segment_size: SEG,
             partial,
         }
@@ -230,10 +230,10 @@ mod tests {
         let store: Arc<dyn Storage> =
             Arc::new(LocalStorage::new(dir.path().join("store")).unwrap());
         // An empty spool resumes at the slot: a placeholder .partial of its segment.
-        resume_at(&spool, 3 * SEG + 100, SEG, 1).unwrap();
+        resume_at(&spool, Lsn(3 * SEG + 100), SEG, 1).unwrap();
         let placeholder = spool.join("000000010000000000000003.partial");
         assert_eq!(std::fs::metadata(&placeholder).unwrap().len(), SEG);
-        resume_at(&spool, 9 * SEG, SEG, 1).unwrap(); // not twice
+        resume_at(&spool, Lsn(9 * SEG), SEG, 1).unwrap(); // not twice
         assert!(!spool.join("000000010000000000000009.partial").exists());
 
         std::fs::remove_file(&placeholder).unwrap();
@@ -256,7 +256,7 @@ mod tests {
         // Not due: whole segments and the history only, then removed from the spool.
         let done = sweep(&spool, &store, 3 * SEG + 100, None);
         assert!(done.error.is_none(), "{:?}", done.error);
-        assert_eq!(done.stored_end, Some(5 * SEG));
+        assert_eq!(done.stored_end, Some(Lsn(5 * SEG)));
         assert!(!done.partial_stored);
         let stored = store.list("wal/main/").unwrap();
         assert_eq!(
@@ -288,7 +288,7 @@ mod tests {
         )
         .unwrap();
         let done = sweep(&spool, &store, 5 * SEG, None);
-        assert_eq!(done.stored_end, Some(6 * SEG));
+        assert_eq!(done.stored_end, Some(Lsn(6 * SEG)));
         assert!(
             store
                 .size("wal/main/000000010000000000000005.partial.zst")
