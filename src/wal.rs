@@ -194,9 +194,11 @@ fn fetch_file(
     partial_ok: bool,
     sync: bool,
 ) -> Result<bool, WalError> {
-    let key = key(name, file)?;
+    check_archive_name(name)?;
+    let wal: WalFileName = file.parse()?;
+    let key = key_of(name, wal)?;
     let opened = if partial_ok {
-        open_segment(storage, name, file, &key)
+        open_segment(storage, name, wal, &key)
     } else {
         storage.open(&key)
     };
@@ -276,17 +278,14 @@ pub fn open_stored(
     name: &str,
     file: &str,
 ) -> Result<Option<Box<dyn Read + Send>>, WalError> {
-    let key = key(name, file)?;
-    match open_segment(storage, name, file, &key) {
+    check_archive_name(name)?;
+    let wal: WalFileName = file.parse()?;
+    let key = key_of(name, wal)?;
+    match open_segment(storage, name, wal, &key) {
         Ok(r) => Ok(Some(r)),
         Err(StorageError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Whether `file` names a whole segment.
-fn is_segment(file: &str) -> bool {
-    matches!(file.parse(), Ok(WalFileName::Segment(_)))
 }
 
 /// Opens the archived `file`, or, for a segment that is not archived whole, the newest
@@ -296,18 +295,18 @@ fn is_segment(file: &str) -> bool {
 fn open_segment(
     storage: &dyn Storage,
     name: &str,
-    file: &str,
+    file: WalFileName,
     key: &str,
 ) -> Result<Box<dyn Read + Send>, StorageError> {
-    match storage.open(key) {
-        Err(StorageError::NotFound(e)) if is_segment(file) => {
-            let partial = format!("wal/{name}/{file}.partial.zst");
+    match (storage.open(key), file) {
+        (Err(StorageError::NotFound(e)), WalFileName::Segment(segment)) => {
+            let partial = format!("wal/{name}/{}.zst", WalFileName::Partial(segment));
             match storage.open(&partial) {
                 Err(StorageError::NotFound(_)) => Err(StorageError::NotFound(e)),
                 other => other,
             }
         }
-        other => other,
+        (other, _) => other,
     }
 }
 
