@@ -102,12 +102,13 @@ pub fn segment_file(tli: u32, lsn: u64, segment_size: u64) -> String {
     Lsn(lsn).segment(tli, segment_size).to_string()
 }
 
-/// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`].
+/// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`]. A thin
+/// wrapper over [`Lsn`] for the callers that still hold positions as numbers.
 pub fn format_lsn(lsn: u64) -> String {
     Lsn(lsn).to_string()
 }
 
-/// An LSN (`16/B374D848`) as a number, for comparisons.
+/// An LSN (`16/B374D848`) as a number, for comparisons: a thin wrapper over [`Lsn`]'s parsing.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     text.parse::<Lsn>().ok().map(|l| l.0)
 }
