@@ -315,4 +315,28 @@ mod tests {
         assert_eq!(seg.on_timeline(3).to_string(), "0000000300000001000000FE");
         assert!(seg < "000000020000000200000000".parse().unwrap());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn every_lsn_and_wal_name_round_trips(
+            lsn: u64,
+            tli in 1u32..,
+            bits in 20u32..=30,
+            offset: u32,
+        ) {
+            let size = 1u64 << bits;
+            let parsed: Lsn = Lsn(lsn).to_string().parse().unwrap();
+            proptest::prop_assert_eq!(parsed, Lsn(lsn));
+            let seg = Lsn(lsn).segment(tli, size);
+            proptest::prop_assert_eq!(seg.number(size), lsn / size);
+            for name in [
+                WalFileName::Segment(seg),
+                WalFileName::Partial(seg),
+                WalFileName::History(tli),
+                WalFileName::Backup(seg, offset),
+            ] {
+                proptest::prop_assert_eq!(name.to_string().parse::<WalFileName>(), Ok(name));
+            }
+        }
+    }
 }
