@@ -68,16 +68,46 @@ pub struct Keys {
     mode: String,
 }
 
+/// Why the configured keys could not be loaded: which file or key is wrong, never what a
+/// secret contains.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the {what} file {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "`{0}` is not an age recipient (an X25519 public key starting with age1; `age-keygen` makes one)"
+    )]
+    BadRecipient(String),
+    #[error("the identity file {0} holds no usable age identity (AGE-SECRET-KEY-1... lines)")]
+    BadIdentities(PathBuf),
+    #[error("the identity file {0} holds no age identity")]
+    NoIdentity(PathBuf),
+    #[error(
+        "age cannot encrypt to recipients and a passphrase at once: configure one of recipients or passphrase_file"
+    )]
+    RecipientsAndPassphrase,
+    #[error("the passphrase file {0} is empty")]
+    EmptyPassphrase(PathBuf),
+}
+
 impl Keys {
     /// Loads what the configuration names. Errors say which file or key is wrong, never
     /// what a secret contains.
-    pub fn load(config: &EncryptionConfig) -> Result<Keys, String> {
+    pub fn load(config: &EncryptionConfig) -> Result<Keys, KeyError> {
         let mut recipients: Vec<Box<dyn age::Recipient + Send + Sync>> = Vec::new();
         let mut identities: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         let mut lines: Vec<String> = config.recipients.clone();
         if let Some(path) = &config.recipients_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the recipients file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                what: "recipients",
+                path: path.clone(),
+                source,
+            })?;
             lines.extend(
                 text.lines()
                     .map(str::trim)
@@ -86,27 +116,24 @@ impl Keys {
             );
         }
         for line in &lines {
-            let r = age::x25519::Recipient::from_str(line).map_err(|_| {
-                format!(
-                    "`{line}` is not an age recipient (an X25519 public key starting with age1; `age-keygen` makes one)"
-                )
-            })?;
+            let r = age::x25519::Recipient::from_str(line)
+                .map_err(|_| KeyError::BadRecipient(line.clone()))?;
             recipients.push(Box::new(r));
         }
         if let Some(path) = &config.identity_file {
-            let file = age::IdentityFile::from_file(path.display().to_string())
-                .map_err(|e| format!("cannot read the identity file {}: {e}", path.display()))?;
-            let found = file.into_identities().map_err(|_| {
-                format!(
-                    "the identity file {} holds no usable age identity (AGE-SECRET-KEY-1... lines)",
-                    path.display()
-                )
-            })?;
+            let file =
+                age::IdentityFile::from_file(path.display().to_string()).map_err(|source| {
+                    KeyError::Read {
+                        what: "identity",
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            let found = file
+                .into_identities()
+                .map_err(|_| KeyError::BadIdentities(path.clone()))?;
             if found.is_empty() {
-                return Err(format!(
-                    "the identity file {} holds no age identity",
-                    path.display()
-                ));
+                return Err(KeyError::NoIdentity(path.clone()));
             }
             identities.extend(found);
         }
@@ -117,15 +144,16 @@ impl Keys {
         );
         if let Some(path) = &config.passphrase_file {
             if !recipients.is_empty() {
-                return Err(
-                    "age cannot encrypt to recipients and a passphrase at once: configure one of recipients or passphrase_file".into(),
-                );
+                return Err(KeyError::RecipientsAndPassphrase);
             }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the passphrase file {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                what: "passphrase",
+                path: path.clone(),
+                source,
+            })?;
             let pass = text.trim_end_matches(['\n', '\r']).to_string();
             if pass.is_empty() {
-                return Err(format!("the passphrase file {} is empty", path.display()));
+                return Err(KeyError::EmptyPassphrase(path.clone()));
             }
             recipients.push(Box::new(age::scrypt::Recipient::new(SecretString::from(
                 pass.clone(),
@@ -316,7 +344,7 @@ impl Storage for EncryptedStorage {
                 .iter()
                 .map(|r| r.as_ref() as &dyn age::Recipient),
         )
-        .map_err(|e| io(io::Error::other(e.to_string())))?;
+        .map_err(|e| io(io::Error::other(e)))?;
         let counted = Counted {
             inner: writer,
             bytes: 0,

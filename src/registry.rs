@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::catalog::{Catalog, CatalogError, DatabaseRecord};
 use crate::clock::Clock;
-use crate::pg::{PgUrl, PgUrlError};
+use crate::pg::{DbName, DbRef, DbRefError, PgUrl, PgUrlError};
 use crate::secret::{Secrets, UnsealError};
 
 /// Why a database reference cannot be resolved or registered, in words the user can act on.
@@ -24,10 +24,8 @@ pub enum RegistryError {
     NoDatabases,
     #[error("several databases are registered ({0}); name the one you mean")]
     WhichDatabase(String),
-    #[error(
-        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-`, starting with a letter, digit or `_` (or pass a postgres:// URL)"
-    )]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] crate::pg::BadDbName),
     #[error(transparent)]
     BadUrl(#[from] PgUrlError),
     #[error("cannot seal the database's URL: {0}")]
@@ -58,17 +56,14 @@ impl Registry {
     /// Resolves what a user typed for a database: a registered name, a `postgres://` URL, or
     /// nothing (the only registered database). Returns the label to record and the URL.
     pub fn resolve(&self, reference: Option<&str>) -> Result<(String, PgUrl), RegistryError> {
-        let name = match reference.map(str::trim).filter(|r| !r.is_empty()) {
-            Some(r) if r.starts_with("postgres://") || r.starts_with("postgresql://") => {
-                let url = PgUrl::parse(r)?;
-                return Ok((url.redacted(), url));
-            }
-            Some(r) => r.to_string(),
+        let name = match DbRef::parse_optional(reference)? {
+            Some(DbRef::Url(url)) => return Ok((url.redacted(), url)),
+            Some(DbRef::Name(name)) => name.to_string(),
             None => {
                 let dbs = self.catalog.list_databases()?;
                 match dbs.as_slice() {
                     [] => return Err(RegistryError::NoDatabases),
-                    [one] => one.name.clone(),
+                    [one] => DbName::parse(&one.name)?.to_string(),
                     many => {
                         return Err(RegistryError::WhichDatabase(
                             many.iter()
@@ -80,7 +75,6 @@ impl Registry {
                 }
             }
         };
-        check_name(&name)?;
         let sealed = self
             .catalog
             .database_url_sealed(&name)?
@@ -119,29 +113,19 @@ impl Registry {
     }
 }
 
-/// Database names: short, safe in URLs, shells and file names, and never mistaken for an
-/// option (`-rf`, `--help`): a letter, digit or `_` first, then letters, digits, `_` or `-`.
+/// Checks a database name ([`DbName`], where the rule lives), for the callers that only need
+/// the check.
 pub fn check_name(name: &str) -> Result<(), RegistryError> {
-    // What was meant as a URL is answered as one: with the accepted schemes, and without
-    // echoing its password (`postgress://u:pw@h/db`, `http://...`).
-    if name.contains("://") {
-        return Err(RegistryError::BadUrl(PgUrlError::Scheme(
-            crate::pg::redact(name),
-        )));
-    }
-    let first_ok = name
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let ok = first_ok
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::BadName(crate::pg::redact(name)))
+    DbName::parse(name)?;
+    Ok(())
+}
+
+impl From<DbRefError> for RegistryError {
+    fn from(e: DbRefError) -> RegistryError {
+        match e {
+            DbRefError::Name(e) => RegistryError::BadName(e),
+            DbRefError::Url(e) => RegistryError::BadUrl(e),
+        }
     }
 }
 

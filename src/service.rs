@@ -247,7 +247,7 @@ pub enum StoreOpenError {
     #[error("cannot open storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
     #[error("encryption: {0}")]
-    Keys(String),
+    Keys(#[from] crate::crypt::KeyError),
 }
 
 /// Opens the store `config` names, wrapped in age encryption when keys are configured. With
@@ -261,7 +261,7 @@ pub fn open_configured_storage(
     if config.encryption.is_empty() {
         return Ok(storage);
     }
-    let keys = crate::crypt::Keys::load(&config.encryption).map_err(StoreOpenError::Keys)?;
+    let keys = crate::crypt::Keys::load(&config.encryption)?;
     if !keys.encrypts() {
         tracing::warn!(
             "an age identity is configured but no recipient: new backups are NOT encrypted (add the public key with --encrypt-to; `age-keygen -y KEYFILE` prints it)"

@@ -20,9 +20,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::pg::wal_names::{NotAWalName, SegmentName, WalFileName};
 use crate::storage::{Storage, StorageError};
 use crate::transfer::pipeline::HashingReader;
 
@@ -32,19 +33,69 @@ pub enum WalError {
     /// Bad input or a conflict: retrying will not help.
     #[error("{0}")]
     Refused(String),
-    /// The store failed (unreachable, denied, damaged object): may be transient.
-    #[error("{0}")]
-    Store(String),
+    /// The store failed (unreachable, denied, missing object).
+    #[error(transparent)]
+    Store(#[from] StorageError),
+    /// An archived file could not be read back or decompressed (damaged, or the connection
+    /// broke off while reading it).
+    #[error("cannot read the archived {file}: {source}")]
+    Archived {
+        file: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The store holds nothing at all under this name: a wrong store, name or mount rather
+    /// than the end of the WAL.
+    #[error(
+        "the store has no WAL at all for {0} (wrong --storage, --name or an unmounted directory?)"
+    )]
+    NoWal(String),
     /// A local file could not be read or written.
+    #[error("cannot {op} {path}: {source}")]
+    Local {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The command could not get as far as the store (its configuration, opening the store, a
+    /// worker thread that died).
     #[error("{0}")]
-    Local(String),
+    Setup(String),
 }
 
-impl From<StorageError> for WalError {
-    fn from(e: StorageError) -> WalError {
-        WalError::Store(e.to_string())
+impl From<NotAWalName> for WalError {
+    fn from(e: NotAWalName) -> WalError {
+        WalError::Refused(e.to_string())
     }
 }
+
+impl WalError {
+    /// Whether trying again soon may succeed: a store that failed in a way that passes
+    /// (network, throttling, a read that broke off). Decides `wal-fetch`'s retries.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WalError::Store(e) => e.is_transient(),
+            WalError::Archived { source, .. } => source.kind() != io::ErrorKind::InvalidData,
+            _ => false,
+        }
+    }
+}
+
+/// The exit status `wal-fetch` gives PostgreSQL for what [`fetch_with_retries`] returned:
+/// 0 fetched; 1 not archived (the normal end of recovery); 126 for every failure, which
+/// PostgreSQL treats as fatal, so that a failing store is never taken for the end of the
+/// archive (anything below 126 would end recovery and promote the server early).
+pub fn fetch_exit_code(result: &Result<bool, WalError>) -> i32 {
+    match result {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(_) => FETCH_FAILED,
+    }
+}
+
+/// `wal-fetch`'s exit status for a failure: fatal to PostgreSQL's recovery.
+pub const FETCH_FAILED: i32 = 126;
 
 /// What `push` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,39 +110,36 @@ pub enum Pushed {
 /// (`000000010000000000000001`), a partial segment (`….partial`), a timeline history
 /// (`00000002.history`) or a backup history file (`….00000028.backup`).
 pub fn is_wal_name(file: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Some(seg) = file.strip_suffix(".partial") {
-        return hex(seg, 24);
-    }
-    if let Some(tli) = file.strip_suffix(".history") {
-        return hex(tli, 8);
-    }
-    if let Some(rest) = file.strip_suffix(".backup") {
-        return rest
-            .split_once('.')
-            .is_some_and(|(seg, off)| hex(seg, 24) && hex(off, 8));
-    }
-    hex(file, 24)
+    file.parse::<WalFileName>().is_ok()
 }
 
-/// The object key of WAL file `file` of `name`.
-pub fn key(name: &str, file: &str) -> Result<String, WalError> {
+/// Checks an archive name (`--name`): letters, digits, `_`, `-` or `.`, not starting with
+/// `.`, at most 63 bytes.
+fn check_archive_name(name: &str) -> Result<(), WalError> {
     let name_ok = !name.is_empty()
         && name.len() <= 63
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
         && !name.starts_with('.');
-    if !name_ok {
-        return Err(WalError::Refused(format!(
+    if name_ok {
+        Ok(())
+    } else {
+        Err(WalError::Refused(format!(
             "--name `{name}` must be letters, digits, `_`, `-` or `.` (such as the registered database name)"
-        )));
+        )))
     }
-    if !is_wal_name(file) {
-        return Err(WalError::Refused(format!(
-            "`{file}` is not a WAL file name (such as 000000010000000000000001, 00000002.history); pass %p to wal-push and %f %p to wal-fetch"
-        )));
-    }
+}
+
+/// The object key of WAL file `file` of `name`.
+pub fn key(name: &str, file: &str) -> Result<String, WalError> {
+    check_archive_name(name)?;
+    key_of(name, file.parse::<WalFileName>()?)
+}
+
+/// The object key of WAL file `file` of `name`, its name already parsed.
+pub fn key_of(name: &str, file: WalFileName) -> Result<String, WalError> {
+    check_archive_name(name)?;
     Ok(format!("wal/{name}/{file}.zst"))
 }
 
@@ -102,14 +150,21 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
         .and_then(|f| f.to_str())
         .ok_or_else(|| WalError::Refused(format!("{} names no file", path.display())))?;
     let key = key(name, file)?;
-    let local = |e: io::Error| WalError::Local(format!("cannot read {}: {e}", path.display()));
+    let local = |source| WalError::Local {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    };
     if storage.size(&key)?.is_some() {
         let (mine, _) = HashingReader::new(File::open(path).map_err(local)?)
             .finish()
             .map_err(local)?;
-        let (theirs, _) = HashingReader::new(decoder(storage.open(&key)?)?)
+        let (theirs, _) = HashingReader::new(decoder(storage.open(&key)?, file)?)
             .finish()
-            .map_err(|e| WalError::Store(format!("cannot read the archived {file}: {e}")))?;
+            .map_err(|source| WalError::Archived {
+                file: file.to_string(),
+                source,
+            })?;
         return if mine == theirs {
             Ok(Pushed::AlreadyThere)
         } else {
@@ -119,7 +174,7 @@ pub fn push(storage: &dyn Storage, name: &str, path: &Path) -> Result<Pushed, Wa
         };
     }
     let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(local)?);
-    store_compressed(storage, &key, file, &mut input)?;
+    store_compressed(storage, &key, &mut input)?;
     Ok(Pushed::Stored(key))
 }
 
@@ -139,9 +194,11 @@ fn fetch_file(
     partial_ok: bool,
     sync: bool,
 ) -> Result<bool, WalError> {
-    let key = key(name, file)?;
+    check_archive_name(name)?;
+    let wal: WalFileName = file.parse()?;
+    let key = key_of(name, wal)?;
     let opened = if partial_ok {
-        open_segment(storage, name, file, &key)
+        open_segment(storage, name, wal, &key)
     } else {
         storage.open(&key)
     };
@@ -151,9 +208,7 @@ fn fetch_file(
         // under this name is a wrong store, name or mount, not the end of the WAL.
         Err(StorageError::NotFound(_)) => {
             return if storage.list(&format!("wal/{name}/"))?.is_empty() {
-                Err(WalError::Store(format!(
-                    "the store has no WAL at all for {name} (wrong --storage, --name or an unmounted directory?)"
-                )))
+                Err(WalError::NoWal(name.to_string()))
             } else {
                 Ok(false)
             };
@@ -173,7 +228,11 @@ pub fn write_stored(
 ) -> Result<(), WalError> {
     let tmp = dest.with_extension("pgbackups-partial");
     let written = (|| -> Result<(), WalError> {
-        let local = |e: io::Error| WalError::Local(format!("cannot write {}: {e}", tmp.display()));
+        let local = |source| WalError::Local {
+            op: "write",
+            path: tmp.clone(),
+            source,
+        };
         let mut out = OpenOptions::new()
             .write(true)
             .create(true)
@@ -181,17 +240,18 @@ pub fn write_stored(
             .mode(0o600)
             .open(&tmp)
             .map_err(local)?;
-        let mut plain = decoder(reader)?;
+        let mut plain = decoder(reader, file)?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match plain.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(WalError::Store(format!(
-                        "cannot read the archived {file}: {e}"
-                    )));
+                Err(source) => {
+                    return Err(WalError::Archived {
+                        file: file.to_string(),
+                        source,
+                    });
                 }
             };
             io::Write::write_all(&mut out, &buf[..n]).map_err(local)?;
@@ -218,8 +278,10 @@ pub fn open_stored(
     name: &str,
     file: &str,
 ) -> Result<Option<Box<dyn Read + Send>>, WalError> {
-    let key = key(name, file)?;
-    match open_segment(storage, name, file, &key) {
+    check_archive_name(name)?;
+    let wal: WalFileName = file.parse()?;
+    let key = key_of(name, wal)?;
+    match open_segment(storage, name, wal, &key) {
         Ok(r) => Ok(Some(r)),
         Err(StorageError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
@@ -233,18 +295,18 @@ pub fn open_stored(
 fn open_segment(
     storage: &dyn Storage,
     name: &str,
-    file: &str,
+    file: WalFileName,
     key: &str,
 ) -> Result<Box<dyn Read + Send>, StorageError> {
-    match storage.open(key) {
-        Err(StorageError::NotFound(e)) if file.len() == 24 => {
-            let partial = format!("wal/{name}/{file}.partial.zst");
+    match (storage.open(key), file) {
+        (Err(StorageError::NotFound(e)), WalFileName::Segment(segment)) => {
+            let partial = format!("wal/{name}/{}.zst", WalFileName::Partial(segment));
             match storage.open(&partial) {
                 Err(StorageError::NotFound(_)) => Err(StorageError::NotFound(e)),
                 other => other,
             }
         }
-        other => other,
+        (other, _) => other,
     }
 }
 
@@ -258,9 +320,13 @@ pub fn push_partial(storage: &dyn Storage, name: &str, path: &Path) -> Result<St
         .filter(|f| f.ends_with(".partial"))
         .ok_or_else(|| WalError::Refused(format!("{} is not a .partial file", path.display())))?;
     let key = key(name, file)?;
-    let local = |e: io::Error| WalError::Local(format!("cannot read {}: {e}", path.display()));
+    let local = |source| WalError::Local {
+        op: "read",
+        path: path.to_path_buf(),
+        source,
+    };
     let mut input = BufReader::with_capacity(1 << 20, File::open(path).map_err(local)?);
-    store_compressed(storage, &key, file, &mut input)?;
+    store_compressed(storage, &key, &mut input)?;
     Ok(key)
 }
 
@@ -268,19 +334,20 @@ pub fn push_partial(storage: &dyn Storage, name: &str, path: &Path) -> Result<St
 fn store_compressed(
     storage: &dyn Storage,
     key: &str,
-    file: &str,
     input: &mut impl Read,
 ) -> Result<(), WalError> {
     let writer = storage.create(key)?;
-    let mut encoder = zstd::stream::write::Encoder::new(writer, 1)
-        .map_err(|e| WalError::Local(format!("zstd: {e}")))?;
-    encoder
-        .include_checksum(true)
-        .map_err(|e| WalError::Local(format!("zstd: {e}")))?;
-    io::copy(input, &mut encoder).map_err(|e| WalError::Store(format!("{file}: {e}")))?;
-    let writer = encoder
-        .finish()
-        .map_err(|e| WalError::Store(format!("{file}: {e}")))?;
+    let stream = |source| {
+        WalError::Store(StorageError::Io {
+            op: "write",
+            key: key.to_string(),
+            source,
+        })
+    };
+    let mut encoder = zstd::stream::write::Encoder::new(writer, 1).map_err(stream)?;
+    encoder.include_checksum(true).map_err(stream)?;
+    io::copy(input, &mut encoder).map_err(stream)?;
+    let writer = encoder.finish().map_err(stream)?;
     // Durable (fsynced locally, a completed upload on object stores) when this returns.
     writer.commit()?;
     Ok(())
@@ -297,23 +364,21 @@ pub fn prefetch_dir(dest: &Path) -> std::path::PathBuf {
 /// Moves a prefetched copy of segment `file` to `dest`; whether there was a whole one. Older
 /// prefetched segments of the timeline (fetched too late to be used) are removed.
 pub fn take_prefetched(file: &str, dest: &Path, segment_size: u64) -> bool {
-    if file.len() != 24 || !is_wal_name(file) {
+    let Ok(WalFileName::Segment(wanted)) = file.parse() else {
         return false;
-    }
+    };
     let dir = prefetch_dir(dest);
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if is_wal_name(&name)
-                && name.len() == 24
-                && name.get(..8) == file.get(..8)
-                && name.as_str() < file
+            if let Some(Ok(WalFileName::Segment(older))) = e.file_name().to_str().map(str::parse)
+                && older.timeline == wanted.timeline
+                && older < wanted
             {
                 let _ = std::fs::remove_file(e.path());
             }
         }
     }
-    let path = dir.join(file);
+    let path = dir.join(wanted.to_string());
     let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == segment_size);
     whole && std::fs::rename(&path, dest).is_ok()
 }
@@ -336,11 +401,12 @@ pub fn next_segments(file: &str, segment_size: u64, count: usize) -> Vec<String>
     if !segment_size.is_power_of_two() || segment_size < 1 << 20 {
         return Vec::new();
     }
-    let Some((tli, pos)) = crate::pg::wal_names::parse_segment_name(file, segment_size) else {
+    let Ok(WalFileName::Segment(first)) = file.parse::<WalFileName>() else {
         return Vec::new();
     };
+    let pos = first.number(segment_size);
     (1..=count as u64)
-        .map(|i| crate::pg::wal_names::segment_name(tli, pos + i, segment_size))
+        .map(|i| SegmentName::new(first.timeline, pos + i, segment_size).to_string())
         .collect()
 }
 
@@ -393,7 +459,7 @@ pub fn fetch_with_retries(
     let mut wait = Duration::from_secs(1);
     for _ in 0..3 {
         match fetch(storage, name, file, dest) {
-            Err(WalError::Store(e)) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!(
                     "fetching {file} failed ({e}); retrying in {} s",
                     wait.as_secs()
@@ -407,9 +473,12 @@ pub fn fetch_with_retries(
     fetch(storage, name, file, dest)
 }
 
-fn decoder(stored: Box<dyn Read + Send>) -> Result<impl Read, WalError> {
-    zstd::stream::read::Decoder::new(stored)
-        .map_err(|e| WalError::Store(format!("cannot decompress the archived file: {e}")))
+/// Decompresses the stored form of WAL file `file`.
+fn decoder(stored: Box<dyn Read + Send>, file: &str) -> Result<impl Read, WalError> {
+    zstd::stream::read::Decoder::new(stored).map_err(|source| WalError::Archived {
+        file: file.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -437,7 +506,16 @@ mod tests {
         ] {
             assert!(!is_wal_name(bad), "{bad}");
         }
-        assert!(key("main", "00000002.history").is_ok());
+        assert_eq!(
+            key("main", "00000002.history").unwrap(),
+            "wal/main/00000002.history.zst"
+        );
+        let err = key("main", "x").unwrap_err();
+        assert!(matches!(err, WalError::Refused(_)));
+        assert!(
+            err.to_string().contains("`x` is not a WAL file name"),
+            "{err}"
+        );
         assert!(key("../x", "00000002.history").is_err());
         assert!(key("a/b", "00000002.history").is_err());
     }
@@ -474,9 +552,11 @@ mod tests {
         ));
 
         let dest = dir.path().join("RECOVERYXLOG");
-        assert!(fetch(&store, "main", "000000010000000000000003", &dest).unwrap());
+        let fetched = fetch(&store, "main", "000000010000000000000003", &dest);
+        assert_eq!(fetch_exit_code(&fetched), 0);
         assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 1 << 20]);
-        assert!(!fetch(&store, "main", "000000010000000000000004", &dest).unwrap());
+        let missing = fetch(&store, "main", "000000010000000000000004", &dest);
+        assert_eq!(fetch_exit_code(&missing), 1);
 
         // A segment that is only partly stored is served from its newest part.
         let partial = dir.path().join("000000010000000000000004.partial");
@@ -530,9 +610,8 @@ mod tests {
             &wanted,
             1 << 20
         ));
-        assert!(matches!(
-            fetch(&store, "other", "000000010000000000000003", &dest),
-            Err(WalError::Store(_))
-        ));
+        let err = fetch(&store, "other", "000000010000000000000003", &dest).unwrap_err();
+        assert!(matches!(err, WalError::NoWal(_)), "{err}");
+        assert_eq!(fetch_exit_code(&Err(err)), 126);
     }
 }

@@ -94,12 +94,12 @@ pub async fn run(command: Command) -> Result<i32, CliError> {
             let result = match store.clone().service_config(data_dir.clone()) {
                 Ok(config) => tokio::task::spawn_blocking(move || {
                     let storage = crate::service::open_configured_storage(&config, false)
-                        .map_err(|e| crate::wal::WalError::Store(e.to_string()))?;
+                        .map_err(|e| crate::wal::WalError::Setup(e.to_string()))?;
                     crate::wal::fetch_with_retries(storage.as_ref(), &n, &f, &d)
                 })
                 .await
-                .unwrap_or_else(|e| Err(crate::wal::WalError::Local(e.to_string()))),
-                Err(e) => Err(crate::wal::WalError::Local(e.to_string())),
+                .unwrap_or_else(|e| Err(crate::wal::WalError::Setup(e.to_string()))),
+                Err(e) => Err(crate::wal::WalError::Setup(e.to_string())),
             };
             match result {
                 Ok(true) => {
@@ -1416,6 +1416,7 @@ async fn restore_cluster(
     let port = dir.port;
     let plan = on_store(config, move |storage| {
         crate::pitr::rollback(storage, &n, &recovery, &d, &restore_command, port)
+            .map_err(|e| e.to_string())
     })
     .await?;
     eprintln!(

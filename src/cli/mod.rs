@@ -156,7 +156,7 @@ pub enum Command {
         by: Option<String>,
         /// A WAL position (as pg_current_wal_lsn() prints it).
         #[arg(long, group = "target")]
-        lsn: Option<String>,
+        lsn: Option<crate::pg::wal_names::Lsn>,
         /// A transaction ID: recovery stops after it commits.
         #[arg(long, group = "target")]
         xid: Option<u64>,

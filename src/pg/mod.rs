@@ -8,11 +8,13 @@
 pub mod archive;
 mod filter;
 pub mod kept;
+mod name;
 mod tools;
 mod url;
 pub mod wal_names;
 
 pub use filter::{DumpFilter, FilterError};
+pub use name::{BadDbName, DbName, DbRef, DbRefError};
 pub use tools::{PgTool, PgTools, ToolError, Version};
 pub use url::{PgUrl, PgUrlError, redact};
 

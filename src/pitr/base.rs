@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::BaseBackup;
 use crate::pg::client::tool_command;
+use crate::pg::wal_names::Lsn;
 use crate::pg::{PgTool, PgTools, PgUrl};
 use crate::storage::{ObjectWriter, Storage};
 use crate::transfer::layout::FramedEncoder;
@@ -156,8 +157,8 @@ async fn server_now(tools: &PgTools, url: &PgUrl) -> jiff::Timestamp {
 /// inside its tar.
 #[derive(Clone, Debug)]
 struct Described {
-    start_lsn: String,
-    stop_lsn: String,
+    start_lsn: Lsn,
+    stop_lsn: Lsn,
     /// The timeline the backup started on (recovery starts there).
     timeline: u32,
     /// The timeline its WAL ends on (different when a standby was promoted meanwhile).
@@ -219,12 +220,12 @@ fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
     let last = ranges
         .last()
         .ok_or_else(|| missing("WAL range in its backup_manifest"))?;
-    let stop_lsn = last.end_lsn.clone();
-    if super::parse_lsn(&start_lsn).is_none() || super::parse_lsn(&stop_lsn).is_none() {
+    let (Ok(start_lsn), Ok(stop_lsn)) = (start_lsn.parse::<Lsn>(), last.end_lsn.parse::<Lsn>())
+    else {
         return Err(format!(
             "the base backup of {name} does not say where its WAL starts and ends"
         ));
-    }
+    };
     Ok(Described {
         start_lsn,
         stop_lsn,
@@ -244,7 +245,7 @@ fn wait_for_wal(
 ) -> Result<(), String> {
     // The end LSN is the first byte after the backup's WAL: the byte before it is the last
     // one needed.
-    let last = super::parse_lsn(&d.stop_lsn).unwrap_or(1).saturating_sub(1);
+    let last = d.stop_lsn.0.saturating_sub(1);
     let file = super::segment_file(d.stop_timeline, last, d.wal_segment_size);
     let key = crate::wal::key(name, &file).map_err(|e| e.to_string())?;
     let deadline = std::time::Instant::now() + wal_wait;

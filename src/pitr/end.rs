@@ -134,7 +134,7 @@ fn ancestors(
     if tli == 1 {
         return Ok(out);
     }
-    let file = format!("{tli:08X}.history");
+    let file = crate::pg::wal_names::WalFileName::History(tli).to_string();
     let path = scratch.join(&file);
     if crate::wal::fetch(storage, name, &file, &path).map_err(|e| e.to_string())? {
         let text = std::fs::read_to_string(&path).unwrap_or_default();

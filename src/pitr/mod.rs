@@ -18,13 +18,16 @@ mod unpack;
 mod window;
 
 pub use base::take_base_backup;
-pub use rollback::{Recovery, RecoveryTarget, RollbackPlan, TimelineChoice, rollback};
+pub use rollback::{
+    Recovery, RecoveryTarget, RollbackError, RollbackPlan, TimelineChoice, rollback,
+};
+pub use unpack::UnpackError;
 pub use window::{ArchiveInfo, Expired, archive_info, expire, gaps_after};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::pg::wal_names::{Lsn, segment_name};
+use crate::pg::wal_names::{Lsn, SegmentName};
 use crate::storage::{Storage, StorageError};
 
 /// A base backup, as its `.json` object records it.
@@ -38,9 +41,9 @@ pub struct BaseBackup {
     /// When its WAL was stored, by the server's clock (which recovery targets are compared
     /// with): the backup is consistent from no later than this.
     pub finished_at: Timestamp,
-    /// WAL start and end points, as PostgreSQL prints LSNs (`0/2000028`).
-    pub start_lsn: String,
-    pub stop_lsn: String,
+    /// WAL start and end points (stored as PostgreSQL prints LSNs, `0/2000028`).
+    pub start_lsn: Lsn,
+    pub stop_lsn: Lsn,
     pub timeline: u32,
     /// The cluster's WAL segment size (`initdb --wal-segsize`), which maps LSNs to segment
     /// files; 16 MiB unless the history file said otherwise.
@@ -87,23 +90,25 @@ fn default_segment_size() -> u64 {
 /// The WAL segment size that puts `lsn` in segment file `file` (a power of two from 1 MiB to
 /// 1 GiB, as initdb allows).
 pub fn segment_size_of(lsn: &str, file: &str) -> Option<u64> {
-    let lsn = parse_lsn(lsn)?;
+    let lsn: Lsn = lsn.parse().ok()?;
+    let file: SegmentName = file.parse().ok()?;
     (20..=30)
         .map(|bits| 1u64 << bits)
-        .find(|&size| file.get(8..) == segment_name(0, lsn / size, size).get(8..))
+        .find(|&size| lsn.segment(file.timeline, size) == file)
 }
 
 /// The name of the segment file on timeline `tli` that holds byte `lsn`.
 pub fn segment_file(tli: u32, lsn: u64, segment_size: u64) -> String {
-    segment_name(tli, lsn / segment_size, segment_size)
+    Lsn(lsn).segment(tli, segment_size).to_string()
 }
 
-/// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`].
+/// An LSN as PostgreSQL prints it (`16/B374D848`): the inverse of [`parse_lsn`]. A thin
+/// wrapper over [`Lsn`] for the callers that still hold positions as numbers.
 pub fn format_lsn(lsn: u64) -> String {
     Lsn(lsn).to_string()
 }
 
-/// An LSN (`16/B374D848`) as a number, for comparisons.
+/// An LSN (`16/B374D848`) as a number, for comparisons: a thin wrapper over [`Lsn`]'s parsing.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     text.parse::<Lsn>().ok().map(|l| l.0)
 }

@@ -10,8 +10,44 @@ use std::path::Path;
 use jiff::Timestamp;
 
 use super::end::{Timeline, archive_end};
+use super::unpack::UnpackError;
 use super::{BaseBackup, base_backups, parse_lsn};
-use crate::storage::Storage;
+use crate::pg::wal_names::Lsn;
+use crate::storage::{Storage, StorageError};
+
+/// Why a rollback was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RollbackError {
+    #[error(
+        "{0} has no base backups in the store: take one with `pgbackups base-backup --name {0}`"
+    )]
+    NoBaseBackups(String),
+    /// The target cannot be reached from what the archive holds (outside the window, past
+    /// its end, across a gap, an unknown base backup): the message says what to do instead.
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0} is not empty: give a new directory for the rolled-back cluster")]
+    NotEmpty(std::path::PathBuf),
+    #[error(transparent)]
+    Store(#[from] StorageError),
+    /// Reading where the archive ends failed.
+    #[error("{0}")]
+    ArchiveEnd(String),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    /// A file of the new data directory could not be written.
+    #[error("cannot {what}: {source}")]
+    Local {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A [`RollbackError::Local`] for doing `what` (such as `write /x/postgresql.auto.conf`).
+fn local(what: String) -> impl FnOnce(io::Error) -> RollbackError {
+    move |source| RollbackError::Local { what, source }
+}
 
 /// Where recovery stops.
 #[derive(Clone, Debug)]
@@ -19,7 +55,7 @@ pub enum RecoveryTarget {
     /// Just after this moment (`recovery_target_time`, inclusive).
     Time(Timestamp),
     /// Just after this WAL position (`recovery_target_lsn`).
-    Lsn(String),
+    Lsn(Lsn),
     /// Just after this transaction commits (`recovery_target_xid`).
     Xid(u64),
     /// At the restore point of this name (`pg_create_restore_point`; `recovery_target_name`):
@@ -71,12 +107,10 @@ pub fn rollback(
     data_dir: &Path,
     restore_command: &str,
     port: Option<u16>,
-) -> Result<RollbackPlan, String> {
-    let all = base_backups(storage, name).map_err(|e| e.to_string())?;
+) -> Result<RollbackPlan, RollbackError> {
+    let all = base_backups(storage, name)?;
     let (Some(oldest), Some(newest)) = (all.first(), all.last()) else {
-        return Err(format!(
-            "{name} has no base backups in the store: take one with `pgbackups base-backup --name {name}`"
-        ));
+        return Err(RollbackError::NoBaseBackups(name.to_string()));
     };
     let window = format!(
         "{name} can be rolled back to moments from {} (the end of its oldest base backup) to the end of its archived WAL",
@@ -88,20 +122,19 @@ pub fn rollback(
             .iter()
             .rev()
             .find(|b| b.finished_at <= *t)
-            .ok_or_else(|| format!("{t} is outside the window: {window}"))?,
-        RecoveryTarget::Lsn(l) => {
-            let want =
-                parse_lsn(l).ok_or_else(|| format!("`{l}` is not an LSN (such as 0/3000060)"))?;
-            all.iter()
-                .rev()
-                .find(|b| parse_lsn(&b.stop_lsn).is_some_and(|s| s <= want))
-                .ok_or_else(|| {
-                    format!(
-                        "LSN {l} is before the end of the oldest base backup ({}): {window}",
-                        oldest.stop_lsn
-                    )
-                })?
-        }
+            .ok_or_else(|| {
+                RollbackError::Unreachable(format!("{t} is outside the window: {window}"))
+            })?,
+        RecoveryTarget::Lsn(want) => all
+            .iter()
+            .rev()
+            .find(|b| b.stop_lsn <= *want)
+            .ok_or_else(|| {
+                RollbackError::Unreachable(format!(
+                    "LSN {want} is before the end of the oldest base backup ({}): {window}",
+                    oldest.stop_lsn
+                ))
+            })?,
         // Which base backup a transaction follows is not recorded: replay from the oldest.
         RecoveryTarget::Xid(_) => oldest,
         // Where a restore point lies is not recorded either; recovery from the oldest base
@@ -110,10 +143,10 @@ pub fn rollback(
         RecoveryTarget::Immediate => match &recovery.base_backup {
             None => newest,
             Some(id) => all.iter().find(|b| &b.id == id).ok_or_else(|| {
-                format!(
+                RollbackError::Unreachable(format!(
                     "{name} has no base backup {id}: its base backups are {} (`pgbackups protection:info --name {name}` lists them)",
                     all.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(", ")
-                )
+                ))
             })?,
         },
         RecoveryTarget::Latest => newest,
@@ -121,18 +154,18 @@ pub fn rollback(
     refuse_past_the_end(storage, name, recovery, base)?;
     // Recovery stops at the first missing segment and, without a target past it, promotes
     // there as if the archive ended: refuse rather than hand back a silently shorter history.
-    let gaps = super::gaps_after(storage, base).map_err(|e| e.to_string())?;
+    let gaps = super::gaps_after(storage, base)?;
     if let Some((from, to)) = gaps.first() {
-        return Err(format!(
+        return Err(RollbackError::Unreachable(format!(
             "the WAL archive of {name} has a gap after base backup {}: {from} .. {to} are missing, so recovery would stop there and promote early; put the missing files back into the archive, or take a new base backup (rollbacks from it start after the gap)",
             base.id
-        ));
+        )));
     }
     prepare_dir(data_dir)?;
     let unpacked = super::unpack::unpack(storage, base, data_dir);
     if let Err(e) = unpacked {
         clear_dir(data_dir);
-        return Err(e);
+        return Err(e.into());
     }
     let settings = recovery_settings(recovery, restore_command, port, base);
     let auto = data_dir.join("postgresql.auto.conf");
@@ -140,7 +173,7 @@ pub fn rollback(
         .append(true)
         .create(true)
         .open(&auto)
-        .map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
+        .map_err(local(format!("write {}", auto.display())))?;
     let mut text = String::from("\n");
     for line in &settings {
         text.push_str(line);
@@ -150,10 +183,10 @@ pub fn rollback(
     // cluster was not shut down cleanly, so PostgreSQL syncs the whole data directory before
     // recovery starts (an fsync here would only wait for gigabytes of tar's writes).
     conf.write_all(text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", auto.display()))?;
+        .map_err(local(format!("write {}", auto.display())))?;
     let _ = fs::remove_file(data_dir.join("standby.signal"));
     fs::write(data_dir.join("recovery.signal"), b"")
-        .map_err(|e| format!("cannot write recovery.signal: {e}"))?;
+        .map_err(local("write recovery.signal".to_string()))?;
     Ok(RollbackPlan {
         base: base.clone(),
         settings,
@@ -168,7 +201,7 @@ fn refuse_past_the_end(
     name: &str,
     recovery: &Recovery,
     base: &BaseBackup,
-) -> Result<(), String> {
+) -> Result<(), RollbackError> {
     if !matches!(
         recovery.target,
         RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_)
@@ -180,7 +213,9 @@ fn refuse_past_the_end(
         TimelineChoice::Current => Timeline::Id(base.timeline),
         TimelineChoice::Id(t) => Timeline::Id(t),
     };
-    let Some(end) = archive_end(storage, name, timeline, &recovery.waldumps)? else {
+    let Some(end) = archive_end(storage, name, timeline, &recovery.waldumps)
+        .map_err(RollbackError::ArchiveEnd)?
+    else {
         return Ok(());
     };
     let last_xact = end
@@ -190,22 +225,22 @@ fn refuse_past_the_end(
     let fork = format!("or fork (`pgbackups fork {name}`) to recover everything the archive holds");
     match &recovery.target {
         RecoveryTarget::Time(t) => match &end.last_xact {
-            Some((last, _)) if t >= last => Err(format!(
+            Some((last, _)) if t >= last => Err(RollbackError::Unreachable(format!(
                 "{t} is past the end of the archive of {name}: {}, and its last WAL record starts at LSN {} (segment {}). Recovery stops at a moment only when it meets a transaction that ended after it, so it could never reach {t}. Give a moment before {last}, {fork}",
                 last_xact.unwrap_or_default(),
                 end.last_lsn,
                 end.segment
-            )),
+            ))),
             _ => Ok(()),
         },
-        RecoveryTarget::Lsn(l) => match (parse_lsn(l), parse_lsn(&end.last_lsn)) {
-            (Some(want), Some(last)) if want > last => Err(format!(
+        RecoveryTarget::Lsn(l) => match parse_lsn(&end.last_lsn) {
+            Some(last) if l.0 > last => Err(RollbackError::Unreachable(format!(
                 "LSN {l} is past the end of the archive of {name}: its last WAL record starts at LSN {} (segment {}){}, so recovery could never reach {l}. Give an LSN up to {}, {fork}",
                 end.last_lsn,
                 end.segment,
                 last_xact.map(|x| format!("; {x}")).unwrap_or_default(),
                 end.last_lsn
-            )),
+            ))),
             _ => Ok(()),
         },
         _ => Ok(()),
@@ -250,7 +285,9 @@ fn recovery_settings(
             );
             out.push(format!("recovery_target_time = {}", lit(&pg_time)));
         }
-        RecoveryTarget::Lsn(l) => out.push(format!("recovery_target_lsn = {}", lit(l))),
+        RecoveryTarget::Lsn(l) => {
+            out.push(format!("recovery_target_lsn = {}", lit(&l.to_string())))
+        }
         RecoveryTarget::Xid(x) => {
             out.push(format!("recovery_target_xid = {}", lit(&x.to_string())))
         }
@@ -276,24 +313,21 @@ fn recovery_settings(
     out
 }
 
-fn prepare_dir(dir: &Path) -> Result<(), String> {
+fn prepare_dir(dir: &Path) -> Result<(), RollbackError> {
     match fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(format!(
-                    "{} is not empty: give a new directory for the rolled-back cluster",
-                    dir.display()
-                ));
+                return Err(RollbackError::NotEmpty(dir.to_path_buf()));
             }
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("cannot make {} private: {e}", dir.display()))
+                .map_err(local(format!("make {} private", dir.display())))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
-        Err(e) => Err(format!("cannot read {}: {e}", dir.display())),
+            .map_err(local(format!("create {}", dir.display()))),
+        Err(e) => Err(local(format!("read {}", dir.display()))(e)),
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use super::BaseBackup;
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
 use crate::transfer::layout::FRAME_SIZE;
 use crate::transfer::pipeline::{copy_chunked, hashed_read_ahead};
 
@@ -22,21 +22,58 @@ const DECODERS: usize = 2;
 /// Frames between the splitter and the reader at any time (queued, decoding, decoded).
 const IN_FLIGHT: usize = 4;
 
+/// Why a base backup could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("cannot read base backup {id}: {source}")]
+    Store {
+        id: String,
+        #[source]
+        source: StorageError,
+    },
+    #[error("cannot read base backup {id}: {source}")]
+    Read {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("base backup {0} has an inconsistent frame list")]
+    Frames(String),
+    #[error("reading base backup {0} failed")]
+    ReaderDied(String),
+    #[error("cannot unpack base backup {id}: {source}")]
+    Extract {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "base backup {id} is damaged: {stored} bytes with SHA-256 {sha} unpacked to {tar_bytes} bytes of tar, where {recorded_stored} bytes with {recorded_sha} unpacking to {recorded_tar} were recorded"
+    )]
+    Damaged {
+        id: String,
+        stored: u64,
+        sha: String,
+        tar_bytes: u64,
+        recorded_stored: u64,
+        recorded_sha: String,
+        recorded_tar: u64,
+    },
+}
+
 /// Unpacks `base` into `dir` (which exists and is empty) and checks its SHA-256.
-pub fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<(), String> {
+pub fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<(), UnpackError> {
+    let id = || base.id.clone();
+    let read_err = |source| UnpackError::Read { id: id(), source };
     let stored = storage
         .open(&base.tar_key())
-        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+        .map_err(|source| UnpackError::Store { id: id(), source })?;
     let sizes = if base.frames.len() > 1 {
-        Some(
-            frames(&base.frames, base.stored_bytes)
-                .ok_or_else(|| format!("base backup {} has an inconsistent frame list", base.id))?,
-        )
+        Some(frames(&base.frames, base.stored_bytes).ok_or_else(|| UnpackError::Frames(id()))?)
     } else {
         None
     };
-    let (compressed, reader) = hashed_read_ahead(stored)
-        .map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+    let (compressed, reader) = hashed_read_ahead(stored).map_err(read_err)?;
     let extracted = match sizes {
         Some(sizes) => extract(ParallelFrames::start(compressed, sizes), dir),
         None => match zstd::stream::read::Decoder::new(compressed) {
@@ -44,20 +81,23 @@ pub fn unpack(storage: &dyn Storage, base: &BaseBackup, dir: &Path) -> Result<()
             Err(e) => Err(e),
         },
     };
-    let read = reader
-        .join()
-        .map_err(|_| format!("reading base backup {} failed", base.id))?;
+    let read = reader.join().map_err(|_| UnpackError::ReaderDied(id()))?;
     // A failed read shows downstream as a short stream: its own error says more.
-    if let (Err(e), Err(_)) = (&read, &extracted) {
-        return Err(format!("cannot read base backup {}: {e}", base.id));
-    }
-    let tar_bytes = extracted.map_err(|e| format!("cannot unpack base backup {}: {e}", base.id))?;
-    let (sha, stored) = read.map_err(|e| format!("cannot read base backup {}: {e}", base.id))?;
+    let ((sha, stored), tar_bytes) = match (read, extracted) {
+        (Err(e), _) => return Err(read_err(e)),
+        (Ok(_), Err(source)) => return Err(UnpackError::Extract { id: id(), source }),
+        (Ok(read), Ok(tar_bytes)) => (read, tar_bytes),
+    };
     if sha != base.sha256 || stored != base.stored_bytes || tar_bytes != base.tar_bytes {
-        return Err(format!(
-            "base backup {} is damaged: {stored} bytes with SHA-256 {sha} unpacked to {tar_bytes} bytes of tar, where {} bytes with {} unpacking to {} were recorded",
-            base.id, base.stored_bytes, base.sha256, base.tar_bytes
-        ));
+        return Err(UnpackError::Damaged {
+            id: id(),
+            stored,
+            sha,
+            tar_bytes,
+            recorded_stored: base.stored_bytes,
+            recorded_sha: base.sha256.clone(),
+            recorded_tar: base.tar_bytes,
+        });
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{BaseBackup, base_backups, parse_lsn};
-use crate::pg::wal_names::{parse_segment_name, segment_name};
+use super::{BaseBackup, base_backups};
+use crate::pg::wal_names::{Lsn, WalFileName, parse_segment_name, segment_name};
 use crate::storage::{Storage, StorageError};
 
 /// How segment files map to positions: `size` bytes per segment, so 4 GiB / size segments per
@@ -24,8 +24,8 @@ impl Segments {
     }
 
     /// The position of the segment holding `lsn`.
-    fn at(self, lsn: &str) -> Option<u64> {
-        parse_lsn(lsn).map(|l| l / self.size)
+    fn at(self, lsn: Lsn) -> u64 {
+        lsn.0 / self.size
     }
 
     pub(super) fn name(self, tli: u32, pos: u64) -> String {
@@ -107,23 +107,24 @@ fn archive_info_from(
     let mut latest: Option<(u64, u32)> = None;
     let mut histories = 0;
     for (_, file) in archived(storage, name)? {
-        let file = file.as_str();
-        if file.ends_with(".history") {
-            histories += 1;
-        }
-        if let Some((tli, pos)) = seg.of(file) {
-            present.insert(pos);
-            if latest.is_none_or(|(p, t)| (pos, tli) > (p, t)) {
-                latest = Some((pos, tli));
+        match file.parse::<WalFileName>() {
+            Ok(WalFileName::History(_)) => histories += 1,
+            Ok(WalFileName::Segment(s)) => {
+                let (tli, pos) = (s.timeline, s.number(seg.size));
+                present.insert(pos);
+                if latest.is_none_or(|(p, t)| (pos, tli) > (p, t)) {
+                    latest = Some((pos, tli));
+                }
             }
+            _ => {}
         }
     }
     let mut gaps = Vec::new();
     // From the lowest start of any base backup (not the oldest by time: a newer one may
     // start earlier in the WAL, on another timeline or with another machine's clock).
     let first = match from {
-        Some(b) => seg.at(&b.start_lsn),
-        None => bases.iter().filter_map(|b| seg.at(&b.start_lsn)).min(),
+        Some(b) => Some(seg.at(b.start_lsn)),
+        None => bases.iter().map(|b| seg.at(b.start_lsn)).min(),
     };
     if let (Some(first), Some((last, tli))) = (first, latest) {
         let mut missing_from: Option<u64> = None;
@@ -168,7 +169,7 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
     let seg = segments(&bases);
     let (old, kept) = bases.split_at(bases.len() - keep);
     // The lowest start of any kept base backup (see `archive_info`).
-    let Some(floor) = kept.iter().filter_map(|b| seg.at(&b.start_lsn)).min() else {
+    let Some(floor) = kept.iter().map(|b| seg.at(b.start_lsn)).min() else {
         return Ok(out);
     };
     for b in old {
@@ -178,14 +179,13 @@ pub fn expire(storage: &dyn Storage, name: &str, keep: usize) -> Result<Expired,
         out.base_backups.push(b.id.clone());
     }
     for (key, file) in archived(storage, name)? {
-        let file = file.as_str();
-        let segfile = file.split('.').next().unwrap_or("");
-        if file.ends_with(".history") {
-            continue;
-        }
-        if let Some((_, pos)) = seg.of(segfile)
-            && pos < floor
-        {
+        // Segments, their partial uploads and backup history files go with their segment;
+        // timeline histories are always kept.
+        let segment = match file.parse::<WalFileName>() {
+            Ok(WalFileName::Segment(s) | WalFileName::Partial(s) | WalFileName::Backup(s, _)) => s,
+            Ok(WalFileName::History(_)) | Err(_) => continue,
+        };
+        if segment.number(seg.size) < floor {
             storage.delete(&key)?;
             out.wal_files += 1;
         }
@@ -204,8 +204,8 @@ mod tests {
             id: id.into(),
             started_at: started.parse().unwrap(),
             finished_at: started.parse().unwrap(),
-            start_lsn: start.into(),
-            stop_lsn: start.into(),
+            start_lsn: start.parse().unwrap(),
+            stop_lsn: start.parse().unwrap(),
             timeline: 1,
             wal_segment_size: 16 << 20,
             tar_bytes: 0,

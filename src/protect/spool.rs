@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use crate::pg::wal_names::{Lsn, WalFileName};
 use crate::pitr::segment_file;
 use crate::storage::Storage;
 
@@ -14,19 +15,19 @@ use crate::storage::Storage;
 /// for the segment holding `slot` (pg_receivewal then writes the real WAL over it).
 pub(super) fn resume_at(
     spool: &Path,
-    slot: u64,
+    slot: Lsn,
     segment_size: u64,
     timeline: u32,
 ) -> Result<(), String> {
     std::fs::create_dir_all(spool)
         .map_err(|e| format!("cannot create the WAL spool {}: {e}", spool.display()))?;
-    let has_wal = list_spool(spool)?
+    let has_wal = list_spool(spool, segment_size)?
         .iter()
         .any(|f| matches!(f.kind, Kind::Segment | Kind::Partial));
     if has_wal {
         return Ok(());
     }
-    let name = format!("{}.partial", segment_file(timeline, slot, segment_size));
+    let name = WalFileName::Partial(slot.segment(timeline, segment_size)).to_string();
     let path = spool.join(&name);
     let file = std::fs::File::create(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
@@ -52,7 +53,7 @@ struct Spooled {
     segno: u64,
 }
 
-fn list_spool(spool: &Path) -> Result<Vec<Spooled>, String> {
+fn list_spool(spool: &Path, segment_size: u64) -> Result<Vec<Spooled>, String> {
     let entries = std::fs::read_dir(spool)
         .map_err(|e| format!("cannot read the WAL spool {}: {e}", spool.display()))?;
     let mut out = Vec::new();
@@ -60,25 +61,15 @@ fn list_spool(spool: &Path) -> Result<Vec<Spooled>, String> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !crate::wal::is_wal_name(&name) || name.ends_with(".backup") {
-            continue;
-        }
-        let kind = if name.ends_with(".history") {
-            Kind::History
-        } else if name.ends_with(".partial") {
-            Kind::Partial
-        } else {
-            Kind::Segment
-        };
-        let hex = |r: std::ops::Range<usize>| {
-            name.get(r)
-                .and_then(|h| u64::from_str_radix(h, 16).ok())
-                .unwrap_or(0)
+        let (kind, timeline, segno) = match name.parse::<WalFileName>() {
+            Ok(WalFileName::Segment(s)) => (Kind::Segment, s.timeline, s.number(segment_size)),
+            Ok(WalFileName::Partial(s)) => (Kind::Partial, s.timeline, s.number(segment_size)),
+            Ok(WalFileName::History(tli)) => (Kind::History, tli, 0),
+            Ok(WalFileName::Backup(..)) | Err(_) => continue,
         };
         out.push(Spooled {
-            timeline: hex(0..8) as u32,
-            // log * (4 GiB / size) + seg, computed by the caller that knows the size.
-            segno: (hex(8..16) << 32) | hex(16..24),
+            timeline,
+            segno,
             kind,
             name,
         });
@@ -101,7 +92,7 @@ pub(super) struct Sweep {
     pub storage: Arc<dyn Storage>,
     pub name: String,
     /// Everything before it is in the store already.
-    pub stored_lsn: u64,
+    pub stored_lsn: Lsn,
     pub segment_size: u64,
     /// `Some(last upload)` when the filling segment is due for upload.
     pub partial: Option<Option<PartialMark>>,
@@ -110,7 +101,7 @@ pub(super) struct Sweep {
 #[derive(Default)]
 pub(super) struct Swept {
     /// The end of the newest whole segment stored (everything before it is in the store).
-    pub stored_end: Option<u64>,
+    pub stored_end: Option<Lsn>,
     pub partial_stored: bool,
     /// The filling segment was checked and is as last uploaded.
     pub partial_current: bool,
@@ -128,11 +119,7 @@ impl Sweep {
     }
 
     fn store(&self, out: &mut Swept) -> Result<(), String> {
-        let per_log = 0x1_0000_0000 / self.segment_size;
-        let mut files = list_spool(&self.spool)?;
-        for f in &mut files {
-            f.segno = (f.segno >> 32) * per_log + (f.segno & 0xFFFF_FFFF);
-        }
+        let mut files = list_spool(&self.spool, self.segment_size)?;
         files.sort_by_key(|f| (f.segno, f.timeline, f.kind == Kind::Partial));
         let path = |f: &Spooled| self.spool.join(&f.name);
         for f in files.iter().filter(|f| f.kind == Kind::History) {
@@ -148,7 +135,7 @@ impl Sweep {
         let Some((newest_segno, newest_tli)) = newest else {
             return Ok(());
         };
-        let stored_segno = self.stored_lsn / self.segment_size;
+        let stored_segno = self.stored_lsn.0 / self.segment_size;
         // Every completed segment is stored, in order, then removed: pg_receivewal resumes
         // from the filling one (or, with none, from the slot).
         for f in files.iter().filter(|f| f.kind == Kind::Segment) {
@@ -168,7 +155,7 @@ impl Sweep {
             }
             crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
                 .map_err(|e| e.to_string())?;
-            out.stored_end = Some((f.segno + 1) * self.segment_size);
+            out.stored_end = Some(Lsn((f.segno + 1) * self.segment_size));
             // Its partial uploads are superseded.
             if let Ok(key) = crate::wal::key(&self.name, &format!("{}.partial", f.name)) {
                 let _ = self.storage.delete(&key);
@@ -229,7 +216,7 @@ mod tests {
             spool: spool.to_path_buf(),
             storage: store.clone(),
             name: "main".into(),
-            stored_lsn,
+            stored_lsn: Lsn(stored_lsn),
             segment_size: SEG,
             partial,
         }
@@ -243,10 +230,10 @@ mod tests {
         let store: Arc<dyn Storage> =
             Arc::new(LocalStorage::new(dir.path().join("store")).unwrap());
         // An empty spool resumes at the slot: a placeholder .partial of its segment.
-        resume_at(&spool, 3 * SEG + 100, SEG, 1).unwrap();
+        resume_at(&spool, Lsn(3 * SEG + 100), SEG, 1).unwrap();
         let placeholder = spool.join("000000010000000000000003.partial");
         assert_eq!(std::fs::metadata(&placeholder).unwrap().len(), SEG);
-        resume_at(&spool, 9 * SEG, SEG, 1).unwrap(); // not twice
+        resume_at(&spool, Lsn(9 * SEG), SEG, 1).unwrap(); // not twice
         assert!(!spool.join("000000010000000000000009.partial").exists());
 
         std::fs::remove_file(&placeholder).unwrap();
@@ -269,7 +256,7 @@ mod tests {
         // Not due: whole segments and the history only, then removed from the spool.
         let done = sweep(&spool, &store, 3 * SEG + 100, None);
         assert!(done.error.is_none(), "{:?}", done.error);
-        assert_eq!(done.stored_end, Some(5 * SEG));
+        assert_eq!(done.stored_end, Some(Lsn(5 * SEG)));
         assert!(!done.partial_stored);
         let stored = store.list("wal/main/").unwrap();
         assert_eq!(
@@ -301,7 +288,7 @@ mod tests {
         )
         .unwrap();
         let done = sweep(&spool, &store, 5 * SEG, None);
-        assert_eq!(done.stored_end, Some(6 * SEG));
+        assert_eq!(done.stored_end, Some(Lsn(6 * SEG)));
         assert!(
             store
                 .size("wal/main/000000010000000000000005.partial.zst")

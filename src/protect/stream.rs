@@ -444,9 +444,11 @@ impl Stream {
         self.slot_lsn = slot;
         self.stored_lsn = self.stored_lsn.max(slot);
         let spool = setup.spool.clone();
-        tokio::task::spawn_blocking(move || resume_at(&spool, slot, size, timeline))
-            .await
-            .map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || {
+            resume_at(&spool, crate::pg::wal_names::Lsn(slot), size, timeline)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
 
         let exe = setup
             .tools
@@ -500,7 +502,7 @@ impl Stream {
             spool: self.setup.spool.clone(),
             storage: self.setup.storage.clone(),
             name: self.setup.name.clone(),
-            stored_lsn: self.stored_lsn.max(self.slot_lsn),
+            stored_lsn: crate::pg::wal_names::Lsn(self.stored_lsn.max(self.slot_lsn)),
             segment_size: self.segment_size,
             partial: partial_due.then(|| self.partial.clone()),
         };
@@ -525,7 +527,7 @@ impl Stream {
             self.partial_lsn = self.partial_lsn.max(r);
         }
         if let Some(end) = done.stored_end {
-            self.stored_lsn = self.stored_lsn.max(end);
+            self.stored_lsn = self.stored_lsn.max(end.0);
         }
         let stored_any = done.stored_end.is_some() || done.partial_stored;
         self.set(|l| {
@@ -773,7 +775,7 @@ impl Stream {
         self.oldest_base = info
             .base_backups
             .iter()
-            .filter_map(|b| Some((b.started_at, parse_lsn(&b.start_lsn)?)))
+            .map(|b| (b.started_at, b.start_lsn.0))
             .min_by_key(|(t, _)| *t);
         let next = self.next_base_at;
         self.set(|l| {

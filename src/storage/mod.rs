@@ -31,6 +31,45 @@ pub enum StorageError {
     BadKey(String),
     #[error("storage configuration: {0}")]
     Config(String),
+    /// The object-store client refused the configuration (`kind` is S3, GCS or Azure).
+    #[error("storage configuration: {kind} storage: {source}")]
+    Build {
+        kind: &'static str,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    /// An object store's answer, kept whole (it says whether it may pass); `hint` names the
+    /// usual mistake behind it, if any.
+    #[error("storage: could not {op} {key}: {source}{hint}")]
+    Remote {
+        op: &'static str,
+        key: String,
+        hint: &'static str,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+}
+
+impl StorageError {
+    /// Whether trying again soon may succeed: the store or the network was down, the object
+    /// store answered with a server error, a read broke off. Not found, a bad key, a
+    /// configuration mistake or a refusal (credentials, permissions) are the answer.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::NotFound
+                    | std::io::ErrorKind::Unsupported
+            ),
+            StorageError::Remote { source, .. } => cloud::transient(source),
+            StorageError::NotFound(_)
+            | StorageError::BadKey(_)
+            | StorageError::Config(_)
+            | StorageError::Build { .. } => false,
+        }
+    }
 }
 
 /// A store of immutable objects addressed by slash-separated keys.
@@ -108,4 +147,47 @@ pub trait ObjectWriter: Write + Send {
 
     /// Discards everything written.
     fn abort(self: Box<Self>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn only_failures_that_may_pass_are_transient() {
+        let io = |kind: ErrorKind| StorageError::Io {
+            op: "read",
+            key: "k".into(),
+            source: kind.into(),
+        };
+        assert!(io(ErrorKind::ConnectionReset).is_transient());
+        assert!(io(ErrorKind::Other).is_transient());
+        assert!(!io(ErrorKind::PermissionDenied).is_transient());
+        assert!(!StorageError::NotFound("k".into()).is_transient());
+        assert!(!StorageError::BadKey("k".into()).is_transient());
+        assert!(!StorageError::Config("x".into()).is_transient());
+        let remote = |source| StorageError::Remote {
+            op: "read",
+            key: "k".into(),
+            hint: " (a hint)",
+            source: Box::new(source),
+        };
+        let down = remote(object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        });
+        assert!(down.is_transient());
+        assert_eq!(
+            down.to_string(),
+            "storage: could not read k: Generic S3 error: connection refused (a hint)"
+        );
+        assert!(
+            !remote(object_store::Error::PermissionDenied {
+                path: "k".into(),
+                source: "403".into(),
+            })
+            .is_transient()
+        );
+    }
 }

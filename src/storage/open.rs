@@ -111,7 +111,10 @@ pub fn open_storage(
                     .map_err(|_| bad(format!("unknown S3 storage option `{k}`")))?;
                 b = b.with_config(key, v);
             }
-            let s3 = Arc::new(b.build().map_err(|e| bad(format!("S3 storage: {e}")))?);
+            let s3 = Arc::new(b.build().map_err(|e| StorageError::Build {
+                kind: "S3",
+                source: Box::new(e),
+            })?);
             CloudStore {
                 url: url.to_string(),
                 store: s3.clone(),
@@ -133,7 +136,10 @@ pub fn open_storage(
                     .map_err(|_| bad(format!("unknown GCS storage option `{k}`")))?;
                 b = b.with_config(key, v);
             }
-            let gcs = Arc::new(b.build().map_err(|e| bad(format!("GCS storage: {e}")))?);
+            let gcs = Arc::new(b.build().map_err(|e| StorageError::Build {
+                kind: "GCS",
+                source: Box::new(e),
+            })?);
             CloudStore {
                 url: url.to_string(),
                 store: gcs.clone(),
@@ -155,7 +161,10 @@ pub fn open_storage(
                     .map_err(|_| bad(format!("unknown Azure storage option `{k}`")))?;
                 b = b.with_config(key, v);
             }
-            let az = Arc::new(b.build().map_err(|e| bad(format!("Azure storage: {e}")))?);
+            let az = Arc::new(b.build().map_err(|e| StorageError::Build {
+                kind: "Azure",
+                source: Box::new(e),
+            })?);
             CloudStore {
                 url: url.to_string(),
                 store: az.clone(),

@@ -116,7 +116,7 @@ pub(super) async fn prepare(job: &mut Job, target: &PgUrl) -> Result<Fresh, JobE
         .and_then(|r| r.first())
         .cloned()
         .unwrap_or_default();
-    let props = DbProps::parse(&json).map_err(fail)?;
+    let props = DbProps::parse(&json).map_err(JobEnd::failed)?;
     if !props.may_create {
         return Err(fail(format!(
             "--atomic restores into a new database, and role {} may not create databases: grant it with ALTER ROLE ... CREATEDB, or restore without --atomic",

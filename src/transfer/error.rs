@@ -23,10 +23,8 @@ pub enum TransferError {
     NoDatabases,
     #[error("several databases are registered ({0}); name the one you mean")]
     WhichDatabase(String),
-    #[error(
-        "`{0}` is not a valid database name: use 1 to 63 letters, digits, `_` or `-`, starting with a letter, digit or `_` (or pass a postgres:// URL)"
-    )]
-    BadName(String),
+    #[error(transparent)]
+    BadName(#[from] crate::pg::BadDbName),
     #[error(transparent)]
     BadUrl(#[from] PgUrlError),
     #[error("this is destructive: confirm it by passing --confirm {expected}{given}")]

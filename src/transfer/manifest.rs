@@ -71,6 +71,15 @@ pub struct Found {
     pub orphaned: Vec<String>,
 }
 
+/// Why a manifest could not be read (reported per manifest by [`scan`]).
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error(transparent)]
+    Store(#[from] StorageError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// Reads every manifest under `backups/` and checks that its object is there.
 pub fn scan(storage: &dyn Storage) -> Result<Found, StorageError> {
     let mut found = Found::default();
@@ -79,10 +88,8 @@ pub fn scan(storage: &dyn Storage) -> Result<Found, StorageError> {
     for key in keys.iter().filter(|k| k.ends_with(".manifest.json")) {
         let parsed = storage
             .read_small(key, MAX_MANIFEST)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                serde_json::from_slice::<Manifest>(&bytes).map_err(|e| e.to_string())
-            });
+            .map_err(Unreadable::from)
+            .and_then(|bytes| Ok(serde_json::from_slice::<Manifest>(&bytes)?));
         let manifest = match parsed {
             Ok(m) if m.format == FORMAT => m,
             Ok(m) => {
@@ -92,7 +99,7 @@ pub fn scan(storage: &dyn Storage) -> Result<Found, StorageError> {
                 continue;
             }
             Err(e) => {
-                found.unreadable.push((key.clone(), e));
+                found.unreadable.push((key.clone(), e.to_string()));
                 continue;
             }
         };

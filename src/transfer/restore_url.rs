@@ -4,7 +4,7 @@
 //! redirects — then proven complete and restored like a spooled backup.
 
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,17 +123,14 @@ pub(super) async fn run(
         bytes(size)
     ));
     let p = path.clone();
-    let patches = tokio::task::spawn_blocking(move || -> Result<usize, String> {
-        let file = File::open(&p).map_err(|e| e.to_string())?;
-        let index = archive::scan(BufReader::with_capacity(1 << 20, &file))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| {
-                "the file is not a complete custom-format dump: it ends early (a download cut off?) or is of an archive version this pgbackups cannot read".to_string()
-            })?;
+    let patches = tokio::task::spawn_blocking(move || -> Result<usize, DumpFileError> {
+        let file = File::open(&p)?;
+        let index = archive::scan(BufReader::with_capacity(1 << 20, &file))?
+            .ok_or(DumpFileError::Incomplete)?;
         let patches = index.patches();
-        let file = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| e.to_string())?;
+        let file = std::fs::OpenOptions::new().write(true).open(&p)?;
         for (pos, b) in &patches {
-            file.write_all_at(b, *pos).map_err(|e| e.to_string())?;
+            file.write_all_at(b, *pos)?;
         }
         Ok(patches.len())
     })
@@ -152,6 +149,34 @@ pub(super) async fn run(
 /// The first bytes of a zstd frame.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// What is wrong with a downloaded file, or with reading or writing it in the scratch
+/// directory.
+#[derive(Debug, thiserror::Error)]
+enum DumpFileError {
+    #[error("cannot read the scratch file: {0}")]
+    ReadScratch(#[source] io::Error),
+    #[error("cannot write the scratch file: {0}")]
+    WriteScratch(#[source] io::Error),
+    #[error("cannot decompress: {0}")]
+    Decompress(#[source] io::Error),
+    #[error("the zstd data is damaged or cut off: {0}")]
+    Damaged(#[source] io::Error),
+    #[error("cancelled")]
+    Cancelled,
+    /// What the file holds instead of a dump.
+    #[error("it is zstd-compressed, and inside {0}")]
+    NotADump(String),
+    #[error("decompressed, the file is over the limit of {} (PGBACKUPS_URL_MAX_BYTES)", bytes(*.0))]
+    TooBig(u64),
+    #[error(
+        "the file is not a complete custom-format dump: it ends early (a download cut off?) or is of an archive version this pgbackups cannot read"
+    )]
+    Incomplete,
+    /// Reading the dump's structure or filling in its data offsets failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
 /// Decompresses a downloaded zstd file into the dump `to`, proving it holds a custom-format
 /// dump; removes `from`. Returns the dump's size.
 fn decompress(
@@ -159,46 +184,42 @@ fn decompress(
     to: &Path,
     max_bytes: u64,
     ctx: &super::job::JobCtx,
-) -> Result<u64, String> {
-    let input = File::open(from).map_err(|e| format!("cannot read the scratch file: {e}"))?;
-    let mut decoder =
-        zstd::stream::read::Decoder::new(input).map_err(|e| format!("cannot decompress: {e}"))?;
+) -> Result<u64, DumpFileError> {
+    let input = File::open(from).map_err(DumpFileError::ReadScratch)?;
+    let mut decoder = zstd::stream::read::Decoder::new(input).map_err(DumpFileError::Decompress)?;
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(to)
-        .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+        .map_err(DumpFileError::WriteScratch)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
     loop {
         if ctx.is_cancelled() {
-            return Err("cancelled".into());
+            return Err(DumpFileError::Cancelled);
         }
         let n = match std::io::Read::read(&mut decoder, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("the zstd data is damaged or cut off: {e}")),
+            Err(e) => return Err(DumpFileError::Damaged(e)),
         };
         if !super::pipeline::starts_like_a_dump(written, &buf[..n]) {
-            return Err(format!(
-                "it is zstd-compressed, and inside {}",
-                not_a_dump_hint(&buf[..n]).trim_start_matches("this is ")
+            return Err(DumpFileError::NotADump(
+                not_a_dump_hint(&buf[..n])
+                    .trim_start_matches("this is ")
+                    .to_string(),
             ));
         }
         written += n as u64;
         if written > max_bytes {
-            return Err(format!(
-                "decompressed, the file is over the limit of {} (PGBACKUPS_URL_MAX_BYTES)",
-                bytes(max_bytes)
-            ));
+            return Err(DumpFileError::TooBig(max_bytes));
         }
         out.write_all(&buf[..n])
-            .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+            .map_err(DumpFileError::WriteScratch)?;
     }
-    out.sync_all()
-        .map_err(|e| format!("cannot write the scratch file: {e}"))?;
+    out.sync_all().map_err(DumpFileError::WriteScratch)?;
     let _ = std::fs::remove_file(from);
     Ok(written)
 }

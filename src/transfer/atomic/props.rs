@@ -98,10 +98,15 @@ const LIST_QUOTE: &[&str] = &[
     "unix_socket_directories",
 ];
 
+/// The server's answer to [`QUERY`] was not what it should be.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected answer about the database: {0}")]
+pub struct BadProps(#[source] serde_json::Error);
+
 impl DbProps {
     /// Parses the answer to [`QUERY`].
-    pub fn parse(json: &str) -> Result<DbProps, String> {
-        serde_json::from_str(json).map_err(|e| format!("unexpected answer about the database: {e}"))
+    pub fn parse(json: &str) -> Result<DbProps, BadProps> {
+        serde_json::from_str(json).map_err(BadProps)
     }
 
     fn text(&self, column: &str) -> Option<&str> {
