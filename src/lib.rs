@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod secret;
 pub mod server;
 pub mod storage;
+pub mod stream;
 pub mod transfer;
 pub mod wal;
 

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::storage::{Storage, StorageError};
-use crate::transfer::pipeline::HashingReader;
+use crate::stream::HashingReader;
 
 /// Why a WAL command failed.
 #[derive(Debug, thiserror::Error)]

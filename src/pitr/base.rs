@@ -10,8 +10,9 @@ use super::BaseBackup;
 use crate::pg::client::tool_command;
 use crate::pg::{PgTool, PgTools, PgUrl};
 use crate::storage::{ObjectWriter, Storage};
-use crate::transfer::layout::FramedEncoder;
-use crate::transfer::pipeline::{copy_chunked, error_summary, spawn_tool};
+use crate::stream::copy_chunked;
+use crate::stream::framed::FramedEncoder;
+use crate::transfer::pipeline::{error_summary, spawn_tool};
 
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
 /// `replication` line in `pg_hba.conf`; the cluster's WAL must reach the store under the

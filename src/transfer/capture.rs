@@ -12,14 +12,15 @@ use std::io::{self, BufReader};
 use std::process::Stdio;
 
 use super::job::JobCtx;
-use super::layout::{FramedEncoder, StoredLayout};
 use super::manifest;
-use super::pipeline::{CHUNK, Tee, error_summary, spawn_tool, supervise};
+use super::pipeline::{error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl, archive};
 use crate::storage::ObjectWriter;
+use crate::stream::framed::{FramedEncoder, StoredLayout};
+use crate::stream::{CHUNK, Tee};
 
 /// What the compression pipeline hands back: the uncommitted object and what it measured.
 struct Captured {

@@ -10,11 +10,12 @@ use std::io::{self, Read, Write};
 use std::process::Stdio;
 
 use super::job::JobCtx;
-use super::pipeline::{CHUNK, error_summary, spawn_tool, supervise};
+use super::pipeline::{error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{query, server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl};
+use crate::stream::CHUNK;
 
 pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(), JobEnd> {
     let engine = job.engine.clone();

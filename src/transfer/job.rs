@@ -128,3 +128,13 @@ impl LogWriter {
         let _ = self.task.await;
     }
 }
+
+impl crate::stream::Progress for JobCtx {
+    fn add_progress(&self, n: u64) {
+        JobCtx::add_progress(self, n)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        JobCtx::is_cancelled(self)
+    }
+}

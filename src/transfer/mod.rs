@@ -12,7 +12,6 @@ mod copy;
 mod download;
 pub mod hold;
 pub mod job;
-pub mod layout;
 pub mod manifest;
 pub mod pipeline;
 mod pushpull;
@@ -888,7 +887,7 @@ impl Engine {
             let mut n = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| format!("the upload broke off: {e}"))?;
-                if !pipeline::starts_like_a_dump(n, &chunk) {
+                if !crate::stream::starts_like_a_dump(n, &chunk) {
                     return Err("this file is not a custom-format dump (pg_dump -Fc): it does not start with PGDMP".to_string());
                 }
                 n += chunk.len() as u64;

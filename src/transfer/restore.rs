@@ -25,10 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::PlainDump;
 use super::job::JobCtx;
-use super::layout::StoredLayout;
-use super::pipeline::{
-    CHUNK, ChannelReader, HashingReader, Tee, error_summary, spawn_tool, supervise,
-};
+use super::pipeline::{error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
@@ -36,6 +33,8 @@ use crate::pg::archive::{self, ArchiveIndex, SECTION_DATA};
 use crate::pg::client::{server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl, Version};
 use crate::storage::Storage;
+use crate::stream::framed::StoredLayout;
+use crate::stream::{CHUNK, ChannelReader, HashingReader, Tee};
 
 /// Consecutive tables whose data is smaller than this together go to one pg_restore process
 /// (a process per tiny table would cost more than it loads).
@@ -383,7 +382,7 @@ pub(super) fn verify_and_extract_toc(
         .open(toc)?;
     let mut magic = [0u8; 5];
     head.read_exact(&mut magic).map_err(|_| not_a_dump())?;
-    if &magic != super::pipeline::DUMP_MAGIC {
+    if &magic != crate::stream::DUMP_MAGIC {
         return Err(not_a_dump());
     }
     out.write_all(&magic)?;

@@ -7,13 +7,13 @@
 
 use std::process::Stdio;
 
-use super::layout::StoredLayout;
 use super::restore::{Scratch, spool, verify_and_extract_toc};
 use super::{Job, JobEnd, PlainDump};
 use crate::catalog::{TransferRecord, VerifyMode};
 use crate::format::bytes;
 use crate::pg::client::{query, quote_ident, tool_command};
 use crate::pg::{PgTool, PgUrl};
+use crate::stream::framed::StoredLayout;
 use crate::transfer::pipeline::{error_summary, spawn_tool};
 
 /// What `pg_restore --list` says the archive holds.
