@@ -12,6 +12,7 @@ pub mod format;
 pub mod notify;
 pub mod pg;
 pub mod pitr;
+pub mod proc;
 pub mod protect;
 pub mod schedule;
 pub mod secret;
