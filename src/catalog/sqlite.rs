@@ -536,7 +536,7 @@ impl Catalog {
         Ok(())
     }
 
-    /// Records how a backup's stored object is laid out (JSON, see `transfer::layout`).
+    /// Records how a backup's stored object is laid out (JSON, see `stream::framed`).
     pub fn set_layout(&self, id: TransferId, layout: &str) -> Result<(), CatalogError> {
         self.conn().execute(
             "UPDATE transfers SET layout = ?2 WHERE id = ?1",

@@ -164,18 +164,14 @@ fn read_records(waldumps: &[PathBuf], reader: &mut Option<PathBuf>, path: &Path)
     for exe in order {
         // The last record of a segment may go on in the next one, which is not here:
         // pg_waldump then fails after printing every whole record, which is what counts.
-        let Ok(out) = std::process::Command::new(exe)
+        let Ok(out) = crate::pg::client::tool_command(exe, None)
             .arg(path)
             .env("TZ", "UTC")
-            .stdin(std::process::Stdio::null())
-            .output()
+            .output_blocking()
         else {
             continue;
         };
-        let records: Vec<Record> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(parse_record)
-            .collect();
+        let records: Vec<Record> = out.stdout_text().lines().filter_map(parse_record).collect();
         if !records.is_empty() {
             *reader = Some(exe.clone());
             return records;

@@ -66,6 +66,7 @@ pub struct Tool {
     current_dir: Option<PathBuf>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
+    feed: Option<Vec<u8>>,
     sink: Option<Sink>,
     keep_lines: usize,
     grace: Duration,
@@ -84,6 +85,7 @@ impl Tool {
             current_dir: None,
             stdin: None,
             stdout: None,
+            feed: None,
             sink: None,
             keep_lines: 3,
             grace: DEFAULT_GRACE,
@@ -138,6 +140,12 @@ impl Tool {
     pub fn stdout(&mut self, stdout: impl Into<Stdio>) -> &mut Tool {
         self.stdout = Some(stdout.into());
         self
+    }
+
+    /// What [`Tool::output`] writes to its stdin (which is then closed).
+    pub fn feed(&mut self, input: impl Into<Vec<u8>>) -> &mut Tool {
+        self.feed = Some(input.into());
+        self.stdin(Stdio::piped())
     }
 
     /// Where its stderr lines go as they come.
@@ -220,13 +228,22 @@ impl Tool {
         })
     }
 
-    /// Runs it to its end with stdout collected (stdin as set, else /dev/null), stopping it
-    /// if `stop` fires. A failed exit status is not an error here: see [`Output::check`].
+    /// Runs it to its end with stdout collected (stdin fed with [`Tool::feed`], as set, or
+    /// /dev/null), stopping it if `stop` fires. A failed exit status is not an error here:
+    /// see [`Output::check`]. Dropping the future kills the child.
     pub async fn output(&mut self, stop: Option<&CancellationToken>) -> Result<Output, RunError> {
-        use tokio::io::AsyncReadExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         self.stdout(Stdio::piped());
+        let feed = self.feed.take();
         let mut running = self.spawn()?;
         let mut pipe = running.stdout();
+        let stdin = running.stdin();
+        let write = async {
+            if let (Some(input), Some(mut stdin)) = (feed, stdin) {
+                // A write error means the child exited early; its status and stderr tell why.
+                let _ = stdin.write_all(&input).await;
+            }
+        };
         let read = async {
             let mut out = Vec::new();
             if let Some(p) = &mut pipe {
@@ -237,7 +254,7 @@ impl Tool {
         };
         let never = CancellationToken::new();
         let stop = stop.unwrap_or(&never);
-        let (stdout, finished) = tokio::join!(read, running.wait(stop, None));
+        let ((), stdout, finished) = tokio::join!(write, read, running.wait(stop, None));
         let finished = finished?;
         Ok(Output {
             tool: finished.tool,

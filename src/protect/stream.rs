@@ -14,13 +14,11 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use serde::Serialize;
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::spool::{PartialMark, Sweep, resume_at};
@@ -28,8 +26,8 @@ use crate::config::env_secs;
 use crate::pg::client::{query, quote_literal, tool_command};
 use crate::pg::{PgTool, PgTools, PgUrl};
 use crate::pitr::{self, BaseBackup, format_lsn, parse_lsn};
+use crate::proc::{Running, error_summary};
 use crate::storage::Storage;
-use crate::transfer::pipeline::{error_summary, spawn_tool, terminate};
 
 /// What a stream needs to run.
 #[derive(Clone)]
@@ -176,10 +174,9 @@ fn lag_limit_secs() -> u64 {
 
 const LAG_LIMIT_BYTES: u64 = 1 << 30;
 
-/// A running `pg_receivewal` and the last lines it printed.
+/// A running `pg_receivewal` (which keeps the last lines it printed).
 struct Receiver {
-    child: tokio::process::Child,
-    lines: Arc<Mutex<VecDeque<String>>>,
+    child: Running,
     started: Instant,
 }
 
@@ -251,8 +248,8 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         }
         s.step().await;
     }
-    if let Some(mut r) = s.receiver.take() {
-        let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
+    if let Some(r) = s.receiver.take() {
+        let _ = r.child.stop().await;
     }
     if let Some(base) = s.base.take() {
         // Dropping the task kills pg_basebackup; its object is never described, so it does
@@ -316,20 +313,27 @@ impl Stream {
     /// when it exits.
     async fn watch_receiver(&mut self) {
         if let Some(r) = &mut self.receiver {
-            match r.child.try_wait() {
+            let exited = match r.child.try_wait() {
                 Ok(None) => return,
-                Ok(Some(status)) => {
+                Ok(Some(status)) => Ok((status, r.started.elapsed())),
+                Err(e) => Err(e),
+            };
+            let r = self.receiver.take();
+            match exited {
+                Ok((status, ran)) => {
                     // A receiver that streamed a while failed for a new reason: retry soon.
-                    if r.started.elapsed() > Duration::from_secs(60) {
+                    if ran > Duration::from_secs(60) {
                         self.backoff = Duration::from_secs(1);
                     }
-                    let lines: Vec<String> = r
-                        .lines
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .iter()
-                        .cloned()
-                        .collect();
+                    let lines = match r {
+                        Some(r) => r
+                            .child
+                            .exited()
+                            .await
+                            .map(|f| f.stderr.lines())
+                            .unwrap_or_default(),
+                        None => Vec::new(),
+                    };
                     let why = explain(&error_summary(&lines), &self.setup.url);
                     tracing::warn!(
                         database = %self.setup.name,
@@ -340,7 +344,6 @@ impl Stream {
                 }
                 Err(e) => self.fail(format!("cannot watch pg_receivewal: {e}")),
             }
-            self.receiver = None;
             return;
         }
         if Instant::now() < self.restart_at {
@@ -465,28 +468,18 @@ impl Stream {
                 "--dbname",
                 &setup.url.without_password(),
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = spawn_tool(&mut cmd, "pg_receivewal").map_err(|e| e.to_string())?;
-        let lines = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(stderr) = child.stderr.take() {
-            let (lines, name) = (lines.clone(), setup.name.clone());
-            tokio::spawn(async move {
-                let mut reader = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    tracing::debug!(database = %name, "pg_receivewal: {line}");
-                    let mut l = lines.lock().unwrap_or_else(|p| p.into_inner());
-                    if l.len() == 20 {
-                        l.pop_front();
-                    }
-                    l.push_back(line);
-                }
+            .keep_lines(20)
+            .grace(Duration::from_secs(5))
+            .log_to({
+                let name = setup.name.clone();
+                Arc::new(
+                    move |line: &str| tracing::debug!(database = %name, "pg_receivewal: {line}"),
+                )
             });
-        }
+        let child = cmd.spawn().map_err(|e| e.to_string())?;
         tracing::info!(database = %setup.name, "WAL receiver started at {}", format_lsn(slot));
         Ok(Receiver {
             child,
-            lines,
             started: Instant::now(),
         })
     }
@@ -596,8 +589,8 @@ impl Stream {
             .cloned();
         if slot.is_none() {
             // Noticed by the next start of the receiver, which recreates it.
-            if let Some(mut r) = self.receiver.take() {
-                let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
+            if let Some(r) = self.receiver.take() {
+                let _ = r.child.stop().await;
                 self.fail(format!(
                     "replication slot {} is missing or invalidated",
                     self.setup.slot

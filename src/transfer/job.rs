@@ -119,6 +119,12 @@ impl JobCtx {
     pub fn is_cancelled(&self) -> bool {
         self.control.cancel.is_cancelled()
     }
+
+    /// Where a tool's stderr lines go: this transfer's log.
+    pub fn sink(&self) -> crate::proc::Sink {
+        let ctx = self.clone();
+        std::sync::Arc::new(move |line: &str| ctx.log(line))
+    }
 }
 
 impl LogWriter {

@@ -13,7 +13,6 @@ mod download;
 pub mod hold;
 pub mod job;
 pub mod manifest;
-pub mod pipeline;
 mod pushpull;
 mod restore;
 pub mod restore_url;

@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::PlainDump;
 use super::job::JobCtx;
-use super::pipeline::{error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
@@ -444,19 +443,12 @@ pub(super) async fn restore_file(
 /// `pg_restore --list`: refuses what pg_restore cannot read before the target is touched.
 async fn check_readable(r: &Restorer, what: &str, file: &Path) -> Result<(), JobEnd> {
     let mut list = tool_command(&r.exe, None);
-    list.arg("--list")
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = spawn_tool(&mut list, "pg_restore")
-        .map_err(JobEnd::failed)?
-        .wait_with_output()
-        .await
-        .map_err(JobEnd::failed)?;
+    list.arg("--list").arg(file).keep_lines(1000);
+    let out = list.output(None).await.map_err(JobEnd::failed)?;
     if !out.status.success() {
         return Err(JobEnd::failed(format!(
             "{what} is not a custom-format dump that pg_restore can read: {}",
-            crate::pg::client::clean_libpq_message(&String::from_utf8_lossy(&out.stderr))
+            crate::pg::client::clean_libpq_message(&out.stderr.tail_text())
         )));
     }
     if r.ctx.is_cancelled() {
@@ -497,8 +489,7 @@ impl Restorer {
             .arg("--dbname")
             .arg(self.url.without_password())
             .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .log_to(self.ctx.sink());
         let mut feeder = None;
         if let Some(feed) = feed {
             let (reader, writer) = io::pipe().map_err(JobEnd::failed)?;
@@ -508,9 +499,9 @@ impl Restorer {
                 feed_blocks(storage.as_ref(), &feed, writer, &ctx)
             }));
         }
-        let child = spawn_tool(&mut cmd, "pg_restore").map_err(JobEnd::failed)?;
+        let child = cmd.spawn().map_err(JobEnd::failed)?;
         drop(cmd);
-        let (status, tail) = supervise(child, &self.ctx, "pg_restore", Some(abort)).await;
+        let finished = child.wait(self.ctx.cancelled(), Some(abort)).await;
         let fed = match feeder {
             Some(f) => f.await.map_err(JobEnd::failed)?,
             None => Ok(()),
@@ -518,16 +509,17 @@ impl Restorer {
         if self.ctx.is_cancelled() || abort.is_cancelled() {
             return Err(JobEnd::Stopped);
         }
-        let status = status.map_err(JobEnd::failed)?;
+        let finished = finished.map_err(JobEnd::failed)?;
         match fed {
             // A broken pipe only means pg_restore stopped reading; its own error says why.
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(JobEnd::failed(format!(
                 "could not read the backup: {e} (pg_restore, fed a cut-off stream: {})",
-                error_summary(&tail)
+                finished.stderr.summary()
             ))),
-            _ if !status.success() => Err(JobEnd::failed(format!(
-                "pg_restore failed ({status}): {}",
-                error_summary(&tail)
+            _ if !finished.success() => Err(JobEnd::failed(format!(
+                "pg_restore failed ({}): {}",
+                finished.status,
+                finished.stderr.summary()
             ))),
             Err(e) => Err(JobEnd::failed(format!("could not read the backup: {e}"))),
             Ok(()) => Ok(()),
