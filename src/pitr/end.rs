@@ -12,7 +12,32 @@ use jiff::Timestamp;
 
 use super::base_backups;
 use super::window::{archived, segments};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
+use crate::wal::WalError;
+
+/// Why the end of an archive could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveEndError {
+    #[error("cannot list the archive: {0}")]
+    List(#[from] StorageError),
+    #[error("cannot fetch WAL from the archive: {0}")]
+    Fetch(#[from] WalError),
+    #[error("cannot create a scratch directory {}: {source}", dir.display())]
+    Scratch {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot name a scratch directory: {0}")]
+    Random(#[source] std::io::Error),
+}
+
+/// For the rollback code, whose errors are still messages.
+impl From<ArchiveEndError> for String {
+    fn from(e: ArchiveEndError) -> String {
+        e.to_string()
+    }
+}
 
 /// How many segments, newest first, are read looking for the last transaction end (an archive
 /// whose newest WAL holds none for longer is not checked in advance: recovery tells).
@@ -46,13 +71,13 @@ pub fn archive_end(
     name: &str,
     timeline: Timeline,
     waldumps: &[PathBuf],
-) -> Result<Option<ArchiveEnd>, String> {
+) -> Result<Option<ArchiveEnd>, ArchiveEndError> {
     if waldumps.is_empty() {
         return Ok(None);
     }
-    let bases = base_backups(storage, name).map_err(|e| e.to_string())?;
+    let bases = base_backups(storage, name)?;
     let seg = segments(&bases);
-    let files = archived(storage, name).map_err(|e| e.to_string())?;
+    let files = archived(storage, name)?;
     let newest_tli = files
         .iter()
         .filter_map(|(_, f)| {
@@ -94,7 +119,7 @@ pub fn archive_end(
         current = t;
         let file = seg.name(t, *pos);
         let path = scratch.0.join(&file);
-        if !crate::wal::fetch(storage, name, &file, &path).map_err(|e| e.to_string())? {
+        if !crate::wal::fetch(storage, name, &file, &path)? {
             continue;
         }
         let records = read_records(waldumps, &mut reader, &path);
@@ -129,14 +154,14 @@ fn ancestors(
     name: &str,
     tli: u32,
     scratch: &Path,
-) -> Result<BTreeSet<u32>, String> {
+) -> Result<BTreeSet<u32>, ArchiveEndError> {
     let mut out = BTreeSet::from([tli]);
     if tli == 1 {
         return Ok(out);
     }
     let file = format!("{tli:08X}.history");
     let path = scratch.join(&file);
-    if crate::wal::fetch(storage, name, &file, &path).map_err(|e| e.to_string())? {
+    if crate::wal::fetch(storage, name, &file, &path)? {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let _ = std::fs::remove_file(&path);
         out.extend(
@@ -218,13 +243,16 @@ fn xact_end(desc: &str) -> Option<Timestamp> {
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Scratch, String> {
-        let random = crate::secret::random_hex(8).map_err(|e| e.to_string())?;
+    fn new() -> Result<Scratch, ArchiveEndError> {
+        let random = crate::secret::random_hex(8).map_err(ArchiveEndError::Random)?;
         let dir = std::env::temp_dir().join(format!("pgbackups-end-{random}"));
         // Created new and private: never a directory someone else prepared.
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
             .create(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|source| ArchiveEndError::Scratch {
+                dir: dir.clone(),
+                source,
+            })?;
         Ok(Scratch(dir))
     }
 }

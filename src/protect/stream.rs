@@ -18,15 +18,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::spool::{PartialMark, Sweep, resume_at};
+mod live;
+mod receiver;
+
+use live::{LAG_LIMIT_BYTES, lag_limit_secs};
+pub use live::{Live, ReceiverState};
+use receiver::{Receiver, app_name};
+
+use super::spool::{PartialMark, Sweep};
 use crate::config::env_secs;
-use crate::pg::client::{query, quote_literal, tool_command};
-use crate::pg::{PgTool, PgTools, PgUrl};
+use crate::pg::client::{query, quote_literal};
+use crate::pg::{PgTools, PgUrl};
 use crate::pitr::{self, BaseBackup, format_lsn, parse_lsn};
-use crate::proc::{Running, error_summary};
 use crate::storage::Storage;
 
 /// What a stream needs to run.
@@ -46,138 +51,6 @@ pub(super) struct Setup {
     /// archive may hold older ones of another cluster or slot, which a gap may separate
     /// from this stream).
     pub since: Timestamp,
-}
-
-/// What the receiver is doing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReceiverState {
-    #[default]
-    Starting,
-    Streaming,
-    /// It exited with an error and is restarted with a growing delay (at most 30 s).
-    Failing,
-    Stopped,
-}
-
-/// A stream's state as the service sees it now: the live half of `protection:info`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Live {
-    pub receiver: ReceiverState,
-    /// Why the receiver last failed (pg_receivewal's error).
-    pub receiver_error: Option<String>,
-    pub receiver_restarts: u64,
-    /// The server's current WAL position, its slot's, what the receiver has, and what the
-    /// store has (every byte before `stored_lsn` is durable in the store).
-    pub server_lsn: Option<String>,
-    pub slot_lsn: Option<String>,
-    pub received_lsn: Option<String>,
-    pub stored_lsn: Option<String>,
-    /// When WAL last went into the store.
-    pub stored_at: Option<Timestamp>,
-    /// WAL the server has written that is not in the store yet, in bytes and in seconds (how
-    /// long ago the server was at the store's position).
-    pub lag_bytes: Option<u64>,
-    pub lag_seconds: Option<u64>,
-    /// The slot holds this much WAL on the server (its distance from the server's position).
-    pub slot_retained_bytes: Option<u64>,
-    /// The slot's `wal_status`: `reserved` or `extended` is fine; `unreserved` means the server
-    /// is about to remove WAL it holds (max_slot_wal_keep_size), `lost` that it did.
-    pub slot_wal_status: Option<String>,
-    /// A store failure of the last tick (WAL is kept in the spool and retried).
-    pub store_error: Option<String>,
-    /// The slot was found missing (dropped by hand?) and created again: WAL written meanwhile
-    /// may be lost, which the gap check reports.
-    pub slot_recreated_at: Option<Timestamp>,
-    pub base_backup_running: bool,
-    pub base_backup_error: Option<String>,
-    pub next_base_backup_at: Option<Timestamp>,
-    /// From the store (refreshed every minute and after each base backup).
-    pub earliest: Option<Timestamp>,
-    pub base_backups: usize,
-    pub last_base_backup: Option<BaseBackup>,
-    pub gaps: Vec<(String, String)>,
-    /// The average WAL the server writes per day, since the oldest kept base backup.
-    pub wal_bytes_per_day: Option<u64>,
-}
-
-impl Live {
-    /// What is wrong, one line each: shown loudly by `protection:info` and the dashboard.
-    pub fn problems(&self) -> Vec<String> {
-        self.problems_by_kind()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
-    }
-
-    /// The kinds of problem there are now (what a notification is sent for when it appears).
-    fn problem_kinds(&self) -> Vec<&'static str> {
-        self.problems_by_kind()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
-    }
-
-    fn problems_by_kind(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.receiver == ReceiverState::Failing {
-            let why = self.receiver_error.as_deref().unwrap_or("unknown error");
-            out.push(("receiver", format!("WAL receiver failing: {why}")));
-        }
-        if let Some(e) = &self.store_error {
-            out.push(("store", format!("cannot store WAL: {e}")));
-        }
-        if let (Some(s), Some(b)) = (self.lag_seconds, self.lag_bytes)
-            && (s > lag_limit_secs() || b > LAG_LIMIT_BYTES)
-        {
-            let behind = crate::format::bytes(b);
-            out.push((
-                "lag",
-                format!("WAL archiving is {s} s ({behind}) behind the server"),
-            ));
-        }
-        if let Some(status @ ("unreserved" | "lost")) = self.slot_wal_status.as_deref() {
-            out.push((
-                "slot",
-                format!(
-                    "the replication slot is {status}: the server removes (or removed) WAL that is not stored yet (max_slot_wal_keep_size); the store must catch up"
-                ),
-            ));
-        }
-        if let Some(at) = self.slot_recreated_at {
-            out.push((
-                "slot recreated",
-                format!(
-                    "the replication slot was missing and was created again at {at}: WAL written before may be missing"
-                ),
-            ));
-        }
-        for (from, to) in &self.gaps {
-            out.push((
-                "gap",
-                format!(
-                    "WAL gap: {from} .. {to} missing from the store (rollbacks cannot cross it; a new base backup starts a new window)"
-                ),
-            ));
-        }
-        if let Some(e) = &self.base_backup_error {
-            out.push(("base backup", format!("last base backup failed: {e}")));
-        }
-        out
-    }
-}
-
-/// Archiving further behind than this is a problem (`PGBACKUPS_LAG_LIMIT_SECS`, default 300).
-fn lag_limit_secs() -> u64 {
-    env_secs("PGBACKUPS_LAG_LIMIT_SECS", 300)
-}
-
-const LAG_LIMIT_BYTES: u64 = 1 << 30;
-
-/// A running `pg_receivewal` (which keeps the last lines it printed).
-struct Receiver {
-    child: Running,
-    started: Instant,
 }
 
 /// The supervisor's own state.
@@ -307,181 +180,6 @@ impl Stream {
             at: Timestamp::now(),
         });
         self.notified = kinds;
-    }
-
-    /// Starts the receiver when it is not running and its restart delay has passed; notices
-    /// when it exits.
-    async fn watch_receiver(&mut self) {
-        if let Some(r) = &mut self.receiver {
-            let exited = match r.child.try_wait() {
-                Ok(None) => return,
-                Ok(Some(status)) => Ok((status, r.started.elapsed())),
-                Err(e) => Err(e),
-            };
-            let r = self.receiver.take();
-            match exited {
-                Ok((status, ran)) => {
-                    // A receiver that streamed a while failed for a new reason: retry soon.
-                    if ran > Duration::from_secs(60) {
-                        self.backoff = Duration::from_secs(1);
-                    }
-                    let lines = match r {
-                        Some(r) => r
-                            .child
-                            .exited()
-                            .await
-                            .map(|f| f.stderr.lines())
-                            .unwrap_or_default(),
-                        None => Vec::new(),
-                    };
-                    let why = explain(&error_summary(&lines), &self.setup.url);
-                    tracing::warn!(
-                        database = %self.setup.name,
-                        "pg_receivewal exited ({status}): {why}; restarting in {} s",
-                        self.backoff.as_secs()
-                    );
-                    self.fail(why);
-                }
-                Err(e) => self.fail(format!("cannot watch pg_receivewal: {e}")),
-            }
-            return;
-        }
-        if Instant::now() < self.restart_at {
-            return;
-        }
-        match self.start_receiver().await {
-            Ok(r) => {
-                self.receiver = Some(r);
-                self.set(|l| {
-                    l.receiver = ReceiverState::Streaming;
-                    l.receiver_error = None;
-                });
-            }
-            Err(e) => {
-                tracing::warn!(database = %self.setup.name, "cannot start the WAL receiver: {e}");
-                self.fail(e);
-            }
-        }
-    }
-
-    fn fail(&mut self, why: String) {
-        self.restart_at = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
-        self.set(|l| {
-            l.receiver = ReceiverState::Failing;
-            l.receiver_error = Some(why);
-            l.receiver_restarts += 1;
-        });
-    }
-
-    /// Reads where the slot is, makes sure the spool resumes there, and starts
-    /// `pg_receivewal`.
-    async fn start_receiver(&mut self) -> Result<Receiver, String> {
-        let setup = &self.setup;
-        let rows = query(
-            &setup.tools,
-            &setup.url,
-            &format!(
-                "SELECT setting, (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}), \
-                 (SELECT wal_status FROM pg_replication_slots WHERE slot_name = {slot}) \
-                 FROM pg_settings WHERE name = 'wal_segment_size'",
-                slot = quote_literal(&setup.slot)
-            ),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let row = rows
-            .first()
-            .ok_or("the server did not say its WAL segment size")?;
-        let size: u64 = row[0]
-            .parse()
-            .map_err(|_| format!("unexpected wal_segment_size `{}`", row[0]))?;
-        let status = row.get(2).map(String::as_str).unwrap_or("");
-        let slot = match row.get(1).and_then(|l| parse_lsn(l)) {
-            Some(lsn) => lsn,
-            None => {
-                // Dropped behind our back, or invalidated by max_slot_wal_keep_size (lost):
-                // hold the WAL from now on, and say so loudly.
-                let why = if status.is_empty() {
-                    "is missing (dropped by hand?)"
-                } else {
-                    "was invalidated by the server (max_slot_wal_keep_size: WAL it held was removed)"
-                };
-                tracing::error!(
-                    database = %setup.name,
-                    "replication slot {} {why}; creating it again (WAL written meanwhile may be missing from the store)",
-                    setup.slot
-                );
-                if !status.is_empty() {
-                    query(
-                        &setup.tools,
-                        &setup.url,
-                        &format!(
-                            "SELECT pg_drop_replication_slot({})",
-                            quote_literal(&setup.slot)
-                        ),
-                    )
-                    .await
-                    .map_err(|e| format!("cannot drop the invalidated slot {}: {e}", setup.slot))?;
-                }
-                super::create_slot(&setup.tools, &setup.url, &setup.slot).await?;
-                self.set(|l| l.slot_recreated_at = Some(Timestamp::now()));
-                return Err(format!(
-                    "replication slot {} {why} and has been created again",
-                    setup.slot
-                ));
-            }
-        };
-        let current = super::identify_system(&setup.tools, &setup.url)
-            .await?
-            .timeline;
-        // The slot's position may lie before the server's last timeline switch (a slot made
-        // just after a promotion): the spool must then resume on the timeline it lies on, and
-        // pg_receivewal follows the switch from there.
-        let timeline = if current > 1 {
-            let history = super::timeline_history(&setup.tools, &setup.url, current).await?;
-            timeline_of(slot, &history, current)
-        } else {
-            current
-        };
-        self.segment_size = size;
-        self.slot_lsn = slot;
-        self.stored_lsn = self.stored_lsn.max(slot);
-        let spool = setup.spool.clone();
-        tokio::task::spawn_blocking(move || resume_at(&spool, slot, size, timeline))
-            .await
-            .map_err(|e| e.to_string())??;
-
-        let exe = setup
-            .tools
-            .newest(PgTool::ReceiveWal)
-            .map_err(|e| e.to_string())?;
-        let mut cmd = tool_command(&exe, Some(&setup.url));
-        cmd.env("PGAPPNAME", app_name(&setup.slot))
-            .arg("--directory")
-            .arg(&setup.spool)
-            .args([
-                "--no-loop",
-                "--verbose",
-                "--status-interval=1",
-                "--no-password",
-                "--dbname",
-                &setup.url.without_password(),
-            ])
-            .keep_lines(20)
-            .grace(Duration::from_secs(5))
-            .log_to({
-                let name = setup.name.clone();
-                Arc::new(
-                    move |line: &str| tracing::debug!(database = %name, "pg_receivewal: {line}"),
-                )
-            });
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
-        tracing::info!(database = %setup.name, "WAL receiver started at {}", format_lsn(slot));
-        Ok(Receiver {
-            child,
-            started: Instant::now(),
-        })
     }
 
     /// Stores what the spool has ready and moves the slot past it.
@@ -776,16 +474,6 @@ impl Stream {
     }
 }
 
-/// The timeline that `lsn` lies on, from a timeline history (`(parent timeline, switch
-/// point)`, oldest first) that ends in `current`.
-fn timeline_of(lsn: u64, history: &[(u32, u64)], current: u32) -> u32 {
-    history
-        .iter()
-        .find(|(_, switch)| lsn < *switch)
-        .map(|(tli, _)| *tli)
-        .unwrap_or(current)
-}
-
 /// `at + by`, or the end of time when that overflows.
 fn later(at: Timestamp, by: Duration) -> Timestamp {
     jiff::SignedDuration::try_from(by)
@@ -797,47 +485,4 @@ fn later(at: Timestamp, by: Duration) -> Timestamp {
 /// How often the segment still filling is uploaded (`PGBACKUPS_PARTIAL_SECS`, default 5).
 fn partial_every() -> Duration {
     Duration::from_secs(env_secs("PGBACKUPS_PARTIAL_SECS", 5).max(1))
-}
-
-/// The application name the receiver connects with, to find it in `pg_stat_replication`.
-fn app_name(slot: &str) -> String {
-    format!("{slot}_receiver")
-}
-
-/// pg_receivewal's error, with what to do about the usual ones.
-fn explain(summary: &str, url: &PgUrl) -> String {
-    let user = url.user().unwrap_or_default();
-    if summary.contains("no pg_hba.conf entry for replication connection") {
-        format!(
-            "{summary}. Add a line such as `host replication {user} <this host's address>/32 scram-sha-256` to pg_hba.conf and reload the server"
-        )
-    } else if summary.contains("must be superuser or replication role")
-        || summary.contains("permission denied to start WAL sender")
-    {
-        format!("{summary}. The role needs REPLICATION: ALTER ROLE {user} REPLICATION")
-    } else if summary.contains("requested WAL segment")
-        && summary.contains("has already been removed")
-    {
-        format!(
-            "{summary}. The server no longer has WAL the archive needs: there is a gap; a new base backup starts a new window"
-        )
-    } else if summary.is_empty() {
-        "pg_receivewal exited without saying why".to_string()
-    } else {
-        summary.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_position_lies_on_the_timeline_whose_range_holds_it() {
-        let history = [(1, 0x300_0000), (2, 0x500_0000)];
-        assert_eq!(timeline_of(0x200_0000, &history, 3), 1);
-        assert_eq!(timeline_of(0x300_0000, &history, 3), 2);
-        assert_eq!(timeline_of(0x600_0000, &history, 3), 3);
-        assert_eq!(timeline_of(0x100, &[], 1), 1);
-    }
 }
