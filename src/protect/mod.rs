@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub use stream::{Live, ReceiverState};
 
 use crate::catalog::ProtectionRecord;
-use crate::pg::client::{query, quote_literal};
+use crate::pg::client::{PgError, query, quote_literal};
 use crate::pg::{PgTools, PgUrl};
 use crate::pitr::ArchiveInfo;
 use crate::transfer::{Engine, TransferError};
@@ -44,6 +44,45 @@ pub enum ProtectError {
     Transfer(#[from] TransferError),
     #[error("{0}")]
     Internal(String),
+}
+
+/// Why a replication connection or slot could not be had; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error(
+        "the server refuses replication connections from this host ({source}). Add this line to pg_hba.conf and reload the server (SELECT pg_reload_conf()): host replication {user} {host}/{cidr} scram-sha-256"
+    )]
+    NoHbaEntry {
+        user: String,
+        host: String,
+        cidr: &'static str,
+        #[source]
+        source: PgError,
+    },
+    #[error(
+        "the role {user} cannot stream WAL ({source}). As a superuser, run: ALTER ROLE {user} REPLICATION"
+    )]
+    NotReplicationRole {
+        user: String,
+        #[source]
+        source: PgError,
+    },
+    #[error("cannot open a replication connection: {0}")]
+    Connect(#[source] PgError),
+    #[error("IDENTIFY_SYSTEM gave no timeline")]
+    NoTimeline,
+    #[error("cannot create replication slot {slot}: {source}")]
+    CreateSlot {
+        slot: String,
+        #[source]
+        source: PgError,
+    },
+}
+
+impl From<ReplicationError> for ProtectError {
+    fn from(e: ReplicationError) -> Self {
+        ProtectError::Refused(e.to_string())
+    }
 }
 
 impl From<crate::catalog::CatalogError> for ProtectError {
@@ -194,9 +233,7 @@ impl Protector {
         }
         let tools = self.engine.tools();
         check_server(tools, &url, &slot).await?;
-        create_slot(tools, &url, &slot)
-            .await
-            .map_err(ProtectError::Refused)?;
+        create_slot(tools, &url, &slot).await?;
         let existing = self.streams().remove(&name);
         let record = ProtectionRecord {
             database: name.clone(),
@@ -397,19 +434,22 @@ pub(crate) struct System {
 
 /// Opens a replication connection, as `pg_receivewal` will, and asks `IDENTIFY_SYSTEM`:
 /// proves that the role and `pg_hba.conf` allow replication.
-pub(crate) async fn identify_system(tools: &PgTools, url: &PgUrl) -> Result<System, String> {
+pub(crate) async fn identify_system(
+    tools: &PgTools,
+    url: &PgUrl,
+) -> Result<System, ReplicationError> {
     let rows = query(
         tools,
         &url.with_param("replication", "true"),
         "IDENTIFY_SYSTEM",
     )
     .await
-    .map_err(|e| explain_replication_error(&e.to_string(), url))?;
+    .map_err(|e| explain_replication_error(e, url))?;
     let timeline = rows
         .first()
         .and_then(|r| r.get(1))
         .and_then(|t| t.parse().ok())
-        .ok_or("IDENTIFY_SYSTEM gave no timeline")?;
+        .ok_or(ReplicationError::NoTimeline)?;
     Ok(System { timeline })
 }
 
@@ -419,14 +459,14 @@ pub(crate) async fn timeline_history(
     tools: &PgTools,
     url: &PgUrl,
     timeline: u32,
-) -> Result<Vec<(u32, u64)>, String> {
+) -> Result<Vec<(u32, u64)>, ReplicationError> {
     let rows = query(
         tools,
         &url.with_param("replication", "true"),
         &format!("TIMELINE_HISTORY {timeline}"),
     )
     .await
-    .map_err(|e| explain_replication_error(&e.to_string(), url))?;
+    .map_err(|e| explain_replication_error(e, url))?;
     // The file's lines (`1\t0/3000000\treason`) come back split on tabs and newlines; the
     // first also carries the file name in front.
     let mut out = Vec::new();
@@ -442,25 +482,28 @@ pub(crate) async fn timeline_history(
     Ok(out)
 }
 
-fn explain_replication_error(e: &str, url: &PgUrl) -> String {
-    let user = url.user().unwrap_or_default();
+fn explain_replication_error(source: PgError, url: &PgUrl) -> ReplicationError {
+    let user = url.user().unwrap_or_default().to_string();
+    let e = source.to_string();
     if e.contains("no pg_hba.conf entry for replication connection") {
         // `... from host "10.0.0.5", user "app", ...`: the line to add names that address.
         let host = e
             .split("from host \"")
             .nth(1)
             .and_then(|h| h.split('"').next())
-            .unwrap_or("<this host's address>");
+            .unwrap_or("<this host's address>")
+            .to_string();
         let cidr = if host.contains(':') { "128" } else { "32" };
-        format!(
-            "the server refuses replication connections from this host ({e}). Add this line to pg_hba.conf and reload the server (SELECT pg_reload_conf()): host replication {user} {host}/{cidr} scram-sha-256"
-        )
+        ReplicationError::NoHbaEntry {
+            user,
+            host,
+            cidr,
+            source,
+        }
     } else if e.contains("must be superuser or replication role") {
-        format!(
-            "the role {user} cannot stream WAL ({e}). As a superuser, run: ALTER ROLE {user} REPLICATION"
-        )
+        ReplicationError::NotReplicationRole { user, source }
     } else {
-        format!("cannot open a replication connection: {e}")
+        ReplicationError::Connect(source)
     }
 }
 
@@ -526,14 +569,16 @@ async fn check_server(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), Pr
             "all {max_slots} replication slots of the server are in use (max_replication_slots): raise it in postgresql.conf and restart the server, or drop an unused slot"
         )));
     }
-    identify_system(tools, url)
-        .await
-        .map_err(ProtectError::Refused)?;
+    identify_system(tools, url).await?;
     Ok(())
 }
 
 /// Creates the physical slot `slot` reserving WAL from now, unless it exists.
-pub(crate) async fn create_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), String> {
+pub(crate) async fn create_slot(
+    tools: &PgTools,
+    url: &PgUrl,
+    slot: &str,
+) -> Result<(), ReplicationError> {
     let lit = quote_literal(slot);
     query(
         tools,
@@ -544,7 +589,10 @@ pub(crate) async fn create_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Res
     )
     .await
     .map(|_| ())
-    .map_err(|e| format!("cannot create replication slot {slot}: {e}"))
+    .map_err(|source| ReplicationError::CreateSlot {
+        slot: slot.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use super::spool::{PartialMark, Sweep};
 use crate::config::env_secs;
 use crate::pg::client::{query, quote_literal};
 use crate::pg::{PgTools, PgUrl};
-use crate::pitr::{self, BaseBackup, format_lsn, parse_lsn};
+use crate::pitr::{self, BaseBackup, BaseBackupError, format_lsn, parse_lsn};
 use crate::storage::Storage;
 
 /// What a stream needs to run.
@@ -76,7 +76,7 @@ struct Stream {
     sampled_at: Instant,
     checked_at: Option<Instant>,
     warned_lag_at: Option<Instant>,
-    base: Option<tokio::task::JoinHandle<Result<BaseBackup, String>>>,
+    base: Option<tokio::task::JoinHandle<Result<BaseBackup, BaseBackupError>>>,
     next_base_at: Option<Timestamp>,
     /// The oldest base backup's start (time, LSN), for the WAL volume per day.
     oldest_base: Option<(Timestamp, u64)>,
@@ -221,7 +221,7 @@ impl Stream {
         }
         let stored_any = done.stored_end.is_some() || done.partial_stored;
         self.set(|l| {
-            l.store_error = done.error.clone();
+            l.store_error = done.error.as_ref().map(ToString::to_string);
             if stored_any {
                 l.stored_at = Some(Timestamp::now());
             }
@@ -364,7 +364,7 @@ impl Stream {
             let retry = Duration::from_secs(env_secs("PGBACKUPS_BASE_RETRY_SECS", 300));
             let result = match task.await {
                 Ok(r) => r,
-                Err(e) => Err(format!("the base backup task failed: {e}")),
+                Err(e) => Err(BaseBackupError::Task(e)),
             };
             match result {
                 Ok(b) => {
@@ -383,7 +383,7 @@ impl Stream {
                     let next = later(Timestamp::now(), retry);
                     self.next_base_at = Some(next);
                     self.set(|l| {
-                        l.base_backup_error = Some(e);
+                        l.base_backup_error = Some(e.to_string());
                         l.base_backup_running = false;
                         l.next_base_backup_at = Some(next);
                     });
@@ -410,8 +410,7 @@ impl Stream {
             let (storage, name, keep) = (setup.storage, setup.name, setup.keep_base as usize);
             let expired =
                 tokio::task::spawn_blocking(move || pitr::expire(storage.as_ref(), &name, keep))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             match expired {
                 Ok(x) if !x.base_backups.is_empty() => tracing::info!(
                     "expired base backups {:?} and {} WAL files",

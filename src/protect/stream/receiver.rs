@@ -6,12 +6,43 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::super::spool::resume_at;
+use super::super::ReplicationError;
+use super::super::spool::{SpoolError, resume_at};
 use super::{ReceiverState, Stream};
-use crate::pg::client::{query, quote_literal, tool_command};
-use crate::pg::{PgTool, PgUrl};
+use crate::pg::client::{PgError, query, quote_literal, tool_command};
+use crate::pg::{PgTool, PgUrl, ToolError};
 use crate::pitr::{format_lsn, parse_lsn};
-use crate::proc::{Running, error_summary};
+use crate::proc::{RunError, Running, error_summary};
+
+/// Why the receiver could not be started (it is tried again after a delay).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StartError {
+    #[error(transparent)]
+    Query(#[from] PgError),
+    #[error("the server did not say its WAL segment size")]
+    NoSegmentSize,
+    #[error("unexpected wal_segment_size `{0}`")]
+    BadSegmentSize(String),
+    #[error("cannot drop the invalidated slot {slot}: {source}")]
+    DropSlot {
+        slot: String,
+        #[source]
+        source: PgError,
+    },
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+    /// The slot was missing or invalidated and was created again: the next start uses it.
+    #[error("replication slot {slot} {why} and has been created again")]
+    SlotRecreated { slot: String, why: &'static str },
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("the spool could not be prepared: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    NoTool(#[from] ToolError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
 
 /// A running `pg_receivewal` (which keeps the last lines it printed).
 pub(super) struct Receiver {
@@ -70,7 +101,7 @@ impl Stream {
             }
             Err(e) => {
                 tracing::warn!(database = %self.setup.name, "cannot start the WAL receiver: {e}");
-                self.fail(e);
+                self.fail(e.to_string());
             }
         }
     }
@@ -87,7 +118,7 @@ impl Stream {
 
     /// Reads where the slot is, makes sure the spool resumes there, and starts
     /// `pg_receivewal`.
-    async fn start_receiver(&mut self) -> Result<Receiver, String> {
+    async fn start_receiver(&mut self) -> Result<Receiver, StartError> {
         let setup = &self.setup;
         let rows = query(
             &setup.tools,
@@ -99,14 +130,11 @@ impl Stream {
                 slot = quote_literal(&setup.slot)
             ),
         )
-        .await
-        .map_err(|e| e.to_string())?;
-        let row = rows
-            .first()
-            .ok_or("the server did not say its WAL segment size")?;
+        .await?;
+        let row = rows.first().ok_or(StartError::NoSegmentSize)?;
         let size: u64 = row[0]
             .parse()
-            .map_err(|_| format!("unexpected wal_segment_size `{}`", row[0]))?;
+            .map_err(|_| StartError::BadSegmentSize(row[0].clone()))?;
         let status = row.get(2).map(String::as_str).unwrap_or("");
         let slot = match row.get(1).and_then(|l| parse_lsn(l)) {
             Some(lsn) => lsn,
@@ -133,14 +161,17 @@ impl Stream {
                         ),
                     )
                     .await
-                    .map_err(|e| format!("cannot drop the invalidated slot {}: {e}", setup.slot))?;
+                    .map_err(|source| StartError::DropSlot {
+                        slot: setup.slot.clone(),
+                        source,
+                    })?;
                 }
                 crate::protect::create_slot(&setup.tools, &setup.url, &setup.slot).await?;
                 self.set(|l| l.slot_recreated_at = Some(Timestamp::now()));
-                return Err(format!(
-                    "replication slot {} {why} and has been created again",
-                    setup.slot
-                ));
+                return Err(StartError::SlotRecreated {
+                    slot: self.setup.slot.clone(),
+                    why,
+                });
             }
         };
         let current = crate::protect::identify_system(&setup.tools, &setup.url)
@@ -160,14 +191,9 @@ impl Stream {
         self.slot_lsn = slot;
         self.stored_lsn = self.stored_lsn.max(slot);
         let spool = setup.spool.clone();
-        tokio::task::spawn_blocking(move || resume_at(&spool, slot, size, timeline))
-            .await
-            .map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || resume_at(&spool, slot, size, timeline)).await??;
 
-        let exe = setup
-            .tools
-            .newest(PgTool::ReceiveWal)
-            .map_err(|e| e.to_string())?;
+        let exe = setup.tools.newest(PgTool::ReceiveWal)?;
         let mut cmd = tool_command(&exe, Some(&setup.url));
         cmd.env("PGAPPNAME", app_name(&setup.slot))
             .arg("--directory")
@@ -188,7 +214,7 @@ impl Stream {
                     move |line: &str| tracing::debug!(database = %name, "pg_receivewal: {line}"),
                 )
             });
-        let child = cmd.spawn().map_err(|e| e.to_string())?;
+        let child = cmd.spawn()?;
         tracing::info!(database = %setup.name, "WAL receiver started at {}", format_lsn(slot));
         Ok(Receiver {
             child,
