@@ -71,6 +71,9 @@ pub struct Tool {
     keep_lines: usize,
     grace: Duration,
     die_with_parent: bool,
+    run_as: Option<(u32, u32)>,
+    own_group: bool,
+    close_fds: bool,
 }
 
 impl Tool {
@@ -90,6 +93,9 @@ impl Tool {
             keep_lines: 3,
             grace: DEFAULT_GRACE,
             die_with_parent: true,
+            run_as: None,
+            own_group: false,
+            close_fds: false,
         }
     }
 
@@ -173,6 +179,89 @@ impl Tool {
         self
     }
 
+    /// Copies `keys` that are set in our own environment into the child's.
+    pub fn pass_env(&mut self, keys: &[&str]) -> &mut Tool {
+        for key in keys {
+            if let Some(v) = std::env::var_os(key) {
+                self.env(*key, v);
+            }
+        }
+        self
+    }
+
+    /// Runs it as another OS user (`pg_ctl` as the data directory's owner, when we are root).
+    pub fn run_as(&mut self, uid: u32, gid: u32) -> &mut Tool {
+        self.run_as = Some((uid, gid));
+        self
+    }
+
+    /// Puts it in a process group of its own: signals sent to ours (a terminal's Ctrl-C, or
+    /// PostgreSQL signalling its restore_command) do not reach it.
+    pub fn own_process_group(&mut self) -> &mut Tool {
+        self.own_group = true;
+        self
+    }
+
+    /// Closes every descriptor above stderr in the child: those our parent left open (a
+    /// server's log pipe, say) are not the child's to hold.
+    pub fn close_inherited_fds(&mut self) -> &mut Tool {
+        self.close_fds = true;
+        self
+    }
+
+    /// A std command with everything but stdio set: the one place the settings become a
+    /// process, for both the async and the blocking ways of running it.
+    fn std_command(&self) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
+        }
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        if self.own_group {
+            cmd.process_group(0);
+        }
+        let (die, close) = (self.die_with_parent, self.close_fds);
+        if die || close {
+            // SAFETY: prctl and close_range are async-signal-safe and touch no memory of the
+            // parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if die {
+                        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                            .map_err(io::Error::from)?;
+                    }
+                    if close {
+                        libc::close_range(3, libc::c_uint::MAX, 0);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd
+    }
+
+    /// Starts it and lets it go: not waited for, never killed by us, no death signal, its
+    /// stdout and stderr on /dev/null unless set (a WAL prefetcher that outlives the
+    /// `wal-fetch` that started it). Returns its process ID.
+    pub fn spawn_detached(&mut self) -> Result<u32, RunError> {
+        self.die_with_parent = false;
+        let mut cmd = self.std_command();
+        cmd.stdin(self.stdin.take().unwrap_or_else(Stdio::null))
+            .stdout(self.stdout.take().unwrap_or_else(Stdio::null))
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(|source| RunError::Start {
+            tool: self.name.clone(),
+            source,
+        })?;
+        Ok(child.id())
+    }
+
     fn sink(&self) -> Sink {
         match &self.sink {
             Some(s) => s.clone(),
@@ -190,26 +279,11 @@ impl Tool {
     /// the runtime), never from a short-lived blocking thread: the death signal fires when
     /// the spawning *thread* exits.
     pub fn spawn(&mut self) -> Result<Running, RunError> {
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
+        let mut cmd = tokio::process::Command::from(self.std_command());
+        cmd.stdin(self.stdin.take().unwrap_or_else(Stdio::null))
             .stdout(self.stdout.take().unwrap_or_else(Stdio::null))
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(dir) = &self.current_dir {
-            cmd.current_dir(dir);
-        }
-        if self.die_with_parent {
-            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                        .map_err(io::Error::from)
-                });
-            }
-        }
         let mut child = cmd.spawn().map_err(|source| RunError::Start {
             tool: self.name.clone(),
             source,
@@ -268,25 +342,10 @@ impl Tool {
     /// runtime is at hand (`--version` probes, `pg_waldump` on one segment). The death signal
     /// is safe here: the thread waits for the child.
     pub fn output_blocking(&mut self) -> Result<Output, RunError> {
-        let mut cmd = std::process::Command::new(&self.exe);
-        cmd.args(&self.args)
-            .env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(self.stdin.take().unwrap_or_else(Stdio::null))
+        let mut cmd = self.std_command();
+        cmd.stdin(self.stdin.take().unwrap_or_else(Stdio::null))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(dir) = &self.current_dir {
-            cmd.current_dir(dir);
-        }
-        if self.die_with_parent {
-            // SAFETY: as in `spawn`.
-            unsafe {
-                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                        .map_err(io::Error::from)
-                });
-            }
-        }
         let out = cmd.output().map_err(|source| RunError::Start {
             tool: self.name.clone(),
             source,

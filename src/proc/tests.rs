@@ -136,3 +136,27 @@ fn output_blocking_keeps_stderr_and_stdout() {
     assert_eq!(out.stdout_text(), "out\n");
     assert_eq!(out.stderr.lines(), vec!["x\u{fffd}".to_string()]);
 }
+
+#[test]
+fn a_detached_child_runs_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let mut tool = sh("echo $$ > \"$1\"");
+    tool.arg("sh")
+        .arg(&marker)
+        .own_process_group()
+        .close_inherited_fds();
+    let pid = tool.spawn_detached().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&marker).map_or(true, |s| s.trim().is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detached child never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        pid.to_string()
+    );
+}
