@@ -4,13 +4,17 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::task::JoinHandle;
 
 use super::Sink;
 
 /// At most this many error lines are kept from the start of a tool's stderr.
 const FIRST_ERRORS: usize = 10;
+
+/// A longer line is cut into pieces of this size: a tool printing without newlines must not
+/// grow our memory.
+const MAX_LINE: u64 = 64 << 10;
 
 /// What a tool's stderr said that explains a failure: its first error lines (up to ten) and
 /// its last lines.
@@ -83,7 +87,11 @@ pub(super) fn drain(
         let mut raw: Vec<u8> = Vec::new();
         loop {
             raw.clear();
-            match reader.read_until(b'\n', &mut raw).await {
+            match (&mut reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut raw)
+                .await
+            {
                 Ok(0) => break,
                 Ok(_) => {
                     let line = String::from_utf8_lossy(&raw);

@@ -160,3 +160,25 @@ fn a_detached_child_runs_on_its_own() {
         pid.to_string()
     );
 }
+
+#[tokio::test]
+async fn a_second_token_also_stops_it() {
+    let mut tool = sh("exec sleep 30");
+    let running = tool.spawn().unwrap();
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    abort.cancel();
+    let finished = running.wait(&stop, Some(&abort)).await.unwrap();
+    assert!(!finished.success());
+}
+
+#[tokio::test]
+async fn a_line_without_end_is_cut_not_hoarded() {
+    let seen = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let s = seen.clone();
+    let mut tool = sh("head -c 200000 /dev/zero | tr '\\0' x >&2");
+    tool.log_to(Arc::new(move |l: &str| s.lock().unwrap().push(l.len())));
+    tool.output(None).await.unwrap().check().unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.iter().sum::<usize>(), 200000);
+    assert!(seen.iter().all(|n| *n <= 64 << 10), "{seen:?}");
+}
