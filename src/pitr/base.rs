@@ -163,8 +163,13 @@ pub async fn take_base_backup_until(
     // A base backup is only usable with the WAL up to its end: wait until that is in the
     // store (archived by `wal-push`, or streamed by `protect`), which also proves that the
     // cluster's WAL reaches the store under this name.
-    let (s2, n2, d2) = (storage.clone(), name.to_string(), described.clone());
-    let waited = tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2))
+    let (s2, n2, d2, stop2) = (
+        storage.clone(),
+        name.to_string(),
+        described.clone(),
+        stop.clone(),
+    );
+    let waited = tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2, &stop2))
         .await
         .map_err(BaseBackupError::from)
         .and_then(|r| r);
@@ -307,7 +312,12 @@ fn wal_wait() -> std::time::Duration {
 }
 
 /// Waits until the segment holding the backup's last WAL byte is in the store.
-fn wait_for_wal(storage: &dyn Storage, name: &str, d: &Described) -> Result<(), BaseBackupError> {
+fn wait_for_wal(
+    storage: &dyn Storage,
+    name: &str,
+    d: &Described,
+    stop: &CancellationToken,
+) -> Result<(), BaseBackupError> {
     // The end LSN is the first byte after the backup's WAL: the byte before it is the last
     // one needed.
     let last = super::parse_lsn(&d.stop_lsn).unwrap_or(1).saturating_sub(1);
@@ -321,6 +331,9 @@ fn wait_for_wal(storage: &dyn Storage, name: &str, d: &Described) -> Result<(), 
             .is_some()
         {
             return Ok(());
+        }
+        if stop.is_cancelled() {
+            return Err(BaseBackupError::Cancelled);
         }
         if std::time::Instant::now() > deadline {
             return Err(BaseBackupError::WalMissing {

@@ -278,13 +278,14 @@ impl Protector {
         self.engine.catalog().remove_protection(database)?;
         let spool = self.spool_root.join(database);
         if let Err(e) = crate::transfer::check_name(database)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(std::io::Error::other)
             .and_then(|()| std::fs::remove_dir_all(&spool))
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!("cannot remove {}: {e}", spool.display());
         }
-        let dropped = match self.engine.resolve_database(Some(database)) {
+        // Why the slot could not be dropped, if it could not: a warning, not a failure.
+        let not_dropped = match self.engine.resolve_database(Some(database)) {
             Ok((_, url)) => query(
                 self.engine.tools(),
                 &url,
@@ -294,12 +295,12 @@ impl Protector {
                 ),
             )
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            .err()
+            .map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
         };
         tracing::info!(database = %database, "protection stopped");
-        Ok(dropped.err().map(|e| {
+        Ok(not_dropped.map(|e| {
             format!(
                 "the replication slot {slot} could not be dropped ({e}); it keeps WAL on the server until it is: run SELECT pg_drop_replication_slot('{slot}') there",
                 slot = record.slot

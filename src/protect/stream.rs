@@ -83,6 +83,8 @@ struct Stream {
     advance_failed_at: Option<Instant>,
     /// The problem kinds last notified.
     notified: Vec<&'static str>,
+    /// Fires when the stream stops: a running base backup stops with it.
+    stop: CancellationToken,
 }
 
 /// Runs the stream until `stop`; never returns early (failures are retried and reported in
@@ -110,6 +112,7 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         oldest_base: None,
         advance_failed_at: None,
         notified: Vec::new(),
+        stop: stop.clone(),
     };
     // A completed segment waits at most this long for its upload to start.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -125,9 +128,16 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         let _ = r.child.stop().await;
     }
     if let Some(base) = s.base.take() {
-        // Dropping the task kills pg_basebackup; its object is never described, so it does
-        // not exist as a base backup.
-        base.abort();
+        // The stop reached the base backup too: pg_basebackup is terminated and its object
+        // aborted (never described, so it does not exist as a base backup). Should that
+        // take too long, dropping the task kills pg_basebackup.
+        let abort = base.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(15), base)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
     s.set(|l| l.receiver = ReceiverState::Stopped);
 }
@@ -398,13 +408,15 @@ impl Stream {
             return;
         }
         let setup = self.setup.clone();
+        let stop = self.stop.clone();
         self.set(|l| l.base_backup_running = true);
         self.base = Some(tokio::spawn(async move {
-            let b = pitr::take_base_backup(
+            let b = pitr::take_base_backup_until(
                 setup.storage.clone(),
                 &setup.tools,
                 &setup.url,
                 &setup.name,
+                &stop,
             )
             .await?;
             let (storage, name, keep) = (setup.storage, setup.name, setup.keep_base as usize);
