@@ -189,6 +189,15 @@ impl Tool {
         self
     }
 
+    /// Copies our whole environment into the child's: only for our own binary run again
+    /// (the WAL prefetcher), which reads its configuration from the same variables we did.
+    pub fn inherit_env(&mut self) -> &mut Tool {
+        for (k, v) in std::env::vars_os() {
+            self.env(k, v);
+        }
+        self
+    }
+
     /// Runs it as another OS user (`pg_ctl` as the data directory's owner, when we are root).
     pub fn run_as(&mut self, uid: u32, gid: u32) -> &mut Tool {
         self.run_as = Some((uid, gid));
