@@ -355,10 +355,28 @@ impl Tool {
         cmd.stdin(self.stdin.take().unwrap_or_else(Stdio::null))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let out = cmd.output().map_err(|source| RunError::Start {
+        let start = |source| RunError::Start {
+            tool: self.name.clone(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(start)?;
+        // Fed from a thread of its own, so that a child answering on stdout while it reads
+        // cannot block us both.
+        let feeder = match (self.feed.take(), child.stdin.take()) {
+            (Some(input), Some(mut stdin)) => Some(std::thread::spawn(move || {
+                use std::io::Write;
+                // A write error means the child exited early; its status and stderr tell why.
+                let _ = stdin.write_all(&input);
+            })),
+            _ => None,
+        };
+        let out = child.wait_with_output().map_err(|source| RunError::Wait {
             tool: self.name.clone(),
             source,
         })?;
+        if let Some(f) = feeder {
+            let _ = f.join();
+        }
         let mut stderr = Stderr::new(self.keep_lines);
         let sink = self.sink();
         for raw in out.stderr.split(|b| *b == b'\n') {

@@ -128,6 +128,18 @@ async fn the_environment_is_only_what_is_given() {
 }
 
 #[test]
+fn output_blocking_feeds_stdin() {
+    let out = sh("tr a-z A-Z").feed("shout\n").output_blocking().unwrap();
+    assert_eq!(out.check().unwrap().stdout_text(), "SHOUT\n");
+}
+
+#[tokio::test]
+async fn output_feeds_stdin() {
+    let out = sh("tr a-z A-Z").feed("shout\n").output(None).await.unwrap();
+    assert_eq!(out.check().unwrap().stdout_text(), "SHOUT\n");
+}
+
+#[test]
 fn output_blocking_keeps_stderr_and_stdout() {
     let out = sh("echo out; printf 'x\\377\\n' >&2; exit 2")
         .output_blocking()
