@@ -13,6 +13,7 @@ pub mod format;
 pub mod notify;
 pub mod pg;
 pub mod pitr;
+pub mod proc;
 pub mod protect;
 pub mod registry;
 pub mod schedule;
@@ -20,6 +21,7 @@ pub mod secret;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod stream;
 pub mod transfer;
 pub mod wal;
 

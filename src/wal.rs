@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::pg::wal_names::{NotAWalName, SegmentName, WalFileName};
 use crate::storage::{Storage, StorageError};
-use crate::transfer::pipeline::HashingReader;
+use crate::stream::HashingReader;
 
 /// Why a WAL command failed.
 #[derive(Debug, thiserror::Error)]

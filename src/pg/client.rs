@@ -2,14 +2,12 @@
 //! password, `psql` queries, the facts a transfer records, and cleaning a restore's target.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::{PgTool, PgTools, PgUrl, ToolError, Version};
+use crate::proc::{Output, RunError, Tool};
 
 /// A failure talking to a PostgreSQL server. Messages name the database (redacted) and carry
 /// libpq's own explanation; they never contain the password, which only ever travels in the
@@ -22,11 +20,8 @@ pub enum PgError {
     Query { target: String, detail: String },
     #[error(transparent)]
     Tool(#[from] ToolError),
-    #[error("could not run {tool}: {source}")]
-    Spawn {
-        tool: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Run(#[from] RunError),
 }
 
 /// Variables passed through from the service's own environment to the tools: TLS material and
@@ -47,25 +42,29 @@ const PASS_THROUGH: &[&str] = &[
     "PGPASSFILE",
 ];
 
-/// A command for a stock tool with an explicit environment. When `url` is given, its password
-/// (if any) is put in `PGPASSWORD`; the caller passes [`PgUrl::without_password`] on the
-/// command line. The child is killed if the handle is dropped.
-pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Command {
-    let mut cmd = Command::new(exe);
-    cmd.env_clear();
+/// A stock tool with an explicit environment, named after its executable's file name. When
+/// `url` is given, its password (if any) is put in `PGPASSWORD`; the caller passes
+/// [`PgUrl::without_password`] on the command line. The child is killed if the handle is
+/// dropped.
+pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Tool {
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| exe.display().to_string());
+    let mut cmd = Tool::new(name, exe);
     for key in PASS_THROUGH {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
         }
     }
     // Messages in English so that logs are the same everywhere, and errors parse.
-    cmd.env("LC_MESSAGES", "C").env("LANG", "C.UTF-8");
+    cmd.env("LC_MESSAGES", "C");
+    cmd.env("LANG", "C.UTF-8");
     cmd.env("PGAPPNAME", "pgbackups");
     cmd.env("PGCONNECT_TIMEOUT", "10");
     if let Some(pw) = url.and_then(|u| u.password()) {
         cmd.env("PGPASSWORD", pw);
     }
-    cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd
 }
 
@@ -101,30 +100,16 @@ async fn run_psql(
     args: &[&str],
     stdin: Option<&str>,
 ) -> Result<String, PgError> {
-    let (exe, child) = spawn_psql(tools, url, args, stdin).await?;
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|source| PgError::Spawn {
-            tool: exe.display().to_string(),
-            source,
-        })?;
+    let out = psql(tools, url, args, stdin)?.output(None).await?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout_text())
     } else {
         Err(psql_failure(url, &out))
     }
 }
 
-/// Starts `psql` on `url` with the options every query and script uses, then `args`, and
-/// writes `stdin` to it (closed afterwards). Returns the executable, for messages, and the
-/// child.
-async fn spawn_psql(
-    tools: &PgTools,
-    url: &PgUrl,
-    args: &[&str],
-    stdin: Option<&str>,
-) -> Result<(std::path::PathBuf, tokio::process::Child), PgError> {
+/// `psql` on `url` with the options every query and script uses, then `args`, fed `stdin`.
+fn psql(tools: &PgTools, url: &PgUrl, args: &[&str], stdin: Option<&str>) -> Result<Tool, PgError> {
     let exe = tools.newest(PgTool::Psql)?;
     let mut cmd = tool_command(&exe, Some(url));
     cmd.args([
@@ -136,28 +121,17 @@ async fn spawn_psql(
         &url.without_password(),
     ])
     .args(args)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
+    // The whole of what psql says: its failure message is built from all of it.
+    .keep_lines(1000);
+    if let Some(script) = stdin {
+        cmd.feed(script);
     }
-    let mut child = crate::transfer::pipeline::spawn_tool(&mut cmd, "psql").map_err(|source| {
-        PgError::Spawn {
-            tool: exe.display().to_string(),
-            source,
-        }
-    })?;
-    if let (Some(script), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A write error means psql exited early; its status and stderr tell why.
-        let _ = pipe.write_all(script.as_bytes()).await;
-        drop(pipe);
-    }
-    Ok((exe, child))
+    Ok(cmd)
 }
 
 /// What a failed psql run means: exit status 2 is a failed connection, 3 a failed script.
-fn psql_failure(url: &PgUrl, out: &std::process::Output) -> PgError {
-    let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
+fn psql_failure(url: &PgUrl, out: &Output) -> PgError {
+    let detail = clean_libpq_message(&out.stderr.tail_text());
     let target = format!("{} on {}", url.dbname(), url.host_port());
     if out.status.code() == Some(2) {
         PgError::Connect { target, detail }
@@ -274,11 +248,11 @@ pub async fn run_script_cancellable(
     }
     // A connection parameter, so that it wins over an application_name in the user's URL.
     let named = url.with_param("application_name", tag);
-    let child = match spawn_psql(tools, &named, &["-1", "-f", "-"], Some(script)).await {
-        Ok((_, child)) => child,
+    let mut tool = match psql(tools, &named, &["-1", "-f", "-"], Some(script)) {
+        Ok(tool) => tool,
         Err(e) => return ScriptEnd::RolledBack(e),
     };
-    let mut ended = Box::pin(child.wait_with_output());
+    let mut ended = Box::pin(tool.output(None));
     let out = tokio::select! {
         out = &mut ended => out,
         _ = cancel.cancelled() => {
@@ -315,12 +289,13 @@ pub async fn run_script_cancellable(
     };
     let out = match out {
         Ok(out) => out,
+        Err(e @ RunError::Start { .. }) => return ScriptEnd::RolledBack(e.into()),
         Err(e) => return ScriptEnd::Unknown(format!("lost track of psql: {e}")),
     };
     if out.status.success() {
         return ScriptEnd::Committed;
     }
-    let detail = clean_libpq_message(&String::from_utf8_lossy(&out.stderr));
+    let detail = clean_libpq_message(&out.stderr.tail_text());
     match out.status.code() {
         // psql exits with 2 when it could not connect, and also when the connection broke
         // mid-way: only the second leaves the outcome open. "connection to server was lost"

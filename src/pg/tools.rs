@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
 
@@ -241,13 +240,11 @@ impl PgTools {
 }
 
 fn tool_version(exe: &Path) -> Option<Version> {
-    let out = std::process::Command::new(exe)
+    let out = super::client::tool_command(exe, None)
         .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+        .output_blocking()
         .ok()?;
-    Version::from_tool_output(&String::from_utf8_lossy(&out.stdout))
+    Version::from_tool_output(&out.stdout_text())
 }
 
 #[cfg(test)]

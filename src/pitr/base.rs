@@ -3,16 +3,74 @@
 //! too.
 
 use std::io::{self, BufReader, Read, Write};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use super::BaseBackup;
 use crate::pg::client::tool_command;
 use crate::pg::wal_names::Lsn;
 use crate::pg::{PgTool, PgTools, PgUrl};
-use crate::storage::{ObjectWriter, Storage};
-use crate::transfer::layout::FramedEncoder;
-use crate::transfer::pipeline::{copy_chunked, error_summary, spawn_tool};
+use crate::proc::{RunError, error_summary};
+use crate::storage::{ObjectWriter, Storage, StorageError};
+use crate::stream::copy_chunked;
+use crate::stream::framed::FramedEncoder;
+use crate::wal::WalError;
+
+/// Why a base backup was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseBackupError {
+    /// The name cannot name WAL in the store.
+    #[error(transparent)]
+    Name(WalError),
+    #[error(transparent)]
+    NoTool(#[from] crate::pg::ToolError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// pg_basebackup exited with an error; `hint` says what to do about the usual ones.
+    #[error("pg_basebackup failed: {stderr}{hint}")]
+    Failed {
+        status: ExitStatus,
+        stderr: String,
+        hint: String,
+    },
+    #[error("could not store the base backup: {0}")]
+    Store(#[source] io::Error),
+    #[error("could not store the base backup: {0}")]
+    Storage(#[source] StorageError),
+    #[error("could not store the base backup's description: {0}")]
+    Description(#[source] StorageError),
+    #[error("the stored base backup has {committed} bytes, but {written} were written")]
+    Size { committed: u64, written: u64 },
+    /// What the tar carried does not say where the backup's WAL lies.
+    #[error("{0}")]
+    Undescribed(String),
+    /// The WAL up to the backup's end never reached the store.
+    #[error(
+        "the WAL this base backup needs ({file}) did not reach the store within {secs} s, so the base backup was discarded. The cluster's WAL must go into pgbackups under the name {name}: protect it (`pgbackups protect {name}`), or set archive_mode = on and archive_command = 'pgbackups wal-push --name {name} %p' (with the same storage settings)"
+    )]
+    WalMissing {
+        file: String,
+        name: String,
+        secs: u64,
+    },
+    #[error("could not look for the base backup's WAL: {0}")]
+    WalLookup(#[source] StorageError),
+    #[error("the base backup was cancelled")]
+    Cancelled,
+    #[error("the base backup's task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("could not describe the base backup: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// For the CLI, whose errors are messages (`CliError::msg` takes `Into<String>`).
+impl From<BaseBackupError> for String {
+    fn from(e: BaseBackupError) -> String {
+        e.to_string()
+    }
+}
 
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
 /// `replication` line in `pg_hba.conf`; the cluster's WAL must reach the store under the
@@ -24,8 +82,29 @@ pub async fn take_base_backup(
     url: &PgUrl,
     name: &str,
     wal_wait: std::time::Duration,
-) -> Result<BaseBackup, String> {
-    crate::wal::key(name, "00000001.history").map_err(|e| e.to_string())?;
+) -> Result<BaseBackup, BaseBackupError> {
+    take_base_backup_until(
+        storage,
+        tools,
+        url,
+        name,
+        wal_wait,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`take_base_backup`], stopped (pg_basebackup terminated, nothing stored) when `stop`
+/// fires.
+pub async fn take_base_backup_until(
+    storage: Arc<dyn Storage>,
+    tools: &PgTools,
+    url: &PgUrl,
+    name: &str,
+    wal_wait: std::time::Duration,
+    stop: &CancellationToken,
+) -> Result<BaseBackup, BaseBackupError> {
+    crate::wal::key(name, "00000001.history").map_err(BaseBackupError::Name)?;
     let started_at = jiff::Timestamp::now();
     // Milliseconds, so that two base backups in one second do not share a key or a label.
     let id = format!(
@@ -33,18 +112,15 @@ pub async fn take_base_backup(
         started_at.strftime("%Y%m%dT%H%M%S."),
         started_at.subsec_millisecond()
     );
-    let exe = tools
-        .newest(PgTool::BaseBackup)
-        .map_err(|e| e.to_string())?;
+    let exe = tools.newest(PgTool::BaseBackup)?;
     let key = format!("base/{name}/{id}.tar.zst");
     let s = storage.clone();
     let k = key.clone();
     let writer = tokio::task::spawn_blocking(move || s.create(&k))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await?
+        .map_err(BaseBackupError::Storage)?;
 
-    let (reader, pipe_writer) = io::pipe().map_err(|e| e.to_string())?;
+    let (reader, pipe_writer) = io::pipe().map_err(BaseBackupError::Store)?;
     let mut cmd = tool_command(&exe, Some(url));
     cmd.args([
         "--pgdata=-",
@@ -58,23 +134,28 @@ pub async fn take_base_backup(
         &url.without_password(),
     ])
     .stdout(Stdio::from(pipe_writer))
-    .stderr(Stdio::piped());
-    let child = spawn_tool(&mut cmd, "pg_basebackup").map_err(|e| e.to_string())?;
+    .keep_lines(20);
+    let child = cmd.spawn()?;
     drop(cmd);
     let pipeline = tokio::task::spawn_blocking(move || compress(reader, writer));
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("pg_basebackup: {e}"))?;
-    let piped = pipeline.await.map_err(|e| e.to_string())?;
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let lines: Vec<String> = stderr.lines().map(str::to_string).collect();
-    // pg_basebackup's own error first: when it dies mid-stream, the tar is cut short too.
-    if !out.status.success() {
+    let finished = child.wait(stop, None).await?;
+    let piped = pipeline.await?;
+    if stop.is_cancelled() {
         if let Ok(p) = piped {
             abort(p.writer).await;
         }
-        return Err(explain_failure(&lines, url));
+        return Err(BaseBackupError::Cancelled);
+    }
+    // pg_basebackup's own error first: when it dies mid-stream, the tar is cut short too.
+    if !finished.success() {
+        if let Ok(p) = piped {
+            abort(p.writer).await;
+        }
+        return Err(explain_failure(
+            finished.status,
+            &finished.stderr.lines(),
+            url,
+        ));
     }
     let Compressed {
         writer,
@@ -83,10 +164,7 @@ pub async fn take_base_backup(
         tar_bytes,
         frames,
         scanned,
-    } = match piped {
-        Ok(p) => p,
-        Err(e) => return Err(format!("could not store the base backup: {e}")),
-    };
+    } = piped.map_err(BaseBackupError::Store)?;
     let described = match describe(&scanned, name) {
         Ok(d) => d,
         Err(e) => {
@@ -97,23 +175,29 @@ pub async fn take_base_backup(
     // A base backup is only usable with the WAL up to its end: wait until that is in the
     // store (archived by `wal-push`, or streamed by `protect`), which also proves that the
     // cluster's WAL reaches the store under this name.
-    let (s2, n2, d2) = (storage.clone(), name.to_string(), described.clone());
-    let waited = tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2, wal_wait))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+    let (s2, n2, d2, stop2) = (
+        storage.clone(),
+        name.to_string(),
+        described.clone(),
+        stop.clone(),
+    );
+    let waited =
+        tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2, wal_wait, &stop2))
+            .await
+            .map_err(BaseBackupError::from)
+            .and_then(|r| r);
     if let Err(e) = waited {
         abort(writer).await;
         return Err(e);
     }
     let committed = tokio::task::spawn_blocking(move || writer.commit())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("could not store the base backup: {e}"))?;
+        .await?
+        .map_err(BaseBackupError::Storage)?;
     if committed != stored_bytes {
-        return Err(format!(
-            "the stored base backup has {committed} bytes, but {stored_bytes} were written"
-        ));
+        return Err(BaseBackupError::Size {
+            committed,
+            written: stored_bytes,
+        });
     }
     let backup = BaseBackup {
         name: name.to_string(),
@@ -130,12 +214,11 @@ pub async fn take_base_backup(
         frames,
     };
     // The description makes it exist: written last.
-    let json = serde_json::to_vec_pretty(&backup).map_err(|e| e.to_string())?;
+    let json = serde_json::to_vec_pretty(&backup)?;
     let desc = format!("base/{name}/{id}.json");
     tokio::task::spawn_blocking(move || storage.write_small(&desc, &json))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("could not store the base backup's description: {e}"))?;
+        .await?
+        .map_err(BaseBackupError::Description)?;
     Ok(backup)
 }
 
@@ -178,11 +261,11 @@ struct Scanned {
 /// The manifest's last bytes kept: `WAL-Ranges` and the checksum close it.
 const MANIFEST_TAIL: usize = 64 << 10;
 
-fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
+fn describe(scanned: &Scanned, name: &str) -> Result<Described, BaseBackupError> {
     let missing = |what: &str| {
-        format!(
+        BaseBackupError::Undescribed(format!(
             "the base backup of {name} has no {what} (is the server PostgreSQL 13 or newer, and pg_basebackup as new as the server?)"
-        )
+        ))
     };
     let field = |f: &str| scanned.label.lines().find_map(|l| l.strip_prefix(f));
     // `START WAL LOCATION: 0/2000028 (file 000000010000000000000002)`: the LSN and its file
@@ -197,8 +280,9 @@ fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
     let timeline = field("START TIMELINE: ")
         .and_then(|t| t.trim().parse().ok())
         .ok_or_else(|| missing("START TIMELINE in its backup_label"))?;
-    let wal_segment_size = super::segment_size_of(&start_lsn, start_file)
-        .ok_or_else(|| format!("cannot tell the WAL segment size from `{start}`"))?;
+    let wal_segment_size = super::segment_size_of(&start_lsn, start_file).ok_or_else(|| {
+        BaseBackupError::Undescribed(format!("cannot tell the WAL segment size from `{start}`"))
+    })?;
 
     #[derive(serde::Deserialize)]
     struct Range {
@@ -222,9 +306,9 @@ fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
         .ok_or_else(|| missing("WAL range in its backup_manifest"))?;
     let (Ok(start_lsn), Ok(stop_lsn)) = (start_lsn.parse::<Lsn>(), last.end_lsn.parse::<Lsn>())
     else {
-        return Err(format!(
+        return Err(BaseBackupError::Undescribed(format!(
             "the base backup of {name} does not say where its WAL starts and ends"
-        ));
+        )));
     };
     Ok(Described {
         start_lsn,
@@ -242,22 +326,31 @@ fn wait_for_wal(
     name: &str,
     d: &Described,
     wal_wait: std::time::Duration,
-) -> Result<(), String> {
+    stop: &CancellationToken,
+) -> Result<(), BaseBackupError> {
     // The end LSN is the first byte after the backup's WAL: the byte before it is the last
     // one needed.
     let last = d.stop_lsn.0.saturating_sub(1);
     let file = super::segment_file(d.stop_timeline, last, d.wal_segment_size);
-    let key = crate::wal::key(name, &file).map_err(|e| e.to_string())?;
+    let key = crate::wal::key(name, &file).map_err(BaseBackupError::Name)?;
     let deadline = std::time::Instant::now() + wal_wait;
     loop {
-        if storage.size(&key).map_err(|e| e.to_string())?.is_some() {
+        if storage
+            .size(&key)
+            .map_err(BaseBackupError::WalLookup)?
+            .is_some()
+        {
             return Ok(());
         }
+        if stop.is_cancelled() {
+            return Err(BaseBackupError::Cancelled);
+        }
         if std::time::Instant::now() > deadline {
-            return Err(format!(
-                "the WAL this base backup needs ({file}) did not reach the store within {} s, so the base backup was discarded. The cluster's WAL must go into pgbackups under the name {name}: protect it (`pgbackups protect {name}`), or set archive_mode = on and archive_command = 'pgbackups wal-push --name {name} %p' (with the same storage settings)",
-                wal_wait.as_secs()
-            ));
+            return Err(BaseBackupError::WalMissing {
+                file,
+                name: name.to_string(),
+                secs: wal_wait.as_secs(),
+            });
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
@@ -359,21 +452,24 @@ impl Write for TailWriter<'_> {
 }
 
 /// pg_basebackup's error, with what to do about the usual ones.
-fn explain_failure(lines: &[String], url: &PgUrl) -> String {
+fn explain_failure(status: ExitStatus, lines: &[String], url: &PgUrl) -> BaseBackupError {
     let summary = error_summary(lines);
     let user = url.user().unwrap_or_default();
-    if summary.contains("no pg_hba.conf entry for replication connection") {
+    let hint = if summary.contains("no pg_hba.conf entry for replication connection") {
         format!(
-            "pg_basebackup failed: {summary}. Add a line such as `host replication {user} <client address>/32 scram-sha-256` to pg_hba.conf and reload the server"
+            ". Add a line such as `host replication {user} <client address>/32 scram-sha-256` to pg_hba.conf and reload the server"
         )
     } else if summary.contains("must be superuser or replication role")
         || summary.contains("permission denied to start WAL sender")
         || summary.contains("REPLICATION")
     {
-        format!(
-            "pg_basebackup failed: {summary}. The role needs REPLICATION: ALTER ROLE {user} REPLICATION"
-        )
+        format!(". The role needs REPLICATION: ALTER ROLE {user} REPLICATION")
     } else {
-        format!("pg_basebackup failed: {summary}")
+        String::new()
+    };
+    BaseBackupError::Failed {
+        status,
+        stderr: summary,
+        hint,
     }
 }

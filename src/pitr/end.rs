@@ -12,7 +12,25 @@ use jiff::Timestamp;
 
 use super::base_backups;
 use super::window::{archived, segments};
-use crate::storage::Storage;
+use crate::storage::{Storage, StorageError};
+use crate::wal::WalError;
+
+/// Why the end of an archive could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveEndError {
+    #[error("cannot list the archive: {0}")]
+    List(#[from] StorageError),
+    #[error("cannot fetch WAL from the archive: {0}")]
+    Fetch(#[from] WalError),
+    #[error("cannot create a scratch directory {}: {source}", dir.display())]
+    Scratch {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot name a scratch directory: {0}")]
+    Random(#[source] std::io::Error),
+}
 
 /// How many segments, newest first, are read looking for the last transaction end (an archive
 /// whose newest WAL holds none for longer is not checked in advance: recovery tells).
@@ -46,13 +64,13 @@ pub fn archive_end(
     name: &str,
     timeline: Timeline,
     waldumps: &[PathBuf],
-) -> Result<Option<ArchiveEnd>, String> {
+) -> Result<Option<ArchiveEnd>, ArchiveEndError> {
     if waldumps.is_empty() {
         return Ok(None);
     }
-    let bases = base_backups(storage, name).map_err(|e| e.to_string())?;
+    let bases = base_backups(storage, name)?;
     let seg = segments(&bases);
-    let files = archived(storage, name).map_err(|e| e.to_string())?;
+    let files = archived(storage, name)?;
     let newest_tli = files
         .iter()
         .filter_map(|(_, f)| {
@@ -94,7 +112,7 @@ pub fn archive_end(
         current = t;
         let file = seg.name(t, *pos);
         let path = scratch.0.join(&file);
-        if !crate::wal::fetch(storage, name, &file, &path).map_err(|e| e.to_string())? {
+        if !crate::wal::fetch(storage, name, &file, &path)? {
             continue;
         }
         let records = read_records(waldumps, &mut reader, &path);
@@ -129,14 +147,14 @@ fn ancestors(
     name: &str,
     tli: u32,
     scratch: &Path,
-) -> Result<BTreeSet<u32>, String> {
+) -> Result<BTreeSet<u32>, ArchiveEndError> {
     let mut out = BTreeSet::from([tli]);
     if tli == 1 {
         return Ok(out);
     }
     let file = crate::pg::wal_names::WalFileName::History(tli).to_string();
     let path = scratch.join(&file);
-    if crate::wal::fetch(storage, name, &file, &path).map_err(|e| e.to_string())? {
+    if crate::wal::fetch(storage, name, &file, &path)? {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let _ = std::fs::remove_file(&path);
         out.extend(
@@ -164,18 +182,14 @@ fn read_records(waldumps: &[PathBuf], reader: &mut Option<PathBuf>, path: &Path)
     for exe in order {
         // The last record of a segment may go on in the next one, which is not here:
         // pg_waldump then fails after printing every whole record, which is what counts.
-        let Ok(out) = std::process::Command::new(exe)
+        let Ok(out) = crate::pg::client::tool_command(exe, None)
             .arg(path)
             .env("TZ", "UTC")
-            .stdin(std::process::Stdio::null())
-            .output()
+            .output_blocking()
         else {
             continue;
         };
-        let records: Vec<Record> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(parse_record)
-            .collect();
+        let records: Vec<Record> = out.stdout_text().lines().filter_map(parse_record).collect();
         if !records.is_empty() {
             *reader = Some(exe.clone());
             return records;
@@ -222,13 +236,16 @@ fn xact_end(desc: &str) -> Option<Timestamp> {
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Result<Scratch, String> {
-        let random = crate::secret::random_hex(8).map_err(|e| e.to_string())?;
+    fn new() -> Result<Scratch, ArchiveEndError> {
+        let random = crate::secret::random_hex(8).map_err(ArchiveEndError::Random)?;
         let dir = std::env::temp_dir().join(format!("pgbackups-end-{random}"));
         // Created new and private: never a directory someone else prepared.
         std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
             .create(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|source| ArchiveEndError::Scratch {
+                dir: dir.clone(),
+                source,
+            })?;
         Ok(Scratch(dir))
     }
 }

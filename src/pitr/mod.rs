@@ -17,7 +17,7 @@ mod rollback;
 mod unpack;
 mod window;
 
-pub use base::take_base_backup;
+pub use base::{BaseBackupError, take_base_backup, take_base_backup_until};
 pub use rollback::{
     Recovery, RecoveryTarget, RollbackError, RollbackPlan, TimelineChoice, rollback,
 };

@@ -31,8 +31,8 @@ pub enum RollbackError {
     #[error(transparent)]
     Store(#[from] StorageError),
     /// Reading where the archive ends failed.
-    #[error("{0}")]
-    ArchiveEnd(String),
+    #[error(transparent)]
+    ArchiveEnd(#[from] super::end::ArchiveEndError),
     #[error(transparent)]
     Unpack(#[from] UnpackError),
     /// A file of the new data directory could not be written.

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use super::BaseBackup;
 use crate::storage::{Storage, StorageError};
-use crate::transfer::layout::FRAME_SIZE;
-use crate::transfer::pipeline::{copy_chunked, hashed_read_ahead};
+use crate::stream::framed::FRAME_SIZE;
+use crate::stream::{copy_chunked, hashed_read_ahead};
 
 /// Threads decompressing frames.
 const DECODERS: usize = 2;
@@ -331,7 +331,7 @@ fn start_writeback(file: &fs::File) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transfer::layout::FramedEncoder;
+    use crate::stream::framed::FramedEncoder;
 
     #[test]
     fn frames_decompress_in_parallel_and_in_order() {

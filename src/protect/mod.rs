@@ -25,7 +25,7 @@ pub use stream::{Live, ReceiverState};
 use crate::catalog::Catalog;
 use crate::catalog::ProtectionRecord;
 use crate::notify::Notifier;
-use crate::pg::client::{query, quote_literal};
+use crate::pg::client::{PgError, query, quote_literal};
 use crate::pg::{PgTools, PgUrl};
 use crate::pitr::ArchiveInfo;
 use crate::registry::{Registry, RegistryError};
@@ -48,6 +48,45 @@ pub enum ProtectError {
     Transfer(#[from] TransferError),
     #[error("{0}")]
     Internal(String),
+}
+
+/// Why a replication connection or slot could not be had; the message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error(
+        "the server refuses replication connections from this host ({source}). Add this line to pg_hba.conf and reload the server (SELECT pg_reload_conf()): host replication {user} {host}/{cidr} scram-sha-256"
+    )]
+    NoHbaEntry {
+        user: String,
+        host: String,
+        cidr: &'static str,
+        #[source]
+        source: PgError,
+    },
+    #[error(
+        "the role {user} cannot stream WAL ({source}). As a superuser, run: ALTER ROLE {user} REPLICATION"
+    )]
+    NotReplicationRole {
+        user: String,
+        #[source]
+        source: PgError,
+    },
+    #[error("cannot open a replication connection: {0}")]
+    Connect(#[source] PgError),
+    #[error("IDENTIFY_SYSTEM gave no timeline")]
+    NoTimeline,
+    #[error("cannot create replication slot {slot}: {source}")]
+    CreateSlot {
+        slot: String,
+        #[source]
+        source: PgError,
+    },
+}
+
+impl From<ReplicationError> for ProtectError {
+    fn from(e: ReplicationError) -> Self {
+        ProtectError::Refused(e.to_string())
+    }
 }
 
 impl From<crate::catalog::CatalogError> for ProtectError {
@@ -239,9 +278,7 @@ impl Protector {
         }
         let tools = &self.tools;
         check_server(tools, &url, &slot).await?;
-        create_slot(tools, &url, &slot)
-            .await
-            .map_err(ProtectError::Refused)?;
+        create_slot(tools, &url, &slot).await?;
         let existing = self.streams().remove(&name);
         let record = ProtectionRecord {
             database: name.clone(),
@@ -287,7 +324,7 @@ impl Protector {
         blocking(move || Ok(catalog.remove_protection(&name)?)).await?;
         let spool = self.spool_root.join(database);
         if let Err(e) = crate::transfer::check_name(database)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+            .map_err(std::io::Error::other)
             .and_then(|()| std::fs::remove_dir_all(&spool))
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -295,7 +332,8 @@ impl Protector {
         }
         let (registry, name) = (self.registry.clone(), database.to_string());
         let resolved = blocking(move || Ok(registry.resolve(Some(&name))?)).await;
-        let dropped = match resolved {
+        // Why the slot could not be dropped, if it could not: a warning, not a failure.
+        let not_dropped = match resolved {
             Ok((_, url)) => query(
                 &self.tools,
                 &url,
@@ -305,12 +343,12 @@ impl Protector {
                 ),
             )
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            .err()
+            .map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
         };
         tracing::info!(database = %database, "protection stopped");
-        Ok(dropped.err().map(|e| {
+        Ok(not_dropped.map(|e| {
             format!(
                 "the replication slot {slot} could not be dropped ({e}); it keeps WAL on the server until it is: run SELECT pg_drop_replication_slot('{slot}') there",
                 slot = record.slot
@@ -444,19 +482,22 @@ pub(crate) struct System {
 
 /// Opens a replication connection, as `pg_receivewal` will, and asks `IDENTIFY_SYSTEM`:
 /// proves that the role and `pg_hba.conf` allow replication.
-pub(crate) async fn identify_system(tools: &PgTools, url: &PgUrl) -> Result<System, String> {
+pub(crate) async fn identify_system(
+    tools: &PgTools,
+    url: &PgUrl,
+) -> Result<System, ReplicationError> {
     let rows = query(
         tools,
         &url.with_param("replication", "true"),
         "IDENTIFY_SYSTEM",
     )
     .await
-    .map_err(|e| explain_replication_error(&e.to_string(), url))?;
+    .map_err(|e| explain_replication_error(e, url))?;
     let timeline = rows
         .first()
         .and_then(|r| r.get(1))
         .and_then(|t| t.parse().ok())
-        .ok_or("IDENTIFY_SYSTEM gave no timeline")?;
+        .ok_or(ReplicationError::NoTimeline)?;
     Ok(System { timeline })
 }
 
@@ -466,14 +507,14 @@ pub(crate) async fn timeline_history(
     tools: &PgTools,
     url: &PgUrl,
     timeline: u32,
-) -> Result<Vec<(u32, u64)>, String> {
+) -> Result<Vec<(u32, u64)>, ReplicationError> {
     let rows = query(
         tools,
         &url.with_param("replication", "true"),
         &format!("TIMELINE_HISTORY {timeline}"),
     )
     .await
-    .map_err(|e| explain_replication_error(&e.to_string(), url))?;
+    .map_err(|e| explain_replication_error(e, url))?;
     // The file's lines (`1\t0/3000000\treason`) come back split on tabs and newlines; the
     // first also carries the file name in front.
     let mut out = Vec::new();
@@ -489,25 +530,28 @@ pub(crate) async fn timeline_history(
     Ok(out)
 }
 
-fn explain_replication_error(e: &str, url: &PgUrl) -> String {
-    let user = url.user().unwrap_or_default();
+fn explain_replication_error(source: PgError, url: &PgUrl) -> ReplicationError {
+    let user = url.user().unwrap_or_default().to_string();
+    let e = source.to_string();
     if e.contains("no pg_hba.conf entry for replication connection") {
         // `... from host "10.0.0.5", user "app", ...`: the line to add names that address.
         let host = e
             .split("from host \"")
             .nth(1)
             .and_then(|h| h.split('"').next())
-            .unwrap_or("<this host's address>");
+            .unwrap_or("<this host's address>")
+            .to_string();
         let cidr = if host.contains(':') { "128" } else { "32" };
-        format!(
-            "the server refuses replication connections from this host ({e}). Add this line to pg_hba.conf and reload the server (SELECT pg_reload_conf()): host replication {user} {host}/{cidr} scram-sha-256"
-        )
+        ReplicationError::NoHbaEntry {
+            user,
+            host,
+            cidr,
+            source,
+        }
     } else if e.contains("must be superuser or replication role") {
-        format!(
-            "the role {user} cannot stream WAL ({e}). As a superuser, run: ALTER ROLE {user} REPLICATION"
-        )
+        ReplicationError::NotReplicationRole { user, source }
     } else {
-        format!("cannot open a replication connection: {e}")
+        ReplicationError::Connect(source)
     }
 }
 
@@ -573,14 +617,16 @@ async fn check_server(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), Pr
             "all {max_slots} replication slots of the server are in use (max_replication_slots): raise it in postgresql.conf and restart the server, or drop an unused slot"
         )));
     }
-    identify_system(tools, url)
-        .await
-        .map_err(ProtectError::Refused)?;
+    identify_system(tools, url).await?;
     Ok(())
 }
 
 /// Creates the physical slot `slot` reserving WAL from now, unless it exists.
-pub(crate) async fn create_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), String> {
+pub(crate) async fn create_slot(
+    tools: &PgTools,
+    url: &PgUrl,
+    slot: &str,
+) -> Result<(), ReplicationError> {
     let lit = quote_literal(slot);
     query(
         tools,
@@ -591,7 +637,10 @@ pub(crate) async fn create_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Res
     )
     .await
     .map(|_| ())
-    .map_err(|e| format!("cannot create replication slot {slot}: {e}"))
+    .map_err(|source| ReplicationError::CreateSlot {
+        slot: slot.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

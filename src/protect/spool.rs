@@ -9,6 +9,27 @@ use std::time::SystemTime;
 use crate::pg::wal_names::{Lsn, WalFileName};
 use crate::pitr::segment_file;
 use crate::storage::Storage;
+use crate::wal::WalError;
+
+/// Why the spool could not be prepared or swept (the WAL stays in it and the sweep is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        /// What was being done: `create the WAL spool`, `read`, `remove`, ...
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] WalError),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError {
+    let path = path.to_path_buf();
+    move |source| SpoolError::Io { what, path, source }
+}
 
 /// Makes `pg_receivewal` start at the slot's position when the spool has no WAL: it resumes
 /// at the start of the newest `.partial` file it finds, so a zero-filled, full-size one is put
@@ -18,9 +39,8 @@ pub(super) fn resume_at(
     slot: Lsn,
     segment_size: u64,
     timeline: u32,
-) -> Result<(), String> {
-    std::fs::create_dir_all(spool)
-        .map_err(|e| format!("cannot create the WAL spool {}: {e}", spool.display()))?;
+) -> Result<(), SpoolError> {
+    std::fs::create_dir_all(spool).map_err(io("create the WAL spool", spool))?;
     let has_wal = list_spool(spool, segment_size)?
         .iter()
         .any(|f| matches!(f.kind, Kind::Segment | Kind::Partial));
@@ -29,10 +49,8 @@ pub(super) fn resume_at(
     }
     let name = WalFileName::Partial(slot.segment(timeline, segment_size)).to_string();
     let path = spool.join(&name);
-    let file = std::fs::File::create(&path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.set_len(segment_size)
-        .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
+    let file = std::fs::File::create(&path).map_err(io("create", &path))?;
+    file.set_len(segment_size).map_err(io("size", &path))?;
     Ok(())
 }
 
@@ -53,9 +71,8 @@ struct Spooled {
     segno: u64,
 }
 
-fn list_spool(spool: &Path, segment_size: u64) -> Result<Vec<Spooled>, String> {
-    let entries = std::fs::read_dir(spool)
-        .map_err(|e| format!("cannot read the WAL spool {}: {e}", spool.display()))?;
+fn list_spool(spool: &Path, segment_size: u64) -> Result<Vec<Spooled>, SpoolError> {
+    let entries = std::fs::read_dir(spool).map_err(io("read the WAL spool", spool))?;
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let Ok(name) = entry.file_name().into_string() else {
@@ -106,7 +123,7 @@ pub(super) struct Swept {
     /// The filling segment was checked and is as last uploaded.
     pub partial_current: bool,
     pub partial: Option<PartialMark>,
-    pub error: Option<String>,
+    pub error: Option<SpoolError>,
 }
 
 impl Sweep {
@@ -118,13 +135,12 @@ impl Sweep {
         out
     }
 
-    fn store(&self, out: &mut Swept) -> Result<(), String> {
+    fn store(&self, out: &mut Swept) -> Result<(), SpoolError> {
         let mut files = list_spool(&self.spool, self.segment_size)?;
         files.sort_by_key(|f| (f.segno, f.timeline, f.kind == Kind::Partial));
         let path = |f: &Spooled| self.spool.join(&f.name);
         for f in files.iter().filter(|f| f.kind == Kind::History) {
-            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
-                .map_err(|e| e.to_string())?;
+            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))?;
             remove(&path(f))?;
         }
         let newest = files
@@ -153,8 +169,7 @@ impl Sweep {
                     )
                 );
             }
-            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))
-                .map_err(|e| e.to_string())?;
+            crate::wal::push(self.storage.as_ref(), &self.name, &path(f))?;
             out.stored_end = Some(Lsn((f.segno + 1) * self.segment_size));
             // Its partial uploads are superseded.
             if let Ok(key) = crate::wal::key(&self.name, &format!("{}.partial", f.name)) {
@@ -165,14 +180,12 @@ impl Sweep {
         for f in files.iter().filter(|f| f.kind == Kind::Partial) {
             if (f.segno, f.timeline) != (newest_segno, newest_tli) {
                 // Closed for good (the last segment of a timeline that ended): stored once.
-                crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))
-                    .map_err(|e| e.to_string())?;
+                crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))?;
                 remove(&path(f))?;
                 continue;
             }
             let Some(last) = &self.partial else { continue };
-            let meta = std::fs::metadata(path(f))
-                .map_err(|e| format!("cannot read {}: {e}", path(f).display()))?;
+            let meta = std::fs::metadata(path(f)).map_err(io("read", &path(f)))?;
             let mark = PartialMark {
                 name: f.name.clone(),
                 modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -182,8 +195,7 @@ impl Sweep {
                 out.partial_current = true;
                 continue;
             }
-            crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))
-                .map_err(|e| e.to_string())?;
+            crate::wal::push_partial(self.storage.as_ref(), &self.name, &path(f))?;
             out.partial_stored = true;
             out.partial = Some(mark);
         }
@@ -191,11 +203,11 @@ impl Sweep {
     }
 }
 
-fn remove(path: &Path) -> Result<(), String> {
+fn remove(path: &Path) -> Result<(), SpoolError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+        Err(e) => Err(io("remove", path)(e)),
     }
 }
 

@@ -14,21 +14,24 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde::Serialize;
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
-use super::spool::{PartialMark, Sweep, resume_at};
-use crate::pg::client::{query, quote_literal, tool_command};
-use crate::pg::{PgTool, PgTools, PgUrl};
-use crate::pitr::{self, BaseBackup, format_lsn, parse_lsn};
+mod live;
+mod receiver;
+
+use live::LAG_LIMIT_BYTES;
+pub use live::{Live, ReceiverState};
+use receiver::{Receiver, app_name};
+
+use super::spool::{PartialMark, Sweep};
+use crate::pg::client::{query, quote_literal};
+use crate::pg::{PgTools, PgUrl};
+use crate::pitr::{self, BaseBackup, BaseBackupError, format_lsn, parse_lsn};
 use crate::storage::Storage;
-use crate::transfer::pipeline::{error_summary, spawn_tool, terminate};
 
 /// What a stream needs to run.
 #[derive(Clone)]
@@ -49,137 +52,6 @@ pub(super) struct Setup {
     /// archive may hold older ones of another cluster or slot, which a gap may separate
     /// from this stream).
     pub since: Timestamp,
-}
-
-/// What the receiver is doing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReceiverState {
-    #[default]
-    Starting,
-    Streaming,
-    /// It exited with an error and is restarted with a growing delay (at most 30 s).
-    Failing,
-    Stopped,
-}
-
-/// A stream's state as the service sees it now: the live half of `protection:info`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Live {
-    pub receiver: ReceiverState,
-    /// Why the receiver last failed (pg_receivewal's error).
-    pub receiver_error: Option<String>,
-    pub receiver_restarts: u64,
-    /// The server's current WAL position, its slot's, what the receiver has, and what the
-    /// store has (every byte before `stored_lsn` is durable in the store).
-    pub server_lsn: Option<String>,
-    pub slot_lsn: Option<String>,
-    pub received_lsn: Option<String>,
-    pub stored_lsn: Option<String>,
-    /// When WAL last went into the store.
-    pub stored_at: Option<Timestamp>,
-    /// WAL the server has written that is not in the store yet, in bytes and in seconds (how
-    /// long ago the server was at the store's position).
-    pub lag_bytes: Option<u64>,
-    pub lag_seconds: Option<u64>,
-    /// The lag is over the limit (`Tuning::lag_limit` or 1 GiB): a problem.
-    #[serde(skip)]
-    lagging: bool,
-    /// The slot holds this much WAL on the server (its distance from the server's position).
-    pub slot_retained_bytes: Option<u64>,
-    /// The slot's `wal_status`: `reserved` or `extended` is fine; `unreserved` means the server
-    /// is about to remove WAL it holds (max_slot_wal_keep_size), `lost` that it did.
-    pub slot_wal_status: Option<String>,
-    /// A store failure of the last tick (WAL is kept in the spool and retried).
-    pub store_error: Option<String>,
-    /// The slot was found missing (dropped by hand?) and created again: WAL written meanwhile
-    /// may be lost, which the gap check reports.
-    pub slot_recreated_at: Option<Timestamp>,
-    pub base_backup_running: bool,
-    pub base_backup_error: Option<String>,
-    pub next_base_backup_at: Option<Timestamp>,
-    /// From the store (refreshed every minute and after each base backup).
-    pub earliest: Option<Timestamp>,
-    pub base_backups: usize,
-    pub last_base_backup: Option<BaseBackup>,
-    pub gaps: Vec<(String, String)>,
-    /// The average WAL the server writes per day, since the oldest kept base backup.
-    pub wal_bytes_per_day: Option<u64>,
-}
-
-impl Live {
-    /// What is wrong, one line each: shown loudly by `protection:info` and the dashboard.
-    pub fn problems(&self) -> Vec<String> {
-        self.problems_by_kind()
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect()
-    }
-
-    /// The kinds of problem there are now (what a notification is sent for when it appears).
-    fn problem_kinds(&self) -> Vec<&'static str> {
-        self.problems_by_kind()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
-    }
-
-    fn problems_by_kind(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if self.receiver == ReceiverState::Failing {
-            let why = self.receiver_error.as_deref().unwrap_or("unknown error");
-            out.push(("receiver", format!("WAL receiver failing: {why}")));
-        }
-        if let Some(e) = &self.store_error {
-            out.push(("store", format!("cannot store WAL: {e}")));
-        }
-        if let (Some(s), Some(b)) = (self.lag_seconds, self.lag_bytes)
-            && self.lagging
-        {
-            let behind = crate::format::bytes(b);
-            out.push((
-                "lag",
-                format!("WAL archiving is {s} s ({behind}) behind the server"),
-            ));
-        }
-        if let Some(status @ ("unreserved" | "lost")) = self.slot_wal_status.as_deref() {
-            out.push((
-                "slot",
-                format!(
-                    "the replication slot is {status}: the server removes (or removed) WAL that is not stored yet (max_slot_wal_keep_size); the store must catch up"
-                ),
-            ));
-        }
-        if let Some(at) = self.slot_recreated_at {
-            out.push((
-                "slot recreated",
-                format!(
-                    "the replication slot was missing and was created again at {at}: WAL written before may be missing"
-                ),
-            ));
-        }
-        for (from, to) in &self.gaps {
-            out.push((
-                "gap",
-                format!(
-                    "WAL gap: {from} .. {to} missing from the store (rollbacks cannot cross it; a new base backup starts a new window)"
-                ),
-            ));
-        }
-        if let Some(e) = &self.base_backup_error {
-            out.push(("base backup", format!("last base backup failed: {e}")));
-        }
-        out
-    }
-}
-
-const LAG_LIMIT_BYTES: u64 = 1 << 30;
-
-/// A running `pg_receivewal` and the last lines it printed.
-struct Receiver {
-    child: tokio::process::Child,
-    lines: Arc<Mutex<VecDeque<String>>>,
-    started: Instant,
 }
 
 /// The supervisor's own state.
@@ -205,13 +77,15 @@ struct Stream {
     sampled_at: Instant,
     checked_at: Option<Instant>,
     warned_lag_at: Option<Instant>,
-    base: Option<tokio::task::JoinHandle<Result<BaseBackup, String>>>,
+    base: Option<tokio::task::JoinHandle<Result<BaseBackup, BaseBackupError>>>,
     next_base_at: Option<Timestamp>,
     /// The oldest base backup's start (time, LSN), for the WAL volume per day.
     oldest_base: Option<(Timestamp, u64)>,
     advance_failed_at: Option<Instant>,
     /// The problem kinds last notified.
     notified: Vec<&'static str>,
+    /// Fires when the stream stops: a running base backup stops with it.
+    stop: CancellationToken,
 }
 
 /// Runs the stream until `stop`; never returns early (failures are retried and reported in
@@ -239,6 +113,7 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         oldest_base: None,
         advance_failed_at: None,
         notified: Vec::new(),
+        stop: stop.clone(),
     };
     // A completed segment waits at most this long for its upload to start.
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -250,13 +125,20 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         }
         s.step().await;
     }
-    if let Some(mut r) = s.receiver.take() {
-        let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
+    if let Some(r) = s.receiver.take() {
+        let _ = r.child.stop().await;
     }
     if let Some(base) = s.base.take() {
-        // Dropping the task kills pg_basebackup; its object is never described, so it does
-        // not exist as a base backup.
-        base.abort();
+        // The stop reached the base backup too: pg_basebackup is terminated and its object
+        // aborted (never described, so it does not exist as a base backup). Should that
+        // take too long, dropping the task kills pg_basebackup.
+        let abort = base.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(15), base)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
     s.set(|l| l.receiver = ReceiverState::Stopped);
 }
@@ -311,187 +193,6 @@ impl Stream {
         self.notified = kinds;
     }
 
-    /// Starts the receiver when it is not running and its restart delay has passed; notices
-    /// when it exits.
-    async fn watch_receiver(&mut self) {
-        if let Some(r) = &mut self.receiver {
-            match r.child.try_wait() {
-                Ok(None) => return,
-                Ok(Some(status)) => {
-                    // A receiver that streamed a while failed for a new reason: retry soon.
-                    if r.started.elapsed() > Duration::from_secs(60) {
-                        self.backoff = Duration::from_secs(1);
-                    }
-                    let lines: Vec<String> = r
-                        .lines
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .iter()
-                        .cloned()
-                        .collect();
-                    let why = explain(&error_summary(&lines), &self.setup.url);
-                    tracing::warn!(
-                        database = %self.setup.name,
-                        "pg_receivewal exited ({status}): {why}; restarting in {} s",
-                        self.backoff.as_secs()
-                    );
-                    self.fail(why);
-                }
-                Err(e) => self.fail(format!("cannot watch pg_receivewal: {e}")),
-            }
-            self.receiver = None;
-            return;
-        }
-        if Instant::now() < self.restart_at {
-            return;
-        }
-        match self.start_receiver().await {
-            Ok(r) => {
-                self.receiver = Some(r);
-                self.set(|l| {
-                    l.receiver = ReceiverState::Streaming;
-                    l.receiver_error = None;
-                });
-            }
-            Err(e) => {
-                tracing::warn!(database = %self.setup.name, "cannot start the WAL receiver: {e}");
-                self.fail(e);
-            }
-        }
-    }
-
-    fn fail(&mut self, why: String) {
-        self.restart_at = Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
-        self.set(|l| {
-            l.receiver = ReceiverState::Failing;
-            l.receiver_error = Some(why);
-            l.receiver_restarts += 1;
-        });
-    }
-
-    /// Reads where the slot is, makes sure the spool resumes there, and starts
-    /// `pg_receivewal`.
-    async fn start_receiver(&mut self) -> Result<Receiver, String> {
-        let setup = &self.setup;
-        let rows = query(
-            &setup.tools,
-            &setup.url,
-            &format!(
-                "SELECT setting, (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = {slot}), \
-                 (SELECT wal_status FROM pg_replication_slots WHERE slot_name = {slot}) \
-                 FROM pg_settings WHERE name = 'wal_segment_size'",
-                slot = quote_literal(&setup.slot)
-            ),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let row = rows
-            .first()
-            .ok_or("the server did not say its WAL segment size")?;
-        let size: u64 = row[0]
-            .parse()
-            .map_err(|_| format!("unexpected wal_segment_size `{}`", row[0]))?;
-        let status = row.get(2).map(String::as_str).unwrap_or("");
-        let slot = match row.get(1).and_then(|l| parse_lsn(l)) {
-            Some(lsn) => lsn,
-            None => {
-                // Dropped behind our back, or invalidated by max_slot_wal_keep_size (lost):
-                // hold the WAL from now on, and say so loudly.
-                let why = if status.is_empty() {
-                    "is missing (dropped by hand?)"
-                } else {
-                    "was invalidated by the server (max_slot_wal_keep_size: WAL it held was removed)"
-                };
-                tracing::error!(
-                    database = %setup.name,
-                    "replication slot {} {why}; creating it again (WAL written meanwhile may be missing from the store)",
-                    setup.slot
-                );
-                if !status.is_empty() {
-                    query(
-                        &setup.tools,
-                        &setup.url,
-                        &format!(
-                            "SELECT pg_drop_replication_slot({})",
-                            quote_literal(&setup.slot)
-                        ),
-                    )
-                    .await
-                    .map_err(|e| format!("cannot drop the invalidated slot {}: {e}", setup.slot))?;
-                }
-                super::create_slot(&setup.tools, &setup.url, &setup.slot).await?;
-                self.set(|l| l.slot_recreated_at = Some(Timestamp::now()));
-                return Err(format!(
-                    "replication slot {} {why} and has been created again",
-                    setup.slot
-                ));
-            }
-        };
-        let current = super::identify_system(&setup.tools, &setup.url)
-            .await?
-            .timeline;
-        // The slot's position may lie before the server's last timeline switch (a slot made
-        // just after a promotion): the spool must then resume on the timeline it lies on, and
-        // pg_receivewal follows the switch from there.
-        let timeline = if current > 1 {
-            let history = super::timeline_history(&setup.tools, &setup.url, current).await?;
-            timeline_of(slot, &history, current)
-        } else {
-            current
-        };
-        self.segment_size = size;
-        self.slot_lsn = slot;
-        self.stored_lsn = self.stored_lsn.max(slot);
-        let spool = setup.spool.clone();
-        tokio::task::spawn_blocking(move || {
-            resume_at(&spool, crate::pg::wal_names::Lsn(slot), size, timeline)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-
-        let exe = setup
-            .tools
-            .newest(PgTool::ReceiveWal)
-            .map_err(|e| e.to_string())?;
-        let mut cmd = tool_command(&exe, Some(&setup.url));
-        cmd.env("PGAPPNAME", app_name(&setup.slot))
-            .arg("--directory")
-            .arg(&setup.spool)
-            .args([
-                "--no-loop",
-                "--verbose",
-                "--status-interval=1",
-                "--no-password",
-                "--dbname",
-                &setup.url.without_password(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = spawn_tool(&mut cmd, "pg_receivewal").map_err(|e| e.to_string())?;
-        let lines = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(stderr) = child.stderr.take() {
-            let (lines, name) = (lines.clone(), setup.name.clone());
-            tokio::spawn(async move {
-                let mut reader = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    tracing::debug!(database = %name, "pg_receivewal: {line}");
-                    let mut l = lines.lock().unwrap_or_else(|p| p.into_inner());
-                    if l.len() == 20 {
-                        l.pop_front();
-                    }
-                    l.push_back(line);
-                }
-            });
-        }
-        tracing::info!(database = %setup.name, "WAL receiver started at {}", format_lsn(slot));
-        Ok(Receiver {
-            child,
-            lines,
-            started: Instant::now(),
-        })
-    }
-
     /// Stores what the spool has ready and moves the slot past it.
     async fn store_spool(&mut self) {
         let partial_due = self.partial_at.elapsed() >= self.setup.tuning.partial_every;
@@ -531,7 +232,7 @@ impl Stream {
         }
         let stored_any = done.stored_end.is_some() || done.partial_stored;
         self.set(|l| {
-            l.store_error = done.error.clone();
+            l.store_error = done.error.as_ref().map(ToString::to_string);
             if stored_any {
                 l.stored_at = Some(Timestamp::now());
             }
@@ -597,8 +298,8 @@ impl Stream {
             .cloned();
         if slot.is_none() {
             // Noticed by the next start of the receiver, which recreates it.
-            if let Some(mut r) = self.receiver.take() {
-                let _ = terminate(&mut r.child, Duration::from_secs(5)).await;
+            if let Some(r) = self.receiver.take() {
+                let _ = r.child.stop().await;
                 self.fail(format!(
                     "replication slot {} is missing or invalidated",
                     self.setup.slot
@@ -677,7 +378,7 @@ impl Stream {
             let retry = self.setup.tuning.base_retry;
             let result = match task.await {
                 Ok(r) => r,
-                Err(e) => Err(format!("the base backup task failed: {e}")),
+                Err(e) => Err(BaseBackupError::Task(e)),
             };
             match result {
                 Ok(b) => {
@@ -696,7 +397,7 @@ impl Stream {
                     let next = later(Timestamp::now(), retry);
                     self.next_base_at = Some(next);
                     self.set(|l| {
-                        l.base_backup_error = Some(e);
+                        l.base_backup_error = Some(e.to_string());
                         l.base_backup_running = false;
                         l.next_base_backup_at = Some(next);
                     });
@@ -711,21 +412,22 @@ impl Stream {
             return;
         }
         let setup = self.setup.clone();
+        let stop = self.stop.clone();
         self.set(|l| l.base_backup_running = true);
         self.base = Some(tokio::spawn(async move {
-            let b = pitr::take_base_backup(
+            let b = pitr::take_base_backup_until(
                 setup.storage.clone(),
                 &setup.tools,
                 &setup.url,
                 &setup.name,
                 setup.tuning.base_wal_wait,
+                &stop,
             )
             .await?;
             let (storage, name, keep) = (setup.storage, setup.name, setup.keep_base as usize);
             let expired =
                 tokio::task::spawn_blocking(move || pitr::expire(storage.as_ref(), &name, keep))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
             match expired {
                 Ok(x) if !x.base_backups.is_empty() => tracing::info!(
                     "expired base backups {:?} and {} WAL files",
@@ -788,63 +490,10 @@ impl Stream {
     }
 }
 
-/// The timeline that `lsn` lies on, from a timeline history (`(parent timeline, switch
-/// point)`, oldest first) that ends in `current`.
-fn timeline_of(lsn: u64, history: &[(u32, u64)], current: u32) -> u32 {
-    history
-        .iter()
-        .find(|(_, switch)| lsn < *switch)
-        .map(|(tli, _)| *tli)
-        .unwrap_or(current)
-}
-
 /// `at + by`, or the end of time when that overflows.
 fn later(at: Timestamp, by: Duration) -> Timestamp {
     jiff::SignedDuration::try_from(by)
         .ok()
         .and_then(|d| at.checked_add(d).ok())
         .unwrap_or(Timestamp::MAX)
-}
-
-/// The application name the receiver connects with, to find it in `pg_stat_replication`.
-fn app_name(slot: &str) -> String {
-    format!("{slot}_receiver")
-}
-
-/// pg_receivewal's error, with what to do about the usual ones.
-fn explain(summary: &str, url: &PgUrl) -> String {
-    let user = url.user().unwrap_or_default();
-    if summary.contains("no pg_hba.conf entry for replication connection") {
-        format!(
-            "{summary}. Add a line such as `host replication {user} <this host's address>/32 scram-sha-256` to pg_hba.conf and reload the server"
-        )
-    } else if summary.contains("must be superuser or replication role")
-        || summary.contains("permission denied to start WAL sender")
-    {
-        format!("{summary}. The role needs REPLICATION: ALTER ROLE {user} REPLICATION")
-    } else if summary.contains("requested WAL segment")
-        && summary.contains("has already been removed")
-    {
-        format!(
-            "{summary}. The server no longer has WAL the archive needs: there is a gap; a new base backup starts a new window"
-        )
-    } else if summary.is_empty() {
-        "pg_receivewal exited without saying why".to_string()
-    } else {
-        summary.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_position_lies_on_the_timeline_whose_range_holds_it() {
-        let history = [(1, 0x300_0000), (2, 0x500_0000)];
-        assert_eq!(timeline_of(0x200_0000, &history, 3), 1);
-        assert_eq!(timeline_of(0x300_0000, &history, 3), 2);
-        assert_eq!(timeline_of(0x600_0000, &history, 3), 3);
-        assert_eq!(timeline_of(0x100, &[], 1), 1);
-    }
 }

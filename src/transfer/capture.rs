@@ -12,14 +12,14 @@ use std::io::{self, BufReader};
 use std::process::Stdio;
 
 use super::job::JobCtx;
-use super::layout::{FramedEncoder, StoredLayout};
 use super::manifest;
-use super::pipeline::{CHUNK, Tee, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl, archive};
 use crate::storage::ObjectWriter;
+use crate::stream::framed::{FramedEncoder, StoredLayout};
+use crate::stream::{CHUNK, Tee};
 
 /// What the compression pipeline hands back: the uncommitted object and what it measured.
 struct Captured {
@@ -90,8 +90,8 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     ])
     .args(job.rec.filter.args())
     .stdout(Stdio::from(pipe_writer))
-    .stderr(Stdio::piped());
-    let child = spawn_tool(&mut cmd, "pg_dump").map_err(JobEnd::failed)?;
+    .log_to(job.ctx.sink());
+    let child = cmd.spawn().map_err(JobEnd::failed)?;
     // The command holds our copy of the pipe's write end; without dropping it the pipeline
     // would never see the end of the dump.
     drop(cmd);
@@ -101,7 +101,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     let pipeline =
         tokio::task::spawn_blocking(move || compress_into(reader, writer, level, workers, &ctx));
 
-    let (status, tail) = supervise(child, &job.ctx, "pg_dump", None).await;
+    let finished = child.wait(job.ctx.cancelled(), None).await;
     let piped = pipeline.await.map_err(JobEnd::failed)?;
 
     // Aborting may wait on the store (an object store's multipart abort): off the runtime.
@@ -116,13 +116,10 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         Ok(c) => c,
         Err(e) => return Err(JobEnd::failed(format!("could not store the dump: {e}"))),
     };
-    let status = status.map_err(JobEnd::failed)?;
-    if !status.success() {
+    let finished = finished.map_err(JobEnd::failed)?;
+    if let Err(failed) = finished.check() {
         let _ = abort(captured.writer).await;
-        return Err(JobEnd::failed(format!(
-            "pg_dump failed ({status}): {}",
-            error_summary(&tail)
-        )));
+        return Err(JobEnd::failed(failed));
     }
     if !captured.magic_ok {
         let _ = abort(captured.writer).await;

@@ -10,11 +10,11 @@ use std::io::{self, Read, Write};
 use std::process::Stdio;
 
 use super::job::JobCtx;
-use super::pipeline::{CHUNK, error_summary, spawn_tool, supervise};
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{query, server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl};
+use crate::stream::CHUNK;
 
 pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
@@ -87,7 +87,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
     .arg(source.without_password())
     .args(job.rec.filter.args())
     .stdout(Stdio::from(dump_stdout))
-    .stderr(Stdio::piped());
+    .log_to(job.ctx.sink());
     let mut restore = tool_command(&pg_restore, Some(&target));
     restore
         .args([
@@ -100,38 +100,27 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
         ])
         .arg(target.without_password())
         .stdin(Stdio::from(restore_stdin))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let dump_child = spawn_tool(&mut dump, "pg_dump").map_err(JobEnd::failed)?;
-    let restore_child = spawn_tool(&mut restore, "pg_restore").map_err(JobEnd::failed)?;
+        .log_to(job.ctx.sink());
+    let dump_child = dump.spawn().map_err(JobEnd::failed)?;
+    let restore_child = restore.spawn().map_err(JobEnd::failed)?;
     // Our copies of the pipe ends must go, or neither side would ever see the other's end.
     drop(dump);
     drop(restore);
     let ctx = job.ctx.clone();
     let relay = tokio::task::spawn_blocking(move || relay(relay_from, relay_to, &ctx));
     job.log("Streaming pg_dump into pg_restore");
-    let ((dump_status, dump_tail), (restore_status, restore_tail)) = tokio::join!(
-        supervise(dump_child, &job.ctx, "pg_dump", None),
-        supervise(restore_child, &job.ctx, "pg_restore", None),
+    let (dumped, restored) = tokio::join!(
+        dump_child.wait(job.ctx.cancelled(), None),
+        restore_child.wait(job.ctx.cancelled(), None),
     );
     let relayed = relay.await.map_err(JobEnd::failed)?;
     if job.ctx.is_cancelled() {
         return Err(JobEnd::Stopped);
     }
-    let dump_status = dump_status.map_err(JobEnd::failed)?;
-    let restore_status = restore_status.map_err(JobEnd::failed)?;
-    if !dump_status.success() {
-        return Err(JobEnd::failed(format!(
-            "pg_dump failed ({dump_status}): {}",
-            error_summary(&dump_tail)
-        )));
-    }
-    if !restore_status.success() {
-        return Err(JobEnd::failed(format!(
-            "pg_restore failed ({restore_status}): {}",
-            error_summary(&restore_tail)
-        )));
-    }
+    let dumped = dumped.map_err(JobEnd::failed)?;
+    let restored = restored.map_err(JobEnd::failed)?;
+    dumped.check().map_err(JobEnd::failed)?;
+    restored.check().map_err(JobEnd::failed)?;
     let n = relayed.map_err(|e| JobEnd::failed(format!("could not pass the dump on: {e}")))?;
     job.rec.dump_size = Some(n);
     job.log(&format!("Copied {} of dump", bytes(n)));

@@ -7,11 +7,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::mpsc;
 
-use super::layout::StoredLayout;
-use super::pipeline::{CHUNK, HashingReader};
 use super::{Engine, TransferError};
 use crate::catalog::{TransferId, TransferRecord};
 use crate::storage::{Storage, StorageError};
+use crate::stream::framed::StoredLayout;
+use crate::stream::{CHUNK, HashingReader};
 
 type Stored = HashingReader<StoreReader>;
 

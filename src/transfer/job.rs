@@ -119,6 +119,12 @@ impl JobCtx {
     pub fn is_cancelled(&self) -> bool {
         self.control.cancel.is_cancelled()
     }
+
+    /// Where a tool's stderr lines go: this transfer's log.
+    pub fn sink(&self) -> crate::proc::Sink {
+        let ctx = self.clone();
+        std::sync::Arc::new(move |line: &str| ctx.log(line))
+    }
 }
 
 impl LogWriter {
@@ -126,5 +132,15 @@ impl LogWriter {
     pub async fn close(self, ctx: JobCtx) {
         drop(ctx);
         let _ = self.task.await;
+    }
+}
+
+impl crate::stream::Progress for JobCtx {
+    fn add_progress(&self, n: u64) {
+        JobCtx::add_progress(self, n)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        JobCtx::is_cancelled(self)
     }
 }

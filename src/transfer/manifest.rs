@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::StoredLayout;
 use crate::catalog::TransferRecord;
 use crate::storage::{Storage, StorageError};
+use crate::stream::framed::StoredLayout;
 
 /// Identifies the manifest format, for readers of other versions.
 pub const FORMAT: &str = "pgbackups-manifest/1";

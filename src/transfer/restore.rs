@@ -25,10 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::{PlainDump, StoreReader};
 use super::job::JobCtx;
-use super::layout::StoredLayout;
-use super::pipeline::{
-    CHUNK, ChannelReader, HashingReader, Tee, error_summary, spawn_tool, supervise,
-};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
@@ -36,6 +32,8 @@ use crate::pg::archive::{self, ArchiveIndex, SECTION_DATA};
 use crate::pg::client::{server_facts, tool_command};
 use crate::pg::{PgTool, PgUrl, Version};
 use crate::storage::Storage;
+use crate::stream::framed::StoredLayout;
+use crate::stream::{CHUNK, ChannelReader, HashingReader, Tee};
 
 /// Consecutive tables whose data is smaller than this together go to one pg_restore process
 /// (a process per tiny table would cost more than it loads).
@@ -384,7 +382,7 @@ pub(super) fn verify_and_extract_toc(
         .open(toc)?;
     let mut magic = [0u8; 5];
     head.read_exact(&mut magic).map_err(|_| not_a_dump())?;
-    if &magic != super::pipeline::DUMP_MAGIC {
+    if &magic != crate::stream::DUMP_MAGIC {
         return Err(not_a_dump());
     }
     out.write_all(&magic)?;
@@ -446,19 +444,12 @@ pub(super) async fn restore_file(
 /// `pg_restore --list`: refuses what pg_restore cannot read before the target is touched.
 async fn check_readable(r: &Restorer, what: &str, file: &Path) -> Result<(), JobEnd> {
     let mut list = tool_command(&r.exe, None);
-    list.arg("--list")
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = spawn_tool(&mut list, "pg_restore")
-        .map_err(JobEnd::failed)?
-        .wait_with_output()
-        .await
-        .map_err(JobEnd::failed)?;
+    list.arg("--list").arg(file).keep_lines(1000);
+    let out = list.output(None).await.map_err(JobEnd::failed)?;
     if !out.status.success() {
         return Err(JobEnd::failed(format!(
             "{what} is not a custom-format dump that pg_restore can read: {}",
-            crate::pg::client::clean_libpq_message(&String::from_utf8_lossy(&out.stderr))
+            crate::pg::client::clean_libpq_message(&out.stderr.tail_text())
         )));
     }
     if r.ctx.is_cancelled() {
@@ -499,8 +490,7 @@ impl Restorer {
             .arg("--dbname")
             .arg(self.url.without_password())
             .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .log_to(self.ctx.sink());
         let mut feeder = None;
         if let Some(feed) = feed {
             let (reader, writer) = io::pipe().map_err(JobEnd::failed)?;
@@ -510,9 +500,9 @@ impl Restorer {
                 feed_blocks(storage.as_ref(), &feed, writer, &ctx)
             }));
         }
-        let child = spawn_tool(&mut cmd, "pg_restore").map_err(JobEnd::failed)?;
+        let child = cmd.spawn().map_err(JobEnd::failed)?;
         drop(cmd);
-        let (status, tail) = supervise(child, &self.ctx, "pg_restore", Some(abort)).await;
+        let finished = child.wait(self.ctx.cancelled(), Some(abort)).await;
         let fed = match feeder {
             Some(f) => f.await.map_err(JobEnd::failed)?,
             None => Ok(()),
@@ -520,16 +510,17 @@ impl Restorer {
         if self.ctx.is_cancelled() || abort.is_cancelled() {
             return Err(JobEnd::Stopped);
         }
-        let status = status.map_err(JobEnd::failed)?;
+        let finished = finished.map_err(JobEnd::failed)?;
         match fed {
             // A broken pipe only means pg_restore stopped reading; its own error says why.
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(JobEnd::failed(format!(
                 "could not read the backup: {e} (pg_restore, fed a cut-off stream: {})",
-                error_summary(&tail)
+                finished.stderr.summary()
             ))),
-            _ if !status.success() => Err(JobEnd::failed(format!(
-                "pg_restore failed ({status}): {}",
-                error_summary(&tail)
+            _ if !finished.success() => Err(JobEnd::failed(format!(
+                "pg_restore failed ({}): {}",
+                finished.status,
+                finished.stderr.summary()
             ))),
             Err(e) => Err(JobEnd::failed(format!("could not read the backup: {e}"))),
             Ok(()) => Ok(()),

@@ -205,7 +205,7 @@ fn decompress(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(DumpFileError::Damaged(e)),
         };
-        if !super::pipeline::starts_like_a_dump(written, &buf[..n]) {
+        if !crate::stream::starts_like_a_dump(written, &buf[..n]) {
             return Err(DumpFileError::NotADump(
                 not_a_dump_hint(&buf[..n])
                     .trim_start_matches("this is ")
@@ -295,7 +295,7 @@ async fn download(
         if written == 0 && chunk.starts_with(&ZSTD_MAGIC) {
             zstd = true;
         }
-        if !zstd && !super::pipeline::starts_like_a_dump(written, &chunk) {
+        if !zstd && !crate::stream::starts_like_a_dump(written, &chunk) {
             return Err(fail(not_a_dump_hint(&chunk)));
         }
         written += chunk.len() as u64;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::claims::TargetHold;
 use super::error::UploadError;
 use super::work::Held;
-use super::{Engine, TransferError, Work, atomic, blocking, check_confirm, pipeline, restore_url};
+use super::{Engine, TransferError, Work, atomic, blocking, check_confirm, restore_url};
 use crate::catalog::{Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode};
 use crate::pg::DumpFilter;
 use crate::registry::RegistryError;
@@ -251,7 +251,7 @@ impl Engine {
             let mut n = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(UploadError::BrokeOff)?;
-                if !pipeline::starts_like_a_dump(n, &chunk) {
+                if !crate::stream::starts_like_a_dump(n, &chunk) {
                     return Err(UploadError::NotADump);
                 }
                 n += chunk.len() as u64;

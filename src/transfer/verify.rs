@@ -5,16 +5,13 @@
 //! (or another one), checked (every table of the dump is there; rows are counted), and the
 //! scratch database is dropped, whatever happened.
 
-use std::process::Stdio;
-
-use super::layout::StoredLayout;
 use super::restore::{Scratch, spool, verify_and_extract_toc};
 use super::{Job, JobEnd, PlainDump};
 use crate::catalog::{TransferRecord, VerifyMode};
 use crate::format::bytes;
 use crate::pg::client::{query, quote_ident, tool_command};
 use crate::pg::{PgTool, PgUrl};
-use crate::transfer::pipeline::{error_summary, spawn_tool};
+use crate::stream::framed::StoredLayout;
 
 /// What `pg_restore --list` says the archive holds.
 struct Listing {
@@ -165,24 +162,15 @@ pub(super) async fn drop_scratch(
 /// `pg_restore --list FILE`, counted.
 async fn list(pg_restore: &std::path::Path, file: &std::path::Path) -> Result<Listing, JobEnd> {
     let mut cmd = tool_command(pg_restore, None);
-    cmd.arg("--list")
-        .arg(file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = spawn_tool(&mut cmd, "pg_restore")
-        .map_err(JobEnd::failed)?
-        .wait_with_output()
-        .await
-        .map_err(JobEnd::failed)?;
+    cmd.arg("--list").arg(file).keep_lines(1000);
+    let out = cmd.output(None).await.map_err(JobEnd::failed)?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let lines: Vec<String> = err.lines().map(str::to_string).collect();
         return Err(JobEnd::failed(format!(
             "pg_restore cannot read the backup: {}",
-            error_summary(&lines)
+            out.stderr.summary()
         )));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = out.stdout_text();
     let entries: Vec<&str> = text
         .lines()
         .filter(|l| !l.trim_start().starts_with(';') && !l.trim().is_empty())

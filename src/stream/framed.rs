@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
-use super::pipeline::HashingWriter;
+use super::HashingWriter;
 use crate::pg::archive::ArchiveIndex;
 use crate::storage::{Storage, StorageError};
 
