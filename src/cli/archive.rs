@@ -20,7 +20,7 @@ pub async fn run(command: ArchiveCommand, env: &Env) -> Result<i32, CliError> {
             data_dir,
             store,
         } => {
-            let (config, _) = store.service_config(data_dir)?;
+            let config = store.service_config(data_dir)?;
             let result = on_store(config, move |storage| {
                 crate::wal::push(storage, &name, &path)
             })
@@ -70,7 +70,7 @@ pub async fn run(command: ArchiveCommand, env: &Env) -> Result<i32, CliError> {
             // failure, a configuration problem included, must stop it instead (126).
             let (n, f, d) = (name.clone(), file.clone(), dest.clone());
             let result = match store.clone().service_config(data_dir.clone()) {
-                Ok((config, _)) => {
+                Ok(config) => {
                     on_store(config, move |storage| {
                         crate::wal::fetch_with_retries(storage, &n, &f, &d)
                     })
@@ -102,7 +102,7 @@ pub async fn run(command: ArchiveCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             // Always exit 0: nobody waits for this process, and its parent may be a postmaster
             // that takes an odd exit of an unknown child for a crash.
-            let Ok((config, _)) = store.service_config(data_dir) else {
+            let Ok(config) = store.service_config(data_dir) else {
                 return Ok(0);
             };
             let _ = tokio::task::spawn_blocking(move || {
@@ -121,14 +121,15 @@ pub async fn run(command: ArchiveCommand, env: &Env) -> Result<i32, CliError> {
             store,
         } => {
             let url = database_url(env)?;
-            let (config, _) = store.service_config(data_dir)?;
+            let config = store.service_config(data_dir)?;
+            let wal_wait = config.tuning.base_wal_wait;
+            let tools = crate::pg::PgTools::discover(&config.pg_bin_dirs);
             let storage = tokio::task::spawn_blocking(move || {
                 crate::server::open_configured_storage(&config, false)
             })
             .await?
             .map_err(CliError::lib)?;
-            let tools = crate::pg::PgTools::discover(&[]);
-            let b = crate::pitr::take_base_backup(storage, &tools, &url, &name)
+            let b = crate::pitr::take_base_backup(storage, &tools, &url, &name, wal_wait)
                 .await
                 .map_err(CliError::lib)?;
             println!("{}", b.id);

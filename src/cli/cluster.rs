@@ -121,7 +121,8 @@ async fn new_cluster(
     // it as the owner of the data directory (or of the directory it is created in).
     let run_as = cluster::owner_for_start(&data_dir, dir.start).map_err(CliError::lib)?;
     let exe = std::env::current_exe().map_err(CliError::io("cannot find this program"))?;
-    let (config, _) = store.clone().service_config(None)?;
+    let config = store.clone().service_config(None)?;
+    let pg_bin_dirs = config.pg_bin_dirs.clone();
     let wal = if dir.through_service {
         // The store stays the service's: the server gets a token that reads this archive's
         // WAL and nothing else.
@@ -149,6 +150,7 @@ async fn new_cluster(
         port: dir.port,
         wal,
         run_as,
+        pg_bin_dirs,
     };
     let unpacking = new.clone();
     let plan = on_store(config, move |storage| {

@@ -91,7 +91,7 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
             json,
             store,
         } => {
-            let (config, _) = store.service_config(None)?;
+            let config = store.service_config(None)?;
             let info = on_store(config, move |storage| {
                 crate::pitr::archive_info(storage, &name)
             })
@@ -114,7 +114,7 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
             if keep == 0 {
                 return Err(CliError::msg("--keep must be at least 1"));
             }
-            let (config, _) = store.service_config(None)?;
+            let config = store.service_config(None)?;
             let n = name.clone();
             let gone = on_store(config, move |storage| {
                 crate::pitr::expire(storage, &n, keep)

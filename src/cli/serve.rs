@@ -1,5 +1,5 @@
-//! `serve`: the service, configured from the data directory, the configuration file and the
-//! flags.
+//! `serve`: the service, configured from the data directory, the configuration file, the
+//! environment and the flags.
 
 use std::path::PathBuf;
 
@@ -17,14 +17,14 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<i32, CliError> {
-    let (mut config, file) = args.store.service_config(args.data_dir)?;
-    config.listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string());
-    config.max_running = args.max_running.or(file.max_running).unwrap_or(4);
-    config.public_url = args.public_url.or(file.public_url);
-    config.notify_url = args.notify_url.or(file.notify_url);
+    let config = crate::config::load(crate::config::Flags {
+        listen: args.listen,
+        public_url: args.public_url,
+        max_running: args.max_running,
+        notify_url: args.notify_url,
+        ..args.store.flags(args.data_dir)
+    })
+    .map_err(CliError::lib)?;
     crate::server::serve(config).await.map_err(CliError::lib)?;
     Ok(0)
 }

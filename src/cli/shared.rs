@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::args::StoreArgs;
 use super::client::{CliError, Client};
 use crate::catalog::{TransferId, TransferRecord};
-use crate::config::{ConfigFile, ServiceConfig, default_data_dir};
+use crate::config::ServiceConfig;
 
 /// The environment variables the commands read, read once by `main` (empty means unset).
 /// Secrets stay here: they are never printed, and never put on a command line.
@@ -111,37 +111,25 @@ fn seconds(text: &str) -> Option<u64> {
 }
 
 impl StoreArgs {
-    /// The service's configuration from the data directory, the configuration file and
-    /// these flags (which win); also the file, for the settings only `serve` has.
-    pub fn service_config(
-        self,
-        data_dir: Option<PathBuf>,
-    ) -> Result<(ServiceConfig, ConfigFile), CliError> {
-        let mut config = ServiceConfig::new(data_dir.unwrap_or_else(default_data_dir));
-        let file = match &self.config {
-            Some(p) => ConfigFile::load(p, true),
-            None => ConfigFile::load(&config.data_dir.join("pgbackups.toml"), false),
+    /// The service's configuration from the data directory, the configuration file, the
+    /// environment and these flags (which win).
+    pub fn service_config(self, data_dir: Option<PathBuf>) -> Result<ServiceConfig, CliError> {
+        crate::config::load(self.flags(data_dir)).map_err(CliError::lib)
+    }
+
+    /// These flags (and `--data-dir`) as the configuration loading takes them.
+    pub fn flags(self, data_dir: Option<PathBuf>) -> crate::config::Flags {
+        crate::config::Flags {
+            data_dir,
+            config: self.config,
+            storage: self.storage,
+            storage_endpoint: self.storage_endpoint,
+            storage_region: self.storage_region,
+            encrypt_to: self.encrypt_to,
+            identity_file: self.identity_file,
+            passphrase_file: self.passphrase_file,
+            ..Default::default()
         }
-        .map_err(CliError::lib)?;
-        config.storage = file.storage.clone();
-        if self.storage.is_some() {
-            config.storage.url = self.storage;
-        }
-        if self.storage_endpoint.is_some() {
-            config.storage.endpoint = self.storage_endpoint;
-        }
-        if self.storage_region.is_some() {
-            config.storage.region = self.storage_region;
-        }
-        config.encryption = file.encryption.clone();
-        config.encryption.recipients.extend(self.encrypt_to);
-        if self.identity_file.is_some() {
-            config.encryption.identity_file = self.identity_file;
-        }
-        if self.passphrase_file.is_some() {
-            config.encryption.passphrase_file = self.passphrase_file;
-        }
-        Ok((config, file))
     }
 
     /// These flags as arguments of a `pgbackups` child (`wal-fetch`, `wal-prefetch`), with

@@ -15,12 +15,14 @@ use crate::transfer::pipeline::{copy_chunked, error_summary, spawn_tool};
 
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
 /// `replication` line in `pg_hba.conf`; the cluster's WAL must reach the store under the
-/// same name (archived with `wal-push --name NAME`, or streamed by `protect`).
+/// same name (archived with `wal-push --name NAME`, or streamed by `protect`) within
+/// `wal_wait` of the backup's end (`Tuning::base_wal_wait`).
 pub async fn take_base_backup(
     storage: Arc<dyn Storage>,
     tools: &PgTools,
     url: &PgUrl,
     name: &str,
+    wal_wait: std::time::Duration,
 ) -> Result<BaseBackup, String> {
     crate::wal::key(name, "00000001.history").map_err(|e| e.to_string())?;
     let started_at = jiff::Timestamp::now();
@@ -95,7 +97,7 @@ pub async fn take_base_backup(
     // store (archived by `wal-push`, or streamed by `protect`), which also proves that the
     // cluster's WAL reaches the store under this name.
     let (s2, n2, d2) = (storage.clone(), name.to_string(), described.clone());
-    let waited = tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2))
+    let waited = tokio::task::spawn_blocking(move || wait_for_wal(s2.as_ref(), &n2, &d2, wal_wait))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
@@ -232,19 +234,20 @@ fn describe(scanned: &Scanned, name: &str) -> Result<Described, String> {
     })
 }
 
-/// How long a base backup waits for the WAL up to its end to reach the store.
-fn wal_wait() -> std::time::Duration {
-    std::time::Duration::from_secs(crate::config::env_secs("PGBACKUPS_BASE_WAL_WAIT_SECS", 120))
-}
-
-/// Waits until the segment holding the backup's last WAL byte is in the store.
-fn wait_for_wal(storage: &dyn Storage, name: &str, d: &Described) -> Result<(), String> {
+/// Waits until the segment holding the backup's last WAL byte is in the store, at most
+/// `wal_wait`.
+fn wait_for_wal(
+    storage: &dyn Storage,
+    name: &str,
+    d: &Described,
+    wal_wait: std::time::Duration,
+) -> Result<(), String> {
     // The end LSN is the first byte after the backup's WAL: the byte before it is the last
     // one needed.
     let last = super::parse_lsn(&d.stop_lsn).unwrap_or(1).saturating_sub(1);
     let file = super::segment_file(d.stop_timeline, last, d.wal_segment_size);
     let key = crate::wal::key(name, &file).map_err(|e| e.to_string())?;
-    let deadline = std::time::Instant::now() + wal_wait();
+    let deadline = std::time::Instant::now() + wal_wait;
     loop {
         if storage.size(&key).map_err(|e| e.to_string())?.is_some() {
             return Ok(());
@@ -252,7 +255,7 @@ fn wait_for_wal(storage: &dyn Storage, name: &str, d: &Described) -> Result<(), 
         if std::time::Instant::now() > deadline {
             return Err(format!(
                 "the WAL this base backup needs ({file}) did not reach the store within {} s, so the base backup was discarded. The cluster's WAL must go into pgbackups under the name {name}: protect it (`pgbackups protect {name}`), or set archive_mode = on and archive_command = 'pgbackups wal-push --name {name} %p' (with the same storage settings)",
-                wal_wait().as_secs()
+                wal_wait.as_secs()
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(250));

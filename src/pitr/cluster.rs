@@ -76,6 +76,8 @@ pub struct NewCluster {
     pub wal: WalSource,
     /// Who runs it, when root starts it.
     pub run_as: Option<Owner>,
+    /// Where to look for `pg_ctl` first (`PGBACKUPS_PG_BIN`).
+    pub pg_bin_dirs: Vec<PathBuf>,
 }
 
 /// What recovery is asked for, with every installed `pg_waldump` to find where the archive
@@ -192,7 +194,7 @@ pub fn hand_over(c: &NewCluster) -> Result<(), ClusterError> {
 /// Starts the cluster with the newest `pg_ctl` and waits up to `timeout` until recovery has
 /// reached the target and it accepts writes (progress on stderr).
 pub async fn start(c: &NewCluster, timeout: Duration) -> Result<Started, ClusterError> {
-    let tools = crate::pg::PgTools::discover(&[]);
+    let tools = crate::pg::PgTools::discover(&c.pg_bin_dirs);
     let pg_ctl = tools
         .newest(crate::pg::PgTool::Ctl)
         .map_err(|e| ClusterError::Tools(e.into()))?;
@@ -254,6 +256,7 @@ mod tests {
             port: None,
             wal,
             run_as: None,
+            pg_bin_dirs: vec![],
         }
     }
 

@@ -79,6 +79,7 @@ struct Running {
 /// The protected databases' streams.
 pub struct Protector {
     engine: Arc<Engine>,
+    tuning: crate::config::Tuning,
     spool_root: PathBuf,
     streams: Mutex<HashMap<String, Running>>,
     /// One protect or unprotect at a time, so that two calls never start two streams.
@@ -86,9 +87,15 @@ pub struct Protector {
 }
 
 impl Protector {
-    pub fn new(engine: Arc<Engine>, data_dir: &std::path::Path) -> Arc<Protector> {
+    /// The streams of `engine`'s databases, spooled under `data_dir`, timed by `tuning`.
+    pub fn new(
+        engine: Arc<Engine>,
+        data_dir: &std::path::Path,
+        tuning: crate::config::Tuning,
+    ) -> Arc<Protector> {
         Arc::new(Protector {
             engine,
+            tuning,
             spool_root: data_dir.join("wal-spool"),
             streams: Mutex::new(HashMap::new()),
             changing: tokio::sync::Mutex::new(()),
@@ -128,6 +135,7 @@ impl Protector {
             spool: self.spool_root.join(&record.database),
             base_every: Duration::from_secs(record.base_every_secs),
             keep_base: record.keep_base,
+            tuning: self.tuning,
             since: record.created_at,
             notifier: self.engine.notifier().clone(),
         };

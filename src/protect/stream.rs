@@ -24,7 +24,6 @@ use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::spool::{PartialMark, Sweep, resume_at};
-use crate::config::env_secs;
 use crate::pg::client::{query, quote_literal, tool_command};
 use crate::pg::{PgTool, PgTools, PgUrl};
 use crate::pitr::{self, BaseBackup, format_lsn, parse_lsn};
@@ -42,6 +41,8 @@ pub(super) struct Setup {
     pub spool: PathBuf,
     pub base_every: Duration,
     pub keep_base: u32,
+    /// The lag limit, base backup retry, partial upload and WAL wait timings.
+    pub tuning: crate::config::Tuning,
     /// Where problems are reported as they appear and go.
     pub notifier: Arc<crate::notify::Notifier>,
     /// When the protection began: the first base backup is the first one since then (the
@@ -81,6 +82,9 @@ pub struct Live {
     /// long ago the server was at the store's position).
     pub lag_bytes: Option<u64>,
     pub lag_seconds: Option<u64>,
+    /// The lag is over the limit (`Tuning::lag_limit` or 1 GiB): a problem.
+    #[serde(skip)]
+    lagging: bool,
     /// The slot holds this much WAL on the server (its distance from the server's position).
     pub slot_retained_bytes: Option<u64>,
     /// The slot's `wal_status`: `reserved` or `extended` is fine; `unreserved` means the server
@@ -130,7 +134,7 @@ impl Live {
             out.push(("store", format!("cannot store WAL: {e}")));
         }
         if let (Some(s), Some(b)) = (self.lag_seconds, self.lag_bytes)
-            && (s > lag_limit_secs() || b > LAG_LIMIT_BYTES)
+            && self.lagging
         {
             let behind = crate::format::bytes(b);
             out.push((
@@ -167,11 +171,6 @@ impl Live {
         }
         out
     }
-}
-
-/// Archiving further behind than this is a problem (`PGBACKUPS_LAG_LIMIT_SECS`, default 300).
-fn lag_limit_secs() -> u64 {
-    env_secs("PGBACKUPS_LAG_LIMIT_SECS", 300)
 }
 
 const LAG_LIMIT_BYTES: u64 = 1 << 30;
@@ -493,7 +492,7 @@ impl Stream {
 
     /// Stores what the spool has ready and moves the slot past it.
     async fn store_spool(&mut self) {
-        let partial_due = self.partial_at.elapsed() >= partial_every();
+        let partial_due = self.partial_at.elapsed() >= self.setup.tuning.partial_every;
         // What the receiver had reported before the partial file is read: the upload holds
         // at least this much.
         let received = self.received_lsn;
@@ -627,7 +626,9 @@ impl Stream {
                 .map(|(t, _)| now.duration_since(*t).as_secs().max(0) as u64)
                 .unwrap_or(0)
         };
-        let lagging = lag_seconds > lag_limit_secs() || lag_bytes > LAG_LIMIT_BYTES;
+        // Further behind than the limit (`Tuning::lag_limit`, default 300 s) is a problem.
+        let lagging =
+            lag_seconds > self.setup.tuning.lag_limit.as_secs() || lag_bytes > LAG_LIMIT_BYTES;
         if lagging
             && self
                 .warned_lag_at
@@ -648,6 +649,7 @@ impl Stream {
             l.stored_lsn = Some(format_lsn(stored));
             l.lag_bytes = Some(lag_bytes);
             l.lag_seconds = Some(lag_seconds);
+            l.lagging = lagging;
             l.slot_retained_bytes = slot.map(|s| server.saturating_sub(s));
             l.slot_wal_status = wal_status;
             if per_day.is_some() {
@@ -670,7 +672,7 @@ impl Stream {
                 return;
             }
             let Some(task) = self.base.take() else { return };
-            let retry = Duration::from_secs(env_secs("PGBACKUPS_BASE_RETRY_SECS", 300));
+            let retry = self.setup.tuning.base_retry;
             let result = match task.await {
                 Ok(r) => r,
                 Err(e) => Err(format!("the base backup task failed: {e}")),
@@ -714,6 +716,7 @@ impl Stream {
                 &setup.tools,
                 &setup.url,
                 &setup.name,
+                setup.tuning.base_wal_wait,
             )
             .await?;
             let (storage, name, keep) = (setup.storage, setup.name, setup.keep_base as usize);
@@ -799,11 +802,6 @@ fn later(at: Timestamp, by: Duration) -> Timestamp {
         .ok()
         .and_then(|d| at.checked_add(d).ok())
         .unwrap_or(Timestamp::MAX)
-}
-
-/// How often the segment still filling is uploaded (`PGBACKUPS_PARTIAL_SECS`, default 5).
-fn partial_every() -> Duration {
-    Duration::from_secs(env_secs("PGBACKUPS_PARTIAL_SECS", 5).max(1))
 }
 
 /// The application name the receiver connects with, to find it in `pg_stat_replication`.

@@ -80,9 +80,9 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     })?);
     // Probed: a wrong bucket or bad credentials stop the service here, with the reason.
     let storage = open_configured_storage(&config, true).map_err(ServeError)?;
-    let clock: Arc<dyn Clock> = match std::env::var("PGBACKUPS_TEST_CLOCK") {
-        Ok(spec) if !spec.is_empty() => {
-            let clock = TestClock::parse(&spec).ok_or_else(|| {
+    let clock: Arc<dyn Clock> = match &config.test_clock {
+        Some(spec) => {
+            let clock = TestClock::parse(spec).ok_or_else(|| {
                 ServeError(format!(
                     "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{spec}`"
                 ))
@@ -90,8 +90,9 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
             tracing::warn!("schedules run on a test clock ({spec}); do not use this in production");
             Arc::new(clock)
         }
-        _ => Arc::new(SystemClock),
+        None => Arc::new(SystemClock),
     };
+    crate::transfer::hold::arm(&config.test_holds);
     let notifier =
         crate::notify::Notifier::new(config.notify_url.as_deref()).map_err(ServeError)?;
     let tools = PgTools::discover(&config.pg_bin_dirs);
@@ -147,11 +148,14 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
         dir.display()
     );
 
-    let protector = crate::protect::Protector::new(engine.clone(), dir);
+    let protector = crate::protect::Protector::new(engine.clone(), dir, config.tuning);
     protector
         .start_all()
         .map_err(|e| ServeError(format!("cannot resume Continuous Protection: {e}")))?;
-    tokio::spawn(retry_storage_aborts(engine.storage().clone()));
+    tokio::spawn(retry_storage_aborts(
+        engine.storage().clone(),
+        config.tuning.storage_sweep,
+    ));
     let starter: Arc<dyn crate::schedule::Starter> = Arc::new(engine.clone());
     let scheduler = Scheduler::new(engine.catalog().clone(), starter, clock);
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
@@ -189,14 +193,10 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Every minute (`PGBACKUPS_STORAGE_SWEEP_SECS`), retries the clean-up of uploads whose
-/// abort failed while the store was unreachable, so that no orphan parts outlive an outage.
-async fn retry_storage_aborts(storage: Arc<dyn Storage>) {
-    let secs = match crate::config::env_secs("PGBACKUPS_STORAGE_SWEEP_SECS", 60) {
-        0 => 60,
-        s => s,
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(secs));
+/// Every `every` (a minute unless tuned), retries the clean-up of uploads whose abort failed
+/// while the store was unreachable, so that no orphan parts outlive an outage.
+async fn retry_storage_aborts(storage: Arc<dyn Storage>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

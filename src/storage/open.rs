@@ -20,8 +20,8 @@ pub struct StorageConfig {
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or `file:///dir`;
     /// unset: the `storage` directory inside the data directory.
     pub url: Option<String>,
-    /// The S3 endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...). Default:
-    /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT`, else AWS.
+    /// The S3 endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...). Default
+    /// (filled in by the configuration loading): `AWS_ENDPOINT_URL` / `AWS_ENDPOINT`, else AWS.
     pub endpoint: Option<String>,
     /// Default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
     pub region: Option<String>,
@@ -97,11 +97,7 @@ pub fn open_storage(
                 .with_bucket_name(&bucket)
                 .with_retry(retry)
                 .with_client_options(client.clone());
-            let endpoint = config.endpoint.clone().or_else(|| {
-                std::env::var("AWS_ENDPOINT_URL")
-                    .or_else(|_| std::env::var("AWS_ENDPOINT"))
-                    .ok()
-            });
+            let endpoint = config.endpoint.clone();
             if let Some(e) = &endpoint {
                 b = b.with_endpoint(e).with_allow_http(e.starts_with("http://"));
             }

@@ -4,6 +4,7 @@
 //!
 //! Off unless the service was started with `PGBACKUPS_TEST_HOLD` naming the point (a
 //! comma-separated list), and only in debug builds: a release binary ignores the variable.
+//! The configuration loading reads it; `serve` arms the points once with [`arm`].
 //! A held transfer logs `Test hold: <point>` and waits until it is cancelled (or the service
 //! is killed), at most two minutes.
 
@@ -11,20 +12,19 @@ use std::time::Duration;
 
 use super::job::JobCtx;
 
-/// The points named in `PGBACKUPS_TEST_HOLD`, read once.
+/// The points armed for this process (`ServiceConfig::test_holds`).
+static POINTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Arms the test holds at `points` for this process (once: later calls change nothing).
+/// The configuration leaves `points` empty in a release build.
+pub fn arm(points: &[String]) {
+    if !points.is_empty() {
+        let _ = POINTS.set(points.to_vec());
+    }
+}
+
 fn points() -> &'static [String] {
-    static POINTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    POINTS.get_or_init(|| {
-        if !cfg!(debug_assertions) {
-            return Vec::new();
-        }
-        std::env::var("PGBACKUPS_TEST_HOLD")
-            .unwrap_or_default()
-            .split(',')
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect()
-    })
+    POINTS.get().map(Vec::as_slice).unwrap_or_default()
 }
 
 /// Whether the test build holds transfers at `point`.
