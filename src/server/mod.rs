@@ -4,8 +4,8 @@
 //! start and kept in the data directory with mode 0600). `/healthz` is open: it says only
 //! that the service is up. The API is documented in `docs/API.md`.
 
-mod api;
 mod extract;
+mod routes;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -21,7 +21,7 @@ use crate::secret::Secrets;
 use crate::storage::Storage;
 use crate::transfer::Engine;
 
-pub use api::router;
+pub use routes::router;
 
 /// Why the service could not start or run.
 #[derive(Debug, thiserror::Error)]
