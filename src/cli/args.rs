@@ -30,7 +30,17 @@ pub struct FilterArgs {
     pub exclude_table_data: Vec<String>,
 }
 
-/// Every command. Names follow `heroku pg:backups` (`backups:capture`, ...).
+impl From<FilterArgs> for crate::pg::DumpFilter {
+    fn from(f: FilterArgs) -> crate::pg::DumpFilter {
+        crate::pg::DumpFilter {
+            schema: f.schema,
+            exclude_schema: f.exclude_schema,
+            table: f.table,
+            exclude_table_data: f.exclude_table_data,
+        }
+    }
+}
+
 /// Every command. Names follow `heroku pg:backups` (`backups:capture`, ...); each group has its
 /// own enum and its own module, flattened here so the command line stays one flat list.
 #[derive(Subcommand, Debug)]

@@ -11,13 +11,14 @@ use serde::Serialize;
 use super::args::BackupCommand;
 use super::client::{CliError, Client};
 use super::print::transfers;
-use super::requests;
 use super::shared::{Env, id_or_latest, newest_backup, parse_duration, parse_id, print_json};
 use super::urlarg::{self, Role};
 use super::watch;
+use crate::api::{
+    BackupLink, CaptureRequest, RebuildReport, TransferCancelled, UrlRequest, VerifyRequest,
+};
 use crate::catalog::{LogLine, TransferKind, TransferRecord, VerifyMode};
 use crate::format;
-use crate::transfer::RebuildReport;
 
 /// `backups:info --json`: the record with its log.
 #[derive(Serialize)]
@@ -47,9 +48,9 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             let database = urlarg::resolve_opt(database, Role::Source, env)?;
             let c = Client::connect(env)?;
-            let body = requests::Capture {
-                filter: (&filter).into(),
+            let body = CaptureRequest {
                 database,
+                filter: filter.into(),
             };
             let rec: TransferRecord = c.post("/captures", &body).await?;
             if no_wait {
@@ -78,9 +79,8 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
                 Some(id) => format!("/transfers/{}/cancel", parse_id(id)?),
                 None => "/transfers/cancel".to_string(),
             };
-            let answer: serde_json::Value = c.post(&path, &requests::Empty {}).await?;
-            let id = answer.get("id").and_then(|v| v.as_str()).unwrap_or("?");
-            println!("Stopping {id}... done");
+            let answer: TransferCancelled = c.post_empty(&path).await?;
+            println!("Stopping {}... done", answer.id);
             Ok(0)
         }
         BackupCommand::Info { id, json } => {
@@ -116,11 +116,11 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             let secs = parse_duration("--expires", &expires)?;
             let id = id_or_latest(id)?;
             let c = Client::connect(env)?;
-            let link: crate::transfer::BackupUrl = c
+            let link: BackupLink = c
                 .post(
                     &format!("/backups/{id}/url"),
-                    &requests::BackupUrl {
-                        expires_secs: secs,
+                    &UrlRequest {
+                        expires_secs: Some(secs),
                         plain,
                     },
                 )
@@ -158,7 +158,7 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             let rec: TransferRecord = c
                 .post(
                     &format!("/backups/{id}/verify"),
-                    &requests::Verify { mode, target },
+                    &VerifyRequest { mode, target },
                 )
                 .await?;
             println!("{}", rec.id);
@@ -175,7 +175,7 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
         }
         BackupCommand::CatalogRebuild => {
             let c = Client::connect(env)?;
-            let r: RebuildReport = c.post("/catalog/rebuild", &requests::Empty {}).await?;
+            let r: RebuildReport = c.post_empty("/catalog/rebuild").await?;
             print!("{}", transfers::rebuild_text(&r));
             Ok(if r.unreadable.is_empty() && r.conflicts.is_empty() {
                 0

@@ -152,10 +152,9 @@ impl Client {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| format!("the service answered {status}: {text}"));
+        let message = serde_json::from_str::<crate::api::ErrorBody>(&text)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| format!("the service answered {status}: {text}"));
         if status == StatusCode::UNAUTHORIZED {
             return Err(CliError::Api(format!("{message} (check PGBACKUPS_TOKEN)")));
         }
@@ -178,6 +177,14 @@ impl Client {
             .send(self.request(Method::POST, path).json(body))
             .await?;
         decode(resp).await
+    }
+
+    /// POST without a body of its own (`{}`) and decode the JSON answer.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        /// Serializes as `{}`.
+        #[derive(serde::Serialize)]
+        struct NoBody {}
+        self.post(path, &NoBody {}).await
     }
 }
 

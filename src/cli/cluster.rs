@@ -3,7 +3,6 @@
 
 use super::args::{ArchiveName, ClusterCommand, StoreArgs, TargetDir, TimelineArg};
 use super::client::{CliError, Client};
-use super::requests;
 use super::shared::{Env, on_store, parse_duration, path_part};
 use crate::pitr::cluster::{self, NewCluster, WalSource};
 use crate::pitr::{Recovery, RecoveryTarget, TimelineChoice};
@@ -91,12 +90,6 @@ fn timeline_choice(timeline: &TimelineArg) -> Result<TimelineChoice, CliError> {
     })
 }
 
-/// The WAL token of a cluster that fetches its WAL through the service.
-#[derive(serde::Deserialize)]
-struct WalToken {
-    token: String,
-}
-
 /// `rollback` and `fork`: unpack, configure recovery, maybe start.
 async fn new_cluster(
     name: ArchiveName,
@@ -127,11 +120,8 @@ async fn new_cluster(
         // The store stays the service's: the server gets a token that reads this archive's
         // WAL and nothing else.
         let c = Client::connect(env)?;
-        let answer: WalToken = c
-            .post(
-                &format!("/wal/{}/token", path_part(&name)),
-                &requests::Empty {},
-            )
+        let answer: crate::api::WalToken = c
+            .post_empty(&format!("/wal/{}/token", path_part(&name)))
             .await?;
         WalSource::Service {
             url: c.base().to_string(),

@@ -5,7 +5,8 @@ use reqwest::Method;
 use super::args::DatabaseCommand;
 use super::client::{CliError, Client};
 use super::shared::{Env, path_part, print_json};
-use super::{print, requests, urlarg};
+use super::{print, urlarg};
+use crate::api::{AddDatabaseRequest, DatabaseAdded};
 use crate::catalog::DatabaseRecord;
 
 pub async fn run(command: DatabaseCommand, env: &Env) -> Result<i32, CliError> {
@@ -35,19 +36,16 @@ pub async fn run(command: DatabaseCommand, env: &Env) -> Result<i32, CliError> {
                 )?,
             };
             let c = Client::connect(env)?;
-            let added: serde_json::Value = c
+            let added: DatabaseAdded = c
                 .post(
                     "/databases",
-                    &requests::NewDatabase {
-                        name: &name,
-                        url: &url,
+                    &AddDatabaseRequest {
+                        name: name.clone(),
+                        url,
                     },
                 )
                 .await?;
-            println!(
-                "Added database {name}: {}",
-                added.get("url").and_then(|u| u.as_str()).unwrap_or("")
-            );
+            println!("Added database {name}: {}", added.url);
             Ok(0)
         }
         DatabaseCommand::DatabasesRemove { name } => {

@@ -13,7 +13,6 @@ mod cluster;
 mod databases;
 mod print;
 mod protection;
-mod requests;
 mod schedules;
 mod serve;
 mod shared;

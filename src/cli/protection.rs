@@ -6,8 +6,8 @@ use reqwest::Method;
 use super::args::ProtectionCommand;
 use super::client::{CliError, Client, decode};
 use super::print::protection::{problems, protected_text, protection_text, protection_view_text};
-use super::requests;
 use super::shared::{Env, on_store, parse_duration, path_part, print_json};
+use crate::api::{ProtectRequest, ProtectionView, Unprotected};
 
 pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError> {
     match command {
@@ -21,11 +21,11 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
                 .map(|b| parse_duration("--base-every", b))
                 .transpose()?;
             let c = Client::connect(env)?;
-            let v: serde_json::Value = c
+            let v: ProtectionView = c
                 .post(
                     "/protections",
-                    &requests::Protect {
-                        database: &database,
+                    &ProtectRequest {
+                        database: database.clone(),
                         base_every_secs,
                         keep,
                     },
@@ -36,7 +36,7 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
         }
         ProtectionCommand::Unprotect { database } => {
             let c = Client::connect(env)?;
-            let v: serde_json::Value = decode(
+            let v: Unprotected = decode(
                 c.send(c.request(
                     Method::DELETE,
                     &format!("/protections/{}", path_part(&database)),
@@ -47,7 +47,7 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
             println!(
                 "Stopped protecting {database}; its archive stays in the store (rollback and fork still work)."
             );
-            if let Some(w) = v.get("warning").and_then(|w| w.as_str()) {
+            if let Some(w) = &v.warning {
                 eprintln!("WARNING: {w}");
                 return Ok(1);
             }
@@ -60,16 +60,17 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
             store: _,
         } => {
             let c = Client::connect(env)?;
-            let views: Vec<serde_json::Value> = match &database {
-                Some(d) => vec![c.get(&format!("/protections/{}", path_part(d))).await?],
+            // The service's answer as is for --json, read into the API's views for the rest.
+            let answer: serde_json::Value = match &database {
+                Some(d) => c.get(&format!("/protections/{}", path_part(d))).await?,
                 None => c.get("/protections").await?,
             };
+            let views: Vec<ProtectionView> = match &database {
+                Some(_) => vec![read_view(answer.clone())?],
+                None => read_view(answer.clone())?,
+            };
             if json {
-                if database.is_some() {
-                    print_json(&views[0])?;
-                } else {
-                    print_json(&views)?;
-                }
+                print_json(&answer)?;
             } else if views.is_empty() {
                 println!(
                     "No database is protected; protect one with `pgbackups protect DATABASE`."
@@ -133,4 +134,9 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
             Ok(0)
         }
     }
+}
+
+/// The service's answer as the API's view of it.
+fn read_view<T: serde::de::DeserializeOwned>(answer: serde_json::Value) -> Result<T, CliError> {
+    serde_json::from_value(answer).map_err(CliError::Json)
 }

@@ -5,8 +5,9 @@ use reqwest::Method;
 
 use super::args::ScheduleCommand;
 use super::client::{CliError, Client, decode};
+use super::print;
 use super::shared::{Env, path_part, print_json};
-use super::{print, requests};
+use crate::api::{RetentionView, ScheduleView, SetRetentionRequest, SetScheduleRequest};
 use crate::catalog::VerifyMode;
 
 pub async fn run(command: ScheduleCommand, env: &Env) -> Result<i32, CliError> {
@@ -18,12 +19,12 @@ pub async fn run(command: ScheduleCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             let verify: VerifyMode = verify.parse().map_err(CliError::msg)?;
             let c = Client::connect(env)?;
-            let s: serde_json::Value = c
+            let s: ScheduleView = c
                 .post(
                     "/schedules",
-                    &requests::Schedule {
+                    &SetScheduleRequest {
                         database,
-                        at: &at,
+                        at,
                         verify,
                     },
                 )
@@ -36,9 +37,9 @@ pub async fn run(command: ScheduleCommand, env: &Env) -> Result<i32, CliError> {
             let name = match database {
                 Some(d) => d,
                 None => {
-                    let all: Vec<serde_json::Value> = c.get("/schedules").await?;
+                    let all: Vec<ScheduleView> = c.get("/schedules").await?;
                     match all.as_slice() {
-                        [one] => one["database"].as_str().unwrap_or("").to_string(),
+                        [one] => one.database.clone(),
                         [] => return Err(CliError::msg("no database has a schedule")),
                         _ => {
                             return Err(CliError::msg(
@@ -62,27 +63,28 @@ pub async fn run(command: ScheduleCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             let c = Client::connect(env)?;
             let path = format!("/retention/{}", path_part(&database));
-            let v: serde_json::Value =
-                if [daily, weekly, monthly, manual].iter().all(Option::is_none) {
-                    c.get(&path).await?
-                } else {
-                    let body = requests::Retention {
-                        daily,
-                        weekly,
-                        monthly,
-                        manual,
-                    };
-                    decode(c.send(c.request(Method::PUT, &path).json(&body)).await?).await?
+            let v: RetentionView = if [daily, weekly, monthly, manual].iter().all(Option::is_none) {
+                c.get(&path).await?
+            } else {
+                let body = SetRetentionRequest {
+                    daily,
+                    weekly,
+                    monthly,
+                    manual,
                 };
-            print!("{}", print::retention_text(&database, &v));
+                decode(c.send(c.request(Method::PUT, &path).json(&body)).await?).await?
+            };
+            print!("{}", print::retention_text(&v));
             Ok(0)
         }
         ScheduleCommand::Schedules { json } => {
             let c = Client::connect(env)?;
-            let all: Vec<serde_json::Value> = c.get("/schedules").await?;
             if json {
+                // The service's answer as is.
+                let all: serde_json::Value = c.get("/schedules").await?;
                 print_json(&all)?;
             } else {
+                let all: Vec<ScheduleView> = c.get("/schedules").await?;
                 print!("{}", print::schedules_listing(&all));
             }
             Ok(0)

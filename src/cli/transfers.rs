@@ -7,10 +7,10 @@ use reqwest::Method;
 
 use super::args::TransferCommand;
 use super::client::{CliError, Client, decode};
-use super::requests;
 use super::shared::{Env, parse_id};
 use super::urlarg::{self, Role};
 use super::watch;
+use crate::api::{CopyRequest, RestoreRequest, UploadQuery};
 use crate::catalog::{TransferId, TransferRecord};
 
 pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
@@ -28,15 +28,15 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             if let Some(path) = file {
                 let database = urlarg::resolve_opt(first.or(second), Role::Target, env)?;
-                let upload = Upload {
-                    path: &path,
+                let query = UploadQuery {
+                    name: None,
                     database,
                     confirm,
-                    jobs,
+                    jobs: Some(jobs),
                     atomic,
                     drop_old,
                 };
-                return upload_and_watch(upload, no_wait, verbose, env).await;
+                return upload_and_watch(&path, query, no_wait, verbose, env).await;
             }
             // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`,
             // `restore`; `-` for either is read from the environment or standard input.
@@ -72,12 +72,12 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             let rec: TransferRecord = c
                 .post(
                     "/restores",
-                    &requests::Restore {
+                    &RestoreRequest {
                         backup: backup.map(|b| b.to_string()),
                         url: from_url,
                         database,
                         confirm,
-                        jobs,
+                        jobs: Some(jobs),
                         atomic,
                         drop_old,
                     },
@@ -116,11 +116,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             let source = urlarg::resolve(source, Role::Source, env)?;
             let target = urlarg::resolve(target, Role::Target, env)?;
-            let body = requests::Copy {
-                filter: (&filter).into(),
+            let body = CopyRequest {
                 source,
                 target,
                 confirm,
+                filter: filter.into(),
             };
             copy_and_watch("/copies", &body, no_wait, verbose, env).await
         }
@@ -133,11 +133,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             let source = urlarg::resolve(source, Role::Source, env)?;
             let local_url = urlarg::resolve(local_url, Role::Target, env)?;
-            let body = requests::Copy {
-                filter: (&filter).into(),
+            let body = CopyRequest {
                 source,
                 target: local_url,
                 confirm: None,
+                filter: filter.into(),
             };
             copy_and_watch("/pulls", &body, no_wait, verbose, env).await
         }
@@ -151,11 +151,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             let local_url = urlarg::resolve(local_url, Role::Source, env)?;
             let target = urlarg::resolve(target, Role::Target, env)?;
-            let body = requests::Copy {
-                filter: (&filter).into(),
+            let body = CopyRequest {
                 source: local_url,
                 target,
                 confirm,
+                filter: filter.into(),
             };
             copy_and_watch("/pushes", &body, no_wait, verbose, env).await
         }
@@ -163,51 +163,27 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
 }
 
 #[allow(clippy::too_many_arguments)]
-/// What `backups:restore --file` uploads, and where it restores it.
-struct Upload<'a> {
-    path: &'a Path,
-    database: Option<String>,
-    confirm: Option<String>,
-    jobs: u32,
-    atomic: bool,
-    drop_old: bool,
-}
-
-/// Uploads a dump file for a restore, then watches the restore.
+/// Uploads the dump file `path` for a restore (`query` says where to, without the file's
+/// name), then watches the restore.
 async fn upload_and_watch(
-    upload: Upload<'_>,
+    path: &Path,
+    query: UploadQuery,
     no_wait: bool,
     verbose: bool,
     env: &Env,
 ) -> Result<i32, CliError> {
-    let Upload {
-        path,
-        database,
-        confirm,
-        jobs,
-        atomic,
-        drop_old,
-    } = upload;
     let file = tokio::fs::File::open(path)
         .await
         .map_err(CliError::io(format!("cannot open {}", path.display())))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let query = UploadQuery {
+        name: Some(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        ..query
+    };
     let c = Client::connect(env)?;
-    let mut query: Vec<(&str, String)> = vec![
-        ("name", name),
-        ("jobs", jobs.to_string()),
-        ("atomic", atomic.to_string()),
-        ("drop_old", drop_old.to_string()),
-    ];
-    if let Some(d) = database {
-        query.push(("database", d));
-    }
-    if let Some(c) = confirm {
-        query.push(("confirm", c));
-    }
     let body =
         reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
     eprintln!("Uploading {}...", path.display());
@@ -237,7 +213,7 @@ async fn upload_and_watch(
 /// Starts a copy (plain, pull or push) and watches it like a capture.
 async fn copy_and_watch(
     path: &str,
-    body: &requests::Copy<'_>,
+    body: &CopyRequest,
     no_wait: bool,
     verbose: bool,
     env: &Env,

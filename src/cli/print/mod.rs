@@ -4,7 +4,8 @@
 pub mod protection;
 pub mod transfers;
 
-use crate::catalog::DatabaseRecord;
+use crate::api::{RetentionView, ScheduleView};
+use crate::catalog::{DatabaseRecord, VerifyMode};
 use crate::format;
 
 use super::table::render;
@@ -25,38 +26,27 @@ pub fn databases_listing(dbs: &[DatabaseRecord]) -> String {
 }
 
 /// The `backups:schedules` listing.
-pub fn schedules_listing(all: &[serde_json::Value]) -> String {
+pub fn schedules_listing(all: &[ScheduleView]) -> String {
     if all.is_empty() {
         return "No backup schedules. Add one with `pgbackups backups:schedule DATABASE --at '02:00 UTC'`.\n".into();
     }
-    let text = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
     let rows = all
         .iter()
         .map(|s| {
+            let r = &s.retention;
             vec![
-                text(s, "database"),
-                format!("daily at {}", text(s, "at")),
-                text(s, "next_run_local"),
-                s["next_run_at"]
-                    .as_str()
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .map(format::time)
-                    .unwrap_or_default(),
-                {
-                    let r = &s["retention"];
-                    let n = |k: &str| r[k].as_u64().unwrap_or(0);
-                    format!(
-                        "{} daily, {} weekly, {} monthly, {} manual",
-                        n("daily"),
-                        n("weekly"),
-                        n("monthly"),
-                        n("manual")
-                    )
-                },
-                match text(s, "verify").as_str() {
-                    "checksum" => "checksum".to_string(),
-                    "restore" => "restore test".to_string(),
-                    _ => "no".to_string(),
+                s.database.clone(),
+                format!("daily at {}", s.at),
+                s.next_run_local.clone(),
+                format::time(s.next_run_at),
+                format!(
+                    "{} daily, {} weekly, {} monthly, {} manual",
+                    r.daily, r.weekly, r.monthly, r.manual
+                ),
+                match s.verify {
+                    VerifyMode::Checksum => "checksum".to_string(),
+                    VerifyMode::Restore => "restore test".to_string(),
+                    VerifyMode::Off => "no".to_string(),
                 },
             ]
         })
@@ -78,33 +68,24 @@ pub fn schedules_listing(all: &[serde_json::Value]) -> String {
 }
 
 /// What `backups:schedule` prints of the new schedule.
-pub fn scheduled_text(s: &serde_json::Value) -> String {
-    let field = |k: &str| s.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+pub fn scheduled_text(s: &ScheduleView) -> String {
     format!(
         "Scheduled automatic daily backups of {} at {}; next: {} ({} UTC)\n",
-        field("database"),
-        field("at"),
-        field("next_run_local"),
-        field("next_run_at")
+        s.database, s.at, s.next_run_local, s.next_run_at
     )
 }
 
-/// What `backups:retention` prints of a database's retention (`database` when the answer
-/// does not name it).
-pub fn retention_text(database: &str, v: &serde_json::Value) -> String {
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+/// What `backups:retention` prints of a database's retention.
+pub fn retention_text(v: &RetentionView) -> String {
+    let p = &v.policy;
     format!(
         "{} keeps: {} manual; scheduled: {} daily, {} weekly, {} monthly{} (pinned backups are always kept)\n",
-        v["database"].as_str().unwrap_or(database),
-        n("manual"),
-        n("daily"),
-        n("weekly"),
-        n("monthly"),
-        if v["default"].as_bool() == Some(true) {
-            " (the default)"
-        } else {
-            ""
-        }
+        v.database,
+        p.manual,
+        p.daily,
+        p.weekly,
+        p.monthly,
+        if v.default { " (the default)" } else { "" }
     )
 }
 
@@ -112,7 +93,7 @@ pub fn retention_text(database: &str, v: &serde_json::Value) -> String {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> serde_json::Value {
+    fn parse<T: serde::de::DeserializeOwned>(text: &str) -> T {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
@@ -136,8 +117,9 @@ mod tests {
     #[test]
     fn schedules() {
         assert!(schedules_listing(&[]).starts_with("No backup schedules."));
-        let s = parse(
-            r#"{"database": "main", "at": "02:00 UTC", "next_run_local": "2026-11-25 02:00 UTC",
+        let s: ScheduleView = parse(
+            r#"{"database": "main", "at": "02:00 UTC", "zone": "UTC", "created_at": "2026-11-24T00:00:00Z",
+                "next_run_local": "2026-11-25 02:00 UTC",
                 "next_run_at": "2026-11-25T02:00:00Z", "verify": "restore",
                 "retention": {"daily": 7, "weekly": 4, "monthly": 12, "manual": 5}}"#,
         );
@@ -156,11 +138,11 @@ mod tests {
 
     #[test]
     fn retention() {
-        let v = parse(
+        let v: RetentionView = parse(
             r#"{"database": "main", "daily": 7, "weekly": 4, "monthly": 0, "manual": 5, "default": true}"#,
         );
         assert_eq!(
-            retention_text("x", &v),
+            retention_text(&v),
             "main keeps: 5 manual; scheduled: 7 daily, 4 weekly, 0 monthly (the default) (pinned backups are always kept)\n"
         );
     }

@@ -1,6 +1,7 @@
 //! What `protect` and `protection:info` print: pure functions from the service's answers (or
 //! an archive read from the store) to text.
 
+use crate::api::{BaseBackupView, ProtectionView, ReceiverState};
 use crate::format;
 
 use super::super::table::render;
@@ -48,29 +49,17 @@ pub fn protection_text(info: &crate::pitr::ArchiveInfo) -> String {
 }
 
 /// The text of one database's protection, as the service reports it.
-pub fn protection_view_text(v: &serde_json::Value) -> String {
-    let str_of = |v: &serde_json::Value, k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
-    let time_of = |v: &serde_json::Value, k: &str| {
-        v.get(k)
-            .and_then(|x| x.as_str())
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(format::time)
-    };
-    let database = str_of(v, "database");
+pub fn protection_view_text(v: &ProtectionView) -> String {
+    let time = |t: &Option<jiff::Timestamp>| t.map(format::time);
+    let database = &v.database;
     let mut out = String::new();
-    let null = serde_json::Value::Null;
-    let live = v.get("live").unwrap_or(&null);
-    let archive = v.get("archive").unwrap_or(&null);
-    if v.get("protected").and_then(|p| p.as_bool()) == Some(true) {
+    let live = v.live.as_ref();
+    let archive = v.archive.as_ref();
+    if v.protected {
         out.push_str(&format!(
             "=== {database}: protected (slot {}, since {})\n",
-            str_of(v, "slot"),
-            time_of(v, "since").unwrap_or_default()
+            v.slot.as_deref().unwrap_or_default(),
+            time(&v.since).unwrap_or_default()
         ));
     } else {
         out.push_str(&format!(
@@ -79,16 +68,15 @@ pub fn protection_view_text(v: &serde_json::Value) -> String {
     }
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut row = |k: &str, val: String| rows.push(vec![k.to_string(), val]);
-    if !live.is_null() {
-        row("Status", str_of(live, "receiver"));
+    if let Some(live) = live {
+        row("Status", receiver_word(live.receiver).to_string());
     }
-    let earliest = time_of(live, "earliest").or_else(|| time_of(archive, "earliest"));
-    let stored = match (
-        time_of(live, "stored_at"),
-        live.get("stored_lsn").and_then(|x| x.as_str()),
-    ) {
-        (Some(at), Some(lsn)) => format!("WAL stored up to {lsn} at {at}"),
-        _ => match archive.get("latest_segment").and_then(|x| x.as_str()) {
+    let earliest = live
+        .and_then(|l| time(&l.earliest))
+        .or_else(|| archive.and_then(|a| time(&a.earliest)));
+    let stored = match live.and_then(|l| Some((time(&l.stored_at)?, l.stored_lsn.as_deref()?))) {
+        Some((at, lsn)) => format!("WAL stored up to {lsn} at {at}"),
+        None => match archive.and_then(|a| a.latest_segment.as_deref()) {
             Some(seg) => format!("the end of WAL segment {seg}"),
             None => "no WAL stored yet".into(),
         },
@@ -100,68 +88,48 @@ pub fn protection_view_text(v: &serde_json::Value) -> String {
             None => "none yet: no base backup".into(),
         },
     );
-    if let (Some(b), Some(s)) = (
-        live.get("lag_bytes").and_then(|x| x.as_u64()),
-        live.get("lag_seconds").and_then(|x| x.as_u64()),
-    ) {
-        let retained = live
-            .get("slot_retained_bytes")
-            .and_then(|x| x.as_u64())
+    if let Some((b, s, retained)) =
+        live.and_then(|l| Some((l.lag_bytes?, l.lag_seconds?, l.slot_retained_bytes)))
+    {
+        let retained = retained
             .map(|r| format!(" (the slot keeps {} on the server)", format::bytes(r)))
             .unwrap_or_default();
         row("WAL lag", format!("{}, {s} s{retained}", format::bytes(b)));
     }
-    let last = live
-        .get("last_base_backup")
-        .filter(|b| !b.is_null())
-        .or_else(|| {
-            archive
-                .get("base_backups")
-                .and_then(|b| b.as_array())
-                .and_then(|b| b.last())
-        });
+    let last: Option<&BaseBackupView> = live
+        .and_then(|l| l.last_base_backup.as_ref())
+        .or_else(|| archive.and_then(|a| a.base_backups.last()));
     let mut base = last
         .map(|b| {
             format!(
                 "{} (finished {}, {} stored)",
-                str_of(b, "id"),
-                time_of(b, "finished_at").unwrap_or_default(),
-                format::bytes(b.get("stored_bytes").and_then(|x| x.as_u64()).unwrap_or(0))
+                b.id,
+                format::time(b.finished_at),
+                format::bytes(b.stored_bytes)
             )
         })
         .unwrap_or_else(|| "none yet".into());
-    if live.get("base_backup_running").and_then(|x| x.as_bool()) == Some(true) {
+    if live.is_some_and(|l| l.base_backup_running) {
         base.push_str("; one is running");
-    } else if let Some(next) = time_of(live, "next_base_backup_at") {
+    } else if let Some(next) = live.and_then(|l| time(&l.next_base_backup_at)) {
         base.push_str(&format!("; next at {next}"));
     }
     row("Last base backup", base);
     let count = live
-        .get("base_backups")
-        .and_then(|x| x.as_u64())
-        .or_else(|| {
-            archive
-                .get("base_backups")
-                .and_then(|b| b.as_array())
-                .map(|b| b.len() as u64)
-        })
+        .map(|l| l.base_backups)
+        .or_else(|| archive.map(|a| a.base_backups.len()))
         .unwrap_or(0);
-    let policy = match (
-        v.get("base_every_secs").and_then(|x| x.as_u64()),
-        v.get("keep_base").and_then(|x| x.as_u64()),
-    ) {
+    let policy = match (v.base_every_secs, v.keep_base) {
         (Some(e), Some(k)) => format!(" (one every {}, the newest {k} kept)", format_duration(e)),
         _ => String::new(),
     };
     row("Base backups", format!("{count}{policy}"));
-    if let Some(d) = live.get("wal_bytes_per_day").and_then(|x| x.as_u64()) {
+    if let Some(d) = live.and_then(|l| l.wal_bytes_per_day) {
         row("WAL per day", format!("about {}", format::bytes(d)));
     }
     let gaps = live
-        .get("gaps")
-        .or_else(|| archive.get("gaps"))
-        .and_then(|g| g.as_array())
-        .map(|g| g.len())
+        .map(|l| l.gaps.len())
+        .or_else(|| archive.map(|a| a.gaps.len()))
         .unwrap_or(0);
     row(
         "Gaps",
@@ -175,6 +143,16 @@ pub fn protection_view_text(v: &serde_json::Value) -> String {
     out
 }
 
+/// The receiver's state as the API spells it.
+fn receiver_word(r: ReceiverState) -> &'static str {
+    match r {
+        ReceiverState::Starting => "starting",
+        ReceiverState::Streaming => "streaming",
+        ReceiverState::Failing => "failing",
+        ReceiverState::Stopped => "stopped",
+    }
+}
+
 /// `1d`, `6h`, `90m`, `45s` for a number of seconds.
 pub fn format_duration(secs: u64) -> String {
     match secs {
@@ -186,31 +164,20 @@ pub fn format_duration(secs: u64) -> String {
 }
 
 /// What `protect` prints of the service's answer.
-pub fn protected_text(database: &str, v: &serde_json::Value) -> String {
-    let every = v
-        .get("base_every_secs")
-        .and_then(|x| x.as_u64())
-        .unwrap_or(0);
+pub fn protected_text(database: &str, v: &ProtectionView) -> String {
     format!(
         "Protecting {database}: its WAL streams into the store through replication slot {}; base backups every {}, the newest {} kept. The first base backup starts once the WAL streams; watch with `pgbackups protection:info {database}`.\n",
-        v.get("slot").and_then(|x| x.as_str()).unwrap_or("?"),
-        format_duration(every),
-        v.get("keep_base").and_then(|x| x.as_u64()).unwrap_or(0)
+        v.slot.as_deref().unwrap_or("?"),
+        format_duration(v.base_every_secs.unwrap_or(0)),
+        v.keep_base.unwrap_or(0)
     )
 }
 
 /// The problems of the views, one `database: problem` line each, as the warnings say them.
-pub fn problems(views: &[serde_json::Value]) -> Vec<String> {
+pub fn problems(views: &[ProtectionView]) -> Vec<String> {
     views
         .iter()
-        .flat_map(|v| {
-            let database = v.get("database").and_then(|d| d.as_str()).unwrap_or("?");
-            v.get("problems")
-                .and_then(|p| p.as_array())
-                .into_iter()
-                .flatten()
-                .map(move |p| format!("{database}: {}", p.as_str().unwrap_or("")))
-        })
+        .flat_map(|v| v.problems.iter().map(|p| format!("{}: {p}", v.database)))
         .collect()
 }
 
@@ -218,7 +185,7 @@ pub fn problems(views: &[serde_json::Value]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> serde_json::Value {
+    fn parse(text: &str) -> ProtectionView {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
     }
 
@@ -233,7 +200,9 @@ mod tests {
 
     #[test]
     fn protect_answer() {
-        let v = parse(r#"{"slot": "pgbackups_main", "base_every_secs": 21600, "keep_base": 7}"#);
+        let v = parse(
+            r#"{"database": "main", "protected": true, "slot": "pgbackups_main", "base_every_secs": 21600, "keep_base": 7, "problems": []}"#,
+        );
         assert_eq!(
             protected_text("main", &v),
             "Protecting main: its WAL streams into the store through replication slot pgbackups_main; base backups every 6h, the newest 7 kept. The first base backup starts once the WAL streams; watch with `pgbackups protection:info main`.\n"
@@ -251,7 +220,11 @@ mod tests {
                 "receiver": "streaming", "earliest": "2026-11-24T02:01:00Z",
                 "stored_at": "2026-11-25T02:00:00Z", "stored_lsn": "0/5000060",
                 "lag_bytes": 2048, "lag_seconds": 3, "base_backups": 2,
-                "last_base_backup": {"id": "base-2", "finished_at": "2026-11-25T01:00:00Z", "stored_bytes": 1048576},
+                "receiver_restarts": 0, "base_backup_running": false,
+                "last_base_backup": {"name": "main", "id": "base-2", "started_at": "2026-11-25T00:59:00Z",
+                  "finished_at": "2026-11-25T01:00:00Z", "start_lsn": "0/2000028", "stop_lsn": "0/2000100",
+                  "timeline": 1, "wal_segment_size": 16777216, "tar_bytes": 2097152, "stored_bytes": 1048576,
+                  "sha256": "ab"},
                 "next_base_backup_at": "2026-11-26T01:00:00Z", "gaps": []
               },
               "archive": null
@@ -288,7 +261,8 @@ mod tests {
     #[test]
     fn an_archive_without_base_backups() {
         let v = parse(
-            r#"{"database": "old", "protected": false, "archive": {"base_backups": [], "gaps": []}}"#,
+            r#"{"database": "old", "protected": false, "problems": [],
+                "archive": {"name": "old", "base_backups": [], "segments": 0, "histories": 0, "gaps": []}}"#,
         );
         let text = protection_view_text(&v);
         assert!(

@@ -1,9 +1,9 @@
 //! What `backups`, `backups:info` and `catalog:rebuild` print: pure functions from the
 //! service's answers to text.
 
+use crate::api::RebuildReport;
 use crate::catalog::{LogLine, Origin, TransferId, TransferKind, TransferRecord, TransferState};
 use crate::format;
-use crate::transfer::RebuildReport;
 
 use super::super::table::render;
 
