@@ -35,6 +35,14 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The service's answer is not what this CLI reads.
+    #[error(
+        "the service's answer is not what this CLI expects ({source}); are the CLI and service the same version?"
+    )]
+    Answer {
+        #[source]
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Json(serde_json::Error),
     #[error(transparent)]
@@ -194,6 +202,5 @@ pub async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, CliError> 
         context: "reading the service's answer".into(),
         source,
     })?;
-    serde_json::from_str(&text)
-        .map_err(|e| CliError::msg(format!("the service's answer is not what this CLI expects ({e}); are the CLI and service the same version?")))
+    serde_json::from_str(&text).map_err(|source| CliError::Answer { source })
 }
