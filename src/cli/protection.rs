@@ -138,5 +138,5 @@ pub async fn run(command: ProtectionCommand, env: &Env) -> Result<i32, CliError>
 
 /// The service's answer as the API's view of it.
 fn read_view<T: serde::de::DeserializeOwned>(answer: serde_json::Value) -> Result<T, CliError> {
-    serde_json::from_value(answer).map_err(CliError::Json)
+    serde_json::from_value(answer).map_err(|source| CliError::Answer { source })
 }
