@@ -455,6 +455,9 @@ pub enum TransferCommand {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Copy SOURCE into TARGET (registered names or URLs), pg_dump streamed into pg_restore
+    /// with nothing stored; TARGET's objects are dropped first. Pass `-` for a URL to read it
+    /// from PGBACKUPS_SOURCE_URL / PGBACKUPS_TARGET_URL or standard input (source first),
     /// out of sight of `ps`.
     Copy {
         source: String,
