@@ -3,6 +3,7 @@
 //! The library holds everything the `pgbackups` binary does; the binary only parses its
 //! arguments and calls in. See ARCHITECTURE.md for the module map and the data paths.
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -28,7 +28,9 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let code = match pgbackups::cli::run(cli).await {
+    // The environment the commands read, read here once (secrets included: they stay in it).
+    let env = pgbackups::cli::Env::new(|k| std::env::var(k).ok());
+    let code = match pgbackups::cli::run(cli, env).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", pgbackups::pg::redact(&e.to_string()));

@@ -102,7 +102,7 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
             "rollback",
             "--to",
             "2026-01-01T00:00:00Z",
-            "--data-dir",
+            "--target-dir",
             "/tmp/nowhere-pitr",
         ]
         .iter()
@@ -194,6 +194,12 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("outside the window"), "{}", text(&out));
+    // The old spelling of --target-dir still works, and says so.
+    assert!(
+        text(&out).contains("--data-dir for rollback/fork is deprecated; use --target-dir"),
+        "{}",
+        text(&out)
+    );
     assert!(!empty.exists() || std::fs::read_dir(&empty).unwrap().next().is_none());
     // The archive summed up; then a segment goes missing and the gap is reported loudly.
     let out = cli(&[&["protection:info"][..], &store_flags].concat(), &env);
@@ -226,7 +232,7 @@ fn rollback_to_a_time_an_lsn_a_transaction_and_fork_bring_back_exactly_the_commi
     let gapped = dir.path().join("gapped");
     let out = cli(
         &[
-            &["fork", "--data-dir", gapped.to_str().unwrap()][..],
+            &["fork", "--target-dir", gapped.to_str().unwrap()][..],
             &store_flags,
         ]
         .concat(),

@@ -1,536 +1,63 @@
 //! The `pgbackups` command line: `serve`, and the commands that drive a running service
-//! through its API. Commands parse, call, print; the work happens in the service.
+//! through its API. Commands parse, call, print; the work happens in the service (or, for
+//! the commands that use the store directly, in the library).
+//!
+//! `args.rs` holds the clap definitions; each command group has its own module that runs its
+//! commands, and `print/` the pure functions that turn answers into text.
 
+mod archive;
+mod args;
+mod backups;
 mod client;
-mod commands;
-mod start;
+mod cluster;
+mod databases;
+mod print;
+mod protection;
+mod schedules;
+mod serve;
+mod shared;
 mod table;
+mod transfers;
 mod urlarg;
 mod watch;
 
-use std::path::PathBuf;
-
-use clap::{Args, Parser, Subcommand};
-
+pub use args::{
+    ArchiveCommand, ArchiveName, BackupCommand, Cli, ClusterCommand, Command, DatabaseCommand,
+    FilterArgs, ProtectionCommand, ScheduleCommand, StoreArgs, TargetDir, TimelineArg,
+    TransferCommand,
+};
 pub use client::{CliError, Client};
+pub use shared::Env;
 
-/// pgbackups: backups for PostgreSQL, in the style of `heroku pg:backups`.
-#[derive(Parser, Debug)]
-#[command(name = "pgbackups", version, about, propagate_version = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// What a partial capture or copy takes: pg_dump's selection options, each repeatable.
-#[derive(Args, Debug, Default)]
-pub struct FilterArgs {
-    /// Only schemas matching PATTERN (pg_dump --schema).
-    #[arg(long = "schema", value_name = "PATTERN")]
-    pub schema: Vec<String>,
-    /// Not schemas matching PATTERN (pg_dump --exclude-schema).
-    #[arg(long = "exclude-schema", value_name = "PATTERN")]
-    pub exclude_schema: Vec<String>,
-    /// Only tables matching PATTERN (pg_dump --table).
-    #[arg(long = "table", value_name = "PATTERN")]
-    pub table: Vec<String>,
-    /// The definition but not the rows of tables matching PATTERN (pg_dump --exclude-table-data).
-    #[arg(long = "exclude-table-data", value_name = "PATTERN")]
-    pub exclude_table_data: Vec<String>,
-}
-
-/// Every command. Names follow `heroku pg:backups` (`backups:capture`, ...).
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Run the service: API, workers (and later the scheduler and dashboard).
-    Serve {
-        /// Directory for the catalog, secrets and local storage.
-        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[command(flatten)]
-        store: StoreArgs,
-        /// Address to listen on (default 127.0.0.1:7117; use port 0 for any free port).
-        #[arg(long, env = "PGBACKUPS_LISTEN")]
-        listen: Option<String>,
-        /// The URL clients reach this service at (behind a proxy, say), used in signed
-        /// download links. Default: the listening address.
-        #[arg(long, env = "PGBACKUPS_PUBLIC_URL")]
-        public_url: Option<String>,
-        /// How many transfers run at once (more wait as Pending; default 4).
-        #[arg(long, env = "PGBACKUPS_MAX_RUNNING")]
-        max_running: Option<usize>,
-        /// A webhook (http or https) that gets a JSON POST when a transfer fails and when a
-        /// protected database gets a problem or is rid of it.
-        #[arg(long, env = "PGBACKUPS_NOTIFY_URL")]
-        notify_url: Option<String>,
-    },
-    /// Archive one WAL file durably into the store: PostgreSQL's archive_command, as
-    /// `pgbackups wal-push --name main %p`. Exits 0 only once the file is durable in the
-    /// store; pushing a file that is already archived with the same content succeeds, with
-    /// different content fails.
-    #[command(name = "wal-push")]
-    WalPush {
-        /// The WAL file (%p).
-        path: PathBuf,
-        /// Whose WAL this is (a registered database name, or any name of the cluster).
-        #[arg(long)]
-        name: String,
-        /// Directory for the catalog, secrets and local storage.
-        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Restore one WAL file from the store: PostgreSQL's restore_command, as
-    /// `pgbackups wal-fetch --name main %f %p`. Exits 0 when fetched, 1 when the store has no
-    /// such file (the end of the archive), and 126 when the store cannot be read after a few
-    /// retries, which makes PostgreSQL stop recovery instead of ending it early.
-    #[command(name = "wal-fetch")]
-    WalFetch {
-        /// The WAL file's name (%f).
-        file: String,
-        /// Where to write it (%p).
-        dest: PathBuf,
-        #[arg(long)]
-        name: String,
-        /// Directory for the catalog, secrets and local storage.
-        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// The cluster's WAL segment size in bytes: with it, the next segments are fetched
-        /// in the background while PostgreSQL replays this one (rollback sets it).
-        #[arg(long)]
-        segment_size: Option<u64>,
-        /// Fetch through this pgbackups service (its URL) instead of reading the store, with
-        /// the WAL token for NAME in --token-file (`rollback --through-service` sets both).
-        #[arg(long, value_name = "URL", requires = "token_file")]
-        service: Option<String>,
-        /// The file holding the WAL token (never the command line: `ps` shows it).
-        #[arg(long, value_name = "PATH", requires = "service")]
-        token_file: Option<PathBuf>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Fetch the segments after AFTER into DIR ahead of recovery (started by wal-fetch).
-    #[command(name = "wal-prefetch", hide = true)]
-    WalPrefetch {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        after: String,
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        segment_size: u64,
-        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Take a base backup of a cluster whose WAL is archived under NAME (`wal-push --name
-    /// NAME`): pg_basebackup streamed into the store. The connection URL comes from
-    /// PGBACKUPS_DATABASE_URL or standard input (never the command line: it holds a
-    /// password). The role needs REPLICATION.
-    #[command(name = "base-backup")]
-    BaseBackup {
-        #[arg(long)]
-        name: String,
-        /// Directory for the catalog, secrets and local storage.
-        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Restore NAME as it was at a moment into a new data directory: the newest base backup
-    /// before it, and the archived WAL replayed up to it (restore_command = pgbackups
-    /// wal-fetch), then promoted. A time or LSN past the end of the archive is refused before
-    /// anything is unpacked. With --start, also start the server and wait until recovery has
-    /// reached the target and it accepts writes (or report the server's own error).
-    Rollback {
-        #[command(flatten)]
-        name: ArchiveName,
-        /// The moment: an RFC 3339 time such as 2026-11-25T05:30:00Z.
-        #[arg(long, group = "target")]
-        to: Option<String>,
-        /// The moment as an interval before now: such as 90s, 15m, 2h, 1d.
-        #[arg(long, group = "target")]
-        by: Option<String>,
-        /// A WAL position (as pg_current_wal_lsn() prints it).
-        #[arg(long, group = "target")]
-        lsn: Option<crate::pg::wal_names::Lsn>,
-        /// A transaction ID: recovery stops after it commits.
-        #[arg(long, group = "target")]
-        xid: Option<u64>,
-        /// A restore point made with pg_create_restore_point('NAME'): recovery stops there
-        /// (the first one of that name after the oldest base backup, which it starts from).
-        #[arg(long, value_name = "NAME", group = "target")]
-        restore_point: Option<String>,
-        /// The earliest consistent moment of a base backup (the newest, or --base-backup):
-        /// exactly what the base backup holds.
-        #[arg(long, group = "target")]
-        immediate: bool,
-        /// With --immediate: the base backup (its ID, as protection:info lists them).
-        #[arg(long, value_name = "ID", requires = "immediate")]
-        base_backup: Option<String>,
-        #[command(flatten)]
-        timeline: TimelineArg,
-        #[command(flatten)]
-        target_dir: TargetDir,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Protect DATABASE continuously: its WAL streams into the store as the server writes it
-    /// (through a replication slot, pgbackups_<database>, advanced only past WAL durable in
-    /// the store), with a base backup now and then every --base-every. The role needs
-    /// REPLICATION and a `replication` line in pg_hba.conf; the error says what to change.
-    /// Protecting a protected database updates its settings.
-    Protect {
-        database: String,
-        /// Time between base backups: such as 6h, 1d (default 1d).
-        #[arg(long)]
-        base_every: Option<String>,
-        /// Base backups kept, with the WAL they need (default 7).
-        #[arg(long)]
-        keep: Option<u32>,
-    },
-    /// Stop protecting DATABASE and drop its replication slot. Its archive stays in the store
-    /// (rollback and fork still work; protection:expire trims it).
-    Unprotect { database: String },
-    /// Show Continuous Protection: for each protected database (or DATABASE), the restorable
-    /// window, the WAL lag in bytes and seconds, the last base backup, WAL volume per day, and
-    /// any gap or problem (reported loudly, exit status 3). With --name, read an archive
-    /// straight from the store, without the service.
-    #[command(name = "protection:info")]
-    ProtectionInfo {
-        database: Option<String>,
-        /// Read the archive of NAME from the store directly (no service needed).
-        #[arg(long, conflicts_with = "database")]
-        name: Option<String>,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Keep the newest --keep base backups of NAME (by time) and the WAL they need; delete the
-    /// older ones and the WAL before the oldest kept base backup.
-    #[command(name = "protection:expire")]
-    ProtectionExpire {
-        #[command(flatten)]
-        name: ArchiveName,
-        #[arg(long)]
-        keep: usize,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// Restore NAME at the latest moment of its archive into a new data directory (a fork).
-    Fork {
-        #[command(flatten)]
-        name: ArchiveName,
-        #[command(flatten)]
-        timeline: TimelineArg,
-        #[command(flatten)]
-        target_dir: TargetDir,
-        #[command(flatten)]
-        store: StoreArgs,
-    },
-    /// List registered databases.
-    Databases {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Register a database under a short name. Its URL is encrypted at rest and only shown
-    /// redacted. Leave URL out (or pass `-`) to read it from standard input, which keeps the
-    /// password out of the process list.
-    #[command(name = "databases:add")]
-    DatabasesAdd { name: String, url: Option<String> },
-    /// Forget a registered database (its backups are kept).
-    #[command(name = "databases:remove")]
-    DatabasesRemove { name: String },
-    /// List backups and restores.
-    Backups {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Capture a new backup of DATABASE (a registered name or a postgres:// URL; `-` reads
-    /// the URL from PGBACKUPS_SOURCE_URL or standard input, out of sight of `ps`).
-    #[command(name = "backups:capture")]
-    Capture {
-        database: Option<String>,
-        /// Print the new backup's ID and return at once.
-        #[arg(long)]
-        no_wait: bool,
-        /// Show pg_dump's log lines while watching.
-        #[arg(long, short)]
-        verbose: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-    /// Cancel a running capture or restore (the newest running one without ID).
-    #[command(name = "backups:cancel")]
-    Cancel { id: Option<String> },
-    /// Show a backup or restore with its log (the newest backup without ID).
-    #[command(name = "backups:info")]
-    Info {
-        id: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Download a backup as a custom-format dump for pg_restore (the newest without ID).
-    #[command(name = "backups:download")]
-    Download {
-        id: Option<String>,
-        /// File to write.
-        #[arg(long, short, default_value = "latest.dump")]
-        output: PathBuf,
-    },
-    /// Print a URL that fetches a backup (the newest without ID) with any HTTP client, no
-    /// token, until it expires. On S3-compatible stores it is a presigned link to the stored
-    /// object: the dump compressed with zstd (`curl -s URL | zstd -d > b001.dump`, or give the
-    /// URL to `backups:restore`). Otherwise, or with --plain, it is a signed link to this
-    /// service that streams the plain custom-format dump (the service must be reachable).
-    #[command(name = "backups:url")]
-    Url {
-        id: Option<String>,
-        /// How long the link works: such as 60m, 12h, 7d (at most 7 days).
-        #[arg(long, default_value = "60m")]
-        expires: String,
-        /// A link to the plain dump through the service, even where a presigned one is possible.
-        #[arg(long)]
-        plain: bool,
-    },
-    /// Verify a backup (the newest without ID): re-read the whole stored object, check its
-    /// SHA-256, and have pg_restore --list read it. With --restore, also restore it into a
-    /// scratch database, check it and drop it.
-    #[command(name = "backups:verify")]
-    Verify {
-        id: Option<String>,
-        /// Also restore into a scratch database (pgbackups_verify_<id>), check and drop it.
-        #[arg(long)]
-        restore: bool,
-        /// Server for the scratch database (a registered name or URL; the role needs
-        /// CREATEDB; `-` reads the URL from PGBACKUPS_TARGET_URL or standard input). Default:
-        /// the server of the backup's database.
-        #[arg(long)]
-        target: Option<String>,
-        #[arg(long)]
-        no_wait: bool,
-        #[arg(long, short)]
-        verbose: bool,
-    },
-    /// Recreate the catalog of backups from the manifests in the store, after the service's
-    /// own disk was lost. Databases, schedules, retention and protections must be set up again
-    /// (archives of protected databases stay in the store; `protect` resumes them).
-    #[command(name = "catalog:rebuild")]
-    CatalogRebuild,
-    /// Delete a backup: its stored object and its record.
-    #[command(name = "backups:delete")]
-    Delete {
-        id: String,
-        /// The backup's database name, to confirm.
-        #[arg(long)]
-        confirm: Option<String>,
-    },
-    /// Capture DATABASE every day at a local time: --at 'HH:MM ZONE' (an IANA zone such as
-    /// America/Los_Angeles, or PST, EST, UTC, ...). Replaces the database's schedule.
-    #[command(name = "backups:schedule")]
-    Schedule {
-        database: Option<String>,
-        #[arg(long)]
-        at: String,
-        /// Verify each scheduled backup once captured: off, checksum, or restore (a restore
-        /// test into a scratch database on the database's server).
-        #[arg(long, default_value = "off")]
-        verify: String,
-    },
-    /// Stop the daily captures of DATABASE.
-    #[command(name = "backups:unschedule")]
-    Unschedule { database: Option<String> },
-    /// Show or set how many backups DATABASE keeps: the newest --manual N manual ones, and of
-    /// the scheduled ones the newest of each of the last --daily N days, --weekly N weeks and
-    /// --monthly N months. Pinned backups are always kept.
-    #[command(name = "backups:retention")]
-    Retention {
-        database: String,
-        #[arg(long)]
-        daily: Option<u32>,
-        #[arg(long)]
-        weekly: Option<u32>,
-        #[arg(long)]
-        monthly: Option<u32>,
-        #[arg(long)]
-        manual: Option<u32>,
-    },
-    /// Pin a backup: retention never expires it.
-    #[command(name = "backups:pin")]
-    Pin { id: String },
-    /// Unpin a backup: retention may expire it again.
-    #[command(name = "backups:unpin")]
-    Unpin { id: String },
-    /// List daily schedules with their next run.
-    #[command(name = "backups:schedules")]
-    Schedules {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Copy SOURCE into TARGET (registered names or URLs), pg_dump streamed into pg_restore
-    /// with nothing stored; TARGET's objects are dropped first. Pass `-` for a URL to read it
-    /// from PGBACKUPS_SOURCE_URL / PGBACKUPS_TARGET_URL or standard input (source first),
-    /// out of sight of `ps`.
-    Copy {
-        source: String,
-        target: String,
-        /// The target database's name, to confirm that its contents may be replaced.
-        #[arg(long)]
-        confirm: Option<String>,
-        #[arg(long)]
-        no_wait: bool,
-        #[arg(long, short)]
-        verbose: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-    /// Copy SOURCE into a new database on your own server (LOCAL_URL names it); refuses a
-    /// database that exists. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL /
-    /// PGBACKUPS_TARGET_URL (LOCAL_URL) or standard input (source first), out of sight of `ps`.
-    Pull {
-        source: String,
-        local_url: String,
-        #[arg(long)]
-        no_wait: bool,
-        #[arg(long, short)]
-        verbose: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-    /// Copy your LOCAL_URL database into TARGET; refuses a TARGET that has tables unless
-    /// --confirm names it. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL (LOCAL_URL)
-    /// / PGBACKUPS_TARGET_URL or standard input (LOCAL_URL first), out of sight of `ps`.
-    Push {
-        local_url: String,
-        target: String,
-        #[arg(long)]
-        confirm: Option<String>,
-        #[arg(long)]
-        no_wait: bool,
-        #[arg(long, short)]
-        verbose: bool,
-        #[command(flatten)]
-        filter: FilterArgs,
-    },
-    /// Restore a backup (the newest without ID) into DATABASE, dropping its objects first.
-    #[command(name = "backups:restore")]
-    Restore {
-        /// A backup ID (b001, a001) or an http(s) URL to restore from, or the target database
-        /// when only one argument is given. `-`: read from PGBACKUPS_SOURCE_URL or standard
-        /// input.
-        first: Option<String>,
-        /// The target database (a registered name or a postgres:// URL). `-`: read the URL
-        /// from PGBACKUPS_TARGET_URL or standard input, out of sight of `ps`.
-        second: Option<String>,
-        /// The target database's name, to confirm that its contents may be replaced.
-        #[arg(long)]
-        confirm: Option<String>,
-        /// Parallel pg_restore jobs.
-        #[arg(long, short, default_value_t = 1)]
-        jobs: u32,
-        /// Restore into a fresh database and swap it in under DATABASE's name only if the
-        /// restore succeeded; the previous contents are kept under a dated name.
-        #[arg(long)]
-        atomic: bool,
-        /// With --atomic: drop the previous contents right after the swap.
-        #[arg(long, requires = "atomic")]
-        drop_old: bool,
-        /// Restore this local custom-format dump file (uploaded to the service) instead of a
-        /// backup; the first argument is then the target database.
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
-        #[arg(long)]
-        no_wait: bool,
-        #[arg(long, short)]
-        verbose: bool,
-    },
-}
-
-/// Runs a parsed command line; returns the process exit code.
-pub async fn run(cli: Cli) -> Result<i32, CliError> {
-    commands::run(cli.command).await
-}
-
-/// Where the configuration, store and keys are: shared by `serve` and the commands that use
-/// the store directly (`wal-push`, `wal-fetch`, `base-backup`, `rollback`, `fork`).
-#[derive(Args, Debug, Clone)]
-pub struct StoreArgs {
-    /// Configuration file (TOML; see docs/CONFIG.md). Default: pgbackups.toml in the data
-    /// directory, when it exists. Flags override it.
-    #[arg(long, env = "PGBACKUPS_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Where backups are stored: s3://bucket/prefix, gs://bucket/prefix,
-    /// az://container/prefix or file:///dir (default: the data directory). Credentials come
-    /// from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
-    #[arg(long, env = "PGBACKUPS_STORAGE")]
-    pub storage: Option<String>,
-    /// The S3 endpoint of a store that is not AWS (MinIO, SeaweedFS, R2, ...); path-style
-    /// addressing is then the default.
-    #[arg(long, env = "PGBACKUPS_STORAGE_ENDPOINT")]
-    pub storage_endpoint: Option<String>,
-    /// The store's region (default AWS_REGION, else us-east-1).
-    #[arg(long, env = "PGBACKUPS_STORAGE_REGION")]
-    pub storage_region: Option<String>,
-    /// Encrypt new backups to this age recipient (age1...); repeatable.
-    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
-    pub encrypt_to: Vec<String>,
-    /// age identity file to decrypt encrypted backups with (as `age -i`).
-    #[arg(long, env = "PGBACKUPS_AGE_IDENTITY_FILE")]
-    pub identity_file: Option<PathBuf>,
-    /// Encrypt and decrypt with the passphrase in this file (age's scrypt mode).
-    #[arg(long, env = "PGBACKUPS_PASSPHRASE_FILE")]
-    pub passphrase_file: Option<PathBuf>,
-}
-
-/// Whose archive: DATABASE, or --name as given to `wal-push --name`.
-#[derive(Args, Debug, Clone)]
-pub struct ArchiveName {
-    /// The database (the name its WAL is archived under).
-    #[arg(value_name = "DATABASE", required_unless_present = "name")]
-    pub database: Option<String>,
-    /// The same, as a flag.
-    #[arg(long, conflicts_with = "database")]
-    pub name: Option<String>,
-}
-
-impl ArchiveName {
-    pub fn get(self) -> String {
-        self.database.or(self.name).unwrap_or_default()
+/// Runs a parsed command line with the environment `main` read; returns the process exit
+/// code.
+pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
+    let env = &env;
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            store,
+            listen,
+            public_url,
+            max_running,
+            notify_url,
+        } => {
+            serve::run(serve::ServeArgs {
+                data_dir,
+                store,
+                listen,
+                public_url,
+                max_running,
+                notify_url,
+            })
+            .await
+        }
+        Command::Archive(c) => archive::run(c, env).await,
+        Command::Cluster(c) => cluster::run(c, env).await,
+        Command::Protection(c) => protection::run(c, env).await,
+        Command::Database(c) => databases::run(c, env).await,
+        Command::Backup(c) => backups::run(c, env).await,
+        Command::Schedule(c) => schedules::run(c, env).await,
+        Command::Transfer(c) => transfers::run(c, env).await,
     }
-}
-
-/// Where a rolled-back or forked cluster goes.
-#[derive(Args, Debug, Clone)]
-pub struct TargetDir {
-    /// The new cluster's data directory (must not exist, or be empty).
-    #[arg(long = "data-dir")]
-    pub data_dir: PathBuf,
-    /// The port it listens on (default: the one in the backed-up configuration).
-    #[arg(long)]
-    pub port: Option<u16>,
-    /// Start it (pg_ctl start), wait until recovery has reached the target and it accepts
-    /// writes, and print its connection URL.
-    #[arg(long)]
-    pub start: bool,
-    /// With --start: how long to wait for the end of recovery, such as 30m or 2h (default 1h).
-    #[arg(long, value_name = "INTERVAL", requires = "start")]
-    pub timeout: Option<String>,
-    /// The recovered server fetches its WAL through the pgbackups service (PGBACKUPS_URL and
-    /// PGBACKUPS_TOKEN, or the local one) with a token limited to this archive, instead of
-    /// reading the store: for a store the server's OS user cannot (or should not) read.
-    #[arg(long)]
-    pub through_service: bool,
-}
-
-/// The timeline recovery follows.
-#[derive(Args, Debug, Clone)]
-pub struct TimelineArg {
-    /// `latest` (the newest in the archive: the default), `current` (the base backup's) or a
-    /// timeline ID such as 2 (recovery_target_timeline).
-    #[arg(long = "timeline", value_name = "N|latest|current")]
-    pub timeline: Option<String>,
 }

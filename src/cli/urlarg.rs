@@ -10,6 +10,7 @@
 use std::io::{IsTerminal, Write};
 
 use super::client::CliError;
+use super::shared::Env;
 
 /// Which end of a transfer a URL names.
 #[derive(Clone, Copy, Debug)]
@@ -42,7 +43,7 @@ impl Role {
 /// What a URL argument stands for: `-` is replaced by the URL from the environment or
 /// standard input; anything else is taken as given, with a warning on stderr when it holds a
 /// password.
-pub fn resolve(arg: String, role: Role) -> Result<String, CliError> {
+pub fn resolve(arg: String, role: Role, env: &Env) -> Result<String, CliError> {
     if arg != "-" {
         warn_if_password(
             &arg,
@@ -53,9 +54,11 @@ pub fn resolve(arg: String, role: Role) -> Result<String, CliError> {
         );
         return Ok(arg);
     }
-    if let Ok(v) = std::env::var(role.env())
-        && !v.trim().is_empty()
-    {
+    let from_env = match role {
+        Role::Source => &env.source_url,
+        Role::Target => &env.target_url,
+    };
+    if let Some(v) = from_env {
         return Ok(v.trim().to_string());
     }
     read_line(
@@ -69,8 +72,8 @@ pub fn resolve(arg: String, role: Role) -> Result<String, CliError> {
 }
 
 /// [`resolve`] for an argument that may be left out.
-pub fn resolve_opt(arg: Option<String>, role: Role) -> Result<Option<String>, CliError> {
-    arg.map(|a| resolve(a, role)).transpose()
+pub fn resolve_opt(arg: Option<String>, role: Role, env: &Env) -> Result<Option<String>, CliError> {
+    arg.map(|a| resolve(a, role, env)).transpose()
 }
 
 /// Says on stderr that `arg`, given on the command line, shows its password to every user of
@@ -108,7 +111,7 @@ pub fn read_line(prompt: &str, missing: &str) -> Result<String, CliError> {
     } else {
         stdin.read_line(&mut line)
     };
-    read.map_err(|e| CliError::msg(format!("cannot read the URL from standard input: {e}")))?;
+    read.map_err(CliError::io("cannot read the URL from standard input"))?;
     let url = line.trim().to_string();
     if url.is_empty() {
         return Err(CliError::msg(missing));

@@ -12,8 +12,11 @@
 //! consistent from the archive.
 
 mod base;
+pub mod cluster;
 mod end;
+pub mod prefetch;
 mod rollback;
+pub mod start;
 mod unpack;
 mod window;
 

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use super::api::ApiError;
+use super::routes::ApiError;
 
 /// A JSON body, as `axum::Json`, whose rejections are API errors: 400 for text that is not
 /// JSON, 422 for JSON that does not fit (a missing field, a wrong type), 415 without

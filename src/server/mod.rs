@@ -8,8 +8,8 @@
 //! listener, start-up recovery, signals and shutdown. The parts themselves are built by the
 //! composition root, `crate::service`.
 
-mod api;
 mod extract;
+mod routes;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -23,7 +23,7 @@ use crate::service::{Foundations, Service};
 use crate::storage::Storage;
 use crate::transfer::TransferError;
 
-pub use api::router;
+pub use routes::router;
 
 /// Why the service could not start or run, with what to change.
 #[derive(Debug, thiserror::Error)]

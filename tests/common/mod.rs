@@ -849,7 +849,7 @@ pub fn restore(
     let port = free_port();
     let port_s = port.to_string();
     let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(&["--data-dir", data.to_str().unwrap(), "--port", &port_s]);
+    all.extend_from_slice(&["--target-dir", data.to_str().unwrap(), "--port", &port_s]);
     all.extend_from_slice(store_flags);
     let out = cli(&all, env);
     assert!(out.status.success(), "{args:?}: {}", text(&out));

@@ -39,7 +39,7 @@ pub struct Live {
     pub lag_seconds: Option<u64>,
     /// The lag is over the limit (`Tuning::lag_limit` or 1 GiB): a problem.
     #[serde(skip)]
-    pub(super) lagging: bool,
+    pub(crate) lagging: bool,
     /// The slot holds this much WAL on the server (its distance from the server's position).
     pub slot_retained_bytes: Option<u64>,
     /// The slot's `wal_status`: `reserved` or `extended` is fine; `unreserved` means the server

@@ -1,5 +1,6 @@
-//! `--start` of `rollback` and `fork`: start the recovered server, then wait until recovery
-//! has reached its target and the server accepts writes, or say why it stopped instead.
+//! Starting a recovered cluster (`rollback --start`, `fork --start`): `pg_ctl start`, then a
+//! wait until recovery has reached its target and the server accepts writes, or the reason it
+//! stopped instead.
 //!
 //! No connection is needed (the recovered cluster's roles and pg_hba.conf are the backed-up
 //! ones). Two states the server writes say it accepts writes:
@@ -11,7 +12,26 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::CliError;
+/// Why a recovered server is not running and accepting writes.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `pg_ctl` could not be run.
+    #[error("cannot run {pg_ctl}: {source}", pg_ctl = pg_ctl.display())]
+    Spawn {
+        pg_ctl: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `pg_ctl start` failed; what it said, and where the server's log is.
+    #[error("pg_ctl start failed: {output}; see {log}", log = log.display())]
+    PgCtl { output: String, log: PathBuf },
+    /// The server stopped during recovery: its own words, and what to do.
+    #[error("{0}")]
+    Stopped(String),
+    /// Recovery did not end in time; the server is still running.
+    #[error("{0}")]
+    Timeout(String),
+}
 
 /// How often the state is polled, and how often progress is shown.
 const POLL: Duration = Duration::from_millis(100);
@@ -98,7 +118,7 @@ pub async fn start_and_wait(
     pg_ctl: &Path,
     data_dir: &Path,
     timeout: Duration,
-) -> Result<Started, CliError> {
+) -> Result<Started, StartError> {
     let log: PathBuf = data_dir.join("server.log");
     let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     // -W: pg_ctl returns once the postmaster is forked; the wait below is ours, because
@@ -118,14 +138,19 @@ pub async fn start_and_wait(
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| CliError::msg(format!("cannot run {}: {e}", pg_ctl.display())))?;
+        .map_err(|source| StartError::Spawn {
+            pg_ctl: pg_ctl.to_path_buf(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(CliError::msg(format!(
-            "pg_ctl start failed: {}{}; see {}",
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            log.display()
-        )));
+        return Err(StartError::PgCtl {
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            log,
+        });
     }
     eprintln!(
         "Started the server; waiting until recovery reaches the target and it accepts writes (log: {})",
@@ -170,7 +195,7 @@ pub async fn start_and_wait(
         }
         if started.elapsed() > timeout {
             let pid = seen_pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-            return Err(CliError::msg(format!(
+            return Err(StartError::Timeout(format!(
                 "recovery has not ended after {}s: the server{pid} is still running and replaying; watch {} (or stop it with `pg_ctl -D {} stop`). Give a longer --timeout to wait for larger archives",
                 timeout.as_secs(),
                 log.display(),
@@ -202,7 +227,7 @@ fn has_fatal(log: &str) -> bool {
 }
 
 /// The error of a server that stopped during recovery: its own FATAL lines.
-fn stopped(name: &str, log: &Path, from: u64, data_dir: &Path) -> CliError {
+fn stopped(name: &str, log: &Path, from: u64, data_dir: &Path) -> StartError {
     let logged = log_since(log, from);
     let mut why: Vec<&str> = logged
         .lines()
@@ -222,7 +247,7 @@ fn stopped(name: &str, log: &Path, from: u64, data_dir: &Path) -> CliError {
     } else {
         String::new()
     };
-    CliError::msg(format!(
+    StartError::Stopped(format!(
         "the server stopped before recovery reached the target; it said:\n  {}\nNothing runs on {}; its log is {}.{hint}",
         why.join("\n  "),
         data_dir.display(),

@@ -1,0 +1,291 @@
+//! `backups`, `backups:capture`, `backups:cancel`, `backups:info`, `backups:download`,
+//! `backups:url`, `backups:verify`, `backups:delete`, `backups:pin`, `backups:unpin` and
+//! `catalog:rebuild`: backups in the service.
+
+use std::io::Write;
+use std::path::Path;
+
+use reqwest::Method;
+use serde::Serialize;
+
+use super::args::BackupCommand;
+use super::client::{CliError, Client};
+use super::print::transfers;
+use super::shared::{Env, id_or_latest, newest_backup, parse_duration, parse_id, print_json};
+use super::urlarg::{self, Role};
+use super::watch;
+use crate::api::{
+    BackupLink, CaptureRequest, RebuildReport, TransferCancelled, UrlRequest, VerifyRequest,
+};
+use crate::catalog::{LogLine, TransferKind, TransferRecord, VerifyMode};
+use crate::format;
+
+/// `backups:info --json`: the record with its log.
+#[derive(Serialize)]
+struct InfoJson<'a> {
+    #[serde(flatten)]
+    record: &'a TransferRecord,
+    logs: &'a [LogLine],
+}
+
+pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
+    match command {
+        BackupCommand::Backups { json } => {
+            let c = Client::connect(env)?;
+            let all: Vec<TransferRecord> = c.get("/transfers").await?;
+            if json {
+                print_json(&all)?;
+            } else {
+                print!("{}", transfers::backups_listing(&all));
+            }
+            Ok(0)
+        }
+        BackupCommand::Capture {
+            database,
+            no_wait,
+            verbose,
+            filter,
+        } => {
+            let database = urlarg::resolve_opt(database, Role::Source, env)?;
+            let c = Client::connect(env)?;
+            let body = CaptureRequest {
+                database,
+                filter: filter.into(),
+            };
+            let rec: TransferRecord = c.post("/captures", &body).await?;
+            if no_wait {
+                println!("{}", rec.id);
+                return Ok(0);
+            }
+            let shown = rec.database.clone();
+            eprintln!("Starting backup of {shown}... done\n");
+            eprintln!(
+                "Use Ctrl-C at any time to stop monitoring progress; the backup will continue running."
+            );
+            eprintln!("Use `pgbackups backups:info` to check progress.");
+            eprintln!("Stop a running backup with `pgbackups backups:cancel`.\n");
+            println!("{}", rec.id);
+            watch::watch(
+                &c,
+                rec.id,
+                &format!("Backing up {shown} to {}", rec.id),
+                verbose,
+            )
+            .await
+        }
+        BackupCommand::Cancel { id } => {
+            let c = Client::connect(env)?;
+            let path = match &id {
+                Some(id) => format!("/transfers/{}/cancel", parse_id(id)?),
+                None => "/transfers/cancel".to_string(),
+            };
+            let answer: TransferCancelled = c.post_empty(&path).await?;
+            println!("Stopping {}... done", answer.id);
+            Ok(0)
+        }
+        BackupCommand::Info { id, json } => {
+            let c = Client::connect(env)?;
+            let id = match id {
+                Some(id) => parse_id(&id)?,
+                None => newest_backup(&c).await?,
+            };
+            let mut rec: TransferRecord = c.get(&format!("/transfers/{id}")).await?;
+            let logs: Vec<LogLine> = c.get(&format!("/transfers/{id}/logs")).await?;
+            if rec.kind == TransferKind::Capture {
+                // The newest verification of this backup, shown as its own line.
+                let all: Vec<TransferRecord> = c.get("/transfers").await?;
+                if let Some(detail) = transfers::verified_detail(&all, rec.id) {
+                    rec.detail = Some(detail);
+                }
+            }
+            if json {
+                // Through a Value, as before: its keys come out sorted.
+                let v = serde_json::to_value(InfoJson {
+                    record: &rec,
+                    logs: &logs,
+                })
+                .map_err(CliError::Json)?;
+                print_json(&v)?;
+            } else {
+                print!("{}", transfers::info_text(&rec, &logs));
+            }
+            Ok(0)
+        }
+        BackupCommand::Download { id, output } => download(id, &output, env).await,
+        BackupCommand::Url { id, expires, plain } => {
+            let secs = parse_duration("--expires", &expires)?;
+            let id = id_or_latest(id)?;
+            let c = Client::connect(env)?;
+            let link: BackupLink = c
+                .post(
+                    &format!("/backups/{id}/url"),
+                    &UrlRequest {
+                        expires_secs: Some(secs),
+                        plain,
+                    },
+                )
+                .await?;
+            println!("{}", link.url);
+            let until = format::time(link.expires_at);
+            if link.content == "zstd" {
+                eprintln!(
+                    "Valid until {until}. It serves backup {} as stored: the custom-format dump compressed with zstd. `curl -s URL | zstd -d > {}.dump` gives the dump; `pgbackups backups:restore URL DATABASE` takes the link as is.",
+                    link.id, link.id
+                );
+            } else {
+                eprintln!(
+                    "Valid until {until}. It streams backup {} as a plain custom-format dump through this service.",
+                    link.id
+                );
+            }
+            Ok(0)
+        }
+        BackupCommand::Verify {
+            id,
+            restore,
+            target,
+            no_wait,
+            verbose,
+        } => {
+            let id = id_or_latest(id)?;
+            let target = urlarg::resolve_opt(target, Role::Target, env)?;
+            let c = Client::connect(env)?;
+            let mode = if restore {
+                VerifyMode::Restore
+            } else {
+                VerifyMode::Checksum
+            };
+            let rec: TransferRecord = c
+                .post(
+                    &format!("/backups/{id}/verify"),
+                    &VerifyRequest { mode, target },
+                )
+                .await?;
+            println!("{}", rec.id);
+            if no_wait {
+                return Ok(0);
+            }
+            let backup = rec.backup_id.map(|b| b.to_string()).unwrap_or_default();
+            let code = watch::watch(&c, rec.id, &format!("Verifying {backup}"), verbose).await?;
+            let done: TransferRecord = c.get(&format!("/transfers/{}", rec.id)).await?;
+            if let Some(d) = &done.detail {
+                println!("{backup}: {d}");
+            }
+            Ok(code)
+        }
+        BackupCommand::CatalogRebuild => {
+            let c = Client::connect(env)?;
+            let r: RebuildReport = c.post_empty("/catalog/rebuild").await?;
+            print!("{}", transfers::rebuild_text(&r));
+            Ok(if r.unreadable.is_empty() && r.conflicts.is_empty() {
+                0
+            } else {
+                1
+            })
+        }
+        BackupCommand::Delete { id, confirm } => {
+            let id = parse_id(&id)?;
+            let c = Client::connect(env)?;
+            let mut req = c.request(Method::DELETE, &format!("/backups/{id}"));
+            if let Some(confirm) = &confirm {
+                req = req.query(&[("confirm", confirm)]);
+            }
+            c.send(req).await?;
+            println!("Deleting backup {id}... done");
+            Ok(0)
+        }
+        BackupCommand::Pin { id } => {
+            let id = parse_id(&id)?;
+            let c = Client::connect(env)?;
+            c.send(c.request(Method::POST, &format!("/backups/{id}/pin")))
+                .await?;
+            println!("Pinned {id}: retention will keep it.");
+            Ok(0)
+        }
+        BackupCommand::Unpin { id } => {
+            let id = parse_id(&id)?;
+            let c = Client::connect(env)?;
+            c.send(c.request(Method::DELETE, &format!("/backups/{id}/pin")))
+                .await?;
+            println!("Unpinned {id}: retention may expire it again.");
+            Ok(0)
+        }
+    }
+}
+
+/// `backups:download`: the plain dump into `output`, written whole or not at all.
+async fn download(id: Option<String>, output: &Path, env: &Env) -> Result<i32, CliError> {
+    let c = Client::connect(env)?;
+    let id_part = id_or_latest(id)?;
+    let mut resp = c
+        .send(c.request(Method::GET, &format!("/backups/{id_part}/download")))
+        .await?;
+    let expected = resp.content_length();
+    let backup = resp
+        .headers()
+        .get("x-pgbackups-backup")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&id_part)
+        .to_string();
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| CliError::msg(format!("{} is not a file name", output.display())))?;
+    let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
+    let file = std::fs::File::create(&tmp)
+        .map_err(CliError::io(format!("cannot create {}", tmp.display())))?;
+    // HTTP chunks are small; a large buffer turns them into few writes.
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
+    let cleanup = |e: CliError| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    let write_error = || CliError::io(format!("cannot write {}", tmp.display()));
+    let mut written = 0u64;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                file.write_all(&chunk)
+                    .map_err(|e| cleanup(write_error()(e)))?;
+                written += chunk.len() as u64;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(cleanup(CliError::msg(format!(
+                    "the download of {backup} broke off after {} ({e}); nothing was written to {}. If it happens again, check the backup with `pgbackups backups:info {backup}`",
+                    format::bytes(written),
+                    output.display()
+                ))));
+            }
+        }
+    }
+    if expected.is_some_and(|n| n != written) {
+        return Err(cleanup(CliError::msg(format!(
+            "the download of {backup} is incomplete ({written} of {} bytes); nothing was written to {}",
+            expected.unwrap_or(0),
+            output.display()
+        ))));
+    }
+    let file = file
+        .into_inner()
+        .map_err(|e| cleanup(write_error()(e.into_error())))?;
+    file.sync_all().map_err(|e| cleanup(write_error()(e)))?;
+    drop(file);
+    std::fs::rename(&tmp, output).map_err(|e| {
+        cleanup(CliError::io(format!(
+            "cannot rename to {}",
+            output.display()
+        ))(e))
+    })?;
+    let _ = crate::durable::fsync_dir(dir);
+    println!(
+        "Downloaded {backup} to {} ({}), a custom-format dump: restore it with pg_restore.",
+        output.display(),
+        format::bytes(written)
+    );
+    Ok(0)
+}

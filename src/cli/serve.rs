@@ -1,0 +1,30 @@
+//! `serve`: the service, configured from the data directory, the configuration file, the
+//! environment and the flags.
+
+use std::path::PathBuf;
+
+use super::args::StoreArgs;
+use super::client::CliError;
+
+/// The flags of `serve` beyond the store's.
+pub struct ServeArgs {
+    pub data_dir: Option<PathBuf>,
+    pub store: StoreArgs,
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub max_running: Option<usize>,
+    pub notify_url: Option<String>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<i32, CliError> {
+    let config = crate::config::load(crate::config::Flags {
+        listen: args.listen,
+        public_url: args.public_url,
+        max_running: args.max_running,
+        notify_url: args.notify_url,
+        ..args.store.flags(args.data_dir)
+    })
+    .map_err(CliError::lib)?;
+    crate::server::serve(config).await.map_err(CliError::lib)?;
+    Ok(0)
+}

@@ -1,0 +1,241 @@
+//! `backups:restore`, `copy`, `pull`, `push`: transfers into a database, started in the
+//! service and watched.
+
+use std::path::Path;
+
+use reqwest::Method;
+
+use super::args::TransferCommand;
+use super::client::{CliError, Client, decode};
+use super::shared::{Env, parse_id};
+use super::urlarg::{self, Role};
+use super::watch;
+use crate::api::{CopyRequest, RestoreRequest, UploadQuery};
+use crate::catalog::{TransferId, TransferRecord};
+
+pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
+    match command {
+        TransferCommand::Restore {
+            first,
+            second,
+            confirm,
+            jobs,
+            atomic,
+            drop_old,
+            file,
+            no_wait,
+            verbose,
+        } => {
+            if let Some(path) = file {
+                let database = urlarg::resolve_opt(first.or(second), Role::Target, env)?;
+                let query = UploadQuery {
+                    name: None,
+                    database,
+                    confirm,
+                    jobs: Some(jobs),
+                    atomic,
+                    drop_old,
+                };
+                return upload_and_watch(&path, query, no_wait, verbose, env).await;
+            }
+            // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`,
+            // `restore`; `-` for either is read from the environment or standard input.
+            let is_http = |a: &str| a.starts_with("http://") || a.starts_with("https://");
+            let (first, second) = match (first, second) {
+                (Some(a), Some(b)) => (
+                    Some(urlarg::resolve(a, Role::Source, env)?),
+                    Some(urlarg::resolve(b, Role::Target, env)?),
+                ),
+                // One argument is the target, unless it is a backup or a URL to restore from.
+                (Some(a), None) if a == "-" => (None, Some(urlarg::resolve(a, Role::Target, env)?)),
+                (Some(a), None) => {
+                    let role = if is_http(&a) {
+                        Role::Source
+                    } else {
+                        Role::Target
+                    };
+                    (Some(urlarg::resolve(a, role, env)?), None)
+                }
+                (None, b) => (None, urlarg::resolve_opt(b, Role::Target, env)?),
+            };
+            let from_url = first.clone().filter(|f| is_http(f));
+            let first = if from_url.is_some() { None } else { first };
+            let (backup, database) = match (first, second) {
+                (Some(a), Some(b)) => (Some(parse_id(&a)?), Some(b)),
+                (Some(a), None) => match a.parse::<TransferId>() {
+                    Ok(id) if id.is_backup() => (Some(id), None),
+                    _ => (None, Some(a)),
+                },
+                (None, database) => (None, database),
+            };
+            let c = Client::connect(env)?;
+            let rec: TransferRecord = c
+                .post(
+                    "/restores",
+                    &RestoreRequest {
+                        backup: backup.map(|b| b.to_string()),
+                        url: from_url,
+                        database,
+                        confirm,
+                        jobs: Some(jobs),
+                        atomic,
+                        drop_old,
+                    },
+                )
+                .await?;
+            let from = rec
+                .backup_id
+                .map(|b| b.to_string())
+                .or(rec.source.clone())
+                .unwrap_or_default();
+            if no_wait {
+                println!("{}", rec.id);
+                return Ok(0);
+            }
+            eprintln!("Starting restore of {from} to {}... done\n", rec.database);
+            eprintln!(
+                "Use Ctrl-C at any time to stop monitoring progress; the restore will continue running."
+            );
+            eprintln!("Stop a running restore with `pgbackups backups:cancel`.\n");
+            println!("{}", rec.id);
+            watch::watch(
+                &c,
+                rec.id,
+                &format!("Restoring {from} to {}", rec.database),
+                verbose,
+            )
+            .await
+        }
+        TransferCommand::Copy {
+            source,
+            target,
+            confirm,
+            no_wait,
+            verbose,
+            filter,
+        } => {
+            let source = urlarg::resolve(source, Role::Source, env)?;
+            let target = urlarg::resolve(target, Role::Target, env)?;
+            let body = CopyRequest {
+                source,
+                target,
+                confirm,
+                filter: filter.into(),
+            };
+            copy_and_watch("/copies", &body, no_wait, verbose, env).await
+        }
+        TransferCommand::Pull {
+            source,
+            local_url,
+            no_wait,
+            verbose,
+            filter,
+        } => {
+            let source = urlarg::resolve(source, Role::Source, env)?;
+            let local_url = urlarg::resolve(local_url, Role::Target, env)?;
+            let body = CopyRequest {
+                source,
+                target: local_url,
+                confirm: None,
+                filter: filter.into(),
+            };
+            copy_and_watch("/pulls", &body, no_wait, verbose, env).await
+        }
+        TransferCommand::Push {
+            local_url,
+            target,
+            confirm,
+            no_wait,
+            verbose,
+            filter,
+        } => {
+            let local_url = urlarg::resolve(local_url, Role::Source, env)?;
+            let target = urlarg::resolve(target, Role::Target, env)?;
+            let body = CopyRequest {
+                source: local_url,
+                target,
+                confirm,
+                filter: filter.into(),
+            };
+            copy_and_watch("/pushes", &body, no_wait, verbose, env).await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Uploads the dump file `path` for a restore (`query` says where to, without the file's
+/// name), then watches the restore.
+async fn upload_and_watch(
+    path: &Path,
+    query: UploadQuery,
+    no_wait: bool,
+    verbose: bool,
+    env: &Env,
+) -> Result<i32, CliError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(CliError::io(format!("cannot open {}", path.display())))?;
+    let query = UploadQuery {
+        name: Some(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        ..query
+    };
+    let c = Client::connect(env)?;
+    let body =
+        reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    eprintln!("Uploading {}...", path.display());
+    let resp = c
+        .send(
+            c.request(Method::POST, "/restores/upload")
+                .query(&query)
+                .body(body),
+        )
+        .await?;
+    let rec: TransferRecord = decode(resp).await?;
+    if no_wait {
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    println!("{}", rec.id);
+    let from = rec.source.clone().unwrap_or_default();
+    watch::watch(
+        &c,
+        rec.id,
+        &format!("Restoring {from} to {}", rec.database),
+        verbose,
+    )
+    .await
+}
+
+/// Starts a copy (plain, pull or push) and watches it like a capture.
+async fn copy_and_watch(
+    path: &str,
+    body: &CopyRequest,
+    no_wait: bool,
+    verbose: bool,
+    env: &Env,
+) -> Result<i32, CliError> {
+    let c = Client::connect(env)?;
+    let rec: TransferRecord = c.post(path, body).await?;
+    if no_wait {
+        println!("{}", rec.id);
+        return Ok(0);
+    }
+    let from = rec.source.clone().unwrap_or_default();
+    eprintln!("Starting copy of {from} to {}... done\n", rec.database);
+    eprintln!(
+        "Use Ctrl-C at any time to stop monitoring progress; the copy will continue running."
+    );
+    eprintln!("Stop a running copy with `pgbackups backups:cancel`.\n");
+    println!("{}", rec.id);
+    watch::watch(
+        &c,
+        rec.id,
+        &format!("Copying {from} to {}", rec.database),
+        verbose,
+    )
+    .await
+}

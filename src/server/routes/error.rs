@@ -1,0 +1,113 @@
+//! The shared error mapping: every failure a handler meets becomes an [`ApiError`], a status
+//! that tells the kind of failure and an [`crate::api::ErrorBody`] that says what to do.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::ErrorBody;
+use crate::catalog::{CatalogError, TransferId};
+use crate::protect::ProtectError;
+use crate::storage::StorageError;
+use crate::transfer::TransferError;
+
+/// What a handler answers: its success, or an [`ApiError`].
+pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+/// An error answer: `{"error": "..."}` with a status that tells the kind of failure.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// An error answer. Its message goes through [`crate::pg::redact`]: whatever a message
+    /// quotes of a request, a password in it is not sent back (nor written to a log).
+    pub(in crate::server) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: crate::pg::redact(&message.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<TransferError> for ApiError {
+    fn from(e: TransferError) -> ApiError {
+        use TransferError as E;
+        let status = match &e {
+            E::NotFound(_) | E::UnknownDatabase(_) | E::NoBackups => StatusCode::NOT_FOUND,
+            E::NoDatabases
+            | E::WhichDatabase(_)
+            | E::BadName(_)
+            | E::BadUrl(_)
+            | E::Confirm { .. }
+            | E::NotABackup(_)
+            | E::BadJobs(_)
+            | E::BadFilter(_)
+            | E::BadSourceUrl
+            | E::VerifyTarget(_)
+            | E::Upload(_)
+            | E::SameDatabase => StatusCode::BAD_REQUEST,
+            E::Target(_) => StatusCode::CONFLICT,
+            E::NotCompleted { .. }
+            | E::InUse { .. }
+            | E::StillRunning(_)
+            | E::NotRunning { .. }
+            | E::NothingRunning
+            | E::Claim(_)
+            | E::Unrecorded(_) => StatusCode::CONFLICT,
+            E::Catalog(CatalogError::DatabaseExists(_)) => StatusCode::CONFLICT,
+            E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            E::Storage(StorageError::NotFound(key)) => {
+                return ApiError::new(StatusCode::GONE, missing_object(None, key));
+            }
+            E::Catalog(_) | E::Storage(_) | E::Unseal(_) | E::Internal(_) => {
+                tracing::error!("{}", crate::pg::redact(&e.to_string()));
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+/// What a user meets when a backup's stored object is gone (removed from the store by hand,
+/// or a store that is not the one the catalog was written with): 410, and the two ways out.
+pub(super) fn missing_object(id: Option<TransferId>, key: &str) -> String {
+    let backup = id.map_or_else(|| "the backup".to_string(), |id| format!("backup {id}"));
+    let id = id.map_or_else(|| "ID".to_string(), |id| id.to_string());
+    format!(
+        "the stored object of {backup} ({key}) is missing from the store: it was removed outside pgbackups, or the service is not using the store the backup was written to. Forget the backup with `pgbackups backups:delete {id} --confirm DATABASE`, or point the service at the right store and run `pgbackups catalog:rebuild`"
+    )
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> ApiError {
+        TransferError::from(e).into()
+    }
+}
+
+impl From<ProtectError> for ApiError {
+    fn from(e: ProtectError) -> ApiError {
+        match e {
+            ProtectError::Transfer(t) => t.into(),
+            ProtectError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            ProtectError::Refused(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            ProtectError::Internal(m) => {
+                tracing::error!("{}", crate::pg::redact(&m));
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m)
+            }
+        }
+    }
+}
