@@ -45,7 +45,7 @@ impl From<FilterArgs> for crate::pg::DumpFilter {
 /// own enum and its own module, flattened here so the command line stays one flat list.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the service: API, workers (and later the scheduler and dashboard).
+    /// Run the service: API, workers, scheduler and Continuous Protection streams.
     Serve {
         /// Directory for the catalog, secrets and local storage.
         #[arg(long, env = "PGBACKUPS_DATA_DIR")]

@@ -1,3 +1,5 @@
+//! Tests of daily schedules: parsing, the run of a local date across DST, and properties of the clock arithmetic.
+
 use jiff::Timestamp;
 use jiff::civil::date;
 use proptest::prelude::*;
