@@ -242,19 +242,20 @@ impl Protector {
         create_slot(tools, &url, &slot)
             .await
             .map_err(ProtectError::Refused)?;
-        let existing = self.streams().remove(&name);
+        let since = self.streams().get(&name).map(|r| r.record.created_at);
         let record = ProtectionRecord {
             database: name.clone(),
             slot,
             base_every_secs: base_every.as_secs(),
             keep_base: keep,
-            created_at: existing
-                .as_ref()
-                .map(|r| r.record.created_at)
-                .unwrap_or_else(Timestamp::now),
+            created_at: since.unwrap_or_else(Timestamp::now),
         };
         let (catalog, saved) = (self.catalog.clone(), record.clone());
         blocking(move || Ok(catalog.set_protection(&saved)?)).await?;
+        // Only once the new settings are recorded is the running stream replaced: were it
+        // taken out of the map first, a refused save would leave it running where neither
+        // unprotect nor shutdown can reach it.
+        let existing = self.streams().remove(&name);
         if let Some(old) = existing {
             old.stop.cancel();
             let _ = old.task.await;
