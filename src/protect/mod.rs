@@ -251,7 +251,15 @@ impl Protector {
             created_at: since.unwrap_or_else(Timestamp::now),
         };
         let (catalog, saved) = (self.catalog.clone(), record.clone());
-        blocking(move || Ok(catalog.set_protection(&saved)?)).await?;
+        if let Err(e) = blocking(move || Ok(catalog.set_protection(&saved)?)).await {
+            // Not recorded (the database was removed meanwhile, say): a slot made just now
+            // would keep WAL on the server with nothing to stream or drop it.
+            let fresh = !protections.iter().any(|p| p.database == name);
+            if fresh && let Err(d) = drop_slot(tools, &url, &record.slot).await {
+                tracing::warn!(database = %name, "cannot drop replication slot {}: {d}", record.slot);
+            }
+            return Err(e);
+        }
         // Only once the new settings are recorded is the running stream replaced: were it
         // taken out of the map first, a refused save would leave it running where neither
         // unprotect nor shutdown can reach it.
@@ -297,17 +305,7 @@ impl Protector {
         let (registry, name) = (self.registry.clone(), database.to_string());
         let resolved = blocking(move || Ok(registry.resolve(Some(&name))?)).await;
         let dropped = match resolved {
-            Ok((_, url)) => query(
-                &self.tools,
-                &url,
-                &format!(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
-                    quote_literal(&record.slot)
-                ),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+            Ok((_, url)) => drop_slot(&self.tools, &url, &record.slot).await,
             Err(e) => Err(e.to_string()),
         };
         tracing::info!(database = %database, "protection stopped");
@@ -581,6 +579,21 @@ async fn check_server(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), Pr
 }
 
 /// Creates the physical slot `slot` reserving WAL from now, unless it exists.
+/// Drops replication slot `slot` if the server has it.
+async fn drop_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), String> {
+    query(
+        tools,
+        url,
+        &format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
+            quote_literal(slot)
+        ),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 pub(crate) async fn create_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), String> {
     let lit = quote_literal(slot);
     query(
