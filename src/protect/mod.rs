@@ -305,7 +305,9 @@ impl Protector {
         let (registry, name) = (self.registry.clone(), database.to_string());
         let resolved = blocking(move || Ok(registry.resolve(Some(&name))?)).await;
         let dropped = match resolved {
-            Ok((_, url)) => drop_slot(&self.tools, &url, &record.slot).await,
+            Ok((_, url)) => drop_slot(&self.tools, &url, &record.slot)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         tracing::info!(database = %database, "protection stopped");
@@ -578,9 +580,12 @@ async fn check_server(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), Pr
     Ok(())
 }
 
-/// Creates the physical slot `slot` reserving WAL from now, unless it exists.
 /// Drops replication slot `slot` if the server has it.
-async fn drop_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), String> {
+async fn drop_slot(
+    tools: &PgTools,
+    url: &PgUrl,
+    slot: &str,
+) -> Result<(), crate::pg::client::PgError> {
     query(
         tools,
         url,
@@ -591,9 +596,9 @@ async fn drop_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), Strin
     )
     .await
     .map(|_| ())
-    .map_err(|e| e.to_string())
 }
 
+/// Creates the physical slot `slot` reserving WAL from now, unless it exists.
 pub(crate) async fn create_slot(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), String> {
     let lit = quote_literal(slot);
     query(
