@@ -8,7 +8,7 @@ mod load;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use file::{ConfigError, ConfigFile, TuningFile};
+pub use file::{ConfigError, ConfigFile, TomlError, TuningFile};
 pub use load::{Flags, default_data_dir, load};
 
 /// Everything `pgbackups serve` (and the commands that use the store directly) needs to

@@ -83,6 +83,11 @@ pub enum KeyError {
         "`{0}` is not an age recipient (an X25519 public key starting with age1; `age-keygen` makes one)"
     )]
     BadRecipient(String),
+    /// An identity (a secret key) given where a recipient belongs: never quoted.
+    #[error(
+        "a recipient is an age secret key (AGE-SECRET-KEY-1...), not a public key: give its public key instead (`age-keygen -y KEYFILE` prints it), and keep the secret key in the identity file only"
+    )]
+    SecretKeyAsRecipient,
     #[error("the identity file {0} holds no usable age identity (AGE-SECRET-KEY-1... lines)")]
     BadIdentities(PathBuf),
     #[error("the identity file {0} holds no age identity")]
@@ -116,8 +121,14 @@ impl Keys {
             );
         }
         for line in &lines {
-            let r = age::x25519::Recipient::from_str(line)
-                .map_err(|_| KeyError::BadRecipient(line.clone()))?;
+            let r = age::x25519::Recipient::from_str(line).map_err(|_| {
+                // A secret key pasted as a recipient must not end up in a log.
+                if line.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+                    KeyError::SecretKeyAsRecipient
+                } else {
+                    KeyError::BadRecipient(line.clone())
+                }
+            })?;
             recipients.push(Box::new(r));
         }
         if let Some(path) = &config.identity_file {
@@ -561,4 +572,37 @@ impl Seek for SeekableObject {
 
 fn bad_seek() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "seek out of range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_key_given_as_a_recipient_is_refused_without_quoting_it() {
+        let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+        for given in [secret.to_string(), secret.to_lowercase()] {
+            let config = EncryptionConfig {
+                recipients: vec![given.clone()],
+                ..EncryptionConfig::default()
+            };
+            let Err(e) = Keys::load(&config) else {
+                panic!("a secret key was taken for a recipient");
+            };
+            assert!(matches!(e, KeyError::SecretKeyAsRecipient), "{e}");
+            assert!(!e.to_string().contains(&given[15..]), "{e}");
+        }
+        // Anything else is quoted, to show what is wrong with it.
+        let config = EncryptionConfig {
+            recipients: vec!["age1nope".into()],
+            ..EncryptionConfig::default()
+        };
+        let Err(e) = Keys::load(&config) else {
+            panic!("a bad recipient was accepted");
+        };
+        assert!(
+            e.to_string().contains("`age1nope` is not an age recipient"),
+            "{e}"
+        );
+    }
 }

@@ -25,6 +25,15 @@ pub struct Event {
     pub at: Timestamp,
 }
 
+/// Why the notifier could not be set up (the URL itself is never quoted: it may hold a token).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("--notify-url must be an http:// or https:// URL")]
+    BadUrl,
+    #[error("cannot create the notification client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// Where events go; without a URL, nowhere.
 pub struct Notifier {
     target: Option<(reqwest::Url, reqwest::Client)>,
@@ -32,7 +41,7 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier posting to `url` (http or https).
-    pub fn new(url: Option<&str>) -> Result<Arc<Notifier>, String> {
+    pub fn new(url: Option<&str>) -> Result<Arc<Notifier>, NotifyError> {
         let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
             return Ok(Arc::new(Notifier { target: None }));
         };
@@ -40,12 +49,12 @@ impl Notifier {
         let parsed = reqwest::Url::parse(url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or("--notify-url must be an http:// or https:// URL")?;
+            .ok_or(NotifyError::BadUrl)?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| format!("cannot create the notification client: {e}"))?;
+            .map_err(NotifyError::Client)?;
         Ok(Arc::new(Notifier {
             target: Some((parsed, client)),
         }))

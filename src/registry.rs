@@ -101,8 +101,8 @@ impl Registry {
         Ok(self.catalog.list_databases()?)
     }
 
-    /// Forgets a database with its schedule and protection (one atomic change); its backups
-    /// stay. Returns whether it was registered.
+    /// Forgets a database with its schedule (one atomic change); its backups stay. Refused
+    /// while it is protected. Returns whether it was registered.
     pub fn remove(&self, name: &str) -> Result<bool, RegistryError> {
         Ok(self.catalog.remove_database(name)?)
     }

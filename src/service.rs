@@ -55,8 +55,8 @@ pub enum OpenError {
         "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{0}`"
     )]
     TestClock(String),
-    #[error("{0}")]
-    Notifier(String),
+    #[error(transparent)]
+    Notifier(#[from] crate::notify::NotifyError),
 }
 
 impl Foundations {
@@ -89,7 +89,7 @@ impl Foundations {
             }
             None => Arc::new(SystemClock),
         };
-        let notifier = Notifier::new(config.notify_url.as_deref()).map_err(OpenError::Notifier)?;
+        let notifier = Notifier::new(config.notify_url.as_deref())?;
         let tools = PgTools::discover(&config.pg_bin_dirs);
         tracing::info!("PostgreSQL client tools: {}", tools.describe());
         Ok(Foundations {

@@ -4,8 +4,9 @@
 //! Everything else holds an `Arc<dyn Catalog>`: the [`Catalog`] trait is the one boundary,
 //! SQLite (`sqlite/`) the embedded implementation. A PostgreSQL catalog that several service
 //! nodes share comes next behind the same trait; the trait is shaped for it:
-//! - every change that must be atomic is one method (removing a database with its schedule
-//!   and protection, appending a batch of log lines, deleting a transfer with its log);
+//! - every change that must be atomic is one method (removing a database with its schedule,
+//!   refused while it is protected; a protection only of a registered database; appending a
+//!   batch of log lines; deleting a transfer with its log);
 //! - what two nodes could race for is claimed explicitly, and only one claim wins: transfer
 //!   IDs ([`Catalog::claim_transfer_id`]) and scheduled runs by database and local date
 //!   ([`Catalog::claim_runs`]);
@@ -38,6 +39,15 @@ pub enum CatalogError {
     Corrupt(String),
     #[error("a database named `{0}` is already registered; remove it first or pick another name")]
     DatabaseExists(String),
+    /// Removing a protected database would orphan its replication slot (WAL kept on the
+    /// server forever) and its stream.
+    #[error("{0} is protected: stop that first with `pgbackups unprotect {0}`")]
+    Protected(String),
+    /// A protection for a database that is not (or no longer) registered.
+    #[error(
+        "no database named `{0}` is registered (was it removed meanwhile?); add it with `pgbackups databases:add {0} postgres://...`"
+    )]
+    NotRegistered(String),
 }
 
 /// Opens (creating and migrating) the SQLite catalog at `path`.
@@ -71,12 +81,15 @@ pub trait Catalog: Send + Sync {
     fn database_url_sealed(&self, name: &str) -> Result<Option<Vec<u8>>, CatalogError>;
 
     /// Forgets a database and its schedule; its backups stay. Returns whether it was
-    /// registered.
+    /// registered. Refuses ([`CatalogError::Protected`]) while the database is protected, in
+    /// the same transaction, so that no protection outlives its database whatever races it.
     fn remove_database(&self, name: &str) -> Result<bool, CatalogError>;
 
     // ---- Continuous Protection ----
 
-    /// Records (or updates) a database's protection.
+    /// Records (or updates) a database's protection. Refuses
+    /// ([`CatalogError::NotRegistered`]) a database that is not registered (removed while
+    /// `protect` was setting up), in the same statement.
     fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError>;
 
     /// Forgets a database's protection; returns whether it had one.

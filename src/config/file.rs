@@ -51,8 +51,31 @@ pub enum ConfigError {
     Invalid {
         path: PathBuf,
         #[source]
-        source: toml::de::Error,
+        source: TomlError,
     },
+}
+
+/// What the TOML parser said, and where, without the line it quotes: the file may hold store
+/// credentials, and a typo on such a line would otherwise print the secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (line {line}, column {column})")]
+pub struct TomlError {
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl TomlError {
+    fn new(e: &toml::de::Error, text: &str) -> TomlError {
+        let at = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = text.get(..at).unwrap_or("");
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        TomlError {
+            message: e.message().trim_end().to_string(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
 }
 
 impl ConfigFile {
@@ -81,9 +104,9 @@ impl ConfigFile {
                 path.display()
             );
         }
-        toml::from_str(&text).map_err(|source| ConfigError::Invalid {
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_path_buf(),
-            source,
+            source: TomlError::new(&e, &text),
         })
     }
 }

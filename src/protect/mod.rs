@@ -279,19 +279,28 @@ impl Protector {
         let tools = &self.tools;
         check_server(tools, &url, &slot).await?;
         create_slot(tools, &url, &slot).await?;
-        let existing = self.streams().remove(&name);
+        let since = self.streams().get(&name).map(|r| r.record.created_at);
         let record = ProtectionRecord {
             database: name.clone(),
             slot,
             base_every_secs: base_every.as_secs(),
             keep_base: keep,
-            created_at: existing
-                .as_ref()
-                .map(|r| r.record.created_at)
-                .unwrap_or_else(Timestamp::now),
+            created_at: since.unwrap_or_else(Timestamp::now),
         };
         let (catalog, saved) = (self.catalog.clone(), record.clone());
-        blocking(move || Ok(catalog.set_protection(&saved)?)).await?;
+        if let Err(e) = blocking(move || Ok(catalog.set_protection(&saved)?)).await {
+            // Not recorded (the database was removed meanwhile, say): a slot made just now
+            // would keep WAL on the server with nothing to stream or drop it.
+            let fresh = !protections.iter().any(|p| p.database == name);
+            if fresh && let Err(d) = drop_slot(tools, &url, &record.slot).await {
+                tracing::warn!(database = %name, "cannot drop replication slot {}: {d}", record.slot);
+            }
+            return Err(e);
+        }
+        // Only once the new settings are recorded is the running stream replaced: were it
+        // taken out of the map first, a refused save would leave it running where neither
+        // unprotect nor shutdown can reach it.
+        let existing = self.streams().remove(&name);
         if let Some(old) = existing {
             old.stop.cancel();
             let _ = old.task.await;
@@ -334,17 +343,10 @@ impl Protector {
         let resolved = blocking(move || Ok(registry.resolve(Some(&name))?)).await;
         // Why the slot could not be dropped, if it could not: a warning, not a failure.
         let not_dropped = match resolved {
-            Ok((_, url)) => query(
-                &self.tools,
-                &url,
-                &format!(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
-                    quote_literal(&record.slot)
-                ),
-            )
-            .await
-            .err()
-            .map(|e| e.to_string()),
+            Ok((_, url)) => drop_slot(&self.tools, &url, &record.slot)
+                .await
+                .err()
+                .map(|e| e.to_string()),
             Err(e) => Some(e.to_string()),
         };
         tracing::info!(database = %database, "protection stopped");
@@ -619,6 +621,24 @@ async fn check_server(tools: &PgTools, url: &PgUrl, slot: &str) -> Result<(), Pr
     }
     identify_system(tools, url).await?;
     Ok(())
+}
+
+/// Drops replication slot `slot` if the server has it.
+async fn drop_slot(
+    tools: &PgTools,
+    url: &PgUrl,
+    slot: &str,
+) -> Result<(), crate::pg::client::PgError> {
+    query(
+        tools,
+        url,
+        &format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {}",
+            quote_literal(slot)
+        ),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Creates the physical slot `slot` reserving WAL from now, unless it exists.

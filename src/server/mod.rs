@@ -111,7 +111,10 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let _lock = lock_data_dir(dir)?;
     crate::transfer::hold::arm(&config.test_holds);
 
-    let base = Foundations::open(&config)?;
+    // Opening the catalog (migrations), probing the store and asking each client tool its
+    // version block: off the async threads, like every later catalog call.
+    let opening = config.clone();
+    let base = tokio::task::spawn_blocking(move || Foundations::open(&opening)).await??;
     let service = Service::compose(&config, base);
     // Start-up recovery reads and writes the catalog: off the async threads.
     let engine = service.engine.clone();

@@ -99,11 +99,11 @@ fn expire(
             continue;
         }
         // A backup that started being read since the policy was applied stays; one that a
-        // user deleted meanwhile is gone.
+        // user deleted meanwhile is gone; one a user pinned meanwhile stays.
         let Ok(_deleting) = claims.delete_backup(id) else {
             continue;
         };
-        if catalog.transfer(id)?.is_none() {
+        if catalog.transfer(id)?.is_none_or(|now| now.pinned) {
             continue;
         }
         if let Some(key) = &t.object_key {

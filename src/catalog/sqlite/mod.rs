@@ -100,12 +100,23 @@ impl Catalog for SqliteCatalog {
     }
 
     /// Forgets a database and its schedule; its backups stay. Returns whether it was
-    /// registered.
+    /// registered. Refused while it is protected.
     fn remove_database(&self, name: &str) -> Result<bool, CatalogError> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        // IMMEDIATE: the protection check and the delete see one state of the file.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let protected = tx
+            .query_row(
+                "SELECT 1 FROM protections WHERE database = ?1",
+                [name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if protected {
+            return Err(CatalogError::Protected(name.to_string()));
+        }
         tx.execute("DELETE FROM schedules WHERE database = ?1", [name])?;
-        tx.execute("DELETE FROM protections WHERE database = ?1", [name])?;
         let n = tx.execute("DELETE FROM databases WHERE name = ?1", [name])?;
         tx.commit()?;
         Ok(n > 0)
@@ -113,11 +124,12 @@ impl Catalog for SqliteCatalog {
 
     // ---- Continuous Protection ----
 
-    /// Records (or updates) a database's protection.
+    /// Records (or updates) a database's protection; refused for a database that is not
+    /// registered.
     fn set_protection(&self, p: &ProtectionRecord) -> Result<(), CatalogError> {
-        self.conn().execute(
+        let n = self.conn().execute(
             "INSERT INTO protections (database, slot, base_every_secs, keep_base, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM databases WHERE name = ?1)
              ON CONFLICT (database) DO UPDATE SET base_every_secs = excluded.base_every_secs,
                  keep_base = excluded.keep_base",
             params![
@@ -128,6 +140,9 @@ impl Catalog for SqliteCatalog {
                 micros(p.created_at)
             ],
         )?;
+        if n == 0 {
+            return Err(CatalogError::NotRegistered(p.database.clone()));
+        }
         Ok(())
     }
 
@@ -628,5 +643,43 @@ mod tests {
         ));
         assert!(c.remove_database("main").unwrap());
         assert!(!c.remove_database("main").unwrap());
+    }
+
+    #[test]
+    fn a_protection_never_outlives_its_database() {
+        let c = SqliteCatalog::open_in_memory().unwrap();
+        let p = ProtectionRecord {
+            database: "main".into(),
+            slot: "pgbackups_main".into(),
+            base_every_secs: 86_400,
+            keep_base: 7,
+            created_at: Timestamp::now(),
+        };
+        // `protect` racing `databases:remove`: the database went first.
+        assert!(matches!(
+            c.set_protection(&p),
+            Err(CatalogError::NotRegistered(_))
+        ));
+        assert!(c.protections().unwrap().is_empty());
+        c.add_database("main", b"x", "postgres://u:***@h/db", Timestamp::now())
+            .unwrap();
+        c.set_protection(&p).unwrap();
+        c.set_protection(&ProtectionRecord {
+            keep_base: 3,
+            ..p.clone()
+        })
+        .unwrap();
+        assert_eq!(c.protections().unwrap()[0].keep_base, 3);
+        // The protection went first: the removal is refused and nothing changes.
+        let err = c.remove_database("main").unwrap_err();
+        assert!(matches!(err, CatalogError::Protected(_)));
+        assert_eq!(
+            err.to_string(),
+            "main is protected: stop that first with `pgbackups unprotect main`"
+        );
+        assert!(c.database_url_sealed("main").unwrap().is_some());
+        assert_eq!(c.protections().unwrap().len(), 1);
+        assert!(c.remove_protection("main").unwrap());
+        assert!(c.remove_database("main").unwrap());
     }
 }

@@ -289,3 +289,22 @@ fn an_invalid_file_names_itself_and_keeps_the_parse_error() {
         assert!(std::error::Error::source(&e).is_some());
     }
 }
+
+#[test]
+fn an_invalid_file_never_quotes_its_lines() {
+    // The file may hold store credentials: a typo on such a line must not print the secret.
+    let dir = tempfile::tempdir().unwrap();
+    write_file(
+        dir.path(),
+        "[storage.options]\naws_secret_access_key = \"s3cr3tVALUE\n",
+    );
+    let e = load_in(dir.path(), &[], Flags::default()).unwrap_err();
+    let mut shown = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        shown.push_str(&format!("\n{s} {s:?}"));
+        source = s.source();
+    }
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+    assert!(shown.contains("line 2"), "{shown}");
+}

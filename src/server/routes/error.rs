@@ -68,7 +68,10 @@ impl From<TransferError> for ApiError {
             | E::NothingRunning
             | E::Claim(_)
             | E::Unrecorded(_) => StatusCode::CONFLICT,
-            E::Catalog(CatalogError::DatabaseExists(_)) => StatusCode::CONFLICT,
+            E::Catalog(CatalogError::DatabaseExists(_) | CatalogError::Protected(_)) => {
+                StatusCode::CONFLICT
+            }
+            E::Catalog(CatalogError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             E::Storage(StorageError::NotFound(key)) => {
                 return ApiError::new(StatusCode::GONE, missing_object(None, key));
