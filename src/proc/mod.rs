@@ -189,8 +189,9 @@ impl Tool {
         self
     }
 
-    /// Copies our whole environment into the child's: only for our own binary run again
-    /// (the WAL prefetcher), which reads its configuration from the same variables we did.
+    /// Copies our whole environment into the child's: only for our own binary run again (the
+    /// WAL prefetcher, and `pg_ctl`, whose server runs us as its restore_command), which
+    /// reads its configuration from the same variables we did.
     pub fn inherit_env(&mut self) -> &mut Tool {
         for (k, v) in std::env::vars_os() {
             self.env(k, v);
