@@ -25,6 +25,15 @@ pub struct Event {
     pub at: Timestamp,
 }
 
+/// Why `--notify-url` cannot be used (the URL is never echoed: it may hold a token).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("--notify-url must be an http:// or https:// URL")]
+    BadUrl,
+    #[error("cannot create the notification client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// Where events go; without a URL, nowhere.
 pub struct Notifier {
     target: Option<(reqwest::Url, reqwest::Client)>,
@@ -32,23 +41,28 @@ pub struct Notifier {
 
 impl Notifier {
     /// A notifier posting to `url` (http or https).
-    pub fn new(url: Option<&str>) -> Result<Arc<Notifier>, String> {
+    pub fn new(url: Option<&str>) -> Result<Arc<Notifier>, NotifyError> {
         let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
-            return Ok(Arc::new(Notifier { target: None }));
+            return Ok(Notifier::disabled());
         };
         // Never echo the URL: it may hold a token.
         let parsed = reqwest::Url::parse(url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or("--notify-url must be an http:// or https:// URL")?;
+            .ok_or(NotifyError::BadUrl)?;
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| format!("cannot create the notification client: {e}"))?;
+            .map_err(NotifyError::Client)?;
         Ok(Arc::new(Notifier {
             target: Some((parsed, client)),
         }))
+    }
+
+    /// A notifier that sends nothing (no `--notify-url`).
+    pub fn disabled() -> Arc<Notifier> {
+        Arc::new(Notifier { target: None })
     }
 
     /// Whether events go anywhere.

@@ -55,8 +55,8 @@ pub enum OpenError {
         "PGBACKUPS_TEST_CLOCK must be START,SPEED (such as 2026-03-08T09:59:00Z,60), not `{0}`"
     )]
     TestClock(String),
-    #[error("{0}")]
-    Notifier(String),
+    #[error(transparent)]
+    Notifier(#[from] crate::notify::NotifyError),
 }
 
 impl Foundations {
@@ -195,7 +195,7 @@ mod tests {
             secrets: Arc::new(Secrets::load_or_create(dir).unwrap()),
             tools: PgTools::discover(&[]),
             clock: Arc::new(SystemClock),
-            notifier: Notifier::new(None).unwrap(),
+            notifier: Notifier::disabled(),
         };
         Service::compose(&config, base)
     }
