@@ -4,6 +4,7 @@
 
 mod file;
 mod load;
+pub mod process_env;
 
 use std::path::PathBuf;
 use std::time::Duration;

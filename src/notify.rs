@@ -43,7 +43,7 @@ impl Notifier {
     /// A notifier posting to `url` (http or https).
     pub fn new(url: Option<&str>) -> Result<Arc<Notifier>, NotifyError> {
         let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
-            return Ok(Arc::new(Notifier { target: None }));
+            return Ok(Notifier::disabled());
         };
         // Never echo the URL: it may hold a token.
         let parsed = reqwest::Url::parse(url)
@@ -58,6 +58,11 @@ impl Notifier {
         Ok(Arc::new(Notifier {
             target: Some((parsed, client)),
         }))
+    }
+
+    /// A notifier that sends nothing (no `--notify-url`).
+    pub fn disabled() -> Arc<Notifier> {
+        Arc::new(Notifier { target: None })
     }
 
     /// Whether events go anywhere.

@@ -195,7 +195,7 @@ mod tests {
             secrets: Arc::new(Secrets::load_or_create(dir).unwrap()),
             tools: PgTools::discover(&[]),
             clock: Arc::new(SystemClock),
-            notifier: Notifier::new(None).unwrap(),
+            notifier: Notifier::disabled(),
         };
         Service::compose(&config, base)
     }

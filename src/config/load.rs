@@ -44,13 +44,13 @@ pub struct Flags {
 /// The service's configuration from the data directory, the configuration file, the
 /// environment and `flags`; the one place the process environment is read for settings.
 pub fn load(flags: Flags) -> Result<ServiceConfig, ConfigError> {
-    load_with(flags, &|name| std::env::var_os(name))
+    load_with(flags, &|name| super::process_env::var_os(name))
 }
 
 /// The data directory: `$PGBACKUPS_DATA_DIR`, else `$XDG_DATA_HOME/pgbackups`, else
 /// `~/.local/share/pgbackups`.
 pub fn default_data_dir() -> PathBuf {
-    data_dir_from(&|name| std::env::var_os(name))
+    data_dir_from(&|name| super::process_env::var_os(name))
 }
 
 /// Reads one environment variable.

@@ -53,7 +53,7 @@ pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Tool {
         .unwrap_or_else(|| exe.display().to_string());
     let mut cmd = Tool::new(name, exe);
     for key in PASS_THROUGH {
-        if let Some(v) = std::env::var_os(key) {
+        if let Some(v) = crate::config::process_env::var_os(key) {
             cmd.env(key, v);
         }
     }

@@ -149,7 +149,7 @@ impl PgTools {
                 }
             }
         }
-        if let Some(path) = std::env::var_os("PATH") {
+        if let Some(path) = crate::config::process_env::var_os("PATH") {
             candidates.extend(std::env::split_paths(&path));
         }
         let mut installs: Vec<Install> = Vec::new();

@@ -65,13 +65,6 @@ pub enum BaseBackupError {
     Json(#[from] serde_json::Error),
 }
 
-/// For the CLI, whose errors are messages (`CliError::msg` takes `Into<String>`).
-impl From<BaseBackupError> for String {
-    fn from(e: BaseBackupError) -> String {
-        e.to_string()
-    }
-}
-
 /// Takes a base backup of the cluster at `url` for `name`. The role needs REPLICATION and a
 /// `replication` line in `pg_hba.conf`; the cluster's WAL must reach the store under the
 /// same name (archived with `wal-push --name NAME`, or streamed by `protect`) within

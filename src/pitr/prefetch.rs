@@ -4,6 +4,8 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use crate::proc::Tool;
+
 /// Starts `wal-prefetch` for the segments of `name` after `file` (just fetched to `dest`) in
 /// the background, detached: the `wal-fetch` returns at once, and PostgreSQL replays while the
 /// next segments arrive. `store_args` are the flags that name the store (`--data-dir`,
@@ -16,25 +18,19 @@ pub fn spawn(name: &str, file: &str, dest: &Path, segment_size: u64, store_args:
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(["wal-prefetch", "--name", name, "--after", file, "--dir"])
+    // Our environment: it reads its configuration from the same variables we did. Its own
+    // process group: the signals PostgreSQL sends its restore_command are not for it. The
+    // descriptors the server left open in its restore_command (its log pipe, say) are not
+    // the prefetcher's.
+    let _ = Tool::new("wal-prefetch", exe)
+        .args(["wal-prefetch", "--name", name, "--after", file, "--dir"])
         .arg(crate::wal::prefetch_dir(dest))
         .args(["--segment-size", &segment_size.to_string()])
         .args(store_args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    // Its own process group: the signals PostgreSQL sends its restore_command are not for it.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    // SAFETY: close_range is async-signal-safe and touches no memory: the descriptors the
-    // server left open in its restore_command (its log pipe, say) are not the prefetcher's.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::close_range(3, libc::c_uint::MAX, 0);
-            Ok(())
-        });
-    }
-    let _ = cmd.spawn();
+        .inherit_env()
+        .own_process_group()
+        .close_inherited_fds()
+        .spawn_detached();
 }
 
 /// How many segments of `segment_size` bytes one prefetch fetches: about 128 MiB ahead,

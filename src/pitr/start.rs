@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::proc::{RunError, Tool};
+
 /// Why a recovered server is not running and accepting writes.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,6 +38,9 @@ pub enum StartError {
 /// How often the state is polled, and how often progress is shown.
 const POLL: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// How many lines of `pg_ctl`'s stderr its failure shows: all it says (a few lines).
+const PG_CTL_LINES: usize = 100;
 
 /// The running server, once it accepts writes.
 pub struct Started {
@@ -123,31 +128,41 @@ pub async fn start_and_wait(
     let log_from = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     // -W: pg_ctl returns once the postmaster is forked; the wait below is ours, because
     // pg_ctl's ends at the first connection a hot standby accepts, before the target.
-    let mut cmd = tokio::process::Command::new(pg_ctl);
+    let mut tool = Tool::new("pg_ctl", pg_ctl);
     if let Some((uid, gid)) = run_as {
-        cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        tool.run_as(uid.as_raw(), gid.as_raw());
     }
+    // The server inherits pg_ctl's environment, and its restore_command (our own binary)
+    // reads its configuration from the same variables we did. The server must outlive us.
     // Run from the data directory: the server's OS user may not enter ours.
-    let out = cmd
+    let out = tool
+        .inherit_env()
+        .outlive_parent()
+        .keep_lines(PG_CTL_LINES)
         .current_dir(data_dir)
         .arg("-D")
         .arg(data_dir)
         .arg("-l")
         .arg(&log)
         .args(["-W", "start"])
-        .stdin(std::process::Stdio::null())
-        .output()
+        .output(None)
         .await
-        .map_err(|source| StartError::Spawn {
-            pg_ctl: pg_ctl.to_path_buf(),
-            source,
+        .map_err(|e| match e {
+            RunError::Start { source, .. } | RunError::Wait { source, .. } => StartError::Spawn {
+                pg_ctl: pg_ctl.to_path_buf(),
+                source,
+            },
+            RunError::Failed { stderr, .. } => StartError::PgCtl {
+                output: stderr,
+                log: log.clone(),
+            },
         })?;
     if !out.status.success() {
         return Err(StartError::PgCtl {
             output: format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                out.stderr.tail_text()
             ),
             log,
         });

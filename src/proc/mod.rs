@@ -182,17 +182,18 @@ impl Tool {
     /// Copies `keys` that are set in our own environment into the child's.
     pub fn pass_env(&mut self, keys: &[&str]) -> &mut Tool {
         for key in keys {
-            if let Some(v) = std::env::var_os(key) {
+            if let Some(v) = crate::config::process_env::var_os(key) {
                 self.env(*key, v);
             }
         }
         self
     }
 
-    /// Copies our whole environment into the child's: only for our own binary run again
-    /// (the WAL prefetcher), which reads its configuration from the same variables we did.
+    /// Copies our whole environment into the child's: only for our own binary run again (the
+    /// WAL prefetcher, and `pg_ctl`, whose server runs us as its restore_command), which
+    /// reads its configuration from the same variables we did.
     pub fn inherit_env(&mut self) -> &mut Tool {
-        for (k, v) in std::env::vars_os() {
+        for (k, v) in crate::config::process_env::vars_os() {
             self.env(k, v);
         }
         self

@@ -22,15 +22,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use stream::{Live, ReceiverState};
 
-use crate::catalog::Catalog;
-use crate::catalog::ProtectionRecord;
+use crate::catalog::{Catalog, CatalogError, ProtectionRecord};
 use crate::notify::Notifier;
 use crate::pg::client::{PgError, query, quote_literal};
 use crate::pg::{PgTools, PgUrl};
 use crate::pitr::ArchiveInfo;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, check_name};
 use crate::storage::Storage;
-use crate::transfer::TransferError;
 
 /// A base backup a day unless told otherwise, and a week of them kept.
 pub const DEFAULT_BASE_EVERY: Duration = Duration::from_secs(86_400);
@@ -44,8 +42,11 @@ pub enum ProtectError {
     /// The server or the request is not ready for it; the message says what to change.
     #[error("{0}")]
     Refused(String),
+    /// The registry refused the database (an unknown or invalid name, say) or failed.
     #[error(transparent)]
-    Transfer(#[from] TransferError),
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("{0}")]
     Internal(String),
 }
@@ -86,18 +87,6 @@ pub enum ReplicationError {
 impl From<ReplicationError> for ProtectError {
     fn from(e: ReplicationError) -> Self {
         ProtectError::Refused(e.to_string())
-    }
-}
-
-impl From<crate::catalog::CatalogError> for ProtectError {
-    fn from(e: crate::catalog::CatalogError) -> Self {
-        ProtectError::Transfer(e.into())
-    }
-}
-
-impl From<RegistryError> for ProtectError {
-    fn from(e: RegistryError) -> Self {
-        ProtectError::Transfer(e.into())
     }
 }
 
@@ -195,7 +184,7 @@ impl Protector {
     }
 
     fn start(&self, record: ProtectionRecord, url: PgUrl) {
-        if crate::transfer::check_name(&record.database).is_err() {
+        if check_name(&record.database).is_err() {
             tracing::error!("not resuming a protection with an invalid name");
             return;
         }
@@ -246,11 +235,11 @@ impl Protector {
             ));
         }
         // A registered name only: it names the spool directory, the archive and the slot.
-        crate::transfer::check_name(database)?;
+        check_name(database)?;
         let registry = self.registry.clone();
         let reference = database.to_string();
         let (name, url) = blocking(move || Ok(registry.resolve(Some(&reference))?)).await?;
-        crate::transfer::check_name(&name)?;
+        check_name(&name)?;
         let base_every = base_every.unwrap_or(DEFAULT_BASE_EVERY);
         if base_every < Duration::from_secs(60) || base_every > Duration::from_secs(366 * 86_400) {
             return Err(ProtectError::Refused(
@@ -332,7 +321,7 @@ impl Protector {
         let (catalog, name) = (self.catalog.clone(), database.to_string());
         blocking(move || Ok(catalog.remove_protection(&name)?)).await?;
         let spool = self.spool_root.join(database);
-        if let Err(e) = crate::transfer::check_name(database)
+        if let Err(e) = check_name(database)
             .map_err(std::io::Error::other)
             .and_then(|()| std::fs::remove_dir_all(&spool))
             && e.kind() != std::io::ErrorKind::NotFound

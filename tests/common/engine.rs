@@ -71,7 +71,7 @@ impl InProcess {
             secrets: Arc::new(Secrets::load_or_create(&config.data_dir).unwrap()),
             tools: PgTools::discover(&config.pg_bin_dirs),
             clock: Arc::new(SystemClock),
-            notifier: pgbackups::notify::Notifier::new(None).unwrap(),
+            notifier: pgbackups::notify::Notifier::disabled(),
         };
         let service = Service::compose(&config, base);
         service.engine.recover_interrupted().unwrap();

@@ -104,7 +104,9 @@ impl From<CatalogError> for ApiError {
 impl From<ProtectError> for ApiError {
     fn from(e: ProtectError) -> ApiError {
         match e {
-            ProtectError::Transfer(t) => t.into(),
+            // Answered as the same refusals from a transfer are.
+            ProtectError::Registry(e) => TransferError::from(e).into(),
+            ProtectError::Catalog(e) => TransferError::from(e).into(),
             ProtectError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             ProtectError::Refused(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
             ProtectError::Internal(m) => {
