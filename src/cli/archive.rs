@@ -88,7 +88,7 @@ pub async fn run(command: ArchiveCommand, env: &Env) -> Result<i32, CliError> {
                 Ok(false) => Ok(1),
                 Err(e) => {
                     eprintln!("pgbackups wal-fetch: {e}; {STOPS_RECOVERY}");
-                    Ok(126)
+                    Ok(crate::wal::FETCH_FAILED)
                 }
             }
         }
@@ -189,7 +189,7 @@ async fn wal_fetch_through_service(
 ) -> i32 {
     let fail = |why: String| {
         eprintln!("pgbackups wal-fetch: {why}; {STOPS_RECOVERY}");
-        126
+        crate::wal::FETCH_FAILED
     };
     let token = match std::fs::read_to_string(token_file) {
         Ok(t) => t.trim().to_string(),
