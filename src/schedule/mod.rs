@@ -45,10 +45,12 @@ pub enum ScheduleError {
 /// Abbreviations people type, each mapped to the zone it usually means. A fixed offset would
 /// be wrong half the year (PST in July is PDT), so each maps to a zone with its DST rules:
 /// `PST` and `PDT` both mean America/Los_Angeles. MST means America/Denver (with DST); use
-/// America/Phoenix for Arizona. IST means India.
+/// America/Phoenix for Arizona. IST means India. GMT means Europe/London, as in Heroku's
+/// `pg:backups:schedule` (`--at '02:00 GMT'` is 02:00 on London's clocks all year, 01:00 UTC
+/// during BST); UTC and Z are UTC.
 pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("UTC", "UTC"),
-    ("GMT", "UTC"),
+    ("GMT", "Europe/London"),
     ("Z", "UTC"),
     ("PST", "America/Los_Angeles"),
     ("PDT", "America/Los_Angeles"),

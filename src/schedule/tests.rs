@@ -106,6 +106,44 @@ fn london_and_lord_howe_with_its_half_hour_shift() {
     assert_eq!(h2.instant_on(date(2027, 4, 4)), ts("2027-04-03T14:45:00Z"));
 }
 
+/// Heroku's `pg:backups:schedule` maps GMT and BST to Europe/London: `--at '02:00 GMT'` is
+/// 02:00 on London's clocks all year, so in summer (BST, +01) the run is at 01:00 UTC.
+#[test]
+fn gmt_and_bst_mean_london_time_as_on_heroku_while_utc_and_z_stay_utc() {
+    for at in ["02:00 GMT", "02:00 gmt", "02:00 BST"] {
+        let s = DailyAt::parse(at).unwrap();
+        assert_eq!(s.spec(), "02:00 Europe/London", "{at}");
+        // 2026-07-01 is in BST: one hour before UTC's 02:00.
+        assert_eq!(
+            s.instant_on(date(2026, 7, 1)),
+            ts("2026-07-01T01:00:00Z"),
+            "{at}"
+        );
+        // 2026-12-01 is in GMT: London's clocks are UTC's.
+        assert_eq!(
+            s.instant_on(date(2026, 12, 1)),
+            ts("2026-12-01T02:00:00Z"),
+            "{at}"
+        );
+        assert_eq!(
+            s.show_local(ts("2026-07-01T01:00:00Z")),
+            "2026-07-01 02:00 BST"
+        );
+    }
+    for at in ["02:00 UTC", "02:00 Z", "02:00 z", "02:00"] {
+        let s = DailyAt::parse(at).unwrap();
+        assert_eq!(s.spec(), "02:00 UTC", "{at}");
+        assert_eq!(
+            s.instant_on(date(2026, 7, 1)),
+            ts("2026-07-01T02:00:00Z"),
+            "{at}"
+        );
+    }
+    // A schedule saved before GMT meant London was stored with its resolved zone, UTC, and
+    // loads as UTC still.
+    assert_eq!(DailyAt::new(2, 0, "UTC").unwrap().spec(), "02:00 UTC");
+}
+
 #[test]
 fn latest_due_and_next_after_bracket_now() {
     let s = DailyAt::parse("02:00 UTC").unwrap();
