@@ -291,6 +291,8 @@ pub enum BackupCommand {
     Backups {
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        heroku: HerokuListFlags,
     },
     /// Capture a new backup of DATABASE (a registered name or a postgres:// URL; `-` reads
     /// the URL from PGBACKUPS_SOURCE_URL or standard input, out of sight of `ps`).
@@ -305,6 +307,8 @@ pub enum BackupCommand {
         verbose: bool,
         #[command(flatten)]
         filter: FilterArgs,
+        #[command(flatten)]
+        wait_interval: WaitIntervalArg,
     },
     /// Cancel a running capture or restore (the newest running one without ID).
     #[command(name = "backups:cancel")]
@@ -368,7 +372,7 @@ pub enum BackupCommand {
     Delete {
         id: String,
         /// The backup's database name, to confirm.
-        #[arg(long)]
+        #[arg(long, short)]
         confirm: Option<String>,
     },
     /// Pin a backup: retention never expires it.
@@ -434,7 +438,7 @@ pub enum TransferCommand {
         /// from PGBACKUPS_TARGET_URL or standard input, out of sight of `ps`.
         second: Option<String>,
         /// The target database's name, to confirm that its contents may be replaced.
-        #[arg(long)]
+        #[arg(long, short)]
         confirm: Option<String>,
         /// Parallel pg_restore jobs.
         #[arg(long, short, default_value_t = 1)]
@@ -454,6 +458,8 @@ pub enum TransferCommand {
         no_wait: bool,
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        wait_interval: WaitIntervalArg,
     },
     /// Copy SOURCE into TARGET (registered names or URLs), pg_dump streamed into pg_restore
     /// with nothing stored; TARGET's objects are dropped first. Pass `-` for a URL to read it
@@ -471,6 +477,8 @@ pub enum TransferCommand {
         verbose: bool,
         #[command(flatten)]
         filter: FilterArgs,
+        #[command(flatten)]
+        wait_interval: WaitIntervalArg,
     },
     /// Copy SOURCE into a new database on your own server (LOCAL_URL names it); refuses a
     /// database that exists. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL /
@@ -500,6 +508,107 @@ pub enum TransferCommand {
         #[command(flatten)]
         filter: FilterArgs,
     },
+}
+
+// Flags that scripts written for the Heroku CLI pass, and what each means here. From the
+// Heroku CLI's source (`src/commands/pg/backups/*.ts`, `pg/copy.ts`): `pg:backups` (the
+// listing) takes -v, -c, -o, --wait-interval, --at and -q, hidden and unused, left over from
+// the time it ran the other subcommands; the other commands take them only where they mean
+// something.
+//
+// | flag              | Heroku                                        | pgbackups                          |
+// |-------------------|-----------------------------------------------|------------------------------------|
+// | --wait-interval N | capture, restore, copy: seconds between polls | ignored with a note on capture,    |
+// |                   | (at least 3); hidden on pg:backups            | restore, copy and backups: the     |
+// |                   |                                               | service answers as a transfer ends |
+// | -v, --verbose     | capture, restore: the transfer's log lines    | ours on capture, restore, copy,    |
+// |                   | (copy: --verbose); hidden on pg:backups       | pull, push; ignored on backups     |
+// | -c, --confirm     | restore, delete: the name to confirm          | -c is --confirm on backups:restore |
+// |                   | (copy: --confirm); hidden on pg:backups       | and backups:delete; ignored on     |
+// |                   |                                               | backups                            |
+// | -o, --output      | download: the file; hidden on pg:backups      | ours on download; ignored on       |
+// |                   |                                               | backups                            |
+// | -q, --quiet       | hidden on pg:backups only                     | ignored on backups                 |
+// | --at              | schedule: the time; hidden on pg:backups      | ours on schedule; ignored on       |
+// |                   |                                               | backups                            |
+//
+// pull and push take none of them on Heroku, nor here. Ignored flags are accepted (never exit
+// 2) and the command prints one line on stderr saying so, so the script keeps working and its
+// author learns the flag does nothing.
+
+/// `--wait-interval SECONDS` of Heroku's capture, restore and copy: accepted and ignored.
+#[derive(Args, Debug, Default, Clone)]
+pub struct WaitIntervalArg {
+    /// Heroku's polling interval: ignored, as the service tells the CLI when a transfer ends.
+    #[arg(long = "wait-interval", value_name = "SECONDS", hide = true)]
+    pub wait_interval: Option<String>,
+}
+
+impl WaitIntervalArg {
+    /// The line for stderr when the flag was given.
+    pub fn note(&self) -> Option<String> {
+        self.wait_interval
+            .as_ref()
+            .map(|_| ignored_note(&["--wait-interval"], WAIT_INTERVAL_WHY))
+    }
+}
+
+/// Why `--wait-interval` does nothing here.
+const WAIT_INTERVAL_WHY: &str = "the service reports a transfer's end as it happens, so there is no polling interval to set; drop the flag to silence this note";
+
+/// The hidden flags of Heroku's `pg:backups` listing, which it accepts and ignores: accepted
+/// and ignored by `backups` too.
+#[derive(Args, Debug, Default, Clone)]
+pub struct HerokuListFlags {
+    #[arg(short = 'v', long = "verbose", hide = true)]
+    pub verbose: bool,
+    #[arg(short = 'c', long = "confirm", value_name = "NAME", hide = true)]
+    pub confirm: Option<String>,
+    #[arg(short = 'o', long = "output", value_name = "FILE", hide = true)]
+    pub output: Option<String>,
+    #[arg(long = "wait-interval", value_name = "SECONDS", hide = true)]
+    pub wait_interval: Option<String>,
+    #[arg(long = "at", value_name = "TIME", hide = true)]
+    pub at: Option<String>,
+    #[arg(short = 'q', long = "quiet", hide = true)]
+    pub quiet: bool,
+}
+
+impl HerokuListFlags {
+    /// The line for stderr naming the flags given, when any was.
+    pub fn note(&self) -> Option<String> {
+        let given: Vec<&str> = [
+            (self.verbose, "--verbose"),
+            (self.confirm.is_some(), "--confirm"),
+            (self.output.is_some(), "--output"),
+            (self.wait_interval.is_some(), "--wait-interval"),
+            (self.at.is_some(), "--at"),
+            (self.quiet, "--quiet"),
+        ]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
+        .collect();
+        let it = if given.len() == 1 { "it" } else { "them" };
+        (!given.is_empty()).then(|| {
+            ignored_note(
+                &given,
+                &format!(
+                    "`heroku pg:backups` accepts {it} and does nothing with {it} either; drop {it} to silence this note"
+                ),
+            )
+        })
+    }
+}
+
+/// `note: --at and --quiet are ignored: WHY`.
+fn ignored_note(flags: &[&str], why: &str) -> String {
+    let names = match flags {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    };
+    let verb = if flags.len() == 1 { "is" } else { "are" };
+    format!("note: {names} {verb} ignored: {why}")
 }
 
 /// Where the configuration, store and keys are: shared by `serve` and the commands that use
@@ -615,7 +724,10 @@ pub struct TimelineArg {
 mod tests {
     use clap::Parser;
 
-    use super::{Cli, ClusterCommand, Command, DATA_DIR_DEPRECATED, TargetDir};
+    use super::{
+        BackupCommand, Cli, ClusterCommand, Command, DATA_DIR_DEPRECATED, TargetDir,
+        TransferCommand,
+    };
 
     fn target_dir(args: &[&str]) -> TargetDir {
         let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -649,6 +761,145 @@ mod tests {
                 .is_err()
             );
         }
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    /// Heroku's capture, restore and copy take `--wait-interval N` (seconds between polls):
+    /// a script that passes it runs here too, told on stderr that the flag does nothing.
+    #[test]
+    fn wait_interval_is_accepted_on_capture_restore_and_copy_as_on_heroku() {
+        let note = "note: --wait-interval is ignored: the service reports a transfer's end as it happens, so there is no polling interval to set; drop the flag to silence this note";
+        let capture = parse(&[
+            "pgbackups",
+            "backups:capture",
+            "main",
+            "--wait-interval",
+            "3",
+        ]);
+        let Command::Backup(BackupCommand::Capture { wait_interval, .. }) = capture else {
+            panic!("{capture:?}");
+        };
+        assert_eq!(wait_interval.note().as_deref(), Some(note));
+        let restore = parse(&[
+            "pgbackups",
+            "backups:restore",
+            "b001",
+            "main",
+            "--wait-interval=5",
+        ]);
+        let Command::Transfer(TransferCommand::Restore { wait_interval, .. }) = restore else {
+            panic!("{restore:?}");
+        };
+        assert_eq!(wait_interval.note().as_deref(), Some(note));
+        let copy = parse(&["pgbackups", "copy", "a", "b", "--wait-interval", "10"]);
+        let Command::Transfer(TransferCommand::Copy { wait_interval, .. }) = copy else {
+            panic!("{copy:?}");
+        };
+        assert_eq!(wait_interval.note().as_deref(), Some(note));
+        // Without it, no note.
+        let plain = parse(&["pgbackups", "backups:capture", "main"]);
+        let Command::Backup(BackupCommand::Capture { wait_interval, .. }) = plain else {
+            panic!("{plain:?}");
+        };
+        assert_eq!(wait_interval.note(), None);
+        // Heroku's pull and push have no --wait-interval; neither do ours.
+        assert!(
+            Cli::try_parse_from(["pgbackups", "pull", "a", "b", "--wait-interval", "3"]).is_err()
+        );
+    }
+
+    /// Heroku's `pg:backups` accepts hidden -v, -c, -o, --wait-interval, --at and -q and
+    /// ignores them; `backups` does the same and says so.
+    #[test]
+    fn the_listing_accepts_and_ignores_heroku_pg_backups_hidden_flags() {
+        let note = |args: &[&str]| {
+            let all = [&["pgbackups", "backups"][..], args].concat();
+            match parse(&all) {
+                Command::Backup(BackupCommand::Backups { heroku, .. }) => heroku.note(),
+                other => panic!("{all:?} parsed as {other:?}"),
+            }
+        };
+        assert_eq!(note(&[]), None);
+        assert_eq!(note(&["--json"]), None);
+        assert_eq!(
+            note(&["-v"]).as_deref(),
+            Some(
+                "note: --verbose is ignored: `heroku pg:backups` accepts it and does nothing with it either; drop it to silence this note"
+            )
+        );
+        assert_eq!(
+            note(&[
+                "-v",
+                "-c",
+                "myapp",
+                "-o",
+                "x.dump",
+                "--wait-interval",
+                "3",
+                "--at",
+                "02:00 UTC",
+                "-q",
+                "--json"
+            ])
+            .as_deref(),
+            Some(
+                "note: --verbose, --confirm, --output, --wait-interval, --at and --quiet are ignored: `heroku pg:backups` accepts them and does nothing with them either; drop them to silence this note"
+            )
+        );
+        assert!(
+            note(&["--quiet", "--at", "x"])
+                .is_some_and(|n| n.starts_with("note: --at and --quiet are ignored: "))
+        );
+        // Hidden: `backups --help` does not offer them.
+        let help = {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            cmd.find_subcommand_mut("backups")
+                .map(|c| c.render_help().to_string())
+                .unwrap_or_default()
+        };
+        assert!(help.contains("--json"), "{help}");
+        for flag in [
+            "--verbose",
+            "--quiet",
+            "--at",
+            "--wait-interval",
+            "--output",
+            "--confirm",
+        ] {
+            assert!(!help.contains(flag), "{flag} shown: {help}");
+        }
+    }
+
+    /// Heroku's `pg:backups:restore` and `pg:backups:delete` take `-c` for `--confirm`; so do
+    /// ours, and where we give -v and -o a meaning, it stays.
+    #[test]
+    fn dash_c_confirms_restore_and_delete_and_our_own_short_flags_keep_their_meaning() {
+        let restore = parse(&["pgbackups", "backups:restore", "b001", "main", "-c", "main"]);
+        let Command::Transfer(TransferCommand::Restore { confirm, .. }) = restore else {
+            panic!("{restore:?}");
+        };
+        assert_eq!(confirm.as_deref(), Some("main"));
+        let delete = parse(&["pgbackups", "backups:delete", "b001", "-c", "main"]);
+        let Command::Backup(BackupCommand::Delete { confirm, .. }) = delete else {
+            panic!("{delete:?}");
+        };
+        assert_eq!(confirm.as_deref(), Some("main"));
+        let capture = parse(&["pgbackups", "backups:capture", "main", "-v"]);
+        let Command::Backup(BackupCommand::Capture { verbose, .. }) = capture else {
+            panic!("{capture:?}");
+        };
+        assert!(verbose);
+        let download = parse(&["pgbackups", "backups:download", "-o", "x.dump"]);
+        let Command::Backup(BackupCommand::Download { output, .. }) = download else {
+            panic!("{download:?}");
+        };
+        assert_eq!(output, std::path::PathBuf::from("x.dump"));
     }
 
     #[test]

@@ -30,7 +30,10 @@ struct InfoJson<'a> {
 
 pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
     match command {
-        BackupCommand::Backups { json } => {
+        BackupCommand::Backups { json, heroku } => {
+            if let Some(note) = heroku.note() {
+                eprintln!("{note}");
+            }
             let c = Client::connect(env)?;
             let all: Vec<TransferRecord> = c.get("/transfers").await?;
             if json {
@@ -45,7 +48,11 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             no_wait,
             verbose,
             filter,
+            wait_interval,
         } => {
+            if let Some(note) = wait_interval.note() {
+                eprintln!("{note}");
+            }
             let database = urlarg::resolve_opt(database, Role::Source, env)?;
             let c = Client::connect(env)?;
             let body = CaptureRequest {

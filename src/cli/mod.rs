@@ -23,8 +23,8 @@ mod watch;
 
 pub use args::{
     ArchiveCommand, ArchiveName, BackupCommand, Cli, ClusterCommand, Command, DatabaseCommand,
-    FilterArgs, ProtectionCommand, ScheduleCommand, StoreArgs, TargetDir, TimelineArg,
-    TransferCommand,
+    FilterArgs, HerokuListFlags, ProtectionCommand, ScheduleCommand, StoreArgs, TargetDir,
+    TimelineArg, TransferCommand, WaitIntervalArg,
 };
 pub use client::{CliError, Client};
 pub use shared::Env;

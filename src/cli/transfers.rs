@@ -25,7 +25,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             file,
             no_wait,
             verbose,
+            wait_interval,
         } => {
+            if let Some(note) = wait_interval.note() {
+                eprintln!("{note}");
+            }
             if let Some(path) = file {
                 let database = urlarg::resolve_opt(first.or(second), Role::Target, env)?;
                 let query = UploadQuery {
@@ -113,7 +117,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             no_wait,
             verbose,
             filter,
+            wait_interval,
         } => {
+            if let Some(note) = wait_interval.note() {
+                eprintln!("{note}");
+            }
             let source = urlarg::resolve(source, Role::Source, env)?;
             let target = urlarg::resolve(target, Role::Target, env)?;
             let body = CopyRequest {
