@@ -245,3 +245,94 @@ fn a_failed_scheduled_capture_shows_and_the_next_day_still_runs() {
     let listing = svc.ok(&["backups"]);
     assert!(listing.contains("=== Verifications"), "{listing}");
 }
+
+/// A script written for the Heroku CLI runs unchanged. Heroku's capture, restore and copy take
+/// `--wait-interval N` and its `pg:backups` listing takes hidden `-v -c -o -q --at`: here they
+/// are accepted and ignored, with a note on stderr, not refused with exit 2; `-c` confirms a
+/// restore as on Heroku. And Heroku's `--at '02:00 GMT'` means 02:00 on London's clocks
+/// (Europe/London), which in July (BST) is 01:00 UTC.
+#[test]
+fn a_heroku_script_with_wait_interval_and_at_02_00_gmt_runs_as_it_does_on_heroku() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // 2026-07-01 00:30 UTC (01:30 BST), at real speed: the 02:00 run is half an hour away.
+    let svc = Service::start_in_with(
+        dir.path().join("data"),
+        &[("PGBACKUPS_TEST_CLOCK", "2026-07-01T00:30:00Z,1")],
+    );
+    let out = svc.cli_with_stdin(&["databases:add", "main"], &pg.url("app"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let wait_note = "note: --wait-interval is ignored: the service reports a transfer's end as it happens, so there is no polling interval to set; drop the flag to silence this note";
+    let out = svc.cli(&["backups:capture", "main", "--wait-interval", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(wait_note), "{stderr}");
+    assert_eq!(stderr.matches("note:").count(), 1, "{stderr}");
+    assert_eq!(common::transfer_id(&out), "b001");
+    assert_eq!(svc.info("b001")["state"], "succeeded");
+
+    // pg:backups' hidden flags: the listing as usual, and one note naming them.
+    let out = svc.cli(&[
+        "backups",
+        "-v",
+        "-q",
+        "--at",
+        "02:00 UTC",
+        "--wait-interval",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("b001"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "note: --verbose, --wait-interval, --at and --quiet are ignored: `heroku pg:backups` accepts them and does nothing with them either; drop them to silence this note\n"
+    );
+
+    // Heroku's restore: -c confirms, --wait-interval is ignored.
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "main",
+        "-c",
+        "main",
+        "--wait-interval",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with(wait_note),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM t").trim(), "100");
+
+    // --at '02:00 GMT': London time, as on Heroku; shown resolved, next run 01:00 UTC.
+    let out = svc.cli(&["backups:schedule", "main", "--at", "02:00 GMT"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("at 02:00 Europe/London"), "{said}");
+    assert!(said.contains("2026-07-01 02:00 BST"), "{said}");
+    let listing = svc.ok(&["backups:schedules"]);
+    assert!(
+        listing.contains("daily at 02:00 Europe/London"),
+        "{listing}"
+    );
+    assert!(listing.contains("2026-07-01 02:00 BST"), "{listing}");
+    assert!(listing.contains("2026-07-01 01:00:00 +0000"), "{listing}");
+
+    // UTC stays UTC.
+    svc.ok(&["backups:schedule", "main", "--at", "02:00 UTC"]);
+    let listing = svc.ok(&["backups:schedules"]);
+    assert!(listing.contains("daily at 02:00 UTC"), "{listing}");
+    assert!(listing.contains("2026-07-01 02:00:00 +0000"), "{listing}");
+}
