@@ -30,13 +30,16 @@ struct InfoJson<'a> {
 
 pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
     match command {
-        BackupCommand::Backups { json } => {
+        BackupCommand::Backups {
+            json,
+            all: show_all,
+        } => {
             let c = Client::connect(env)?;
             let all: Vec<TransferRecord> = c.get("/transfers").await?;
             if json {
                 print_json(&all)?;
             } else {
-                print!("{}", transfers::backups_listing(&all));
+                print!("{}", transfers::backups_listing(&all, show_all));
             }
             Ok(0)
         }
