@@ -2,36 +2,39 @@
 
 use jiff::Timestamp;
 
-/// `12.3MB`, `1.50GB`, `512B` (decimal units, as Heroku prints backup sizes).
+/// `980B`, `1.40KB`, `97.66KB`, `1.07MB`: binary units (1KB = 1024 bytes) with two decimals,
+/// as `heroku pg:backups` prints sizes (its `bytes` formatting with `decimalPlaces: 2` and
+/// fixed decimals). Sizes below 1KB are whole bytes.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
+    const UNITS: [&str; 5] = ["KB", "MB", "GB", "TB", "PB"];
+    if n < 1024 {
         return format!("{n}B");
     }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
+    let n = u128::from(n);
+    let (mut unit, mut div) = (UNITS[0], 1024u128);
+    for u in &UNITS[1..] {
+        if n < div * 1024 {
             break;
         }
-        v /= 1000.0;
+        div *= 1024;
         unit = u;
     }
-    if v < 10.0 {
-        format!("{v:.2}{unit}")
-    } else if v < 100.0 {
-        format!("{v:.1}{unit}")
-    } else {
-        format!("{v:.0}{unit}")
-    }
+    // Hundredths rounded half up in integers: exactly what JavaScript's `toFixed(2)` gives
+    // for n / 1024^k (a value a double holds exactly), where a float `{:.2}` would round
+    // 1.125 down to 1.12.
+    let hundredths = (n * 200 + div) / (2 * div);
+    format!("{}.{:02}{unit}", hundredths / 100, hundredths % 100)
 }
 
-/// How much smaller the stored object is: `73% compression` (0% when it is not smaller).
+/// `73% compression`: how much smaller the stored object is than `original`, the database's
+/// size (`pg_database_size`), as Heroku's `backups:info` computes it: rounded half up, and
+/// 0% when the object is not smaller, is empty or the original size is unknown (0).
 pub fn ratio(original: u64, stored: u64) -> String {
-    if original == 0 || stored >= original {
-        return "0% compression".into();
-    }
-    let saved = 100.0 * (1.0 - stored as f64 / original as f64);
+    let saved = if original == 0 || stored == 0 || stored >= original {
+        0.0
+    } else {
+        ((original - stored) as f64 / original as f64 * 100.0).round()
+    };
     format!("{saved:.0}% compression")
 }
 
@@ -50,13 +53,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_like_heroku() {
-        assert_eq!(bytes(512), "512B");
-        assert_eq!(bytes(1_234), "1.23kB");
-        assert_eq!(bytes(12_345_678), "12.3MB");
-        assert_eq!(bytes(1_500_000_000), "1.50GB");
+    fn sizes_in_binary_units_with_two_decimals_as_heroku_prints_them() {
+        assert_eq!(bytes(0), "0B");
+        assert_eq!(bytes(980), "980B");
+        assert_eq!(bytes(1023), "1023B");
+        assert_eq!(bytes(1024), "1.00KB");
+        assert_eq!(bytes(1_433), "1.40KB");
+        assert_eq!(bytes(100_000), "97.66KB");
+        // 1.125KB exactly: half up, as JavaScript's toFixed does.
+        assert_eq!(bytes(1_152), "1.13KB");
+        assert_eq!(bytes(1_048_575), "1024.00KB");
+        assert_eq!(bytes(1_048_576), "1.00MB");
+        assert_eq!(bytes(1_121_976), "1.07MB");
+        assert_eq!(bytes(33_554_432), "32.00MB");
+        assert_eq!(bytes(1_500_000_000), "1.40GB");
+        assert_eq!(bytes(5 << 40), "5.00TB");
+        assert_eq!(bytes(u64::MAX), "16384.00PB");
+    }
+
+    #[test]
+    fn compression_against_the_original_size_as_heroku_computes_it() {
         assert_eq!(ratio(1000, 250), "75% compression");
+        // Rounded half up (Math.round), not to even.
+        assert_eq!(ratio(1000, 985), "2% compression");
+        assert_eq!(ratio(1000, 995), "1% compression");
+        assert_eq!(ratio(8_000_000, 1_433), "100% compression");
+        assert_eq!(ratio(1000, 1000), "0% compression");
+        assert_eq!(ratio(1000, 4000), "0% compression");
+        assert_eq!(ratio(1000, 0), "0% compression");
         assert_eq!(ratio(0, 0), "0% compression");
+        assert_eq!(ratio(0, 10), "0% compression");
+    }
+
+    #[test]
+    fn times_and_durations() {
         assert_eq!(duration(3725), "01:02:05");
         let t: Timestamp = "2026-11-24T02:00:13Z".parse().unwrap();
         assert_eq!(time(t), "2026-11-24 02:00:13 +0000");

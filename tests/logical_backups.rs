@@ -207,7 +207,7 @@ fn capture_then_restore_round_trips_schema_and_rows() {
         "{listing}"
     );
     assert!(
-        listing.contains("r001") && listing.contains("Finished 20"),
+        listing.contains("r001") && listing.contains("Completed 2026"),
         "{listing}"
     );
     let info_text = svc.ok(&["backups:info", "b001"]);

@@ -287,10 +287,13 @@ pub enum DatabaseCommand {
 /// Backups: capture, inspect, fetch, verify, delete, pin.
 #[derive(Subcommand, Debug)]
 pub enum BackupCommand {
-    /// List backups and restores.
+    /// List backups, restores and copies (the newest 10 restores and copies, as Heroku).
     Backups {
         #[arg(long)]
         json: bool,
+        /// Every restore and copy, not only the newest 10.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         heroku: HerokuListFlags,
     },

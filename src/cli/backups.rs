@@ -30,7 +30,11 @@ struct InfoJson<'a> {
 
 pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
     match command {
-        BackupCommand::Backups { json, heroku } => {
+        BackupCommand::Backups {
+            json,
+            all: show_all,
+            heroku,
+        } => {
             if let Some(note) = heroku.note() {
                 eprintln!("{note}");
             }
@@ -39,7 +43,7 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             if json {
                 print_json(&all)?;
             } else {
-                print!("{}", transfers::backups_listing(&all));
+                print!("{}", transfers::backups_listing(&all, show_all));
             }
             Ok(0)
         }

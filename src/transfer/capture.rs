@@ -170,11 +170,13 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         .await
         .map_err(JobEnd::failed)?
         .map_err(JobEnd::failed)?;
+    // The percentage is against the database's size, as `backups:info` and Heroku give it.
     job.log(&format!(
-        "Stored {} (dump {}, {}), SHA-256 {sha256}",
+        "Stored {} ({} of the database's {}; dump {}), SHA-256 {sha256}",
         bytes(stored_bytes),
+        crate::format::ratio(job.rec.database_size.unwrap_or(0), stored_bytes),
+        bytes(job.rec.database_size.unwrap_or(0)),
         bytes(dump_bytes),
-        crate::format::ratio(dump_bytes, stored_bytes)
     ));
     Ok(())
 }

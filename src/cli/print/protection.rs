@@ -298,7 +298,7 @@ mod tests {
              Restorable window  none: no base backup yet (pgbackups base-backup)\n\
              Last base backup   none\n\
              Base backups       0\n\
-             WAL segments       2 (33.6MB of WAL), 0 timeline histories\n\
+             WAL segments       2 (32.00MB of WAL), 0 timeline histories\n\
              Gaps               1 (see the warning below)\n"
         );
     }

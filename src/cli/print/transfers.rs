@@ -7,7 +7,10 @@ use crate::format;
 
 use super::super::table::render;
 
-/// `Completed 2026-11-24 02:00:13 +0000`, `Running (12.3MB processed)`, ...
+/// `Completed 2026-11-24 02:00:13 +0000`, `Running (12.3MB processed)`, ... as the listing
+/// shows a transfer. Every kind that succeeded is `Completed` (Heroku says so of backups,
+/// restores and copies alike), and a cancelled transfer is `Failed`, as in Heroku's list;
+/// `backups:info` tells the two apart.
 pub fn status_text(t: &TransferRecord) -> String {
     let at = t.finished_at.map(format::time).unwrap_or_default();
     match t.state {
@@ -15,12 +18,13 @@ pub fn status_text(t: &TransferRecord) -> String {
         TransferState::Running => {
             format!("Running ({} processed)", format::bytes(t.bytes_processed))
         }
-        TransferState::Succeeded if t.kind == TransferKind::Capture => format!("Completed {at}"),
-        TransferState::Succeeded => format!("Finished {at}"),
-        TransferState::Failed => format!("Failed {at}"),
-        TransferState::Cancelled => format!("Cancelled {at}"),
+        TransferState::Succeeded => format!("Completed {at}"),
+        TransferState::Failed | TransferState::Cancelled => format!("Failed {at}"),
     }
 }
+
+/// How many restores and how many copies `backups` shows without `--all`, as Heroku's list.
+pub const LISTED: usize = 10;
 
 pub fn size_text(t: &TransferRecord) -> String {
     let size = match t.kind {
@@ -36,14 +40,18 @@ pub fn size_text(t: &TransferRecord) -> String {
     })
 }
 
-/// The `pgbackups backups` listing: backups, then restores, newest first.
-pub fn backups_listing(all: &[TransferRecord]) -> String {
+/// The `pgbackups backups` listing: backups, restores, copies (always, as Heroku prints them)
+/// and verifications, newest first. Restores and copies are capped at [`LISTED`] rows unless
+/// `all`, with a line saying how many were left out.
+pub fn backups_listing(all: &[TransferRecord], show_all: bool) -> String {
+    let of_kind = |kind: TransferKind| {
+        let mut v: Vec<&TransferRecord> = all.iter().filter(|t| t.kind == kind).collect();
+        v.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        v
+    };
+    let from_to = |from: String, t: &TransferRecord| format!("{from} → {}", t.database);
     let mut out = String::from("=== Backups\n");
-    let mut captures: Vec<&TransferRecord> = all
-        .iter()
-        .filter(|t| t.kind == TransferKind::Capture)
-        .collect();
-    captures.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    let captures = of_kind(TransferKind::Capture);
     if captures.is_empty() {
         out.push_str("No backups. Capture one with `pgbackups backups:capture`.\n");
     } else {
@@ -65,30 +73,25 @@ pub fn backups_listing(all: &[TransferRecord]) -> String {
         ));
     }
     out.push_str("\n=== Restores\n");
-    let mut restores: Vec<&TransferRecord> = all
-        .iter()
-        .filter(|t| t.kind == TransferKind::Restore)
-        .collect();
-    restores.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+    let restores = of_kind(TransferKind::Restore);
     if restores.is_empty() {
         out.push_str("No restores found. Use `pgbackups backups:restore` to restore a backup.\n");
     } else {
-        let rows = restores
+        let (shown, left_out) = capped(&restores, show_all);
+        let rows = shown
             .iter()
             .map(|t| {
+                let from = t
+                    .backup_id
+                    .map(|b| b.to_string())
+                    .or(t.source.clone())
+                    .unwrap_or_default();
                 vec![
                     t.id.to_string(),
                     t.started_at.map(format::time).unwrap_or_default(),
                     status_text(t),
                     size_text(t),
-                    format!(
-                        "{} → {}",
-                        t.backup_id
-                            .map(|b| b.to_string())
-                            .or(t.source.clone())
-                            .unwrap_or_default(),
-                        t.database
-                    ),
+                    from_to(from, t),
                 ]
             })
             .collect::<Vec<_>>();
@@ -96,14 +99,35 @@ pub fn backups_listing(all: &[TransferRecord]) -> String {
             &["ID", "Started at", "Status", "Size", "From → To"],
             &rows,
         ));
+        out.push_str(&left_out_line(left_out, "restore", "restores"));
     }
-    let mut checks: Vec<&TransferRecord> = all
-        .iter()
-        .filter(|t| t.kind == TransferKind::Verify)
-        .collect();
+    out.push_str("\n=== Copies\n");
+    let copies = of_kind(TransferKind::Copy);
+    if copies.is_empty() {
+        out.push_str("No copies found. Use `pgbackups copy` to copy a database to another.\n");
+    } else {
+        let (shown, left_out) = capped(&copies, show_all);
+        let rows = shown
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.started_at.map(format::time).unwrap_or_default(),
+                    status_text(t),
+                    size_text(t),
+                    from_to(t.source.clone().unwrap_or_default(), t),
+                ]
+            })
+            .collect::<Vec<_>>();
+        out.push_str(&render(
+            &["ID", "Started at", "Status", "Size", "From → To"],
+            &rows,
+        ));
+        out.push_str(&left_out_line(left_out, "copy", "copies"));
+    }
+    let checks = of_kind(TransferKind::Verify);
     if !checks.is_empty() {
         out.push_str("\n=== Verifications\n");
-        checks.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
         let rows = checks
             .iter()
             .map(|t| {
@@ -121,31 +145,25 @@ pub fn backups_listing(all: &[TransferRecord]) -> String {
             &rows,
         ));
     }
-    let mut copies: Vec<&TransferRecord> = all
-        .iter()
-        .filter(|t| t.kind == TransferKind::Copy)
-        .collect();
-    if !copies.is_empty() {
-        out.push_str("\n=== Copies\n");
-        copies.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
-        let rows = copies
-            .iter()
-            .map(|t| {
-                vec![
-                    t.id.to_string(),
-                    t.started_at.map(format::time).unwrap_or_default(),
-                    status_text(t),
-                    size_text(t),
-                    format!("{} → {}", t.source.clone().unwrap_or_default(), t.database),
-                ]
-            })
-            .collect::<Vec<_>>();
-        out.push_str(&render(
-            &["ID", "Started at", "Status", "Size", "From → To"],
-            &rows,
-        ));
-    }
     out
+}
+
+/// The newest [`LISTED`] of `rows` (every one with `show_all`) and how many were left out.
+fn capped<'a>(rows: &'a [&'a TransferRecord], show_all: bool) -> (&'a [&'a TransferRecord], usize) {
+    if show_all || rows.len() <= LISTED {
+        (rows, 0)
+    } else {
+        (&rows[..LISTED], rows.len() - LISTED)
+    }
+}
+
+/// `3 older restores not shown: `pgbackups backups --all` lists every one.` (nothing for 0).
+fn left_out_line(n: usize, one: &str, many: &str) -> String {
+    match n {
+        0 => String::new(),
+        1 => format!("1 older {one} not shown: `pgbackups backups --all` lists every one.\n"),
+        n => format!("{n} older {many} not shown: `pgbackups backups --all` lists every one.\n"),
+    }
 }
 
 /// The `pgbackups backups:info` text.
@@ -182,9 +200,10 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
         TransferState::Running => {
             format!("Running ({} processed)", format::bytes(t.bytes_processed))
         }
-        TransferState::Succeeded if t.kind == TransferKind::Restore => "Finished".into(),
         TransferState::Succeeded => "Completed".into(),
         TransferState::Failed => "Failed".into(),
+        // Heroku's list says Failed of a cancelled transfer, but its `backups:info` says
+        // Canceled: the detail tells a user that nothing went wrong, someone stopped it.
         TransferState::Cancelled => "Cancelled".into(),
     };
     fields.push(("Status", status));
@@ -206,16 +225,20 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
     }
     match t.kind {
         TransferKind::Capture => {
-            if let (Some(stored), Some(dump)) = (t.object_size, t.dump_size) {
+            if let Some(stored) = t.object_size {
+                // As Heroku: the compression is against the original database's size, and
+                // left out when that size is unknown.
+                let compression = t
+                    .database_size
+                    .map(|db| format!(" ({})", format::ratio(db, stored)))
+                    .unwrap_or_default();
                 fields.push((
                     "Backup Size",
-                    format!(
-                        "{} ({}; dump {})",
-                        format::bytes(stored),
-                        format::ratio(dump, stored),
-                        format::bytes(dump)
-                    ),
+                    format!("{}{compression}", format::bytes(stored)),
                 ));
+            }
+            if let Some(d) = t.dump_size {
+                fields.push(("Dump Size", format::bytes(d)));
             }
             if let Some(sha) = &t.sha256 {
                 fields.push(("SHA-256", sha.clone()));
@@ -345,15 +368,23 @@ mod tests {
     }
 
     #[test]
-    fn listing_of_nothing() {
+    fn listing_of_nothing_prints_every_heroku_section() {
+        // Heroku prints Backups, Restores and Copies even when they are empty.
         assert_eq!(
-            backups_listing(&[]),
-            "=== Backups\nNo backups. Capture one with `pgbackups backups:capture`.\n\n=== Restores\nNo restores found. Use `pgbackups backups:restore` to restore a backup.\n"
+            backups_listing(&[], false),
+            "=== Backups\n\
+             No backups. Capture one with `pgbackups backups:capture`.\n\
+             \n\
+             === Restores\n\
+             No restores found. Use `pgbackups backups:restore` to restore a backup.\n\
+             \n\
+             === Copies\n\
+             No copies found. Use `pgbackups copy` to copy a database to another.\n"
         );
     }
 
     #[test]
-    fn listing_newest_first_with_restores_and_copies() {
+    fn listing_says_completed_for_every_kind_and_failed_for_a_cancel_as_heroku_does() {
         let mut b1 = done(
             record(
                 "b001",
@@ -364,7 +395,7 @@ mod tests {
             "2026-11-24T02:00:00Z",
             "2026-11-24T02:00:13Z",
         );
-        b1.object_size = Some(1_500_000);
+        b1.object_size = Some(1_433);
         let mut b2 = record(
             "b002",
             TransferKind::Capture,
@@ -372,7 +403,8 @@ mod tests {
             "2026-11-25T02:00:00Z",
         );
         b2.state = TransferState::Running;
-        b2.bytes_processed = 2_000_000;
+        b2.started_at = Some(at("2026-11-25T02:00:00Z"));
+        b2.bytes_processed = 100_000;
         let mut r1 = done(
             record(
                 "r001",
@@ -384,41 +416,130 @@ mod tests {
             "2026-11-24T03:00:09Z",
         );
         r1.backup_id = b1.id.into();
-        r1.dump_size = Some(3_000_000);
-        let mut c1 = record("c001", TransferKind::Copy, "dev", "2026-11-24T04:00:00Z");
-        c1.state = TransferState::Failed;
+        r1.dump_size = Some(1_121_976);
+        let mut r2 = done(
+            record(
+                "r002",
+                TransferKind::Restore,
+                "staging",
+                "2026-11-24T05:00:00Z",
+            ),
+            "2026-11-24T05:00:01Z",
+            "2026-11-24T05:00:03Z",
+        );
+        r2.state = TransferState::Cancelled;
+        r2.backup_id = b1.id.into();
+        let mut c1 = done(
+            record("c001", TransferKind::Copy, "dev", "2026-11-24T04:00:00Z"),
+            "2026-11-24T04:00:00Z",
+            "2026-11-24T04:00:02Z",
+        );
         c1.source = Some("main".into());
-        c1.started_at = Some(at("2026-11-24T04:00:00Z"));
-        c1.finished_at = Some(at("2026-11-24T04:00:02Z"));
-        let text = backups_listing(&[b1, r1, c1, b2]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "=== Backups");
-        assert!(lines[1].starts_with("ID    Created at"), "{text}");
-        assert!(
-            lines[3].starts_with("b002  2026-11-25 02:00:00 +0000  Running (2"),
+        c1.dump_size = Some(980);
+        let mut c2 = c1.clone();
+        c2.id = "c002".parse().unwrap_or_else(|e| panic!("{e}"));
+        c2.created_at = at("2026-11-24T06:00:00Z");
+        c2.started_at = Some(at("2026-11-24T06:00:00Z"));
+        c2.finished_at = Some(at("2026-11-24T06:00:05Z"));
+        c2.state = TransferState::Failed;
+        c2.dump_size = None;
+        assert_eq!(
+            backups_listing(&[b1, r1, c1, b2, r2, c2], false),
+            "=== Backups\n\
+             ID    Created at                 Status                               Size     Database\n\
+             ────  ─────────────────────────  ───────────────────────────────────  ───────  ────────\n\
+             b002  2026-11-25 02:00:00 +0000  Running (97.66KB processed)          97.66KB  main\n\
+             b001  2026-11-24 02:00:00 +0000  Completed 2026-11-24 02:00:13 +0000  1.40KB   main\n\
+             \n\
+             === Restores\n\
+             ID    Started at                 Status                               Size    From → To\n\
+             ────  ─────────────────────────  ───────────────────────────────────  ──────  ──────────────\n\
+             r002  2026-11-24 05:00:01 +0000  Failed 2026-11-24 05:00:03 +0000             b001 → staging\n\
+             r001  2026-11-24 03:00:01 +0000  Completed 2026-11-24 03:00:09 +0000  1.07MB  b001 → staging\n\
+             \n\
+             === Copies\n\
+             ID    Started at                 Status                               Size  From → To\n\
+             ────  ─────────────────────────  ───────────────────────────────────  ────  ──────────\n\
+             c002  2026-11-24 06:00:00 +0000  Failed 2026-11-24 06:00:05 +0000           main → dev\n\
+             c001  2026-11-24 04:00:00 +0000  Completed 2026-11-24 04:00:02 +0000  980B  main → dev\n"
+        );
+    }
+
+    /// `n` restores into staging, an hour apart, r001 the oldest.
+    fn restores(n: usize) -> Vec<TransferRecord> {
+        (1..=n)
+            .map(|i| {
+                let created = format!("2026-11-24T{:02}:00:00Z", i);
+                let finished = format!("2026-11-24T{:02}:00:05Z", i);
+                let mut r = done(
+                    record(
+                        &format!("r{i:03}"),
+                        TransferKind::Restore,
+                        "staging",
+                        &created,
+                    ),
+                    &created,
+                    &finished,
+                );
+                r.source = Some("app.dump".into());
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn restores_and_copies_stop_at_ten_and_say_how_many_more_there_are_as_heroku_caps_them() {
+        let mut all = restores(12);
+        for r in &mut all[..11] {
+            r.kind = TransferKind::Copy;
+            r.id =
+                r.id.to_string()
+                    .replace('r', "c")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let text = backups_listing(&all, false);
+        let restores_part =
+            &text[text.find("=== Restores").unwrap_or(0)..text.find("=== Copies").unwrap_or(0)];
+        assert!(restores_part.contains("r012"), "{text}");
+        assert!(!restores_part.contains("not shown"), "{text}");
+        let copies_part = &text[text.find("=== Copies").unwrap_or(0)..];
+        let ids: Vec<&str> = copies_part
+            .lines()
+            .skip(3)
+            .map(|l| l.split(' ').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "c011", "c010", "c009", "c008", "c007", "c006", "c005", "c004", "c003", "c002", "1"
+            ],
             "{text}"
         );
         assert!(
-            lines[4].starts_with(
-                "b001  2026-11-24 02:00:00 +0000  Completed 2026-11-24 02:00:13 +0000"
+            copies_part.ends_with(
+                "\n1 older copy not shown: `pgbackups backups --all` lists every one.\n"
             ),
             "{text}"
         );
-        assert!(lines[4].ends_with("main"), "{text}");
-        assert_eq!(lines[6], "=== Restores");
+
+        let many = restores(13);
+        let text = backups_listing(&many, false);
+        assert!(text.contains("r013") && text.contains("r004"), "{text}");
+        assert!(!text.contains("r003"), "{text}");
         assert!(
-            lines[9]
-                .starts_with("r001  2026-11-24 03:00:01 +0000  Finished 2026-11-24 03:00:09 +0000"),
+            text.contains(
+                "r004  2026-11-24 04:00:00 +0000  Completed 2026-11-24 04:00:05 +0000        app.dump → staging\n\
+                 3 older restores not shown: `pgbackups backups --all` lists every one.\n\
+                 \n\
+                 === Copies\n"
+            ),
             "{text}"
         );
-        assert!(lines[9].ends_with("b001 → staging"), "{text}");
-        assert!(!text.contains("=== Verifications"), "{text}");
-        assert!(text.contains("\n=== Copies\n"), "{text}");
-        assert!(text.trim_end().ends_with("main → dev"), "{text}");
-        assert!(
-            text.contains("c001  2026-11-24 04:00:00 +0000  Failed 2026-11-24 04:00:02 +0000"),
-            "{text}"
-        );
+        // --all: every row, nothing said to be left out.
+        let text = backups_listing(&many, true);
+        assert!(text.contains("r003") && text.contains("r001"), "{text}");
+        assert!(!text.contains("not shown"), "{text}");
     }
 
     #[test]
@@ -455,6 +576,68 @@ mod tests {
              === Backup Logs\n\
              2026-11-24 02:00:01 +0000 pg_dump: dumping contents of table \"public.t\"\n"
         );
+    }
+
+    #[test]
+    fn info_compresses_against_the_original_database_size_as_heroku_does() {
+        let mut b = done(
+            record(
+                "b001",
+                TransferKind::Capture,
+                "main",
+                "2026-11-24T02:00:00Z",
+            ),
+            "2026-11-24T02:00:00Z",
+            "2026-11-24T02:00:13Z",
+        );
+        b.database_size = Some(4_000_000);
+        b.dump_size = Some(3_355_443);
+        b.object_size = Some(1_121_976);
+        assert_eq!(
+            info_text(&b, &[]),
+            "=== Backup b001\n\
+             Database:         main\n\
+             Started at:       2026-11-24 02:00:00 +0000\n\
+             Finished at:      2026-11-24 02:00:13 +0000\n\
+             Status:           Completed\n\
+             Type:             Manual\n\
+             Original DB Size: 3.81MB\n\
+             Backup Size:      1.07MB (72% compression)\n\
+             Dump Size:        3.20MB\n\
+             Verified:         never (check it with `pgbackups backups:verify`)\n\
+             === Backup Logs\n"
+        );
+        // A catalog rebuilt from the store may not know the database's size: no percentage.
+        b.database_size = None;
+        assert!(
+            info_text(&b, &[]).contains("\nBackup Size: 1.07MB\n"),
+            "{}",
+            info_text(&b, &[])
+        );
+    }
+
+    #[test]
+    fn info_of_a_restore_says_completed_and_of_a_cancel_says_cancelled() {
+        let mut r = done(
+            record(
+                "r001",
+                TransferKind::Restore,
+                "staging",
+                "2026-11-24T03:00:00Z",
+            ),
+            "2026-11-24T03:00:01Z",
+            "2026-11-24T03:00:09Z",
+        );
+        r.dump_size = Some(100_000);
+        let text = info_text(&r, &[]);
+        assert!(text.contains("\nStatus:      Completed\n"), "{text}");
+        assert!(text.contains("\nDump Size:   97.66KB\n"), "{text}");
+        r.state = TransferState::Cancelled;
+        r.error = Some("cancelled by request".into());
+        let text = info_text(&r, &[]);
+        assert!(text.contains("\nStatus:      Cancelled\n"), "{text}");
+        // The listing calls it Failed, as Heroku's does.
+        assert_eq!(status_text(&r), "Failed 2026-11-24 03:00:09 +0000");
     }
 
     #[test]
