@@ -25,7 +25,9 @@ pub struct FilterArgs {
     /// Only tables matching PATTERN (pg_dump --table).
     #[arg(long = "table", value_name = "PATTERN")]
     pub table: Vec<String>,
-    /// The definition but not the rows of tables matching PATTERN (pg_dump --exclude-table-data).
+    /// The definition but not the rows of tables matching PATTERN (pg_dump --exclude-table-data);
+    /// several patterns may be given in one value separated by `;`, as Heroku takes them
+    /// (`'logs;items'`). A pattern that matches no table is reported.
     #[arg(long = "exclude-table-data", value_name = "PATTERN")]
     pub exclude_table_data: Vec<String>,
 }
@@ -38,6 +40,7 @@ impl From<FilterArgs> for crate::pg::DumpFilter {
             table: f.table,
             exclude_table_data: f.exclude_table_data,
         }
+        .split_exclusions()
     }
 }
 
