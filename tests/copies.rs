@@ -188,6 +188,82 @@ fn partial_captures_and_copies_take_only_what_is_selected_and_record_it() {
     );
 }
 
+/// Heroku splits `--exclude-table-data` on `;` (`'logs;items'`): both tables keep their
+/// definitions and lose their rows, in a capture and in a copy alike. A pattern that matches no
+/// table (pg_dump would ignore it silently) is reported in the log and at the end.
+#[test]
+fn capture_and_copy_with_exclude_table_data_split_on_semicolons_as_heroku_and_report_unmatched() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE SCHEMA sales; \
+         CREATE TABLE logs AS SELECT g FROM generate_series(1, 400) g; \
+         CREATE TABLE sales.items AS SELECT g FROM generate_series(1, 300) g; \
+         CREATE TABLE kept AS SELECT g FROM generate_series(1, 20) g;",
+    );
+    let svc = Service::start();
+    let out = svc.cli(&[
+        "backups:capture",
+        &pg.url("app"),
+        "--exclude-table-data",
+        "logs; sales.items",
+        "--exclude-table-data",
+        "no_such_table",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let warning = "WARNING: --exclude-table-data pattern `no_such_table` matches no table";
+    assert!(text(&out).contains(warning), "{}", text(&out));
+    assert!(!text(&out).contains("`logs`"), "{}", text(&out));
+    let info = svc.info("b001");
+    assert_eq!(
+        info["filter"]["exclude_table_data"],
+        serde_json::json!(["logs", "sales.items", "no_such_table"])
+    );
+    let shown = svc.ok(&["backups:info", "b001"]);
+    assert!(shown.contains(warning), "{shown}");
+
+    pg.create_db("restored");
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("restored"),
+        "--confirm",
+        "restored",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    pg.create_db("copied");
+    let out = svc.cli(&[
+        "copy",
+        &pg.url("app"),
+        &pg.url("copied"),
+        "--confirm",
+        "copied",
+        "--exclude-table-data",
+        "logs;sales.items;;Sales.Nothing*",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pattern `Sales.Nothing*` matches no table"),
+        "{}",
+        text(&out)
+    );
+    for db in ["restored", "copied"] {
+        // The definitions are there, the rows are not; the other table is whole.
+        assert_eq!(pg.psql(db, "SELECT count(*) FROM logs").trim(), "0", "{db}");
+        assert_eq!(
+            pg.psql(db, "SELECT count(*) FROM sales.items").trim(),
+            "0",
+            "{db}"
+        );
+        assert_eq!(
+            pg.psql(db, "SELECT count(*) FROM kept").trim(),
+            "20",
+            "{db}"
+        );
+    }
+}
+
 #[test]
 fn pull_creates_a_new_local_database_and_push_guards_a_target_with_tables() {
     let remote = Cluster::start();
