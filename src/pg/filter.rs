@@ -140,9 +140,10 @@ fn pattern_regexes(pattern: &str) -> (Option<String>, String) {
             '.' if !in_quotes => parts.push(String::new()),
             '$' => cur.push_str("\\$"),
             c => {
-                if in_quotes && "|*+?()[]{}.^\\".contains(c) {
-                    cur.push('\\');
-                } else if c == '[' && chars.peek() == Some(&']') {
+                // psql leaves regexp characters outside quotes to the user, except `[]` (an
+                // array type's name far more often than a bracket expression).
+                let special = in_quotes && "|*+?()[]{}.^\\".contains(c);
+                if special || (c == '[' && chars.peek() == Some(&']')) {
                     cur.push('\\');
                 }
                 cur.push(c);
