@@ -370,7 +370,7 @@ pub enum BackupCommand {
     #[command(name = "backups:delete")]
     Delete {
         id: String,
-        /// The backup's database name, to confirm.
+        /// The backup's database name, to confirm (asked for on a terminal when not given).
         #[arg(long)]
         confirm: Option<String>,
     },
@@ -436,7 +436,8 @@ pub enum TransferCommand {
         /// The target database (a registered name or a postgres:// URL). `-`: read the URL
         /// from PGBACKUPS_TARGET_URL or standard input, out of sight of `ps`.
         second: Option<String>,
-        /// The target database's name, to confirm that its contents may be replaced.
+        /// The target database's name, to confirm that its contents may be replaced (asked
+        /// for on a terminal when not given).
         #[arg(long)]
         confirm: Option<String>,
         /// Parallel pg_restore jobs.
@@ -465,7 +466,8 @@ pub enum TransferCommand {
     Copy {
         source: String,
         target: String,
-        /// The target database's name, to confirm that its contents may be replaced.
+        /// The target database's name, to confirm that its contents may be replaced (asked
+        /// for on a terminal when not given).
         #[arg(long)]
         confirm: Option<String>,
         #[arg(long)]
@@ -494,6 +496,8 @@ pub enum TransferCommand {
     Push {
         local_url: String,
         target: String,
+        /// The target's name, to confirm replacing a target that has tables (asked for on a
+        /// terminal when not given).
         #[arg(long)]
         confirm: Option<String>,
         #[arg(long)]
