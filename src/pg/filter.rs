@@ -67,8 +67,9 @@ impl DumpFilter {
         self
     }
 
-    /// A query that answers, one row each, the `--exclude-table-data` patterns that match no
-    /// table of the database it runs in (None when there are none to check). pg_dump has
+    /// A query that answers, one row each, the positions in `exclude_table_data` of the
+    /// patterns that match no table of the database it runs in (None when there are none to
+    /// check). pg_dump has
     /// `--strict-names` for `--table` and `--schema` but not for this option: a misspelt
     /// pattern would silently copy the rows the user meant to leave out. The patterns are
     /// matched as pg_dump matches them (its `expand_table_name_patterns`: the same relation
@@ -80,24 +81,24 @@ impl DumpFilter {
         let rows: Vec<String> = self
             .exclude_table_data
             .iter()
-            .map(|p| {
+            .enumerate()
+            .map(|(i, p)| {
                 let (schema, name) = pattern_regexes(p);
                 format!(
-                    "({}::text, {}::text, {}::text)",
-                    literal(p),
+                    "({i}, {}::text, {}::text)",
                     schema.map(|s| literal(&s)).unwrap_or_else(|| "NULL".into()),
                     literal(&name)
                 )
             })
             .collect();
         Some(format!(
-            "SELECT p.pattern FROM (VALUES {}) AS p(pattern, nsp, rel) WHERE NOT EXISTS (\
+            "SELECT p.i FROM (VALUES {}) AS p(i, nsp, rel) WHERE NOT EXISTS (\
              SELECT 1 FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
              WHERE c.relkind OPERATOR(pg_catalog.=) ANY (array['r', 'S', 'v', 'm', 'f', 'p']) \
              AND c.relname OPERATOR(pg_catalog.~) ('^(' || p.rel || ')$') COLLATE pg_catalog.default \
              AND CASE WHEN p.nsp IS NULL THEN pg_catalog.pg_table_is_visible(c.oid) \
-             ELSE n.nspname OPERATOR(pg_catalog.~) ('^(' || p.nsp || ')$') COLLATE pg_catalog.default END)",
+             ELSE n.nspname OPERATOR(pg_catalog.~) ('^(' || p.nsp || ')$') COLLATE pg_catalog.default END) ORDER BY p.i",
             rows.join(", ")
         ))
     }
@@ -227,10 +228,7 @@ mod tests {
         }
         .unmatched_exclusions_query()
         .unwrap();
-        assert!(
-            q.contains("('it''s'::text, NULL::text, 'it''s'::text)"),
-            "{q}"
-        );
+        assert!(q.contains("(0, NULL::text, 'it''s'::text)"), "{q}");
         assert!(DumpFilter::default().unmatched_exclusions_query().is_none());
     }
 }

@@ -99,7 +99,12 @@ impl Job {
         };
         match crate::pg::client::query(&self.engine.tools, url, &sql).await {
             Ok(rows) => {
-                for pattern in rows.iter().filter_map(|r| r.first()) {
+                let patterns = &self.rec.filter.exclude_table_data;
+                let unmatched = rows
+                    .iter()
+                    .filter_map(|r| r.first()?.parse::<usize>().ok())
+                    .filter_map(|i| patterns.get(i));
+                for pattern in unmatched {
                     self.log(&unmatched_exclusion_line(pattern));
                 }
             }
