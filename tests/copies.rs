@@ -188,6 +188,188 @@ fn partial_captures_and_copies_take_only_what_is_selected_and_record_it() {
     );
 }
 
+/// Heroku splits `--exclude-table-data` on `;` (`'logs;items'`): both tables keep their
+/// definitions and lose their rows, in a capture and in a copy alike. A pattern that matches no
+/// table (pg_dump would ignore it silently) is reported in the log and at the end.
+#[test]
+fn capture_and_copy_with_exclude_table_data_split_on_semicolons_as_heroku_and_report_unmatched() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE SCHEMA sales; \
+         CREATE TABLE logs AS SELECT g FROM generate_series(1, 400) g; \
+         CREATE TABLE sales.items AS SELECT g FROM generate_series(1, 300) g; \
+         CREATE TABLE kept AS SELECT g FROM generate_series(1, 20) g;",
+    );
+    let svc = Service::start();
+    let out = svc.cli(&[
+        "backups:capture",
+        &pg.url("app"),
+        "--exclude-table-data",
+        "logs; sales.items",
+        "--exclude-table-data",
+        "no_such_table",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let warning = "WARNING: --exclude-table-data pattern `no_such_table` matches no table";
+    assert!(text(&out).contains(warning), "{}", text(&out));
+    assert!(!text(&out).contains("`logs`"), "{}", text(&out));
+    let info = svc.info("b001");
+    assert_eq!(
+        info["filter"]["exclude_table_data"],
+        serde_json::json!(["logs", "sales.items", "no_such_table"])
+    );
+    let shown = svc.ok(&["backups:info", "b001"]);
+    assert!(shown.contains(warning), "{shown}");
+
+    pg.create_db("restored");
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("restored"),
+        "--confirm",
+        "restored",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    pg.create_db("copied");
+    let out = svc.cli(&[
+        "copy",
+        &pg.url("app"),
+        &pg.url("copied"),
+        "--confirm",
+        "copied",
+        "--exclude-table-data",
+        "logs;sales.items;;Sales.Nothing*",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pattern `Sales.Nothing*` matches no table"),
+        "{}",
+        text(&out)
+    );
+    for db in ["restored", "copied"] {
+        // The definitions are there, the rows are not; the other table is whole.
+        assert_eq!(pg.psql(db, "SELECT count(*) FROM logs").trim(), "0", "{db}");
+        assert_eq!(
+            pg.psql(db, "SELECT count(*) FROM sales.items").trim(),
+            "0",
+            "{db}"
+        );
+        assert_eq!(
+            pg.psql(db, "SELECT count(*) FROM kept").trim(),
+            "20",
+            "{db}"
+        );
+    }
+}
+
+/// Heroku asks for the name on a terminal; without one (a script, a pipe) the refusal is the
+/// same error as ever, and a name on standard input is not taken as a confirmation.
+#[test]
+fn destructive_commands_without_a_terminal_refuse_as_before_and_ask_nothing() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", "CREATE TABLE t AS SELECT 1 AS x");
+    pg.create_db("staging");
+    pg.psql(
+        "staging",
+        "CREATE TABLE leftover (x int); INSERT INTO leftover VALUES (1)",
+    );
+    let svc = Service::start();
+    for name in ["app", "staging"] {
+        let out = svc.cli_with_stdin(&["databases:add", name], &pg.url(name));
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = svc.cli(&["backups:capture", "app"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let refusal = "error: this is destructive: confirm it by passing --confirm staging\n";
+    let pushed = "error: staging has 1 table(s); push replaces everything in it: confirm by passing --confirm staging\n";
+    for (args, expected) in [
+        (["copy", "app", "staging"], refusal),
+        (["backups:restore", "b001", "staging"], refusal),
+        (["push", "app", "staging"], pushed),
+    ] {
+        let out = svc.cli_with_stdin(&args, "staging\n");
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), expected, "{args:?}");
+        assert!(!text(&out).contains("Destructive action"), "{}", text(&out));
+    }
+    let out = svc.cli_with_stdin(&["backups:delete", "b001"], "app\n");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: this is destructive: confirm it by passing --confirm app\n"
+    );
+    assert_eq!(
+        pg.psql("staging", "SELECT count(*) FROM leftover").trim(),
+        "1"
+    );
+    assert!(svc.ok(&["backups"]).contains("b001"));
+}
+
+/// Heroku's `pg:copy` without `--confirm` on a terminal: "WARNING: Destructive action ... To
+/// proceed, type NAME or re-run this command with --confirm NAME", and the typed name confirms.
+#[test]
+fn on_a_terminal_a_copy_without_confirm_asks_for_the_name_as_heroku_does() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 70) g",
+    );
+    pg.create_db("staging");
+    pg.psql("staging", "CREATE TABLE leftover (x int)");
+    let svc = Service::start();
+    let out = svc.cli_with_stdin(&["databases:add", "staging"], &pg.url("staging"));
+    assert!(out.status.success(), "{}", text(&out));
+    // `script` runs the CLI on a pseudo-terminal and types what it reads from its stdin.
+    let on_terminal = |typed: &str| {
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", "\"$BIN\" copy \"$SRC\" staging", "/dev/null"])
+            .env("BIN", common::binary())
+            .env("SRC", pg.url("app"))
+            .env("PGBACKUPS_URL", &svc.url)
+            .env("PGBACKUPS_TOKEN", svc.token())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(typed.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = on_terminal("stagign\n");
+    let shown = text(&out);
+    assert!(
+        shown.contains(" ▸    WARNING: Destructive action\r\n ▸    This command will remove all data from staging\r\n ▸    To proceed, type staging or re-run this command with --confirm staging"),
+        "{shown}"
+    );
+    assert!(!out.status.success(), "{shown}");
+    assert!(shown.contains("(you passed `stagign`)"), "{shown}");
+    assert!(
+        pg.try_psql("staging", "SELECT 1 FROM leftover")
+            .status
+            .success()
+    );
+
+    let out = on_terminal("staging\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Destructive action"), "{}", text(&out));
+    assert_eq!(pg.psql("staging", "SELECT count(*) FROM t").trim(), "70");
+    assert!(
+        !pg.try_psql("staging", "SELECT 1 FROM leftover")
+            .status
+            .success()
+    );
+}
+
 #[test]
 fn pull_creates_a_new_local_database_and_push_guards_a_target_with_tables() {
     let remote = Cluster::start();

@@ -36,6 +36,10 @@ pub use transfers::{
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+    /// For a destructive request refused for want of its confirmation: the name that `confirm`
+    /// must carry. A CLI on a terminal asks the user to type it, as Heroku's does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
 }
 
 /// The header a download names its backup in (`latest` resolved): `b001`.
@@ -88,8 +92,16 @@ mod tests {
         assert_json(
             &ErrorBody {
                 error: "no such route".into(),
+                confirm: None,
             },
             r#"{"error":"no such route"}"#,
+        );
+        assert_json(
+            &ErrorBody {
+                error: "this is destructive".into(),
+                confirm: Some("main".into()),
+            },
+            r#"{"error":"this is destructive","confirm":"main"}"#,
         );
     }
 }

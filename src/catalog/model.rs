@@ -313,6 +313,17 @@ pub struct LogLine {
     pub line: String,
 }
 
+impl LogLine {
+    /// How a warning starts in a transfer's log: something the transfer did not do as asked,
+    /// though it went on. The CLI repeats these lines when it has watched the transfer end.
+    pub const WARNING: &str = "WARNING: ";
+
+    /// Whether the line is a warning the user should see without `--verbose`.
+    pub fn is_warning(&self) -> bool {
+        self.line.starts_with(Self::WARNING)
+    }
+}
+
 /// How many backups of each kind a database keeps: the newest `manual` manual ones, and the
 /// newest scheduled one of each of the last `daily` days, `weekly` weeks and `monthly` months
 /// (`schedule::retention` applies it).

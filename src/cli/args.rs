@@ -25,7 +25,9 @@ pub struct FilterArgs {
     /// Only tables matching PATTERN (pg_dump --table).
     #[arg(long = "table", value_name = "PATTERN")]
     pub table: Vec<String>,
-    /// The definition but not the rows of tables matching PATTERN (pg_dump --exclude-table-data).
+    /// The definition but not the rows of tables matching PATTERN (pg_dump --exclude-table-data);
+    /// several patterns may be given in one value separated by `;`, as Heroku takes them
+    /// (`'logs;items'`). A pattern that matches no table is reported.
     #[arg(long = "exclude-table-data", value_name = "PATTERN")]
     pub exclude_table_data: Vec<String>,
 }
@@ -38,6 +40,7 @@ impl From<FilterArgs> for crate::pg::DumpFilter {
             table: f.table,
             exclude_table_data: f.exclude_table_data,
         }
+        .split_exclusions()
     }
 }
 
@@ -374,7 +377,7 @@ pub enum BackupCommand {
     #[command(name = "backups:delete")]
     Delete {
         id: String,
-        /// The backup's database name, to confirm.
+        /// The backup's database name, to confirm (asked for on a terminal when not given).
         #[arg(long, short)]
         confirm: Option<String>,
     },
@@ -440,7 +443,8 @@ pub enum TransferCommand {
         /// The target database (a registered name or a postgres:// URL). `-`: read the URL
         /// from PGBACKUPS_TARGET_URL or standard input, out of sight of `ps`.
         second: Option<String>,
-        /// The target database's name, to confirm that its contents may be replaced.
+        /// The target database's name, to confirm that its contents may be replaced (asked
+        /// for on a terminal when not given).
         #[arg(long, short)]
         confirm: Option<String>,
         /// Parallel pg_restore jobs.
@@ -471,7 +475,8 @@ pub enum TransferCommand {
     Copy {
         source: String,
         target: String,
-        /// The target database's name, to confirm that its contents may be replaced.
+        /// The target database's name, to confirm that its contents may be replaced (asked
+        /// for on a terminal when not given).
         #[arg(long)]
         confirm: Option<String>,
         #[arg(long)]
@@ -502,6 +507,8 @@ pub enum TransferCommand {
     Push {
         local_url: String,
         target: String,
+        /// The target's name, to confirm replacing a target that has tables (asked for on a
+        /// terminal when not given).
         #[arg(long)]
         confirm: Option<String>,
         #[arg(long)]

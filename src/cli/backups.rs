@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::args::BackupCommand;
 use super::client::{CliError, Client};
+use super::confirm::{self, confirmed};
 use super::print::transfers;
 use super::shared::{Env, id_or_latest, newest_backup, parse_duration, parse_id, print_json};
 use super::urlarg::{self, Role};
@@ -197,11 +198,14 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
         BackupCommand::Delete { id, confirm } => {
             let id = parse_id(&id)?;
             let c = Client::connect(env)?;
-            let mut req = c.request(Method::DELETE, &format!("/backups/{id}"));
-            if let Some(confirm) = &confirm {
-                req = req.query(&[("confirm", confirm)]);
-            }
-            c.send(req).await?;
+            confirmed(confirm, confirm::delete_effect, |confirm| {
+                let mut req = c.request(Method::DELETE, &format!("/backups/{id}"));
+                if let Some(confirm) = &confirm {
+                    req = req.query(&[("confirm", confirm)]);
+                }
+                c.send(req)
+            })
+            .await?;
             println!("Deleting backup {id}... done");
             Ok(0)
         }

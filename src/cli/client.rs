@@ -21,6 +21,10 @@ pub enum CliError {
     /// The service answered with an error; its message is for the user as is.
     #[error("{0}")]
     Api(String),
+    /// The service refused a destructive request for want of its confirmation: `expected` is
+    /// the name to confirm with (asked for on a terminal, see `confirm.rs`).
+    #[error("{message}")]
+    Unconfirmed { message: String, expected: String },
     /// The service could not be reached, or its answer not read.
     #[error("{context}: {source}")]
     Http {
@@ -160,13 +164,16 @@ impl Client {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<crate::api::ErrorBody>(&text)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| format!("the service answered {status}: {text}"));
+        let (message, confirm) = serde_json::from_str::<crate::api::ErrorBody>(&text)
+            .map(|b| (b.error, b.confirm))
+            .unwrap_or_else(|_| (format!("the service answered {status}: {text}"), None));
         if status == StatusCode::UNAUTHORIZED {
             return Err(CliError::Api(format!("{message} (check PGBACKUPS_TOKEN)")));
         }
-        Err(CliError::Api(message))
+        match confirm {
+            Some(expected) => Err(CliError::Unconfirmed { message, expected }),
+            None => Err(CliError::Api(message)),
+        }
     }
 
     /// GET and decode JSON.

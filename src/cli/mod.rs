@@ -10,6 +10,7 @@ mod args;
 mod backups;
 mod client;
 mod cluster;
+mod confirm;
 mod databases;
 mod print;
 mod protection;

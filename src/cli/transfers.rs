@@ -7,6 +7,7 @@ use reqwest::Method;
 
 use super::args::TransferCommand;
 use super::client::{CliError, Client, decode};
+use super::confirm::{self, confirmed};
 use super::shared::{Env, parse_id};
 use super::urlarg::{self, Role};
 use super::watch;
@@ -40,7 +41,20 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                     atomic,
                     drop_old,
                 };
-                return upload_and_watch(&path, query, no_wait, verbose, env).await;
+                let c = Client::connect(env)?;
+                let rec = confirmed(query.confirm.clone(), confirm::restore_effect, |confirm| {
+                    let (c, path, query) = (
+                        &c,
+                        &path,
+                        UploadQuery {
+                            confirm,
+                            ..query.clone()
+                        },
+                    );
+                    async move { upload(c, path, query).await }
+                })
+                .await?;
+                return watch_upload(&c, rec, no_wait, verbose).await;
             }
             // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`,
             // `restore`; `-` for either is read from the environment or standard input.
@@ -73,20 +87,26 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                 (None, database) => (None, database),
             };
             let c = Client::connect(env)?;
-            let rec: TransferRecord = c
-                .post(
-                    "/restores",
-                    &RestoreRequest {
-                        backup: backup.map(|b| b.to_string()),
-                        url: from_url,
-                        database,
+            let request = RestoreRequest {
+                backup: backup.map(|b| b.to_string()),
+                url: from_url,
+                database,
+                confirm: None,
+                jobs: Some(jobs),
+                atomic,
+                drop_old,
+            };
+            let rec: TransferRecord = confirmed(confirm, confirm::restore_effect, |confirm| {
+                let (c, body) = (
+                    &c,
+                    RestoreRequest {
                         confirm,
-                        jobs: Some(jobs),
-                        atomic,
-                        drop_old,
+                        ..request.clone()
                     },
-                )
-                .await?;
+                );
+                async move { c.post("/restores", &body).await }
+            })
+            .await?;
             let from = rec
                 .backup_id
                 .map(|b| b.to_string())
@@ -170,16 +190,9 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Uploads the dump file `path` for a restore (`query` says where to, without the file's
-/// name), then watches the restore.
-async fn upload_and_watch(
-    path: &Path,
-    query: UploadQuery,
-    no_wait: bool,
-    verbose: bool,
-    env: &Env,
-) -> Result<i32, CliError> {
+/// name) and answers the restore started.
+async fn upload(c: &Client, path: &Path, query: UploadQuery) -> Result<TransferRecord, CliError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(CliError::io(format!("cannot open {}", path.display())))?;
@@ -191,7 +204,6 @@ async fn upload_and_watch(
         ),
         ..query
     };
-    let c = Client::connect(env)?;
     let body =
         reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
     eprintln!("Uploading {}...", path.display());
@@ -202,7 +214,16 @@ async fn upload_and_watch(
                 .body(body),
         )
         .await?;
-    let rec: TransferRecord = decode(resp).await?;
+    decode(resp).await
+}
+
+/// Watches the restore of an uploaded file.
+async fn watch_upload(
+    c: &Client,
+    rec: TransferRecord,
+    no_wait: bool,
+    verbose: bool,
+) -> Result<i32, CliError> {
     if no_wait {
         println!("{}", rec.id);
         return Ok(0);
@@ -210,7 +231,7 @@ async fn upload_and_watch(
     println!("{}", rec.id);
     let from = rec.source.clone().unwrap_or_default();
     watch::watch(
-        &c,
+        c,
         rec.id,
         &format!("Restoring {from} to {}", rec.database),
         verbose,
@@ -227,7 +248,18 @@ async fn copy_and_watch(
     env: &Env,
 ) -> Result<i32, CliError> {
     let c = Client::connect(env)?;
-    let rec: TransferRecord = c.post(path, body).await?;
+    // A pull confirms nothing (it refuses a database that exists), a copy and a push may ask.
+    let rec: TransferRecord = confirmed(body.confirm.clone(), confirm::copy_effect, |confirm| {
+        let (c, body) = (
+            &c,
+            CopyRequest {
+                confirm,
+                ..body.clone()
+            },
+        );
+        async move { c.post(path, &body).await }
+    })
+    .await?;
     if no_wait {
         println!("{}", rec.id);
         return Ok(0);

@@ -69,7 +69,11 @@ pub async fn watch(
             if tty {
                 eprint!("\r\x1b[K");
             }
-            return Ok(report_end(&rec, title));
+            let code = report_end(&rec, title);
+            for w in end_warnings(c, &rec).await {
+                eprintln!("{w}");
+            }
+            return Ok(code);
         }
         if tty {
             eprint!("\r\x1b[K{line}");
@@ -79,6 +83,24 @@ pub async fn watch(
             last_plain_report = Instant::now();
         }
     }
+}
+
+/// The warnings of a transfer's log, repeated once it has ended so that they are not lost
+/// among its lines: today a partial dump's `--exclude-table-data` pattern that matched no
+/// table (the only warning a transfer logs; its log is read only then). The transfer has
+/// ended either way: a log that cannot be read now does not change the exit code.
+async fn end_warnings(c: &Client, rec: &TransferRecord) -> Vec<String> {
+    if rec.filter.exclude_table_data.is_empty() {
+        return Vec::new();
+    }
+    let logs: Vec<LogLine> = c
+        .get(&format!("/transfers/{}/logs", rec.id))
+        .await
+        .unwrap_or_default();
+    logs.into_iter()
+        .filter(LogLine::is_warning)
+        .map(|l| l.line)
+        .collect()
 }
 
 fn report_end(rec: &TransferRecord, title: &str) -> i32 {

@@ -44,6 +44,7 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         f = server_facts(&engine.tools, &url) => f.map_err(JobEnd::failed)?,
         _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
     };
+    job.report_unmatched_exclusions(&url).await;
     let pg_dump = engine
         .tools
         .find(PgTool::Dump, facts.version.major)

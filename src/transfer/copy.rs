@@ -29,6 +29,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
     };
     let from = from.map_err(|e| JobEnd::failed(format!("source: {e}")))?;
     let to = to.map_err(|e| JobEnd::failed(format!("target: {e}")))?;
+    job.report_unmatched_exclusions(&source).await;
     let pg_dump = engine
         .tools
         .find(PgTool::Dump, from.version.major)

@@ -30,6 +30,14 @@ pub enum TransferError {
     #[error("this is destructive: confirm it by passing --confirm {expected}{given}")]
     Confirm { expected: String, given: String },
     #[error(
+        "{target} has {tables} table(s); push replaces everything in it: confirm by passing --confirm {expected}"
+    )]
+    NotEmpty {
+        target: String,
+        tables: u64,
+        expected: String,
+    },
+    #[error(
         "{id} is not a completed backup (it is {state}); pick a completed one from `pgbackups backups`"
     )]
     NotCompleted { id: TransferId, state: String },

@@ -110,9 +110,11 @@ impl Engine {
             confirm
         };
         if count > 0 && confirm != Some(word.as_str()) {
-            return Err(TransferError::Target(format!(
-                "{target_label} has {count} table(s); push replaces everything in it: confirm by passing --confirm {word}"
-            )));
+            return Err(TransferError::NotEmpty {
+                target: target_label,
+                tables: count,
+                expected: word,
+            });
         }
         let (engine, l, t) = (self.clone(), local.to_string(), target.to_string());
         let confirm = confirm.map(str::to_string);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::claims::{self, BackupRead, TargetHold};
 use super::job::JobCtx;
 use super::{Engine, JobEnd, hold, restore};
-use crate::catalog::{TransferKind, TransferRecord};
+use crate::catalog::{LogLine, TransferKind, TransferRecord};
 use crate::pg::PgUrl;
 use crate::pg::client::ScriptEnd;
 
@@ -89,6 +89,32 @@ impl Job {
         Ok(())
     }
 
+    /// Logs a warning for each `--exclude-table-data` pattern that matches no table of the
+    /// source `url`: pg_dump would silently exclude nothing for it (it has no
+    /// `--strict-names` for this option), and the rows the user meant to leave out would be
+    /// copied. Run before pg_dump; a failed check is logged and the transfer goes on.
+    pub(super) async fn report_unmatched_exclusions(&self, url: &PgUrl) {
+        let Some(sql) = self.rec.filter.unmatched_exclusions_query() else {
+            return;
+        };
+        match crate::pg::client::query(&self.engine.tools, url, &sql).await {
+            Ok(rows) => {
+                let patterns = &self.rec.filter.exclude_table_data;
+                let unmatched = rows
+                    .iter()
+                    .filter_map(|r| r.first()?.parse::<usize>().ok())
+                    .filter_map(|i| patterns.get(i));
+                for pattern in unmatched {
+                    self.log(&unmatched_exclusion_line(pattern));
+                }
+            }
+            Err(e) => self.log(&format!(
+                "{}could not check the --exclude-table-data patterns against the source: {e}",
+                LogLine::WARNING
+            )),
+        }
+    }
+
     /// Empties the target, as Heroku does, and records whether it did. Whatever interleaving
     /// of cancel and drop happens, `target_touched` is true exactly when the drop committed
     /// (or may have: then the message says so).
@@ -145,4 +171,12 @@ impl Job {
             .map_err(JobEnd::failed)?
             .map_err(JobEnd::failed)
     }
+}
+
+/// The log line for an `--exclude-table-data` pattern that matches no table.
+fn unmatched_exclusion_line(pattern: &str) -> String {
+    format!(
+        "{}--exclude-table-data pattern `{pattern}` matches no table, so it excludes nothing; check its spelling and schema (`schema.table`, with `*` and `?` as in pg_dump)",
+        LogLine::WARNING
+    )
 }

@@ -18,6 +18,8 @@ pub(super) type ApiResult<T> = Result<T, ApiError>;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// The name a destructive request's `confirm` must carry, when that is what is missing.
+    confirm: Option<String>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
         ApiError {
             status,
             message: crate::pg::redact(&message.into()),
+            confirm: None,
         }
     }
 }
@@ -37,6 +40,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                confirm: self.confirm,
             }),
         )
             .into_response()
@@ -60,7 +64,7 @@ impl From<TransferError> for ApiError {
             | E::VerifyTarget(_)
             | E::Upload(_)
             | E::SameDatabase => StatusCode::BAD_REQUEST,
-            E::Target(_) => StatusCode::CONFLICT,
+            E::Target(_) | E::NotEmpty { .. } => StatusCode::CONFLICT,
             E::NotCompleted { .. }
             | E::InUse { .. }
             | E::StillRunning(_)
@@ -81,7 +85,14 @@ impl From<TransferError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        ApiError::new(status, e.to_string())
+        let confirm = match &e {
+            E::Confirm { expected, .. } | E::NotEmpty { expected, .. } => Some(expected.clone()),
+            _ => None,
+        };
+        ApiError {
+            confirm,
+            ..ApiError::new(status, e.to_string())
+        }
     }
 }
 
