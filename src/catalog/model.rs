@@ -192,6 +192,11 @@ pub struct TransferRecord {
     /// For a verification: what it proved, in one line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a restore or copy that completed: how many objects the target refused without any
+    /// data lost (an extension, its comment, privileges, ownership), each logged as a
+    /// `WARNING: ` line; Heroku's "Completed with N warnings". Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warnings: u32,
     /// A pinned backup is never expired by retention. Set with `backups:pin`, not by saving
     /// the record.
     #[serde(default)]
@@ -231,6 +236,7 @@ impl TransferRecord {
             error: None,
             encryption: None,
             detail: None,
+            warnings: 0,
             pinned: false,
         }
     }
@@ -346,6 +352,10 @@ impl Default for RetentionPolicy {
             manual: 25,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -86,13 +86,10 @@ pub async fn watch(
 }
 
 /// The warnings of a transfer's log, repeated once it has ended so that they are not lost
-/// among its lines: today a partial dump's `--exclude-table-data` pattern that matched no
-/// table (the only warning a transfer logs; its log is read only then). The transfer has
-/// ended either way: a log that cannot be read now does not change the exit code.
+/// among its lines: a partial dump's `--exclude-table-data` pattern that matched no table,
+/// an object the target refused. The transfer has ended either way: a log that cannot be read
+/// now does not change the exit code.
 async fn end_warnings(c: &Client, rec: &TransferRecord) -> Vec<String> {
-    if rec.filter.exclude_table_data.is_empty() {
-        return Vec::new();
-    }
     let logs: Vec<LogLine> = c
         .get(&format!("/transfers/{}/logs", rec.id))
         .await
@@ -105,6 +102,15 @@ async fn end_warnings(c: &Client, rec: &TransferRecord) -> Vec<String> {
 
 fn report_end(rec: &TransferRecord, title: &str) -> i32 {
     match rec.state {
+        // Heroku's "Completed with N warnings": the objects the target refused follow.
+        TransferState::Succeeded if rec.warnings > 0 => {
+            let s = if rec.warnings == 1 { "" } else { "s" };
+            eprintln!(
+                "{title}... done, with {} warning{s} (see them with `pgbackups backups:info {}`)",
+                rec.warnings, rec.id
+            );
+            0
+        }
         TransferState::Succeeded => {
             eprintln!("{title}... done");
             0

@@ -10,6 +10,8 @@ use std::io::{self, Read, Write};
 use std::process::Stdio;
 
 use super::job::JobCtx;
+use super::restore::parsed_sink;
+use super::warnings::Parser;
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{query, server_facts, tool_command};
@@ -89,6 +91,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
     .args(job.rec.filter.args())
     .stdout(Stdio::from(dump_stdout))
     .log_to(job.ctx.sink());
+    let parser = std::sync::Arc::new(std::sync::Mutex::new(Parser::default()));
     let mut restore = tool_command(&pg_restore, Some(&target));
     restore
         .args([
@@ -101,7 +104,7 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
         ])
         .arg(target.without_password())
         .stdin(Stdio::from(restore_stdin))
-        .log_to(job.ctx.sink());
+        .log_to(parsed_sink(&job.ctx, &parser));
     let dump_child = dump.spawn().map_err(JobEnd::failed)?;
     let restore_child = restore.spawn().map_err(JobEnd::failed)?;
     // Our copies of the pipe ends must go, or neither side would ever see the other's end.
@@ -121,8 +124,25 @@ pub(super) async fn run(job: &mut Job, source: PgUrl, target: PgUrl) -> Result<(
     let dumped = dumped.map_err(JobEnd::failed)?;
     let restored = restored.map_err(JobEnd::failed)?;
     dumped.check().map_err(JobEnd::failed)?;
-    restored.check().map_err(JobEnd::failed)?;
+    // Only objects the target may refuse without losing data failed: warnings, as Heroku's
+    // "Completed with N warnings".
+    let warnings = if restored.success() {
+        Vec::new()
+    } else {
+        let w = parser.lock().unwrap_or_else(|p| p.into_inner()).warnings();
+        match w {
+            Some(w) => w,
+            None => {
+                restored.check().map_err(JobEnd::failed)?;
+                Vec::new()
+            }
+        }
+    };
     let n = relayed.map_err(|e| JobEnd::failed(format!("could not pass the dump on: {e}")))?;
+    for w in &warnings {
+        job.log(&w.warning_line());
+    }
+    job.rec.warnings = u32::try_from(warnings.len()).unwrap_or(u32::MAX);
     job.rec.dump_size = Some(n);
     job.log(&format!("Copied {} of dump", bytes(n)));
     Ok(())

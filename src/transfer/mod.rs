@@ -30,6 +30,7 @@ mod restore;
 pub mod restore_url;
 mod start;
 mod verify;
+mod warnings;
 mod work;
 
 use std::collections::HashMap;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::{PlainDump, StoreReader};
 use super::job::JobCtx;
+use super::warnings::{Parser, Warnings};
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;
@@ -67,6 +68,8 @@ pub(super) struct Restorer {
     exe: PathBuf,
     url: PgUrl,
     storage: Arc<dyn Storage>,
+    /// What the target refused without losing data, from every pg_restore of this restore.
+    warnings: Warnings,
 }
 
 /// Bytes to feed a pg_restore on its stdin: the archive's header and TOC, then data blocks.
@@ -136,6 +139,7 @@ pub(super) async fn run(
         exe: pg_restore,
         url,
         storage: engine.storage.clone(),
+        warnings: Warnings::default(),
     };
     job.log(&format!(
         "Reading backup {} ({}) and checking its SHA-256",
@@ -145,7 +149,9 @@ pub(super) async fn run(
     match layout {
         Some(layout) => streamed(job, backup, &restorer, layout, jobs, &scratch).await,
         None => spooled(job, backup, &restorer, jobs, &scratch).await,
-    }
+    }?;
+    restorer.record_warnings(job);
+    Ok(())
 }
 
 async fn streamed(
@@ -474,7 +480,19 @@ impl Restorer {
             exe,
             url,
             storage: job.engine.storage.clone(),
+            warnings: Warnings::default(),
         }
+    }
+
+    /// Logs each object the target refused as a `WARNING: ` line and counts them on the
+    /// record: the restore completed, "with N warnings" as Heroku says.
+    pub(super) fn record_warnings(&self, job: &mut Job) {
+        let warnings =
+            std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in &warnings {
+            job.log(&w.warning_line());
+        }
+        job.rec.warnings = u32::try_from(warnings.len()).unwrap_or(u32::MAX);
     }
 
     /// Runs one pg_restore into the target with `args` (plus the common ones), fed on stdin
@@ -485,12 +503,13 @@ impl Restorer {
         feed: Option<Feed>,
         abort: &CancellationToken,
     ) -> Result<(), JobEnd> {
+        let parser = Arc::new(Mutex::new(Parser::default()));
         let mut cmd = tool_command(&self.exe, Some(&self.url));
         cmd.args(["--verbose", "--no-owner", "--no-acl", "--no-password"])
             .arg("--dbname")
             .arg(self.url.without_password())
             .args(&args)
-            .log_to(self.ctx.sink());
+            .log_to(parsed_sink(&self.ctx, &parser));
         let mut feeder = None;
         if let Some(feed) = feed {
             let (reader, writer) = io::pipe().map_err(JobEnd::failed)?;
@@ -517,6 +536,17 @@ impl Restorer {
                 "could not read the backup: {e} (pg_restore, fed a cut-off stream: {})",
                 finished.stderr.summary()
             ))),
+            // Only objects the target may refuse without losing data failed: warnings.
+            _ if !finished.success()
+                && let Some(mut w) =
+                    parser.lock().unwrap_or_else(|p| p.into_inner()).warnings() =>
+            {
+                self.warnings
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .append(&mut w);
+                Ok(())
+            }
             _ if !finished.success() => Err(JobEnd::failed(format!(
                 "pg_restore failed ({}): {}",
                 finished.status,
@@ -526,6 +556,15 @@ impl Restorer {
             Ok(()) => Ok(()),
         }
     }
+}
+
+/// A pg_restore's stderr sink: each line to the transfer's log and to `parser`.
+pub(super) fn parsed_sink(ctx: &JobCtx, parser: &Arc<Mutex<Parser>>) -> crate::proc::Sink {
+    let (ctx, parser) = (ctx.clone(), parser.clone());
+    Arc::new(move |line: &str| {
+        parser.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        ctx.log(line);
+    })
 }
 
 /// Writes the TOC and then the plain ranges to a pg_restore's stdin.

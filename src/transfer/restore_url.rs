@@ -143,7 +143,9 @@ pub(super) async fn run(
         ));
     }
     let r = Restorer::new(job, pg_restore, url);
-    restore_file(job, &r, jobs, &path, &shown).await
+    restore_file(job, &r, jobs, &path, &shown).await?;
+    r.record_warnings(job);
+    Ok(())
 }
 
 /// The first bytes of a zstd frame.

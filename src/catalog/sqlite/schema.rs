@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::catalog::CatalogError;
 
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -149,6 +149,16 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), CatalogError> {
                  created_at INTEGER NOT NULL
              );
              PRAGMA user_version = 8;
+             COMMIT;",
+        )?;
+    }
+    if version < 9 {
+        // How many objects a completed restore or copy could not restore (warnings): a
+        // column, so that the listing needs no log.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE transfers ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 9;
              COMMIT;",
         )?;
     }

@@ -10,7 +10,8 @@ use super::super::table::render;
 /// `Completed 2026-11-24 02:00:13 +0000`, `Running (12.3MB processed)`, ... as the listing
 /// shows a transfer. Every kind that succeeded is `Completed` (Heroku says so of backups,
 /// restores and copies alike), and a cancelled transfer is `Failed`, as in Heroku's list;
-/// `backups:info` tells the two apart.
+/// `backups:info` tells the two apart. A restore or copy that completed with objects the
+/// target refused says `Completed with 2 warnings`, as Heroku's list does (without a time).
 pub fn status_text(t: &TransferRecord) -> String {
     let at = t.finished_at.map(format::time).unwrap_or_default();
     match t.state {
@@ -18,9 +19,16 @@ pub fn status_text(t: &TransferRecord) -> String {
         TransferState::Running => {
             format!("Running ({} processed)", format::bytes(t.bytes_processed))
         }
+        TransferState::Succeeded if t.warnings > 0 => completed_with(t.warnings),
         TransferState::Succeeded => format!("Completed {at}"),
         TransferState::Failed | TransferState::Cancelled => format!("Failed {at}"),
     }
+}
+
+/// `Completed with 1 warning`, `Completed with 3 warnings`.
+fn completed_with(n: u32) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("Completed with {n} warning{s}")
 }
 
 /// How many restores and how many copies `backups` shows without `--all`, as Heroku's list.
@@ -200,6 +208,7 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
         TransferState::Running => {
             format!("Running ({} processed)", format::bytes(t.bytes_processed))
         }
+        TransferState::Succeeded if t.warnings > 0 => completed_with(t.warnings),
         TransferState::Succeeded => "Completed".into(),
         TransferState::Failed => "Failed".into(),
         // Heroku's list says Failed of a cancelled transfer, but its `backups:info` says
@@ -278,6 +287,15 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (k, v) in fields {
         out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    // What the target refused, each with the server's reason, before the whole log.
+    let warned: Vec<&LogLine> = logs.iter().filter(|l| l.is_warning()).collect();
+    if !warned.is_empty() {
+        out.push_str("=== Warnings\n");
+        for l in warned {
+            let w = l.line.strip_prefix(LogLine::WARNING).unwrap_or(&l.line);
+            out.push_str(&format!("{w}\n"));
+        }
     }
     out.push_str(&format!("=== {what} Logs\n"));
     for l in logs {
@@ -613,6 +631,51 @@ mod tests {
             info_text(&b, &[]).contains("\nBackup Size: 1.07MB\n"),
             "{}",
             info_text(&b, &[])
+        );
+    }
+
+    #[test]
+    fn a_restore_whose_target_refused_an_extension_says_completed_with_1_warning_as_heroku_does() {
+        let mut r = done(
+            record(
+                "r001",
+                TransferKind::Restore,
+                "staging",
+                "2026-11-24T03:00:00Z",
+            ),
+            "2026-11-24T03:00:01Z",
+            "2026-11-24T03:00:09Z",
+        );
+        r.warnings = 1;
+        assert_eq!(status_text(&r), "Completed with 1 warning");
+        r.warnings = 2;
+        assert_eq!(status_text(&r), "Completed with 2 warnings");
+        r.warnings = 1;
+        let logs = [
+            LogLine {
+                seq: 1,
+                at: at("2026-11-24T03:00:02Z"),
+                line: "pg_restore: creating EXTENSION \"pgrowlocks\"".into(),
+            },
+            LogLine {
+                seq: 2,
+                at: at("2026-11-24T03:00:08Z"),
+                line: "WARNING: extension pgrowlocks was not restored: permission denied to create extension \"pgrowlocks\"".into(),
+            },
+        ];
+        assert_eq!(
+            info_text(&r, &logs),
+            "=== Restore r001\n\
+             Database:    staging\n\
+             Started at:  2026-11-24 03:00:01 +0000\n\
+             Finished at: 2026-11-24 03:00:09 +0000\n\
+             Status:      Completed with 1 warning\n\
+             Type:        Manual\n\
+             === Warnings\n\
+             extension pgrowlocks was not restored: permission denied to create extension \"pgrowlocks\"\n\
+             === Restore Logs\n\
+             2026-11-24 03:00:02 +0000 pg_restore: creating EXTENSION \"pgrowlocks\"\n\
+             2026-11-24 03:00:08 +0000 WARNING: extension pgrowlocks was not restored: permission denied to create extension \"pgrowlocks\"\n"
         );
     }
 
