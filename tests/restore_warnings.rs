@@ -124,3 +124,73 @@ fn a_restore_whose_table_does_not_load_still_fails_beside_a_refused_extension() 
         "{info:#}"
     );
 }
+
+/// Heroku's `--extensions a,b`: each is created in the emptied target before pg_restore runs.
+#[test]
+fn a_restore_with_extensions_creates_them_in_the_target_before_the_data_as_heroku() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g",
+    );
+    pg.create_db("target");
+    let svc = Service::start();
+    svc.ok(&["backups:capture", &pg.url("app")]);
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &pg.url("target"),
+        "--confirm",
+        "target",
+        "--extensions",
+        "citext,pg_trgm",
+    ]);
+    let info = svc.info(&transfer_id(&out));
+    assert!(out.status.success(), "{}\n{info:#}", text(&out));
+    assert!(info.get("warnings").is_none(), "{info:#}");
+    assert_eq!(
+        pg.psql(
+            "target",
+            "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension WHERE extname <> 'plpgsql'"
+        )
+        .trim(),
+        "citext,pg_trgm"
+    );
+    assert_eq!(pg.psql("target", "SELECT count(*) FROM t").trim(), "10");
+}
+
+/// An extension `--extensions` names that the target's role may not create fails the restore
+/// before any data loads, saying which and why.
+#[test]
+fn a_restore_with_an_extension_the_target_cannot_create_fails_before_the_data_saying_which() {
+    let pg = Cluster::start();
+    source_with_an_untrusted_extension(&pg);
+    let svc = Service::start();
+    svc.ok(&["backups:capture", &pg.url("app")]);
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        &as_owner(&pg),
+        "--confirm",
+        "target",
+        "--extensions",
+        "pgrowlocks",
+    ]);
+    let info = svc.info(&transfer_id(&out));
+    assert!(!out.status.success(), "{}\n{info:#}", text(&out));
+    let error = info["error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("could not create extension pgrowlocks (--extensions)")
+            && error.contains("permission denied to create extension"),
+        "{info:#}"
+    );
+    assert_eq!(
+        pg.psql(
+            "target",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 't'"
+        )
+        .trim(),
+        "0"
+    );
+}

@@ -70,6 +70,10 @@ pub struct RestoreRequest {
     /// With `atomic`: drop the previous contents right after the swap.
     #[serde(default)]
     pub drop_old: bool,
+    /// Extensions to create in the target after emptying it and before pg_restore, as
+    /// Heroku's `--extensions` (backup restores only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
 }
 
 /// `POST /api/restores/upload?...`: the query string; the body is the dump file itself.

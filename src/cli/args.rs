@@ -457,6 +457,16 @@ pub enum TransferCommand {
         /// With --atomic: drop the previous contents right after the swap.
         #[arg(long, requires = "atomic")]
         drop_old: bool,
+        /// Extensions to create in the target (`hstore,pg_trgm`) after it is emptied and
+        /// before pg_restore runs, as Heroku's --extensions; one that cannot be created fails
+        /// the restore before any data loads. For a backup restore.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            value_name = "A,B",
+            conflicts_with = "file"
+        )]
+        extensions: Vec<String>,
         /// Restore this local custom-format dump file (uploaded to the service) instead of a
         /// backup; the first argument is then the target database.
         #[arg(long, value_name = "PATH")]

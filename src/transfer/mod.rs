@@ -85,6 +85,8 @@ enum Work {
         url: PgUrl,
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
+        /// Created in the target before pg_restore (Heroku's `--extensions`).
+        extensions: Vec<String>,
     },
     Copy {
         source: PgUrl,
@@ -475,13 +477,15 @@ impl Engine {
                 url,
                 jobs,
                 atomic,
+                extensions,
             } => match atomic {
-                None => restore::run(job, &backup, url, jobs).await,
+                None => restore::run(job, &backup, url, jobs, &extensions).await,
                 Some(swap) => {
                     // The swap renames the target: hold it under its server identity too.
                     job.hold_server_identity(&url).await?;
                     let fresh = atomic::prepare(job, &url).await?;
-                    let restored = restore::run(job, &backup, fresh.url.clone(), jobs).await;
+                    let restored =
+                        restore::run(job, &backup, fresh.url.clone(), jobs, &extensions).await;
                     // Whatever happened to the fresh database, the target was not emptied.
                     job.target_unknown = false;
                     atomic::finish(job, &url, &fresh, swap, restored).await

@@ -70,6 +70,8 @@ pub(super) struct Restorer {
     storage: Arc<dyn Storage>,
     /// What the target refused without losing data, from every pg_restore of this restore.
     warnings: Warnings,
+    /// Heroku's `--extensions`: created in the emptied target before pg_restore.
+    extensions: Vec<String>,
 }
 
 /// Bytes to feed a pg_restore on its stdin: the archive's header and TOC, then data blocks.
@@ -86,6 +88,7 @@ pub(super) async fn run(
     backup: &TransferRecord,
     url: PgUrl,
     jobs: u32,
+    extensions: &[String],
 ) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
     job.log(&format!(
@@ -140,6 +143,7 @@ pub(super) async fn run(
         url,
         storage: engine.storage.clone(),
         warnings: Warnings::default(),
+        extensions: extensions.to_vec(),
     };
     job.log(&format!(
         "Reading backup {} ({}) and checking its SHA-256",
@@ -188,8 +192,9 @@ async fn streamed(
     check_readable(r, &format!("backup {}", backup.id), &toc).await?;
     job.log("Backup verified: checksum matches and pg_restore reads it");
 
-    // 2. Empty the target.
+    // 2. Empty the target (and create the extensions asked for).
     job.empty_target(&r.url).await?;
+    r.create_extensions(job).await?;
 
     // 3. Schema, then data in parallel, then indexes and constraints.
     job.log("Creating the schema (pg_restore --section=pre-data)");
@@ -439,6 +444,7 @@ pub(super) async fn restore_file(
     check_readable(r, what, path).await?;
     job.log("Dump verified: pg_restore reads it");
     job.empty_target(&r.url).await?;
+    r.create_extensions(job).await?;
     job.log(&format!("Restoring with pg_restore --jobs {jobs}"));
     let args = vec![
         OsString::from(format!("--jobs={jobs}")),
@@ -481,7 +487,30 @@ impl Restorer {
             url,
             storage: job.engine.storage.clone(),
             warnings: Warnings::default(),
+            extensions: Vec::new(),
         }
+    }
+
+    /// Heroku's `--extensions`: `CREATE EXTENSION IF NOT EXISTS` each, in the emptied target,
+    /// before any pg_restore; one that cannot be created fails the restore before data loads.
+    async fn create_extensions(&self, job: &Job) -> Result<(), JobEnd> {
+        for name in &self.extensions {
+            job.log(&format!("Creating extension {name} (--extensions)"));
+            let sql = format!(
+                "CREATE EXTENSION IF NOT EXISTS {}",
+                crate::pg::client::quote_ident(name)
+            );
+            let created = tokio::select! {
+                c = crate::pg::client::query(&job.engine.tools, &self.url, &sql) => c,
+                _ = job.ctx.cancelled().cancelled() => return Err(JobEnd::Stopped),
+            };
+            created.map_err(|e| {
+                JobEnd::failed(format!(
+                    "could not create extension {name} (--extensions), so no data was loaded: {e}; have a superuser create it in the target, or restore without it"
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// Logs each object the target refused as a `WARNING: ` line and counts them on the

@@ -55,7 +55,26 @@ impl Engine {
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
+        self.start_restore_with_extensions(backup, database, confirm, jobs, atomic, Vec::new())
+    }
+
+    /// [`Self::start_restore`], creating `extensions` in the target after it is emptied and
+    /// before pg_restore, as Heroku's `--extensions`.
+    pub fn start_restore_with_extensions(
+        self: &Arc<Self>,
+        backup: Option<TransferId>,
+        database: Option<&str>,
+        confirm: Option<&str>,
+        jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
+        extensions: Vec<String>,
+    ) -> Result<TransferRecord, TransferError> {
         check_jobs(jobs)?;
+        let extensions: Vec<String> = extensions
+            .iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
         let backup = match backup {
             Some(id) => self.completed_backup(id)?,
             None => self.latest_backup()?,
@@ -82,6 +101,7 @@ impl Engine {
                 url,
                 jobs,
                 atomic,
+                extensions,
             },
         );
         Ok(rec)

@@ -114,12 +114,13 @@ pub(super) async fn start_restore(
     }
     let backup = parse_optional_id(body.backup.as_deref())?;
     let rec = blocking(move || {
-        e.start_restore(
+        e.start_restore_with_extensions(
             backup,
             body.database.as_deref(),
             body.confirm.as_deref(),
             body.jobs.unwrap_or(1),
             atomic,
+            body.extensions,
         )
     })
     .await?;
