@@ -765,7 +765,7 @@ fn a_backup_without_a_recorded_layout_is_restored_through_a_scratch_file() {
 }
 
 #[test]
-fn a_restore_goes_on_past_objects_the_target_refuses_and_then_reports_them() {
+fn a_restore_goes_on_past_an_extension_the_target_refuses_and_completes_with_1_warning_as_heroku() {
     let pg = Cluster::start();
     pg.create_db("app");
     // pg_buffercache is not a trusted extension: only a superuser may create it.
@@ -796,15 +796,15 @@ fn a_restore_goes_on_past_objects_the_target_refuses_and_then_reports_them() {
         "--jobs",
         "2",
     ]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let info = svc.info(&transfer_id(&out));
-    assert_eq!(info["state"], "failed");
-    let error = info["error"].as_str().unwrap();
-    assert!(
-        error.contains("pg_buffercache") || error.contains("permission denied"),
-        "{error}"
-    );
-    assert!(error.contains("partially restored"), "{error}");
+    // Only the extension failed: Heroku ends such a restore "Completed with 1 warning".
+    assert!(out.status.success(), "{}", text(&out));
+    let id = transfer_id(&out);
+    let info = svc.info(&id);
+    assert_eq!(info["state"], "succeeded");
+    assert_eq!(info["warnings"], 1);
+    let shown = text(&svc.cli(&["backups:info", &id]));
+    assert!(shown.contains("Completed with 1 warning"), "{shown}");
+    assert!(shown.contains("pg_buffercache"), "{shown}");
     // Everything else was restored, indexes included.
     assert_eq!(pg.psql("target", "SELECT count(*) FROM t").trim(), "5000");
     assert_eq!(
