@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::catalog::CatalogError;
 
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -150,6 +150,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), CatalogError> {
              );
              PRAGMA user_version = 8;
              COMMIT;",
+        )?;
+    }
+    if version < 9 {
+        // The roles kept beside each backup (`pg_dumpall --globals-only`), as JSON.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE transfers ADD COLUMN roles TEXT; PRAGMA user_version = 9; COMMIT;",
         )?;
     }
     Ok(())
