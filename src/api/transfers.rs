@@ -70,6 +70,9 @@ pub struct RestoreRequest {
     /// With `atomic`: drop the previous contents right after the swap.
     #[serde(default)]
     pub drop_old: bool,
+    /// Create the roles the backup carries that the target's server lacks, first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub roles: bool,
 }
 
 /// `POST /api/restores/upload?...`: the query string; the body is the dump file itself.

@@ -457,6 +457,10 @@ pub enum TransferCommand {
         /// With --atomic: drop the previous contents right after the swap.
         #[arg(long, requires = "atomic")]
         drop_old: bool,
+        /// Create first the roles the backup carries (kept without passwords) that the
+        /// target's server lacks; existing roles are left as they are.
+        #[arg(long, conflicts_with = "file")]
+        roles: bool,
         /// Restore this local custom-format dump file (uploaded to the service) instead of a
         /// backup; the first argument is then the target database.
         #[arg(long, value_name = "PATH")]

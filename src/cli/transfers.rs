@@ -23,6 +23,7 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             jobs,
             atomic,
             drop_old,
+            roles,
             file,
             no_wait,
             verbose,
@@ -77,6 +78,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                 (None, b) => (None, urlarg::resolve_opt(b, Role::Target, env)?),
             };
             let from_url = first.clone().filter(|f| is_http(f));
+            if roles && from_url.is_some() {
+                return Err(CliError::Message(
+                    "--roles creates the roles kept with a backup, and a dump at a URL carries none: restore it without --roles".into(),
+                ));
+            }
             let first = if from_url.is_some() { None } else { first };
             let (backup, database) = match (first, second) {
                 (Some(a), Some(b)) => (Some(parse_id(&a)?), Some(b)),
@@ -95,6 +101,7 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                 jobs: Some(jobs),
                 atomic,
                 drop_old,
+                roles,
             };
             let rec: TransferRecord = confirmed(confirm, confirm::restore_effect, |confirm| {
                 let (c, body) = (

@@ -28,6 +28,7 @@ pub mod rebuild;
 mod recover;
 mod restore;
 pub mod restore_url;
+mod roles;
 mod start;
 mod verify;
 mod work;
@@ -84,6 +85,8 @@ enum Work {
         url: PgUrl,
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
+        /// Create the roles the backup carries that the target's server lacks, first.
+        roles: bool,
     },
     Copy {
         source: PgUrl,
@@ -474,18 +477,24 @@ impl Engine {
                 url,
                 jobs,
                 atomic,
-            } => match atomic {
-                None => restore::run(job, &backup, url, jobs).await,
-                Some(swap) => {
-                    // The swap renames the target: hold it under its server identity too.
-                    job.hold_server_identity(&url).await?;
-                    let fresh = atomic::prepare(job, &url).await?;
-                    let restored = restore::run(job, &backup, fresh.url.clone(), jobs).await;
-                    // Whatever happened to the fresh database, the target was not emptied.
-                    job.target_unknown = false;
-                    atomic::finish(job, &url, &fresh, swap, restored).await
+                roles,
+            } => {
+                if roles {
+                    roles::create_missing(job, &backup, &url).await?;
                 }
-            },
+                match atomic {
+                    None => restore::run(job, &backup, url, jobs).await,
+                    Some(swap) => {
+                        // The swap renames the target: hold it under its server identity too.
+                        job.hold_server_identity(&url).await?;
+                        let fresh = atomic::prepare(job, &url).await?;
+                        let restored = restore::run(job, &backup, fresh.url.clone(), jobs).await;
+                        // Whatever happened to the fresh database, the target was not emptied.
+                        job.target_unknown = false;
+                        atomic::finish(job, &url, &fresh, swap, restored).await
+                    }
+                }
+            }
             Work::Copy { source, target } => copy::run(job, source, target).await,
             Work::Verify {
                 backup,

@@ -55,6 +55,20 @@ impl Engine {
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
+        self.start_restore_with_roles(backup, database, confirm, jobs, atomic, false)
+    }
+
+    /// [`Engine::start_restore`], creating first (with `roles`) the roles the backup carries
+    /// that the target's server lacks, as `backups:restore --roles` asks.
+    pub fn start_restore_with_roles(
+        self: &Arc<Self>,
+        backup: Option<TransferId>,
+        database: Option<&str>,
+        confirm: Option<&str>,
+        jobs: u32,
+        atomic: Option<atomic::AtomicSwap>,
+        roles: bool,
+    ) -> Result<TransferRecord, TransferError> {
         check_jobs(jobs)?;
         let backup = match backup {
             Some(id) => self.completed_backup(id)?,
@@ -82,6 +96,7 @@ impl Engine {
                 url,
                 jobs,
                 atomic,
+                roles,
             },
         );
         Ok(rec)

@@ -1,0 +1,190 @@
+//! The server's roles kept beside each backup, and created again by `backups:restore --roles`.
+//!
+//! A capture runs `pg_dumpall --globals-only --no-role-passwords` after its dump and stores the
+//! script at [`manifest::globals_key_for`] through the same storage (so it is encrypted like
+//! the dump). Passwords are never kept: a restored role has none until one is set. A capture
+//! whose roles cannot be dumped still succeeds, saying why in its log.
+
+use std::io::Read;
+
+use super::manifest;
+use super::{Job, JobEnd};
+use crate::catalog::TransferRecord;
+use crate::pg::client::{clean_libpq_message, query, quote_literal, run_script, tool_command};
+use crate::pg::{PgTool, PgUrl, globals};
+
+/// Globals scripts are small; a larger object under that name is not one of ours.
+const MAX_GLOBALS: u64 = 64 << 20;
+
+/// The bootstrap superuser (OID 10) exists on every server under its own name: never kept,
+/// never created.
+const BOOTSTRAP: &str = "SELECT rolname FROM pg_roles WHERE oid = 10";
+
+/// Dumps the roles of `url`'s server beside the dump at `object_key` and returns their names
+/// (without the bootstrap superuser), or `None` after logging why they were not kept.
+pub(super) async fn keep(
+    job: &Job,
+    url: &PgUrl,
+    major: u32,
+    object_key: &str,
+) -> Option<Vec<String>> {
+    match dump(job, url, major, object_key).await {
+        Ok(roles) => {
+            job.log(&format!(
+                "Kept the server's roles with the backup (without passwords): {}",
+                if roles.is_empty() {
+                    "none besides the bootstrap superuser".to_string()
+                } else {
+                    roles.join(", ")
+                }
+            ));
+            Some(roles)
+        }
+        Err(why) => {
+            job.log(&format!(
+                "Roles were not kept with this backup ({why}); the backup itself is complete, but `backups:restore --roles` cannot create its roles"
+            ));
+            None
+        }
+    }
+}
+
+async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Vec<String>, String> {
+    let engine = job.engine.clone();
+    let exe = engine
+        .tools
+        .find(PgTool::DumpAll, major)
+        .map_err(|e| e.to_string())?;
+    let mut cmd = tool_command(&exe, Some(url));
+    cmd.args([
+        "--globals-only",
+        "--no-role-passwords",
+        "--no-password",
+        "--dbname",
+        &url.without_password(),
+        // The database to connect to: pg_dumpall ignores the one in the connection string.
+        "-l",
+        &url.dbname(),
+    ])
+    .keep_lines(1000);
+    let out = cmd
+        .output(Some(job.ctx.cancelled()))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_dumpall --globals-only failed: {}",
+            clean_libpq_message(&out.stderr.tail_text())
+        ));
+    }
+    let script = out.stdout_text();
+    if globals::has_password(&script) {
+        return Err("pg_dumpall's output sets a password, which is never stored".into());
+    }
+    let bootstrap = query(&engine.tools, url, BOOTSTRAP)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bootstrap = bootstrap.first().and_then(|r| r.first()).cloned();
+    let roles: Vec<String> = globals::roles(&script)
+        .into_iter()
+        .filter(|r| Some(r) != bootstrap.as_ref())
+        .collect();
+    let compressed = zstd::encode_all(script.as_bytes(), 3).map_err(|e| e.to_string())?;
+    let (storage, key) = (
+        engine.storage.clone(),
+        manifest::globals_key_for(object_key),
+    );
+    tokio::task::spawn_blocking(move || storage.write_small(&key, &compressed))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("could not store them: {e}"))?;
+    Ok(roles)
+}
+
+/// Creates the roles `backup` carries that the server of `url` lacks, before the restore, so
+/// that its `OWNER TO` and `GRANT` statements find them. Roles the server has (and its
+/// bootstrap superuser) are left as they are.
+pub(super) async fn create_missing(
+    job: &Job,
+    backup: &TransferRecord,
+    url: &PgUrl,
+) -> Result<(), JobEnd> {
+    let engine = job.engine.clone();
+    let (Some(kept), Some(object_key)) = (&backup.roles, &backup.object_key) else {
+        job.log(&format!(
+            "Backup {} kept no roles (see its capture's log); restoring without creating any",
+            backup.id
+        ));
+        return Ok(());
+    };
+    let existing = query(&engine.tools, url, "SELECT rolname FROM pg_roles")
+        .await
+        .map_err(JobEnd::failed)?;
+    let existing: Vec<&str> = existing
+        .iter()
+        .filter_map(|r| r.first().map(String::as_str))
+        .collect();
+    let bootstrap = query(&engine.tools, url, BOOTSTRAP)
+        .await
+        .map_err(JobEnd::failed)?;
+    let bootstrap = bootstrap.first().and_then(|r| r.first());
+    let missing: Vec<String> = kept
+        .iter()
+        .filter(|r| !existing.contains(&r.as_str()) && Some(*r) != bootstrap)
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        job.log(&format!(
+            "The target already has every role of backup {} ({})",
+            backup.id,
+            if kept.is_empty() {
+                "none".to_string()
+            } else {
+                kept.join(", ")
+            }
+        ));
+        return Ok(());
+    }
+    let (storage, key) = (
+        engine.storage.clone(),
+        manifest::globals_key_for(object_key),
+    );
+    let script = tokio::task::spawn_blocking(move || {
+        let stored = storage.read_small(&key, MAX_GLOBALS)?;
+        let mut plain = String::new();
+        zstd::Decoder::new(stored.as_slice())
+            .and_then(|mut d| d.read_to_string(&mut plain))
+            .map_err(|source| crate::storage::StorageError::Io {
+                op: "decompress",
+                key,
+                source,
+            })?;
+        Ok::<_, crate::storage::StorageError>(plain)
+    })
+    .await
+    .map_err(JobEnd::failed)?
+    .map_err(|e| {
+        JobEnd::failed(format!(
+            "could not read the roles kept with backup {}: {e}",
+            backup.id
+        ))
+    })?;
+    let Some(create) = globals::creation_script(&script, &missing) else {
+        return Err(JobEnd::failed(format!(
+            "the roles kept with backup {} do not define {} as expected; restore without --roles and create the roles by hand",
+            backup.id,
+            missing.join(", ")
+        )));
+    };
+    job.log(&format!(
+        "Creating roles the target lacks: {}",
+        missing.join(", ")
+    ));
+    run_script(&engine.tools, url, &create).await.map_err(|e| {
+        JobEnd::failed(format!(
+            "could not create the backup's roles ({}) on the target, which is unchanged: {e}; connect as a role with CREATEROLE (or a superuser for superuser roles), or restore without --roles",
+            missing.iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    Ok(())
+}
