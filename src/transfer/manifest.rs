@@ -33,9 +33,11 @@ pub fn key_for(object_key: &str) -> String {
 }
 
 /// The key of the server's roles kept beside a backup object (`pg_dumpall --globals-only`,
-/// zstd-compressed, encrypted like the dump).
+/// zstd-compressed, encrypted like the dump): `backups/b001-<time>.globals.sql.zst` beside
+/// `backups/b001-<time>.dump.zst`.
 pub fn globals_key_for(object_key: &str) -> String {
-    format!("{object_key}.globals.sql.zst")
+    let stem = object_key.strip_suffix(".dump.zst").unwrap_or(object_key);
+    format!("{stem}.globals.sql.zst")
 }
 
 /// Writes the manifest of `backup` (whose object is already committed).

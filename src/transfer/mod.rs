@@ -479,16 +479,22 @@ impl Engine {
                 atomic,
                 roles,
             } => {
-                if roles {
-                    roles::create_missing(job, &backup, &url).await?;
-                }
+                // Owners and privileges are restored only once the roles they name exist.
+                let keep_owners = roles && roles::create_missing(job, &backup, &url).await?;
                 match atomic {
-                    None => restore::run(job, &backup, url, jobs).await,
+                    None => restore::run_keeping_owners(job, &backup, url, jobs, keep_owners).await,
                     Some(swap) => {
                         // The swap renames the target: hold it under its server identity too.
                         job.hold_server_identity(&url).await?;
                         let fresh = atomic::prepare(job, &url).await?;
-                        let restored = restore::run(job, &backup, fresh.url.clone(), jobs).await;
+                        let restored = restore::run_keeping_owners(
+                            job,
+                            &backup,
+                            fresh.url.clone(),
+                            jobs,
+                            keep_owners,
+                        )
+                        .await;
                         // Whatever happened to the fresh database, the target was not emptied.
                         job.target_unknown = false;
                         atomic::finish(job, &url, &fresh, swap, restored).await

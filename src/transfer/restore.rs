@@ -67,6 +67,9 @@ pub(super) struct Restorer {
     exe: PathBuf,
     url: PgUrl,
     storage: Arc<dyn Storage>,
+    /// Restore owners and privileges (`backups:restore --roles`, once the roles exist);
+    /// otherwise `--no-owner --no-acl`, as Heroku restores.
+    keep_owners: bool,
 }
 
 /// Bytes to feed a pg_restore on its stdin: the archive's header and TOC, then data blocks.
@@ -83,6 +86,18 @@ pub(super) async fn run(
     backup: &TransferRecord,
     url: PgUrl,
     jobs: u32,
+) -> Result<(), JobEnd> {
+    run_keeping_owners(job, backup, url, jobs, false).await
+}
+
+/// [`run`], restoring the objects' owners and privileges with `keep_owners` (the roles they
+/// name were created first, see `roles.rs`).
+pub(super) async fn run_keeping_owners(
+    job: &mut Job,
+    backup: &TransferRecord,
+    url: PgUrl,
+    jobs: u32,
+    keep_owners: bool,
 ) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
     job.log(&format!(
@@ -136,6 +151,7 @@ pub(super) async fn run(
         exe: pg_restore,
         url,
         storage: engine.storage.clone(),
+        keep_owners,
     };
     job.log(&format!(
         "Reading backup {} ({}) and checking its SHA-256",
@@ -474,6 +490,7 @@ impl Restorer {
             exe,
             url,
             storage: job.engine.storage.clone(),
+            keep_owners: false,
         }
     }
 
@@ -486,8 +503,11 @@ impl Restorer {
         abort: &CancellationToken,
     ) -> Result<(), JobEnd> {
         let mut cmd = tool_command(&self.exe, Some(&self.url));
-        cmd.args(["--verbose", "--no-owner", "--no-acl", "--no-password"])
-            .arg("--dbname")
+        cmd.args(["--verbose", "--no-password"]);
+        if !self.keep_owners {
+            cmd.args(["--no-owner", "--no-acl"]);
+        }
+        cmd.arg("--dbname")
             .arg(self.url.without_password())
             .args(&args)
             .log_to(self.ctx.sink());

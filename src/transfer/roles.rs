@@ -103,19 +103,20 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
 
 /// Creates the roles `backup` carries that the server of `url` lacks, before the restore, so
 /// that its `OWNER TO` and `GRANT` statements find them. Roles the server has (and its
-/// bootstrap superuser) are left as they are.
+/// bootstrap superuser) are left as they are. Answers whether the restore may keep owners and
+/// privileges: not when the backup kept no roles.
 pub(super) async fn create_missing(
     job: &Job,
     backup: &TransferRecord,
     url: &PgUrl,
-) -> Result<(), JobEnd> {
+) -> Result<bool, JobEnd> {
     let engine = job.engine.clone();
     let (Some(kept), Some(object_key)) = (&backup.roles, &backup.object_key) else {
         job.log(&format!(
-            "Backup {} kept no roles (see its capture's log); restoring without creating any",
+            "Backup {} kept no roles (see its capture's log); restoring without creating any, with owners and privileges left out as without --roles",
             backup.id
         ));
-        return Ok(());
+        return Ok(false);
     };
     let existing = query(&engine.tools, url, "SELECT rolname FROM pg_roles")
         .await
@@ -143,7 +144,7 @@ pub(super) async fn create_missing(
                 kept.join(", ")
             }
         ));
-        return Ok(());
+        return Ok(true);
     }
     let (storage, key) = (
         engine.storage.clone(),
@@ -186,5 +187,5 @@ pub(super) async fn create_missing(
             missing.iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", ")
         ))
     })?;
-    Ok(())
+    Ok(true)
 }

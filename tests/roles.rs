@@ -1,0 +1,186 @@
+//! The roles kept with every backup: a Heroku user restoring a dump on a fresh server expects
+//! the objects' owners and grants to come back, and `backups:restore --roles` creates them.
+//! Against real throwaway clusters and a real service.
+
+mod common;
+
+use common::{Cluster, Service, text, transfer_id};
+
+/// A database whose schema and table belong to `app_owner`, with a grant to `reader`.
+const OWNED: &str = "
+CREATE ROLE app_owner LOGIN PASSWORD 'owner-Secret-pw';
+CREATE ROLE reader;
+GRANT CONNECT ON DATABASE app TO app_owner;
+CREATE SCHEMA shop AUTHORIZATION app_owner;
+CREATE TABLE shop.items (id int PRIMARY KEY, name text);
+ALTER TABLE shop.items OWNER TO app_owner;
+INSERT INTO shop.items SELECT g, 'item ' || g FROM generate_series(1, 100) g;
+GRANT USAGE ON SCHEMA shop TO reader;
+GRANT SELECT ON shop.items TO reader;
+";
+
+fn register(svc: &Service, name: &str, url: &str) {
+    let out = svc.cli_with_stdin(&["databases:add", name], url);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The plain text of the roles kept beside a backup (stored zstd-compressed).
+fn stored_globals(svc: &Service) -> String {
+    let files = svc.stored_files();
+    let globals = files
+        .iter()
+        .find(|f| f.ends_with(".globals.sql.zst"))
+        .unwrap_or_else(|| panic!("no roles stored: {files:?}"));
+    let bytes = std::fs::read(svc.data_dir.join("storage/backups").join(globals)).unwrap();
+    String::from_utf8(zstd::decode_all(bytes.as_slice()).unwrap()).unwrap()
+}
+
+/// psql's answer without its newline.
+fn one(pg: &Cluster, db: &str, sql: &str) -> String {
+    pg.psql(db, sql).trim().to_string()
+}
+
+/// The owner of `shop.items` and whether `reader` may read it.
+fn owner_and_grant(pg: &Cluster, db: &str) -> String {
+    one(
+        pg,
+        db,
+        "SELECT tableowner, has_table_privilege('reader', 'shop.items', 'SELECT'), count(*) \
+         FROM pg_tables, shop.items WHERE schemaname = 'shop' AND tablename = 'items' \
+         GROUP BY tableowner",
+    )
+}
+
+/// Heroku users restore a backup into a new server and expect its owners to exist there:
+/// with `--roles` the roles the backup carries are created first (without passwords), and the
+/// restore has no ownership errors; without it, nothing about roles changes.
+#[test]
+fn restore_with_roles_into_a_fresh_server_creates_the_owners_and_grants_first() {
+    let source = Cluster::start();
+    source.create_db("app");
+    source.psql("app", OWNED);
+    let svc = Service::start();
+    register(&svc, "main", &source.url("app"));
+
+    let out = svc.cli(&["backups:capture", "main", "--verbose"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(transfer_id(&out), "b001");
+    assert!(
+        text(&out).contains(
+            "Kept the server's roles with the backup (without passwords): app_owner, reader"
+        ),
+        "{}",
+        text(&out)
+    );
+
+    // backups:info lists the roles the backup carries (the bootstrap superuser is not one).
+    let info = svc.ok(&["backups:info", "b001"]);
+    assert!(
+        info.contains("Roles:") && info.contains("app_owner, reader"),
+        "{info}"
+    );
+    assert_eq!(
+        svc.info("b001")["roles"],
+        serde_json::json!(["app_owner", "reader"])
+    );
+
+    // The globals never hold a password.
+    let globals = stored_globals(&svc);
+    assert!(globals.contains("CREATE ROLE app_owner;"), "{globals}");
+    assert!(
+        !globals.contains("PASSWORD")
+            && !globals.contains("owner-Secret-pw")
+            && !globals.contains("SCRAM"),
+        "{globals}"
+    );
+
+    // A fresh server lacks the roles. Without --roles: today's restore, and no role made.
+    let target = Cluster::start();
+    target.create_db("fresh");
+    register(&svc, "fresh", &target.url("fresh"));
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--verbose",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // As Heroku restores: owned by the restoring user, privileges left out.
+    assert_eq!(
+        one(
+            &target,
+            "fresh",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"
+        ),
+        "postgres"
+    );
+    assert_eq!(
+        one(
+            &target,
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname IN ('app_owner', 'reader')"
+        ),
+        "0"
+    );
+
+    // With --roles: the roles are created first, the restore is clean and owners are right.
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--roles",
+        "--verbose",
+    ]);
+    let with = text(&out);
+    assert!(out.status.success(), "{with}");
+    assert!(
+        with.contains("Creating roles the target lacks: app_owner, reader"),
+        "{with}"
+    );
+    assert!(!with.contains("does not exist"), "{with}");
+    assert_eq!(owner_and_grant(&target, "fresh"), "app_owner|t|100");
+    // Attributes came back, passwords did not.
+    assert_eq!(
+        one(
+            &target,
+            "postgres",
+            "SELECT rolcanlogin, rolpassword IS NULL FROM pg_authid WHERE rolname = 'app_owner'"
+        ),
+        "t|t"
+    );
+
+    // Again with --roles: the roles exist now and are left alone; the restore succeeds.
+    target.psql("postgres", "ALTER ROLE reader CONNECTION LIMIT 3");
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--roles",
+        "--verbose",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("already has every role"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        one(
+            &target,
+            "postgres",
+            "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'reader'"
+        ),
+        "3"
+    );
+    assert_eq!(owner_and_grant(&target, "fresh"), "app_owner|t|100");
+
+    // Deleting the backup deletes its roles too.
+    svc.ok(&["backups:delete", "b001", "--confirm", "main"]);
+    assert!(svc.stored_files().is_empty(), "{:?}", svc.stored_files());
+}
