@@ -184,3 +184,93 @@ fn restore_with_roles_into_a_fresh_server_creates_the_owners_and_grants_first() 
     svc.ok(&["backups:delete", "b001", "--confirm", "main"]);
     assert!(svc.stored_files().is_empty(), "{:?}", svc.stored_files());
 }
+
+/// Heroku's credentials are not a superuser's: a capture by a plain role succeeds, and keeps
+/// the roles all the same (without passwords pg_dumpall reads `pg_roles`, which every role may).
+#[test]
+fn a_capture_by_a_role_that_is_not_superuser_succeeds_and_keeps_the_roles() {
+    let source = Cluster::start();
+    source.psql(
+        "postgres",
+        "CREATE ROLE app_owner LOGIN PASSWORD 'owner-Secret-pw'",
+    );
+    source.psql("postgres", "CREATE DATABASE app OWNER app_owner");
+    let svc = Service::start();
+    let url = source.url("app").replace(
+        &format!("postgres:{}", common::PASSWORD),
+        "app_owner:owner-Secret-pw",
+    );
+    register(&svc, "main", &url);
+    let out = svc.cli(&["backups:capture", "main", "--verbose"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("Kept the server's roles with the backup (without passwords): app_owner"),
+        "{}",
+        text(&out)
+    );
+    let globals = stored_globals(&svc);
+    assert!(
+        !globals.contains("PASSWORD") && !globals.contains("owner-Secret-pw"),
+        "{globals}"
+    );
+}
+
+/// A server that hides role memberships from plain roles: pg_dumpall cannot read the roles,
+/// and the capture still succeeds, saying in its log that the roles were not kept and why;
+/// `backups:restore --roles` then restores as without it.
+#[test]
+fn a_capture_whose_roles_cannot_be_read_succeeds_and_says_the_roles_were_not_kept() {
+    let source = Cluster::start();
+    source.psql(
+        "postgres",
+        "CREATE ROLE app_owner LOGIN PASSWORD 'owner-Secret-pw'",
+    );
+    source.psql("postgres", "CREATE DATABASE app OWNER app_owner");
+    // Catalog privileges are per database: pg_dumpall reads them in `app`.
+    source.psql(
+        "app",
+        "REVOKE SELECT ON pg_catalog.pg_auth_members FROM PUBLIC",
+    );
+    let svc = Service::start();
+    let url = source.url("app").replace(
+        &format!("postgres:{}", common::PASSWORD),
+        "app_owner:owner-Secret-pw",
+    );
+    register(&svc, "main", &url);
+    let out = svc.cli(&["backups:capture", "main", "--verbose"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert!(
+        log.contains("Roles were not kept with this backup (pg_dumpall --globals-only failed: ")
+            && log.contains("permission denied"),
+        "{log}"
+    );
+    assert!(svc.info("b001")["roles"].is_null());
+    assert!(!svc.ok(&["backups:info", "b001"]).contains("Roles:"));
+    assert!(
+        !svc.stored_files()
+            .iter()
+            .any(|f| f.ends_with(".globals.sql.zst")),
+        "{:?}",
+        svc.stored_files()
+    );
+
+    source.create_db("other");
+    register(&svc, "other", &source.url("other"));
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "other",
+        "--confirm",
+        "other",
+        "--roles",
+        "--verbose",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Backup b001 kept no roles"),
+        "{}",
+        text(&out)
+    );
+}

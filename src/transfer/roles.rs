@@ -72,9 +72,16 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
         .await
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
+        // Its first line says why; the rest is the query that failed.
+        let stderr = out.stderr.tail_text();
+        let first = stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim_start_matches("pg_dumpall: error: ");
         return Err(format!(
             "pg_dumpall --globals-only failed: {}",
-            clean_libpq_message(&out.stderr.tail_text())
+            clean_libpq_message(first)
         ));
     }
     let script = out.stdout_text();
