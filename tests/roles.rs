@@ -274,3 +274,78 @@ fn a_capture_whose_roles_cannot_be_read_succeeds_and_says_the_roles_were_not_kep
         text(&out)
     );
 }
+
+/// Heroku users restore as the database's own role, not a superuser. A role with CREATEROLE
+/// gets the backup's roles created, and since it cannot act as them, the restore leaves owners
+/// and privileges out (as without --roles) instead of failing after the target was emptied.
+/// `--atomic` takes `--roles` too; a dump at a URL carries no roles and is refused with it.
+#[test]
+fn restore_with_roles_as_a_createrole_user_creates_them_and_never_fails_on_owners() {
+    let source = Cluster::start();
+    source.create_db("app");
+    source.psql("app", OWNED);
+    let svc = Service::start();
+    register(&svc, "main", &source.url("app"));
+    let out = svc.cli(&["backups:capture", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let target = Cluster::start();
+    target.psql(
+        "postgres",
+        "CREATE ROLE admin LOGIN CREATEROLE CREATEDB PASSWORD 'admin-pw'",
+    );
+    target.psql("postgres", "CREATE DATABASE fresh OWNER admin");
+    let url = target
+        .url("fresh")
+        .replace(&format!("postgres:{}", common::PASSWORD), "admin:admin-pw");
+    register(&svc, "fresh", &url);
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--roles",
+        "--atomic",
+        "--verbose",
+    ]);
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("Creating roles the target lacks: app_owner, reader"),
+        "{log}"
+    );
+    assert!(log.contains("cannot act as"), "{log}");
+    assert_eq!(
+        one(
+            &target,
+            "postgres",
+            "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles \
+             WHERE rolname IN ('app_owner', 'reader')"
+        ),
+        "app_owner,reader"
+    );
+    assert_eq!(
+        one(
+            &target,
+            "fresh",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"
+        ),
+        "admin"
+    );
+
+    let out = svc.cli(&[
+        "backups:restore",
+        "https://example.com/app.dump",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--roles",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("restore it without --roles"),
+        "{}",
+        text(&out)
+    );
+}

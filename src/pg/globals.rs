@@ -27,17 +27,34 @@ pub fn has_password(script: &str) -> bool {
 
 /// The statements that define `role`: its `CREATE ROLE` and its `ALTER ROLE` lines, leaving
 /// out per-database settings (`ALTER ROLE ... IN DATABASE`), whose database may not exist.
-fn statements_of<'a>(script: &'a str, role: &str) -> Vec<&'a str> {
+/// `NOSUPERUSER`, `NOREPLICATION` and `NOBYPASSRLS` are left out too: a new role has them
+/// already, and only a superuser may name them, even to say no.
+fn statements_of(script: &str, role: &str) -> Vec<String> {
     script
         .lines()
-        .filter(|l| {
-            let rest = l
-                .strip_prefix("CREATE ROLE ")
-                .or_else(|| l.strip_prefix("ALTER ROLE "));
-            match rest.and_then(ident) {
-                Some((name, after)) => name == role && !after.starts_with(" IN DATABASE "),
-                None => false,
+        .filter_map(|l| {
+            let (verb, rest) = if let Some(rest) = l.strip_prefix("CREATE ROLE ") {
+                ("CREATE ROLE ", rest)
+            } else {
+                ("ALTER ROLE ", l.strip_prefix("ALTER ROLE ")?)
+            };
+            let (name, after) = ident(rest)?;
+            if name != role || after.starts_with(" IN DATABASE ") {
+                return None;
             }
+            let named = &rest[..rest.len() - after.len()];
+            let after = match after.strip_prefix(" WITH ") {
+                Some(attrs) => {
+                    let kept: Vec<&str> = attrs
+                        .trim_end_matches(';')
+                        .split(' ')
+                        .filter(|a| !matches!(*a, "NOSUPERUSER" | "NOREPLICATION" | "NOBYPASSRLS"))
+                        .collect();
+                    format!(" WITH {};", kept.join(" "))
+                }
+                None => after.to_string(),
+            };
+            Some(format!("{verb}{named}{after}"))
         })
         .collect()
 }
@@ -109,7 +126,24 @@ mod tests {
         let script = creation_script(GLOBALS, &["app_owner".to_string()]).unwrap();
         assert_eq!(
             script,
-            "DO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
+            "DO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
+        );
+    }
+
+    #[test]
+    fn a_quoted_role_keeps_its_quotes_and_a_superuser_its_attributes() {
+        let script = creation_script(
+            GLOBALS,
+            &["Odd \"name\"".to_string(), "postgres".to_string()],
+        )
+        .unwrap();
+        assert!(
+            script.contains("EXECUTE 'CREATE ROLE \"Odd \"\"name\"\"\"';"),
+            "{script}"
+        );
+        assert!(
+            script.contains("EXECUTE 'ALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS';"),
+            "{script}"
         );
     }
 

@@ -111,7 +111,8 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
 /// Creates the roles `backup` carries that the server of `url` lacks, before the restore, so
 /// that its `OWNER TO` and `GRANT` statements find them. Roles the server has (and its
 /// bootstrap superuser) are left as they are. Answers whether the restore may keep owners and
-/// privileges: not when the backup kept no roles.
+/// privileges: only when the target's role can act as every role the backup names (so that
+/// no `OWNER TO` fails once the target is emptied), never when the backup kept no roles.
 pub(super) async fn create_missing(
     job: &Job,
     backup: &TransferRecord,
@@ -125,20 +126,30 @@ pub(super) async fn create_missing(
         ));
         return Ok(false);
     };
-    let existing = query(&engine.tools, url, "SELECT rolname FROM pg_roles")
-        .await
-        .map_err(JobEnd::failed)?;
-    let existing: Vec<&str> = existing
-        .iter()
-        .filter_map(|r| r.first().map(String::as_str))
-        .collect();
-    let bootstrap = query(&engine.tools, url, BOOTSTRAP)
-        .await
-        .map_err(JobEnd::failed)?;
-    let bootstrap = bootstrap.first().and_then(|r| r.first());
+    let script = read(&engine.storage, object_key).await.map_err(|e| {
+        JobEnd::failed(format!(
+            "could not read the roles kept with backup {}: {e}",
+            backup.id
+        ))
+    })?;
+    let names = |rows: Vec<Vec<String>>| -> Vec<String> {
+        rows.into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect()
+    };
+    let existing = names(
+        query(&engine.tools, url, "SELECT rolname FROM pg_roles")
+            .await
+            .map_err(JobEnd::failed)?,
+    );
+    let bootstrap = names(
+        query(&engine.tools, url, BOOTSTRAP)
+            .await
+            .map_err(JobEnd::failed)?,
+    );
     let missing: Vec<String> = kept
         .iter()
-        .filter(|r| !existing.contains(&r.as_str()) && Some(*r) != bootstrap)
+        .filter(|r| !existing.contains(r) && !bootstrap.contains(r))
         .cloned()
         .collect();
     if missing.is_empty() {
@@ -151,48 +162,73 @@ pub(super) async fn create_missing(
                 kept.join(", ")
             }
         ));
-        return Ok(true);
+    } else {
+        let Some(create) = globals::creation_script(&script, &missing) else {
+            return Err(JobEnd::failed(format!(
+                "the roles kept with backup {} do not define {} as expected; restore without --roles and create the roles by hand",
+                backup.id,
+                missing.join(", ")
+            )));
+        };
+        job.log(&format!(
+            "Creating roles the target lacks: {}",
+            missing.join(", ")
+        ));
+        run_script(&engine.tools, url, &create).await.map_err(|e| {
+            JobEnd::failed(format!(
+                "could not create the backup's roles ({}) on the target, which is unchanged: {e}; connect as a role with CREATEROLE (or a superuser for superuser roles), or restore without --roles",
+                missing.iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
     }
-    let (storage, key) = (
-        engine.storage.clone(),
-        manifest::globals_key_for(object_key),
+    // Every role the dump may name as an owner: the kept ones and the source's bootstrap
+    // superuser (in the script, not in the list). Owners are kept only if the target's role
+    // may act as each of them; otherwise pg_restore would fail after the target was emptied.
+    let acting = names(
+        query(
+            &engine.tools,
+            url,
+            "SELECT rolname FROM pg_roles WHERE pg_has_role(current_user, oid, 'MEMBER')",
+        )
+        .await
+        .map_err(JobEnd::failed)?,
     );
-    let script = tokio::task::spawn_blocking(move || {
+    let cannot: Vec<String> = globals::roles(&script)
+        .into_iter()
+        .filter(|r| !acting.contains(r))
+        .collect();
+    if !cannot.is_empty() {
+        job.log(&format!(
+            "The target's role cannot act as {} (it is neither a superuser nor a member), so objects cannot be given to them: restoring with owners and privileges left out, as without --roles",
+            cannot.join(", ")
+        ));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// The globals script kept beside the backup at `object_key`.
+async fn read(
+    storage: &std::sync::Arc<dyn crate::storage::Storage>,
+    object_key: &str,
+) -> Result<String, crate::storage::StorageError> {
+    let (storage, key) = (storage.clone(), manifest::globals_key_for(object_key));
+    tokio::task::spawn_blocking(move || {
         let stored = storage.read_small(&key, MAX_GLOBALS)?;
         let mut plain = String::new();
         zstd::Decoder::new(stored.as_slice())
             .and_then(|mut d| d.read_to_string(&mut plain))
             .map_err(|source| crate::storage::StorageError::Io {
                 op: "decompress",
-                key,
+                key: key.clone(),
                 source,
             })?;
-        Ok::<_, crate::storage::StorageError>(plain)
+        Ok(plain)
     })
     .await
-    .map_err(JobEnd::failed)?
-    .map_err(|e| {
-        JobEnd::failed(format!(
-            "could not read the roles kept with backup {}: {e}",
-            backup.id
-        ))
-    })?;
-    let Some(create) = globals::creation_script(&script, &missing) else {
-        return Err(JobEnd::failed(format!(
-            "the roles kept with backup {} do not define {} as expected; restore without --roles and create the roles by hand",
-            backup.id,
-            missing.join(", ")
-        )));
-    };
-    job.log(&format!(
-        "Creating roles the target lacks: {}",
-        missing.join(", ")
-    ));
-    run_script(&engine.tools, url, &create).await.map_err(|e| {
-        JobEnd::failed(format!(
-            "could not create the backup's roles ({}) on the target, which is unchanged: {e}; connect as a role with CREATEROLE (or a superuser for superuser roles), or restore without --roles",
-            missing.iter().map(|r| quote_literal(r)).collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    Ok(true)
+    .map_err(|e| crate::storage::StorageError::Io {
+        op: "read",
+        key: object_key.to_string(),
+        source: std::io::Error::other(e),
+    })?
 }
