@@ -349,3 +349,29 @@ fn restore_with_roles_as_a_createrole_user_creates_them_and_never_fails_on_owner
         text(&out)
     );
 }
+
+/// After the service's disk is lost, `catalog:rebuild` brings each backup back from its
+/// manifest with the roles it carries (retention removing them is in tests/schedules.rs).
+#[test]
+fn catalog_rebuild_keeps_the_roles_a_backup_carries() {
+    let source = Cluster::start();
+    source.create_db("app");
+    source.psql("app", OWNED);
+    let mut svc = Service::start();
+    register(&svc, "main", &source.url("app"));
+    let out = svc.cli(&["backups:capture", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(svc.terminate());
+    for f in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] {
+        let _ = std::fs::remove_file(svc.data_dir.join(f));
+    }
+    let svc2 = Service::start_in(svc.data_dir.clone());
+    let out = svc2.ok(&["catalog:rebuild"]);
+    assert!(out.contains("Recreated 1 backup(s)"), "{out}");
+    assert_eq!(
+        svc2.info("b001")["roles"],
+        serde_json::json!(["app_owner", "reader"])
+    );
+    let info = svc2.ok(&["backups:info", "b001"]);
+    assert!(info.contains("app_owner, reader"), "{info}");
+}
