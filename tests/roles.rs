@@ -375,3 +375,57 @@ fn catalog_rebuild_keeps_the_roles_a_backup_carries() {
     let info = svc2.ok(&["backups:info", "b001"]);
     assert!(info.contains("app_owner, reader"), "{info}");
 }
+
+/// With encryption configured, the roles are encrypted at rest like the dump, and
+/// `backups:restore --roles` reads them back through the key.
+#[test]
+fn roles_are_encrypted_like_the_dump_and_restore_with_roles_reads_them() {
+    use age::secrecy::ExposeSecret;
+    let source = Cluster::start();
+    source.create_db("app");
+    source.psql("app", OWNED);
+    let work = tempfile::tempdir().unwrap();
+    let key = age::x25519::Identity::generate();
+    let key_file = work.path().join("key.txt");
+    std::fs::write(&key_file, format!("{}\n", key.to_string().expose_secret())).unwrap();
+    let recipient = key.to_public().to_string();
+    let data = work.path().join("data");
+    let svc = Service::try_start(
+        data.clone(),
+        &[
+            "--encrypt-to",
+            &recipient,
+            "--identity-file",
+            key_file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    register(&svc, "main", &source.url("app"));
+    let out = svc.cli(&["backups:capture", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let globals = std::fs::read_dir(data.join("storage/backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".globals.sql.zst"))
+        .unwrap();
+    assert!(
+        std::fs::read(&globals)
+            .unwrap()
+            .starts_with(b"age-encryption.org/v1\n")
+    );
+
+    let target = Cluster::start();
+    target.create_db("fresh");
+    register(&svc, "fresh", &target.url("fresh"));
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--roles",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(owner_and_grant(&target, "fresh"), "app_owner|t|100");
+}

@@ -101,10 +101,22 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
         engine.storage.clone(),
         manifest::globals_key_for(object_key),
     );
-    tokio::task::spawn_blocking(move || storage.write_small(&key, &compressed))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("could not store them: {e}"))?;
+    // Through `create`, not `write_small`: small objects are stored plain (manifests must be
+    // readable without the key), and the roles are encrypted like the dump.
+    tokio::task::spawn_blocking(move || {
+        let mut w = storage.create(&key)?;
+        std::io::Write::write_all(&mut w, &compressed).map_err(|source| {
+            crate::storage::StorageError::Io {
+                op: "write",
+                key: key.clone(),
+                source,
+            }
+        })?;
+        w.commit().map(|_| ())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("could not store them: {e}"))?;
     Ok(roles)
 }
 
@@ -214,9 +226,10 @@ async fn read(
 ) -> Result<String, crate::storage::StorageError> {
     let (storage, key) = (storage.clone(), manifest::globals_key_for(object_key));
     tokio::task::spawn_blocking(move || {
-        let stored = storage.read_small(&key, MAX_GLOBALS)?;
+        // Through `open`, which decrypts (see `keep`).
+        let stored = storage.open(&key)?.take(MAX_GLOBALS);
         let mut plain = String::new();
-        zstd::Decoder::new(stored.as_slice())
+        zstd::Decoder::new(stored)
             .and_then(|mut d| d.read_to_string(&mut plain))
             .map_err(|source| crate::storage::StorageError::Io {
                 op: "decompress",
