@@ -212,10 +212,15 @@ async fn a_capture_succeeds_when_retention_cannot_delete_an_old_backup_which_sta
     t.store.clear();
     let newest = good_backup(&t).await;
     let key = newest.object_key.clone().unwrap();
-    assert_eq!(
-        t.stored().0,
-        vec![key.clone(), format!("{key}.manifest.json")]
-    );
+    let mut expected = vec![
+        key.clone(),
+        format!("{key}.manifest.json"),
+        pgbackups::transfer::manifest::globals_key_for(&key),
+    ];
+    expected.sort();
+    let mut stored = t.stored().0;
+    stored.sort();
+    assert_eq!(stored, expected);
     for id in [old.id, new.id] {
         assert!(matches!(
             t.engine.transfer(id),
@@ -590,14 +595,19 @@ async fn a_delete_the_store_refuses_keeps_the_backup_and_can_be_retried() {
         err.to_string().contains("injected fault: delete #1"),
         "{err}"
     );
-    assert_eq!(t.stored().0, vec![key.clone(), manifest.clone()]);
+    // The backup's roles sit beside it.
+    let globals = pgbackups::transfer::manifest::globals_key_for(&key);
+    let mut stored = t.stored().0;
+    stored.sort();
+    assert_eq!(stored, vec![key.clone(), manifest.clone(), globals]);
     assert_eq!(
         t.engine.completed_backup(backup.id).unwrap().sha256,
         backup.sha256
     );
 
     // Then the object: when that fails, the backup is still listed and whole (never a
-    // record without its object), and its manifest is gone (never a manifest without it).
+    // record without its object), and its manifest and roles are gone (never a manifest
+    // without it).
     t.store.set(Faults {
         key_contains: Some(".dump.zst".into()),
         fail_delete: Some(2),

@@ -477,8 +477,8 @@ fn unknown_ids_missing_tokens_and_missing_confirmations_are_refused() {
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(text(&out).contains("--confirm main"), "{}", text(&out));
     }
-    // The backup and its manifest.
-    assert_eq!(svc.stored_files().len(), 2, "{:?}", svc.stored_files());
+    // The backup, its manifest and its roles.
+    assert_eq!(svc.stored_files().len(), 3, "{:?}", svc.stored_files());
     assert!(svc.ok(&["backups"]).contains("b001"));
     let out = svc.cli(&["backups:delete", "b001", "--confirm", "main"]);
     assert!(out.status.success(), "{}", text(&out));

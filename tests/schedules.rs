@@ -176,8 +176,8 @@ fn retention_expires_the_oldest_manual_backups_after_a_success_and_never_a_pinne
     svc.ok(&["backups:unpin", "b001"]);
     capture(&svc); // b006: keeps b006, b005; expires b001 and b003 (b004 failed, kept as a record)
     assert_eq!(ids(&svc), ["b004", "b005", "b006"]);
-    // Two backups, each with its manifest.
-    assert_eq!(svc.stored_files().len(), 4, "{:?}", svc.stored_files());
+    // Two backups, each with its manifest and its roles.
+    assert_eq!(svc.stored_files().len(), 6, "{:?}", svc.stored_files());
 }
 
 #[test]

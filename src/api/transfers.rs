@@ -74,6 +74,9 @@ pub struct RestoreRequest {
     /// Heroku's `--extensions` (backup restores only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<String>,
+    /// Create the roles the backup carries that the target's server lacks, first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub roles: bool,
 }
 
 /// `POST /api/restores/upload?...`: the query string; the body is the dump file itself.

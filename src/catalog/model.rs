@@ -201,6 +201,11 @@ pub struct TransferRecord {
     /// the record.
     #[serde(default)]
     pub pinned: bool,
+    /// For a backup: the roles whose definitions (`pg_dumpall --globals-only`, without
+    /// passwords) are stored beside it, for `backups:restore --roles`; `None` when the roles
+    /// were not kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
 }
 
 impl TransferRecord {
@@ -238,6 +243,7 @@ impl TransferRecord {
             detail: None,
             warnings: 0,
             pinned: false,
+            roles: None,
         }
     }
 

@@ -467,6 +467,10 @@ pub enum TransferCommand {
             conflicts_with = "file"
         )]
         extensions: Vec<String>,
+        /// Create first the roles the backup carries (kept without passwords) that the
+        /// target's server lacks; existing roles are left as they are.
+        #[arg(long, conflicts_with = "file")]
+        roles: bool,
         /// Restore this local custom-format dump file (uploaded to the service) instead of a
         /// backup; the first argument is then the target database.
         #[arg(long, value_name = "PATH")]

@@ -24,6 +24,7 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             atomic,
             drop_old,
             extensions,
+            roles,
             file,
             no_wait,
             verbose,
@@ -83,6 +84,11 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                     "--extensions works with a backup restore, not a restore from a URL: create them in the target first, then restore".into(),
                 ));
             }
+            if roles && from_url.is_some() {
+                return Err(CliError::Message(
+                    "--roles creates the roles kept with a backup, and a dump at a URL carries none: restore it without --roles".into(),
+                ));
+            }
             let first = if from_url.is_some() { None } else { first };
             let (backup, database) = match (first, second) {
                 (Some(a), Some(b)) => (Some(parse_id(&a)?), Some(b)),
@@ -102,6 +108,7 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                 atomic,
                 drop_old,
                 extensions,
+                roles,
             };
             let rec: TransferRecord = confirmed(confirm, confirm::restore_effect, |confirm| {
                 let (c, body) = (

@@ -7,6 +7,7 @@
 
 pub mod archive;
 mod filter;
+pub mod globals;
 pub mod kept;
 mod name;
 mod tools;

@@ -65,6 +65,8 @@ impl fmt::Display for Version {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PgTool {
     Dump,
+    /// `pg_dumpall --globals-only`, which keeps the server's roles beside each capture.
+    DumpAll,
     Restore,
     Psql,
     /// `pg_basebackup`, for base backups of protected databases.
@@ -82,6 +84,7 @@ impl PgTool {
     pub fn file_name(self) -> &'static str {
         match self {
             PgTool::Dump => "pg_dump",
+            PgTool::DumpAll => "pg_dumpall",
             PgTool::Restore => "pg_restore",
             PgTool::Psql => "psql",
             PgTool::BaseBackup => "pg_basebackup",

@@ -154,6 +154,10 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
     job.rec.object_size = Some(stored_bytes);
     job.rec.dump_size = Some(dump_bytes);
     job.rec.encryption = engine.encryption.clone();
+    // Roles are kept after the dump, so that a failed dump never leaves them behind alone.
+    if let Some(key) = job.rec.object_key.clone() {
+        job.rec.roles = super::roles::keep(job, &url, facts.version.major, &key).await;
+    }
     // The manifest beside the object lets `catalog:rebuild` find this backup from the store
     // alone. A backup without one is not finished.
     let mut finished = job.rec.clone();

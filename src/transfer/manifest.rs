@@ -32,6 +32,14 @@ pub fn key_for(object_key: &str) -> String {
     format!("{object_key}.manifest.json")
 }
 
+/// The key of the server's roles kept beside a backup object (`pg_dumpall --globals-only`,
+/// zstd-compressed, encrypted like the dump): `backups/b001-<time>.globals.sql.zst` beside
+/// `backups/b001-<time>.dump.zst`.
+pub fn globals_key_for(object_key: &str) -> String {
+    let stem = object_key.strip_suffix(".dump.zst").unwrap_or(object_key);
+    format!("{stem}.globals.sql.zst")
+}
+
 /// Writes the manifest of `backup` (whose object is already committed).
 pub fn write(
     storage: &dyn Storage,
@@ -54,10 +62,11 @@ pub fn write(
     storage.write_small(&key_for(object_key), &json)
 }
 
-/// Deletes a backup's object and its manifest, the manifest first: a manifest must never
-/// outlive its object, or `catalog:rebuild` would bring back a backup that is gone.
+/// Deletes a backup's object, its manifest and its roles, the manifest first: a manifest must
+/// never outlive its object, or `catalog:rebuild` would bring back a backup that is gone.
 pub fn delete_backup(storage: &dyn Storage, object_key: &str) -> Result<(), StorageError> {
     storage.delete(&key_for(object_key))?;
+    storage.delete(&globals_key_for(object_key))?;
     storage.delete(object_key)
 }
 

@@ -28,6 +28,7 @@ pub mod rebuild;
 mod recover;
 mod restore;
 pub mod restore_url;
+mod roles;
 mod start;
 mod verify;
 mod warnings;
@@ -59,6 +60,7 @@ pub use download::PlainDump;
 pub use error::{TransferError, UploadError};
 pub use links::{BackupUrl, LinkRefused, Links};
 pub use rebuild::{RebuildReport, rebuild_catalog};
+pub use start::RestoreExtras;
 
 /// How a transfer's work ended when it did not succeed.
 #[derive(Debug)]
@@ -87,6 +89,8 @@ enum Work {
         atomic: Option<atomic::AtomicSwap>,
         /// Created in the target before pg_restore (Heroku's `--extensions`).
         extensions: Vec<String>,
+        /// Create the roles the backup carries that the target's server lacks, first.
+        roles: bool,
     },
     Copy {
         source: PgUrl,
@@ -478,19 +482,31 @@ impl Engine {
                 jobs,
                 atomic,
                 extensions,
-            } => match atomic {
-                None => restore::run(job, &backup, url, jobs, &extensions).await,
-                Some(swap) => {
-                    // The swap renames the target: hold it under its server identity too.
-                    job.hold_server_identity(&url).await?;
-                    let fresh = atomic::prepare(job, &url).await?;
-                    let restored =
-                        restore::run(job, &backup, fresh.url.clone(), jobs, &extensions).await;
-                    // Whatever happened to the fresh database, the target was not emptied.
-                    job.target_unknown = false;
-                    atomic::finish(job, &url, &fresh, swap, restored).await
+                roles,
+            } => {
+                // Owners and privileges are restored only once the roles they name exist.
+                let keep_owners = roles && roles::create_missing(job, &backup, &url).await?;
+                match atomic {
+                    None => restore::run(job, &backup, url, jobs, &extensions, keep_owners).await,
+                    Some(swap) => {
+                        // The swap renames the target: hold it under its server identity too.
+                        job.hold_server_identity(&url).await?;
+                        let fresh = atomic::prepare(job, &url).await?;
+                        let restored = restore::run(
+                            job,
+                            &backup,
+                            fresh.url.clone(),
+                            jobs,
+                            &extensions,
+                            keep_owners,
+                        )
+                        .await;
+                        // Whatever happened to the fresh database, the target was not emptied.
+                        job.target_unknown = false;
+                        atomic::finish(job, &url, &fresh, swap, restored).await
+                    }
                 }
-            },
+            }
             Work::Copy { source, target } => copy::run(job, source, target).await,
             Work::Verify {
                 backup,

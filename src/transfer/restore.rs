@@ -72,6 +72,9 @@ pub(super) struct Restorer {
     warnings: Warnings,
     /// Heroku's `--extensions`: created in the emptied target before pg_restore.
     extensions: Vec<String>,
+    /// Restore owners and privileges (`backups:restore --roles`, once the roles exist);
+    /// otherwise `--no-owner --no-acl`, as Heroku restores.
+    keep_owners: bool,
 }
 
 /// Bytes to feed a pg_restore on its stdin: the archive's header and TOC, then data blocks.
@@ -89,6 +92,7 @@ pub(super) async fn run(
     url: PgUrl,
     jobs: u32,
     extensions: &[String],
+    keep_owners: bool,
 ) -> Result<(), JobEnd> {
     let engine = job.engine.clone();
     job.log(&format!(
@@ -144,6 +148,7 @@ pub(super) async fn run(
         storage: engine.storage.clone(),
         warnings: Warnings::default(),
         extensions: extensions.to_vec(),
+        keep_owners,
     };
     job.log(&format!(
         "Reading backup {} ({}) and checking its SHA-256",
@@ -488,6 +493,7 @@ impl Restorer {
             storage: job.engine.storage.clone(),
             warnings: Warnings::default(),
             extensions: Vec::new(),
+            keep_owners: false,
         }
     }
 
@@ -534,8 +540,11 @@ impl Restorer {
     ) -> Result<(), JobEnd> {
         let parser = Arc::new(Mutex::new(Parser::default()));
         let mut cmd = tool_command(&self.exe, Some(&self.url));
-        cmd.args(["--verbose", "--no-owner", "--no-acl", "--no-password"])
-            .arg("--dbname")
+        cmd.args(["--verbose", "--no-password"]);
+        if !self.keep_owners {
+            cmd.args(["--no-owner", "--no-acl"]);
+        }
+        cmd.arg("--dbname")
             .arg(self.url.without_password())
             .args(&args)
             .log_to(parsed_sink(&self.ctx, &parser));

@@ -55,22 +55,31 @@ impl Engine {
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
     ) -> Result<TransferRecord, TransferError> {
-        self.start_restore_with_extensions(backup, database, confirm, jobs, atomic, Vec::new())
+        self.start_restore_with(
+            backup,
+            database,
+            confirm,
+            jobs,
+            atomic,
+            RestoreExtras::default(),
+        )
     }
 
-    /// [`Self::start_restore`], creating `extensions` in the target after it is emptied and
-    /// before pg_restore, as Heroku's `--extensions`.
-    pub fn start_restore_with_extensions(
+    /// [`Self::start_restore`] with what Heroku's `backups:restore` does beyond pg_restore:
+    /// `extensions` created in the target after it is emptied and before pg_restore, and (with
+    /// `roles`) the roles the backup carries that the target's server lacks, created first.
+    pub fn start_restore_with(
         self: &Arc<Self>,
         backup: Option<TransferId>,
         database: Option<&str>,
         confirm: Option<&str>,
         jobs: u32,
         atomic: Option<atomic::AtomicSwap>,
-        extensions: Vec<String>,
+        extras: RestoreExtras,
     ) -> Result<TransferRecord, TransferError> {
         check_jobs(jobs)?;
-        let extensions: Vec<String> = extensions
+        let extensions: Vec<String> = extras
+            .extensions
             .iter()
             .map(|e| e.trim().to_string())
             .filter(|e| !e.is_empty())
@@ -102,6 +111,7 @@ impl Engine {
                 jobs,
                 atomic,
                 extensions,
+                roles: extras.roles,
             },
         );
         Ok(rec)
@@ -400,4 +410,13 @@ impl crate::schedule::Starter for Arc<Engine> {
     fn start(&self, database: &str) -> Result<TransferId, crate::schedule::StartError> {
         Ok(self.start_capture(Some(database), Origin::Scheduled)?.id)
     }
+}
+
+/// What a backup restore does beyond pg_restore, as Heroku's `backups:restore` flags ask.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreExtras {
+    /// `--extensions`: created in the emptied target before pg_restore.
+    pub extensions: Vec<String>,
+    /// `--roles`: the roles the backup carries that the target's server lacks, created first.
+    pub roles: bool,
 }

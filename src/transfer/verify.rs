@@ -105,7 +105,7 @@ pub(super) async fn run(
             ))
         })?;
         job.log(&format!("Restoring into the scratch database {name}"));
-        let restored = super::restore::run(job, backup, scratch_db.clone(), 2, &[]).await;
+        let restored = super::restore::run(job, backup, scratch_db.clone(), 2, &[], false).await;
         let checked = match restored {
             Ok(()) => sanity_check(job, &scratch_db, &listing).await,
             Err(e) => Err(e),

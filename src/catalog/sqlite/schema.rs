@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::catalog::CatalogError;
 
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -160,6 +160,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), CatalogError> {
              ALTER TABLE transfers ADD COLUMN warnings INTEGER NOT NULL DEFAULT 0;
              PRAGMA user_version = 9;
              COMMIT;",
+        )?;
+    }
+    if version < 10 {
+        // The roles kept beside each backup (`pg_dumpall --globals-only`), as JSON.
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE transfers ADD COLUMN roles TEXT; PRAGMA user_version = 10; COMMIT;",
         )?;
     }
     Ok(())

@@ -255,6 +255,17 @@ pub fn info_text(t: &TransferRecord, logs: &[LogLine]) -> String {
             if let Some(enc) = &t.encryption {
                 fields.push(("Encryption", enc.clone()));
             }
+            // The roles kept beside the dump, for `backups:restore --roles`.
+            if let Some(roles) = &t.roles {
+                fields.push((
+                    "Roles",
+                    if roles.is_empty() {
+                        "none besides the bootstrap superuser".into()
+                    } else {
+                        roles.join(", ")
+                    },
+                ));
+            }
             fields.push((
                 "Verified",
                 t.detail
@@ -594,6 +605,35 @@ mod tests {
              === Backup Logs\n\
              2026-11-24 02:00:01 +0000 pg_dump: dumping contents of table \"public.t\"\n"
         );
+    }
+
+    #[test]
+    fn info_lists_the_roles_a_backup_carries() {
+        let mut b = done(
+            record(
+                "b001",
+                TransferKind::Capture,
+                "main",
+                "2026-11-24T02:00:00Z",
+            ),
+            "2026-11-24T02:00:00Z",
+            "2026-11-24T02:00:13Z",
+        );
+        b.roles = Some(vec!["app_owner".into(), "reader".into()]);
+        assert_eq!(
+            info_text(&b, &[]),
+            "=== Backup b001\n\
+             Database:    main\n\
+             Started at:  2026-11-24 02:00:00 +0000\n\
+             Finished at: 2026-11-24 02:00:13 +0000\n\
+             Status:      Completed\n\
+             Type:        Manual\n\
+             Roles:       app_owner, reader\n\
+             Verified:    never (check it with `pgbackups backups:verify`)\n\
+             === Backup Logs\n"
+        );
+        b.roles = Some(vec![]);
+        assert!(info_text(&b, &[]).contains("Roles:       none besides the bootstrap superuser\n"));
     }
 
     #[test]

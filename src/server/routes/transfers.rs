@@ -16,7 +16,7 @@ use crate::catalog::Origin;
 use crate::server::extract::{Json as JsonBody, Path, Query};
 use crate::transfer::atomic::AtomicSwap;
 
-use super::{ApiResult, AppState, blocking, parse_id, parse_optional_id};
+use super::{ApiError, ApiResult, AppState, blocking, parse_id, parse_optional_id};
 
 /// What a route that starts a transfer answers: its status and the new transfer.
 type Started = (StatusCode, Json<TransferView>);
@@ -99,6 +99,12 @@ pub(super) async fn start_restore(
         drop_old: body.drop_old,
     });
     let e = s.engine.clone();
+    if body.url.is_some() && body.roles {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "roles are kept only with backups; a dump at a URL carries none: restore it without --roles",
+        ));
+    }
     if let Some(source) = body.url.clone() {
         let rec = blocking(move || {
             e.start_restore_from_url(
@@ -114,13 +120,16 @@ pub(super) async fn start_restore(
     }
     let backup = parse_optional_id(body.backup.as_deref())?;
     let rec = blocking(move || {
-        e.start_restore_with_extensions(
+        e.start_restore_with(
             backup,
             body.database.as_deref(),
             body.confirm.as_deref(),
             body.jobs.unwrap_or(1),
             atomic,
-            body.extensions,
+            crate::transfer::RestoreExtras {
+                extensions: body.extensions,
+                roles: body.roles,
+            },
         )
     })
     .await?;

@@ -1,0 +1,162 @@
+//! The server's roles as `pg_dumpall --globals-only --no-role-passwords` writes them: which
+//! roles a script defines, and a script that creates only the ones a target server lacks.
+//!
+//! A dump restored on a fresh server fails on every `ALTER ... OWNER TO` and `GRANT` naming a
+//! role that server does not have; keeping the globals beside each backup lets
+//! `backups:restore --roles` create them first. pg_dumpall writes each role as one
+//! `CREATE ROLE name;` line followed by `ALTER ROLE name WITH ...;` and `ALTER ROLE name SET
+//! ...;` lines, which is all this reads.
+
+/// The roles a globals script creates, in its order.
+pub fn roles(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| l.strip_prefix("CREATE ROLE "))
+        .filter_map(|rest| ident(rest).map(|(name, _)| name))
+        .collect()
+}
+
+/// Whether the script sets any role's password (it never should: captures use
+/// `--no-role-passwords`).
+pub fn has_password(script: &str) -> bool {
+    script
+        .lines()
+        .filter(|l| l.starts_with("ALTER ROLE ") || l.starts_with("CREATE ROLE "))
+        .any(|l| l.contains(" PASSWORD "))
+}
+
+/// The statements that define `role`: its `CREATE ROLE` and its `ALTER ROLE` lines, leaving
+/// out per-database settings (`ALTER ROLE ... IN DATABASE`), whose database may not exist.
+/// `NOSUPERUSER`, `NOREPLICATION` and `NOBYPASSRLS` are left out too: a new role has them
+/// already, and only a superuser may name them, even to say no.
+fn statements_of(script: &str, role: &str) -> Vec<String> {
+    script
+        .lines()
+        .filter_map(|l| {
+            let (verb, rest) = if let Some(rest) = l.strip_prefix("CREATE ROLE ") {
+                ("CREATE ROLE ", rest)
+            } else {
+                ("ALTER ROLE ", l.strip_prefix("ALTER ROLE ")?)
+            };
+            let (name, after) = ident(rest)?;
+            if name != role || after.starts_with(" IN DATABASE ") {
+                return None;
+            }
+            let named = &rest[..rest.len() - after.len()];
+            let after = match after.strip_prefix(" WITH ") {
+                Some(attrs) => {
+                    let kept: Vec<&str> = attrs
+                        .trim_end_matches(';')
+                        .split(' ')
+                        .filter(|a| !matches!(*a, "NOSUPERUSER" | "NOREPLICATION" | "NOBYPASSRLS"))
+                        .collect();
+                    format!(" WITH {};", kept.join(" "))
+                }
+                None => after.to_string(),
+            };
+            Some(format!("{verb}{named}{after}"))
+        })
+        .collect()
+}
+
+/// A script creating each of `missing` with its attributes and settings. Each role is created
+/// in its own block that gives way when the role exists by then (another session made it), so
+/// an existing role never fails a restore. `None` when the globals hold a statement this
+/// cannot quote safely.
+pub fn creation_script(script: &str, missing: &[String]) -> Option<String> {
+    const TAG: &str = "$pgbackups_roles$";
+    let mut out = String::new();
+    for role in missing {
+        let statements = statements_of(script, role);
+        if statements.is_empty() || statements.iter().any(|s| s.contains(TAG)) {
+            return None;
+        }
+        out.push_str(&format!("DO {TAG}\nBEGIN\n"));
+        for s in statements {
+            out.push_str("  EXECUTE ");
+            out.push_str(&super::client::quote_literal(s.trim_end_matches(';')));
+            out.push_str(";\n");
+        }
+        out.push_str(&format!(
+            "EXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', {};\nEND\n{TAG};\n",
+            super::client::quote_literal(role)
+        ));
+    }
+    Some(out)
+}
+
+/// An identifier at the start of `s` (bare, or double-quoted with `""` for a quote) and what
+/// follows it.
+fn ident(s: &str) -> Option<(String, &str)> {
+    if let Some(quoted) = s.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if matches!(chars.peek(), Some((_, '"'))) {
+                    chars.next();
+                    name.push('"');
+                } else {
+                    return Some((name, &quoted[i + 1..]));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        None
+    } else {
+        let end = s.find([' ', ';']).unwrap_or(s.len());
+        (end > 0).then(|| (s[..end].to_string(), &s[end..]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GLOBALS: &str = "--\n-- Roles\n--\n\nCREATE ROLE app_owner;\nALTER ROLE app_owner WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;\nCREATE ROLE \"Odd \"\"name\"\"\";\nALTER ROLE \"Odd \"\"name\"\"\" WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS;\nALTER ROLE app_owner SET search_path TO 'app', 'public';\nALTER ROLE app_owner IN DATABASE other SET work_mem TO '8MB';\nCREATE ROLE postgres;\nALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS;\n";
+
+    #[test]
+    fn roles_are_read_from_create_role_lines_with_quoted_names() {
+        assert_eq!(roles(GLOBALS), ["app_owner", "Odd \"name\"", "postgres"]);
+    }
+
+    #[test]
+    fn a_role_is_created_with_its_attributes_and_settings_but_not_per_database_ones() {
+        let script = creation_script(GLOBALS, &["app_owner".to_string()]).unwrap();
+        assert_eq!(
+            script,
+            "DO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
+        );
+    }
+
+    #[test]
+    fn a_quoted_role_keeps_its_quotes_and_a_superuser_its_attributes() {
+        let script = creation_script(
+            GLOBALS,
+            &["Odd \"name\"".to_string(), "postgres".to_string()],
+        )
+        .unwrap();
+        assert!(
+            script.contains("EXECUTE 'CREATE ROLE \"Odd \"\"name\"\"\"';"),
+            "{script}"
+        );
+        assert!(
+            script.contains("EXECUTE 'ALTER ROLE postgres WITH SUPERUSER INHERIT CREATEROLE CREATEDB LOGIN REPLICATION BYPASSRLS';"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn a_role_the_globals_do_not_define_cannot_be_created() {
+        assert!(creation_script(GLOBALS, &["nobody".to_string()]).is_none());
+    }
+
+    #[test]
+    fn passwords_are_noticed() {
+        assert!(!has_password(GLOBALS));
+        assert!(has_password(
+            "ALTER ROLE a WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:x';\n"
+        ));
+    }
+}
