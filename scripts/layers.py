@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks that the modules of src/ import each other one way (ARCHITECTURE.md, "Layers").
+"""Checks that the modules of src/ import each other one way (ARCHITECTURE.md, "Layers"), and
+that no file in src/ is over 700 lines.
 
 Reads every `crate::X` path outside comments and `#[cfg(test)]` code, builds the graph of
 top-level modules, and fails when it has a cycle or when a low layer imports a high one.
@@ -92,6 +93,16 @@ def main():
     for m, banned in FORBIDDEN.items():
         for d in sorted(set(g.get(m, {})) & banned):
             problems.append(f"{m} imports {d} (in src/{g[m][d]}): see ARCHITECTURE.md, Layers")
+    # A file a newcomer can read: none over 700 lines (issue 12); split by what the parts do.
+    for dirpath, _, files in os.walk(SRC):
+        for f in files:
+            path = os.path.join(dirpath, f)
+            if f.endswith(".rs"):
+                with open(path, encoding="utf-8") as fh:
+                    n = sum(1 for _ in fh)
+                if n > 700:
+                    rel = os.path.relpath(path, SRC)
+                    problems.append(f"src/{rel} has {n} lines, over 700: split it by what its parts do")
     for p in problems:
         print(f"scripts/layers.py: {p}", file=sys.stderr)
     return 1 if problems else 0
