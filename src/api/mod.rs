@@ -27,8 +27,9 @@ pub use schedules::{
 };
 pub use transfers::{
     BackupLink, CaptureRequest, CopyRequest, DeleteBackupQuery, LinkQuery, LogLine, LogQuery,
-    RebuildReport, RestoreRequest, ShowTransferQuery, TransferCancelled, TransferKindQuery,
-    TransferView, UploadQuery, UrlRequest, VerifyRequest,
+    RebuildReport, RefusedRestore, RestoreRequest, ServerCaptureRequest, SetRestoreRequest,
+    SetRestoreStarted, ShowTransferQuery, TransferCancelled, TransferKindQuery, TransferView,
+    UploadQuery, UrlRequest, VerifyRequest,
 };
 
 /// Every error answer, whatever the route: `{"error": "message"}`. The message says what is

@@ -79,6 +79,40 @@ pub struct RestoreRequest {
     pub roles: bool,
 }
 
+/// `POST /api/server-captures`: `backups:capture --all SERVER`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServerCaptureRequest {
+    /// A registered name or a URL of any database on the server.
+    pub server: String,
+}
+
+/// `POST /api/set-restores`: `backups:restore --set SET SERVER`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SetRestoreRequest {
+    /// The set (the ID of its first backup, as the listing shows it).
+    pub set: String,
+    /// A registered name or a URL of any database on the target server.
+    pub server: String,
+    /// The server's name (the database of its URL), typed again.
+    pub confirm: Option<String>,
+}
+
+/// The answer to `POST /api/set-restores`: one restore per database of the set, and the
+/// databases whose restore could not start, with why.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SetRestoreStarted {
+    pub started: Vec<TransferView>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRestore>,
+}
+
+/// A database of a set whose restore did not start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRestore {
+    pub database: String,
+    pub error: String,
+}
+
 /// `POST /api/restores/upload?...`: the query string; the body is the dump file itself.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct UploadQuery {

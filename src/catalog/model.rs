@@ -206,6 +206,10 @@ pub struct TransferRecord {
     /// were not kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+    /// For a backup taken by `backups:capture --all SERVER`: the set it belongs to (the ID of
+    /// the set's first backup), shared by the backups of every database of that server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
 }
 
 impl TransferRecord {
@@ -244,6 +248,7 @@ impl TransferRecord {
             warnings: 0,
             pinned: false,
             roles: None,
+            set: None,
         }
     }
 

@@ -29,6 +29,7 @@ mod recover;
 mod restore;
 pub mod restore_url;
 mod roles;
+mod server;
 mod start;
 mod verify;
 mod warnings;
@@ -60,6 +61,7 @@ pub use download::PlainDump;
 pub use error::{TransferError, UploadError};
 pub use links::{BackupUrl, LinkRefused, Links};
 pub use rebuild::{RebuildReport, rebuild_catalog};
+pub use server::SetRestore;
 pub use start::RestoreExtras;
 
 /// How a transfer's work ended when it did not succeed.

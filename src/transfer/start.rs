@@ -32,13 +32,28 @@ impl Engine {
     ) -> Result<TransferRecord, TransferError> {
         filter.validate()?;
         let (label, url) = self.registry.resolve(database)?;
+        self.capture_url(label, url, origin, filter, None)
+    }
+
+    /// Records and launches a capture of `url`, shown as `label`, in the backup set `set`
+    /// (a whole-server capture) if any; an empty `set` starts a new one named after this
+    /// capture's ID.
+    pub(super) fn capture_url(
+        self: &Arc<Self>,
+        label: String,
+        url: crate::pg::PgUrl,
+        origin: Origin,
+        filter: DumpFilter,
+        set: Option<String>,
+    ) -> Result<TransferRecord, TransferError> {
         let prefix = match origin {
             Origin::Manual => 'b',
             Origin::Scheduled => 'a',
         };
         let mut rec = self.new_transfer(prefix, TransferKind::Capture, origin, label)?;
-        if !filter.is_empty() {
+        if !filter.is_empty() || set.is_some() {
             rec.filter = filter;
+            rec.set = set.map(|s| if s.is_empty() { rec.id.to_string() } else { s });
             self.catalog.save_transfer(&rec)?;
         }
         self.launch(rec.clone(), Held::default(), Work::Capture { url });

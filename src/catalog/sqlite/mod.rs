@@ -506,9 +506,9 @@ fn upsert_transfer(conn: &Connection, t: &TransferRecord) -> Result<(), CatalogE
         "INSERT INTO transfers (id, prefix, number, kind, origin, database, backup_id,
             state, created_at, started_at, finished_at, bytes_processed, database_size, dump_size,
             object_size, sha256, object_key, compression, server_version, tool_version, error, source, filter,
-            encryption, detail, warnings, roles)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
-         ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter, encryption = excluded.encryption, detail = excluded.detail, warnings = excluded.warnings, roles = excluded.roles",
+            encryption, detail, warnings, roles, backup_set)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)
+         ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, number = excluded.number, kind = excluded.kind, origin = excluded.origin, database = excluded.database, backup_id = excluded.backup_id, state = excluded.state, created_at = excluded.created_at, started_at = excluded.started_at, finished_at = excluded.finished_at, bytes_processed = excluded.bytes_processed, database_size = excluded.database_size, dump_size = excluded.dump_size, object_size = excluded.object_size, sha256 = excluded.sha256, object_key = excluded.object_key, compression = excluded.compression, server_version = excluded.server_version, tool_version = excluded.tool_version, error = excluded.error, source = excluded.source, filter = excluded.filter, encryption = excluded.encryption, detail = excluded.detail, warnings = excluded.warnings, roles = excluded.roles, backup_set = excluded.backup_set",
         params![
             id,
             t.id.prefix().to_string(),
@@ -540,6 +540,7 @@ fn upsert_transfer(conn: &Connection, t: &TransferRecord) -> Result<(), CatalogE
             t.roles
                 .as_ref()
                 .map(|r| serde_json::to_string(r).unwrap_or_default()),
+            t.set,
         ],
     )?;
     Ok(())

@@ -10,7 +10,7 @@ use crate::catalog::model::{Origin, TransferId, TransferKind, TransferRecord, Tr
 pub(super) const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
     started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
     object_key, compression, server_version, tool_version, error, pinned, source, filter, encryption,
-    detail, warnings, roles FROM transfers";
+    detail, warnings, roles, backup_set FROM transfers";
 
 pub(super) fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, CatalogError>> {
     let id: String = r.get(0)?;
@@ -71,6 +71,7 @@ pub(super) fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, C
         roles: r
             .get::<_, Option<String>>(25)?
             .and_then(|f| serde_json::from_str(&f).ok()),
+        set: r.get(26)?,
     }))
 }
 

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::catalog::CatalogError;
 
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -166,6 +166,12 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), CatalogError> {
         // The roles kept beside each backup (`pg_dumpall --globals-only`), as JSON.
         conn.execute_batch(
             "BEGIN; ALTER TABLE transfers ADD COLUMN roles TEXT; PRAGMA user_version = 10; COMMIT;",
+        )?;
+    }
+    if version < 11 {
+        // The set of a whole-server capture (`backups:capture --all`).
+        conn.execute_batch(
+            "BEGIN; ALTER TABLE transfers ADD COLUMN backup_set TEXT; PRAGMA user_version = 11; COMMIT;",
         )?;
     }
     Ok(())

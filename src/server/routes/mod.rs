@@ -82,6 +82,8 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         .route("/transfers/{id}/cancel", post(transfers::cancel_transfer))
         .route("/captures", post(transfers::start_capture))
         .route("/restores", post(transfers::start_restore))
+        .route("/server-captures", post(transfers::start_server_capture))
+        .route("/set-restores", post(transfers::start_set_restore))
         .route(
             "/restores/upload",
             post(transfers::start_restore_upload).layer(axum::extract::DefaultBodyLimit::disable()),

@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 
 use crate::api::{
     CaptureRequest, CopyRequest, DeleteBackupQuery, LogLine, LogQuery, MAX_WAIT_MS, RebuildReport,
-    RestoreRequest, ShowTransferQuery, TransferCancelled, TransferKindQuery, TransferView,
-    UploadQuery, VerifyRequest,
+    RefusedRestore, RestoreRequest, ServerCaptureRequest, SetRestoreRequest, SetRestoreStarted,
+    ShowTransferQuery, TransferCancelled, TransferKindQuery, TransferView, UploadQuery,
+    VerifyRequest,
 };
 use crate::catalog::Origin;
 use crate::server::extract::{Json as JsonBody, Path, Query};
@@ -88,6 +89,37 @@ pub(super) async fn start_capture(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(rec)))
+}
+
+/// `POST /api/server-captures`: one capture of every database of a server, in one set.
+pub(super) async fn start_server_capture(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<ServerCaptureRequest>,
+) -> ApiResult<(StatusCode, Json<Vec<TransferView>>)> {
+    let recs = s.engine.start_server_capture(&body.server).await?;
+    Ok((StatusCode::CREATED, Json(recs)))
+}
+
+/// `POST /api/set-restores`: every backup of a set into the same-named databases of a
+/// server. Answers once the first restore (which creates the roles) has ended and the others
+/// have started.
+pub(super) async fn start_set_restore(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<SetRestoreRequest>,
+) -> ApiResult<(StatusCode, Json<SetRestoreStarted>)> {
+    let r = s
+        .engine
+        .start_set_restore(&body.set, &body.server, body.confirm.as_deref())
+        .await?;
+    let answer = SetRestoreStarted {
+        started: r.started,
+        refused: r
+            .refused
+            .into_iter()
+            .map(|(database, error)| RefusedRestore { database, error })
+            .collect(),
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// `POST /api/restores`: from a backup, or from a dump at an http(s) URL.
