@@ -122,6 +122,10 @@ pub enum BackupCommand {
     #[command(name = "backups:capture")]
     Capture {
         database: Option<String>,
+        /// Capture every database of DATABASE's server (any database on it serves as the
+        /// SERVER), one backup each in one set; `postgres` only if it has tables of its own.
+        #[arg(long)]
+        all: bool,
         /// Print the new backup's ID and return at once.
         #[arg(long)]
         no_wait: bool,
@@ -288,6 +292,11 @@ pub enum TransferCommand {
         /// target's server lacks; existing roles are left as they are.
         #[arg(long, conflicts_with = "file")]
         roles: bool,
+        /// Restore every backup of this set (from `backups:capture --all`) into the database
+        /// of the same name on the server of the one argument, created if missing; the roles
+        /// are created too, as with --roles. --confirm takes the argument's database name.
+        #[arg(long, value_name = "SET", conflicts_with_all = ["file", "atomic", "extensions"])]
+        set: Option<String>,
         /// Restore this local custom-format dump file (uploaded to the service) instead of a
         /// backup; the first argument is then the target database.
         #[arg(long, value_name = "PATH")]

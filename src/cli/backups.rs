@@ -50,6 +50,7 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
         }
         BackupCommand::Capture {
             database,
+            all,
             no_wait,
             verbose,
             filter,
@@ -60,6 +61,9 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             }
             let database = urlarg::resolve_opt(database, Role::Source, env)?;
             let c = Client::connect(env)?;
+            if all {
+                return capture_server(&c, database, no_wait).await;
+            }
             let body = CaptureRequest {
                 database,
                 filter: filter.into(),
@@ -303,4 +307,47 @@ async fn download(id: Option<String>, output: &Path, env: &Env) -> Result<i32, C
         format::bytes(written)
     );
     Ok(0)
+}
+
+/// `backups:capture --all SERVER`: one backup of every database of the server, in one set;
+/// waits for all of them and exits non-zero if any failed.
+async fn capture_server(
+    c: &Client,
+    server: Option<String>,
+    no_wait: bool,
+) -> Result<i32, CliError> {
+    let Some(server) = server else {
+        return Err(CliError::Message(
+            "--all needs the server: pass a registered name or a postgres:// URL of any database on it".into(),
+        ));
+    };
+    let body = crate::api::ServerCaptureRequest { server };
+    let recs: Vec<TransferRecord> = c.post("/server-captures", &body).await?;
+    let set = recs.first().and_then(|r| r.set.clone()).unwrap_or_default();
+    eprintln!(
+        "Starting backups of {} databases in set {set}... done",
+        recs.len()
+    );
+    for r in &recs {
+        println!("{} {}", r.id, r.database);
+    }
+    if no_wait {
+        return Ok(0);
+    }
+    let ended = super::transfers::wait_all(c, &recs).await?;
+    let failed: Vec<&TransferRecord> = ended
+        .iter()
+        .filter(|t| t.state != crate::catalog::TransferState::Succeeded)
+        .collect();
+    for t in &ended {
+        eprintln!("{} {}: {}", t.id, t.database, transfers::status_text(t));
+    }
+    if failed.is_empty() {
+        Ok(0)
+    } else {
+        for t in failed {
+            eprintln!("{} failed: {}", t.id, t.error.clone().unwrap_or_default());
+        }
+        Ok(1)
+    }
 }

@@ -25,6 +25,7 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             drop_old,
             extensions,
             roles,
+            set,
             file,
             no_wait,
             verbose,
@@ -32,6 +33,17 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
         } => {
             if let Some(note) = wait_interval.note() {
                 eprintln!("{note}");
+            }
+            if let Some(set) = set {
+                let server = match (first, second) {
+                    (Some(a), None) => urlarg::resolve(a, Role::Target, env)?,
+                    _ => {
+                        return Err(CliError::Message(
+                            "--set restores into one server: pass only its URL or registered name (any database on it), as in `pgbackups backups:restore --set b001 postgres://host/postgres --confirm postgres`".into(),
+                        ));
+                    }
+                };
+                return restore_set(env, set, server, confirm, no_wait).await;
             }
             if let Some(path) = file {
                 let database = urlarg::resolve_opt(first.or(second), Role::Target, env)?;
@@ -292,4 +304,66 @@ async fn copy_and_watch(
         verbose,
     )
     .await
+}
+
+/// `backups:restore --set SET SERVER`: starts the restores of the set, waits for every one,
+/// prints each result; exits 0 only if all succeeded.
+async fn restore_set(
+    env: &Env,
+    set: String,
+    server: String,
+    confirm: Option<String>,
+    no_wait: bool,
+) -> Result<i32, CliError> {
+    let c = Client::connect(env)?;
+    let body = crate::api::SetRestoreRequest {
+        set,
+        server,
+        confirm,
+    };
+    eprintln!("Restoring the set's backups (the first alone, as it creates the roles)...");
+    let answer: crate::api::SetRestoreStarted = c.post("/set-restores", &body).await?;
+    for r in &answer.started {
+        println!("{} {}", r.id, r.database);
+    }
+    if no_wait {
+        return Ok(if answer.refused.is_empty() { 0 } else { 1 });
+    }
+    let ended = wait_all(&c, &answer.started).await?;
+    let text = super::print::transfers::set_restore_results(&ended, &answer.refused);
+    let ok = answer.refused.is_empty()
+        && ended
+            .iter()
+            .all(|t| t.state == crate::catalog::TransferState::Succeeded);
+    if ok {
+        print!("{text}");
+        Ok(0)
+    } else {
+        eprint!("{text}");
+        Ok(1)
+    }
+}
+
+/// Waits for every transfer of `started` to end; their final records, in the same order.
+pub(super) async fn wait_all(
+    c: &Client,
+    started: &[TransferRecord],
+) -> Result<Vec<TransferRecord>, CliError> {
+    let mut ended = Vec::with_capacity(started.len());
+    for t in started {
+        loop {
+            let rec: TransferRecord = c
+                .get(&format!(
+                    "/transfers/{}?wait_ms={}",
+                    t.id,
+                    crate::api::MAX_WAIT_MS
+                ))
+                .await?;
+            if rec.state.is_finished() {
+                ended.push(rec);
+                break;
+            }
+        }
+    }
+    Ok(ended)
 }

@@ -31,6 +31,45 @@ fn completed_with(n: u32) -> String {
     format!("Completed with {n} warning{s}")
 }
 
+/// What `backups:restore --set` prints once every restore of the set has ended: one line per
+/// database (`r004 into shop: Completed ...`, or why it failed), then whether all succeeded.
+pub fn set_restore_results(
+    ended: &[TransferRecord],
+    refused: &[crate::api::RefusedRestore],
+) -> String {
+    let mut out = String::new();
+    let mut failed = Vec::new();
+    for t in ended {
+        let db = crate::registry::confirm_word(&t.database);
+        let from = t.backup_id.map(|b| b.to_string()).unwrap_or_default();
+        match t.state {
+            TransferState::Succeeded => {
+                out.push_str(&format!("{} {from} → {db}: {}\n", t.id, status_text(t)));
+            }
+            _ => {
+                let why = t.error.clone().unwrap_or_else(|| status_text(t));
+                out.push_str(&format!("{} {from} → {db}: Failed: {why}\n", t.id));
+                failed.push(db);
+            }
+        }
+    }
+    for r in refused {
+        out.push_str(&format!("{}: not started: {}\n", r.database, r.error));
+        failed.push(r.database.clone());
+    }
+    let total = ended.len() + refused.len();
+    if failed.is_empty() {
+        out.push_str(&format!("All {total} databases of the set restored.\n"));
+    } else {
+        out.push_str(&format!(
+            "{} of {total} databases not restored: {}; see `pgbackups backups:info ID` for each, fix the cause and restore those backups one by one with `pgbackups backups:restore ID DATABASE_URL`.\n",
+            failed.len(),
+            failed.join(", ")
+        ));
+    }
+    out
+}
+
 /// How many restores and how many copies `backups` shows without `--all`, as Heroku's list.
 pub const LISTED: usize = 10;
 
@@ -63,22 +102,29 @@ pub fn backups_listing(all: &[TransferRecord], show_all: bool) -> String {
     if captures.is_empty() {
         out.push_str("No backups. Capture one with `pgbackups backups:capture`.\n");
     } else {
+        // The Set column (whole-server captures) only when some backup belongs to one.
+        let sets = captures.iter().any(|t| t.set.is_some());
         let rows = captures
             .iter()
             .map(|t| {
-                vec![
+                let mut row = vec![
                     t.id.to_string(),
                     format::time(t.created_at),
                     status_text(t),
                     size_text(t),
                     t.database.clone(),
-                ]
+                ];
+                if sets {
+                    row.push(t.set.clone().unwrap_or_default());
+                }
+                row
             })
             .collect::<Vec<_>>();
-        out.push_str(&render(
-            &["ID", "Created at", "Status", "Size", "Database"],
-            &rows,
-        ));
+        let mut header = vec!["ID", "Created at", "Status", "Size", "Database"];
+        if sets {
+            header.push("Set");
+        }
+        out.push_str(&render(&header, &rows));
     }
     out.push_str("\n=== Restores\n");
     let restores = of_kind(TransferKind::Restore);
