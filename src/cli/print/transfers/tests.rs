@@ -412,3 +412,72 @@ fn rebuild_report() {
          Databases, schedules and retention are not in the store: add them again with databases:add and backups:schedule.\n"
     );
 }
+
+/// `backups:capture --all`: the listing gains a Set column only when some backup has a set.
+#[test]
+fn listing_shows_the_set_of_whole_server_backups() {
+    let mut b1 = record(
+        "b001",
+        TransferKind::Capture,
+        "postgres://h:5432/blog",
+        "2026-11-24T02:00:00Z",
+    );
+    b1.set = Some("b001".into());
+    let b2 = record(
+        "b002",
+        TransferKind::Capture,
+        "main",
+        "2026-11-25T02:00:00Z",
+    );
+    let text = backups_listing(&[b1, b2], false);
+    let backups = text.split("\n\n").next().unwrap_or_default();
+    assert_eq!(
+        backups,
+        "=== Backups\n\
+         ID    Created at                 Status   Size  Database                Set\n\
+         ────  ─────────────────────────  ───────  ────  ──────────────────────  ────\n\
+         b002  2026-11-25 02:00:00 +0000  Pending        main\n\
+         b001  2026-11-24 02:00:00 +0000  Pending        postgres://h:5432/blog  b001"
+    );
+}
+
+/// `backups:restore --set`: one line per database, then whether all were restored.
+#[test]
+fn set_restore_results_name_each_database_and_those_not_restored() {
+    let mut ok = done(
+        record(
+            "r001",
+            TransferKind::Restore,
+            "postgres://h:5432/shop",
+            "2026-11-24T02:00:00Z",
+        ),
+        "2026-11-24T02:00:00Z",
+        "2026-11-24T02:00:13Z",
+    );
+    ok.backup_id = Some("b001".parse().unwrap_or_else(|e| panic!("{e}")));
+    let mut bad = record(
+        "r002",
+        TransferKind::Restore,
+        "postgres://h:5432/blog",
+        "2026-11-24T02:00:00Z",
+    );
+    bad.backup_id = Some("b002".parse().unwrap_or_else(|e| panic!("{e}")));
+    bad.state = TransferState::Failed;
+    bad.error = Some("cannot connect".into());
+    let refused = [crate::api::RefusedRestore {
+        database: "crm".into(),
+        error: "could not create database `crm`: denied".into(),
+    }];
+    assert_eq!(
+        set_restore_results(&[ok.clone(), bad], &refused),
+        "r001 b001 → shop: Completed 2026-11-24 02:00:13 +0000\n\
+         r002 b002 → blog: Failed: cannot connect\n\
+         crm: not started: could not create database `crm`: denied\n\
+         2 of 3 databases not restored: blog, crm; see `pgbackups backups:info ID` for each, fix the cause and restore those backups one by one with `pgbackups backups:restore ID DATABASE_URL`.\n"
+    );
+    assert_eq!(
+        set_restore_results(&[ok], &[]),
+        "r001 b001 → shop: Completed 2026-11-24 02:00:13 +0000\n\
+         All 1 databases of the set restored.\n"
+    );
+}
