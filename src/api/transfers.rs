@@ -314,6 +314,36 @@ mod tests {
         );
     }
 
+    /// `backups:capture --all` and `backups:restore --set`.
+    #[test]
+    fn whole_server_requests_and_answers_are_stable() {
+        assert_json(
+            &ServerCaptureRequest {
+                server: "main".into(),
+            },
+            r#"{"server":"main"}"#,
+        );
+        assert_json(
+            &SetRestoreRequest {
+                set: "b001".into(),
+                server: "other".into(),
+                confirm: Some("other".into()),
+            },
+            r#"{"set":"b001","server":"other","confirm":"other"}"#,
+        );
+        assert_json(&SetRestoreStarted::default(), r#"{"started":[]}"#);
+        let mut t = TransferView::new(
+            id("b001"),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            at(),
+        );
+        t.set = Some("b001".into());
+        let text = crate::api::contract::json_of(&t);
+        assert!(text.ends_with(r#""pinned":false,"set":"b001"}"#), "{text}");
+    }
+
     #[test]
     fn short_requests_take_their_defaults() {
         let r: RestoreRequest = serde_json::from_str("{}").expect("all optional");
