@@ -68,7 +68,10 @@ pub fn creation_script(script: &str, missing: &[String]) -> Option<String> {
     if !lines_are_whole(script) {
         return None;
     }
-    let mut out = String::new();
+    // The statements were written for standard_conforming_strings on, which pg_dumpall sets
+    // at its top; a target database may default to off. (pg_dumpall writes a backslash in a
+    // setting as E'..', safe either way: this is for any other literal it may write.)
+    let mut out = String::from("SET standard_conforming_strings = on;\n");
     for role in missing {
         let statements = statements_of(script, role);
         if statements.is_empty() || statements.iter().any(|s| s.contains(TAG)) {
@@ -149,7 +152,7 @@ mod tests {
         let script = creation_script(GLOBALS, &["app_owner".to_string()]).unwrap();
         assert_eq!(
             script,
-            "DO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
+            "SET standard_conforming_strings = on;\nDO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
         );
     }
 
