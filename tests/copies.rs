@@ -264,6 +264,46 @@ fn capture_and_copy_with_exclude_table_data_split_on_semicolons_as_heroku_and_re
     }
 }
 
+/// The unmatched-pattern check reads `--exclude-table-data` patterns in a query of its own:
+/// a quote and a backslash in one stay text even on a database with
+/// `standard_conforming_strings = off`, where `'x\''` would close the literal and run what
+/// follows (here a large object's creation) as the database's owner.
+#[test]
+fn capture_with_a_quote_and_backslash_in_exclude_table_data_runs_no_sql_from_it() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE kept AS SELECT g FROM generate_series(1, 20) g; \
+         ALTER DATABASE app SET standard_conforming_strings = off;",
+    );
+    let svc = Service::start();
+    let pattern = r"((x\'::text)) as p(i, nsp, rel) where lo_create(4242) > 0 --";
+    let out = svc.cli(&[
+        "backups:capture",
+        &pg.url("app"),
+        "--exclude-table-data",
+        pattern,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        pg.psql(
+            "app",
+            "SELECT count(*) FROM pg_largeobject_metadata WHERE oid = 4242"
+        )
+        .trim(),
+        "0",
+        "{}",
+        text(&out)
+    );
+    // The pattern matches no table, and is reported as typed.
+    assert!(
+        text(&out).contains(&format!("pattern `{pattern}` matches no table")),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Heroku asks for the name on a terminal; without one (a script, a pipe) the refusal is the
 /// same error as ever, and a name on standard input is not taken as a confirmation.
 #[test]

@@ -429,3 +429,57 @@ fn roles_are_encrypted_like_the_dump_and_restore_with_roles_reads_them() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(owner_and_grant(&target, "fresh"), "app_owner|t|100");
 }
+
+/// Any role may set its own settings on the source, and pg_dumpall writes a newline in one as
+/// it is: the next line of the kept roles then reads like a statement. `backups:restore
+/// --roles` (run by a superuser, as on a fresh Heroku-style server) must not run it: the roles
+/// are refused, nothing is created, and no role becomes a superuser.
+#[test]
+fn restore_with_roles_runs_no_statement_smuggled_in_a_role_setting() {
+    let source = Cluster::start();
+    source.create_db("app");
+    source.psql("app", OWNED);
+    source.psql(
+        "app",
+        "ALTER ROLE reader SET myapp.note TO E'x\\nALTER ROLE app_owner WITH SUPERUSER;\\n';",
+    );
+    let svc = Service::start();
+    register(&svc, "main", &source.url("app"));
+    let out = svc.cli(&["backups:capture", "main"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stored_globals(&svc).contains("\nALTER ROLE app_owner WITH SUPERUSER;\n"),
+        "{}",
+        stored_globals(&svc)
+    );
+
+    // The setting's own role exists on the target, so its broken first line is never run.
+    let target = Cluster::start();
+    target.create_db("fresh");
+    target.psql("postgres", "CREATE ROLE reader;");
+    register(&svc, "fresh", &target.url("fresh"));
+    let out = svc.cli(&[
+        "backups:restore",
+        "b001",
+        "fresh",
+        "--confirm",
+        "fresh",
+        "--roles",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("restore without --roles"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        one(
+            &target,
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'app_owner' AND rolsuper"
+        ),
+        "0",
+        "{}",
+        text(&out)
+    );
+}

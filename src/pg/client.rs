@@ -68,9 +68,16 @@ pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Tool {
     cmd
 }
 
-/// A SQL string literal: `it's` → `'it''s'`.
+/// A SQL string literal: `it's` → `'it''s'`; with a backslash, an escape string (`a\b` →
+/// `E'a\\b'`), read the same whatever the server's `standard_conforming_strings` (with it
+/// off, `'a\'` would leave the literal open and the text after it would run as SQL).
 pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let quoted = s.replace('\'', "''");
+    if s.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 /// A SQL identifier: `my "db"` → `"my ""db"""`.
@@ -432,6 +439,7 @@ mod tests {
     #[test]
     fn quotes_literals_and_identifiers() {
         assert_eq!(super::quote_literal("it's"), "'it''s'");
+        assert_eq!(super::quote_literal(r"a\'b"), r"E'a\\''b'");
         assert_eq!(super::quote_ident("my \"db\""), "\"my \"\"db\"\"\"");
     }
 }

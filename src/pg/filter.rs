@@ -1,6 +1,7 @@
 //! Partial dumps: which schemas and tables a capture or copy takes, as pg_dump's own
 //! `--schema`, `--exclude-schema`, `--table` and `--exclude-table-data` options.
 
+use super::client::quote_literal;
 use serde::{Deserialize, Serialize};
 
 /// The pg_dump selection options of a partial capture or copy. Patterns are pg_dump's (`*`
@@ -86,8 +87,10 @@ impl DumpFilter {
                 let (schema, name) = pattern_regexes(p);
                 format!(
                     "({i}, {}::text, {}::text)",
-                    schema.map(|s| literal(&s)).unwrap_or_else(|| "NULL".into()),
-                    literal(&name)
+                    schema
+                        .map(|s| quote_literal(&s))
+                        .unwrap_or_else(|| "NULL".into()),
+                    quote_literal(&name)
                 )
             })
             .collect();
@@ -111,11 +114,6 @@ impl DumpFilter {
             ("--exclude-table-data", &self.exclude_table_data),
         ]
     }
-}
-
-/// A SQL string literal (standard conforming strings: a backslash is itself).
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The schema and name regular expressions of a pg_dump pattern, as psql's

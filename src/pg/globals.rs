@@ -65,7 +65,13 @@ fn statements_of(script: &str, role: &str) -> Vec<String> {
 /// cannot quote safely.
 pub fn creation_script(script: &str, missing: &[String]) -> Option<String> {
     const TAG: &str = "$pgbackups_roles$";
-    let mut out = String::new();
+    if !lines_are_whole(script) {
+        return None;
+    }
+    // The statements were written for standard_conforming_strings on, which pg_dumpall sets
+    // at its top; a target database may default to off. (pg_dumpall writes a backslash in a
+    // setting as E'..', safe either way: this is for any other literal it may write.)
+    let mut out = String::from("SET standard_conforming_strings = on;\n");
     for role in missing {
         let statements = statements_of(script, role);
         if statements.is_empty() || statements.iter().any(|s| s.contains(TAG)) {
@@ -83,6 +89,26 @@ pub fn creation_script(script: &str, missing: &[String]) -> Option<String> {
         ));
     }
     Some(out)
+}
+
+/// Whether every line ends outside a quoted name or literal. A role's setting (which any role
+/// may set for itself: `ALTER ROLE me SET application_name TO E'x\nALTER ROLE b WITH
+/// SUPERUSER;'`) or a name can hold a newline, and the line after it would read as a
+/// statement of its own: such a script is refused, not executed line by line.
+fn lines_are_whole(script: &str) -> bool {
+    script.lines().filter(|l| !l.starts_with("--")).all(|l| {
+        let mut quote = None;
+        for c in l.chars() {
+            match quote {
+                // A doubled quote closes and reopens: the same state either way.
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None => {}
+            }
+        }
+        quote.is_none()
+    })
 }
 
 /// An identifier at the start of `s` (bare, or double-quoted with `""` for a quote) and what
@@ -126,7 +152,7 @@ mod tests {
         let script = creation_script(GLOBALS, &["app_owner".to_string()]).unwrap();
         assert_eq!(
             script,
-            "DO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
+            "SET standard_conforming_strings = on;\nDO $pgbackups_roles$\nBEGIN\n  EXECUTE 'CREATE ROLE app_owner';\n  EXECUTE 'ALTER ROLE app_owner WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN';\n  EXECUTE 'ALTER ROLE app_owner SET search_path TO ''app'', ''public''';\nEXCEPTION WHEN duplicate_object THEN\n  RAISE NOTICE 'role % exists already', 'app_owner';\nEND\n$pgbackups_roles$;\n"
         );
     }
 
@@ -150,6 +176,29 @@ mod tests {
     #[test]
     fn a_role_the_globals_do_not_define_cannot_be_created() {
         assert!(creation_script(GLOBALS, &["nobody".to_string()]).is_none());
+    }
+
+    #[test]
+    fn a_setting_or_name_spanning_lines_cannot_smuggle_in_a_statement() {
+        // Any role may set its own settings on the source; a newline in one must not make
+        // `backups:restore --roles` (run by a superuser) make another role a superuser.
+        let setting = format!(
+            "{GLOBALS}ALTER ROLE app_owner SET application_name TO 'x\nALTER ROLE \"Odd \"\"name\"\"\" WITH SUPERUSER;\n';\n"
+        );
+        assert!(creation_script(&setting, &["Odd \"name\"".to_string()]).is_none());
+        let name = format!("{GLOBALS}CREATE ROLE \"a\nALTER ROLE app_owner WITH SUPERUSER;\n\";\n");
+        assert!(creation_script(&name, &["app_owner".to_string()]).is_none());
+        // Quotes inside names and literals, doubled quotes, comments: still read.
+        assert!(creation_script(GLOBALS, &["Odd \"name\"".to_string()]).is_some());
+        assert!(
+            creation_script(
+                &format!(
+                    "--\n-- Rob's roles\n{GLOBALS}ALTER ROLE app_owner SET x TO 'it''s \"q';\n"
+                ),
+                &["app_owner".to_string()]
+            )
+            .is_some()
+        );
     }
 
     #[test]

@@ -37,10 +37,7 @@ impl RestoreError {
         let Some((desc, tag)) = &self.entry else {
             return false;
         };
-        let owner_change = self.command.as_deref().is_some_and(|c| {
-            let c = c.to_ascii_uppercase();
-            c.starts_with("ALTER ") && c.contains(" OWNER TO ")
-        });
+        let owner_change = self.command.as_deref().is_some_and(is_owner_change);
         match desc.as_str() {
             "EXTENSION" | "ACL" | "DEFAULT ACL" => true,
             "COMMENT" => tag.starts_with("EXTENSION "),
@@ -66,6 +63,39 @@ impl RestoreError {
             self.message
         )
     }
+}
+
+/// Whether `command` is pg_restore's `ALTER <object> <name> OWNER TO <role>;` and nothing
+/// else. Names and literals are read past first: `Command was:` holds only the first line of
+/// a statement, and a constraint's `ALTER TABLE ONLY public."a owner to b"` (whose failure
+/// loses data) must not pass for an ownership change.
+fn is_owner_change(command: &str) -> bool {
+    let mut bare = String::new();
+    let mut quote = None;
+    for c in command.chars() {
+        match quote {
+            // A doubled quote closes and reopens: the same state either way.
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                bare.push('x');
+            }
+            None => bare.push(c.to_ascii_uppercase()),
+        }
+    }
+    if quote.is_some() {
+        return false;
+    }
+    let Some(role) = bare
+        .strip_prefix("ALTER ")
+        .and_then(|rest| rest.rsplit_once(" OWNER TO "))
+        .map(|(_, role)| role)
+    else {
+        return false;
+    };
+    role.strip_suffix(';')
+        .is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace))
 }
 
 /// Reads one pg_restore's stderr, line by line.
@@ -273,6 +303,37 @@ pg_restore: warning: errors ignored on restore: 1"#,
         assert!(p.warnings().is_none());
         let p = parse(&EXTENSION_REFUSED.replace("restore: 2", "restore: 3"));
         assert!(p.warnings().is_none());
+    }
+
+    #[test]
+    fn a_failed_constraint_on_a_table_named_like_an_owner_change_fails_the_restore() {
+        // Heroku says "Completed with N warnings" only when every row is there: a primary key
+        // that cannot be built (duplicate rows) is a failure, whatever the table is called.
+        let p = parse(
+            r#"pg_restore: from TOC entry 3200; 2606 16395 CONSTRAINT "a owner to b" a_pkey app
+pg_restore: error: could not execute query: ERROR:  could not create unique index "a_pkey"
+DETAIL:  Key (id)=(1) is duplicated.
+Command was: ALTER TABLE ONLY public."a owner to b"
+    ADD CONSTRAINT a_pkey PRIMARY KEY (id);
+pg_restore: warning: errors ignored on restore: 1"#,
+        );
+        assert_eq!(p.errors.len(), 1);
+        assert!(p.warnings().is_none());
+        for cmd in [
+            "ALTER TABLE public.t OWNER TO app;",
+            "ALTER TABLE public.\"Odd OWNER TO x\" OWNER TO \"my role\";",
+            "ALTER FUNCTION public.f(text) OWNER TO app;",
+        ] {
+            assert!(is_owner_change(cmd), "{cmd}");
+        }
+        for cmd in [
+            "ALTER TABLE ONLY public.\"a OWNER TO b\"",
+            "ALTER TABLE ONLY public.t ALTER COLUMN c SET DEFAULT ' owner to x;'::text;",
+            "ALTER TABLE ONLY public.t OWNER TO app; DROP TABLE x;",
+            "CREATE TABLE t OWNER TO x;",
+        ] {
+            assert!(!is_owner_change(cmd), "{cmd}");
+        }
     }
 
     #[test]
