@@ -49,12 +49,35 @@ pub(super) async fn keep(
     }
 }
 
-async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Vec<String>, String> {
+/// Why a capture's roles were not kept (the capture itself still succeeds).
+#[derive(Debug, thiserror::Error)]
+enum NotKept {
+    #[error(transparent)]
+    NoTool(#[from] crate::pg::ToolError),
+    #[error(transparent)]
+    Run(#[from] crate::proc::RunError),
+    #[error("pg_dumpall --globals-only failed: {0}")]
+    Failed(String),
+    #[error("pg_dumpall's output sets a password, which is never stored")]
+    Password,
+    #[error(transparent)]
+    Query(#[from] crate::pg::client::PgError),
+    #[error("could not compress them: {0}")]
+    Compress(#[source] std::io::Error),
+    #[error("could not store them: {0}")]
+    Store(#[from] crate::storage::StorageError),
+    #[error("the store's task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+async fn dump(
+    job: &Job,
+    url: &PgUrl,
+    major: u32,
+    object_key: &str,
+) -> Result<Vec<String>, NotKept> {
     let engine = job.engine.clone();
-    let exe = engine
-        .tools
-        .find(PgTool::DumpAll, major)
-        .map_err(|e| e.to_string())?;
+    let exe = engine.tools.find(PgTool::DumpAll, major)?;
     let mut cmd = tool_command(&exe, Some(url));
     cmd.args([
         "--globals-only",
@@ -67,10 +90,7 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
         &url.dbname(),
     ])
     .keep_lines(1000);
-    let out = cmd
-        .output(Some(job.ctx.cancelled()))
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = cmd.output(Some(job.ctx.cancelled())).await?;
     if !out.status.success() {
         // Its first line says why; the rest is the query that failed.
         let stderr = out.stderr.tail_text();
@@ -79,24 +99,19 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
             .find(|l| !l.trim().is_empty())
             .unwrap_or_default()
             .trim_start_matches("pg_dumpall: error: ");
-        return Err(format!(
-            "pg_dumpall --globals-only failed: {}",
-            clean_libpq_message(first)
-        ));
+        return Err(NotKept::Failed(clean_libpq_message(first)));
     }
     let script = out.stdout_text();
     if globals::has_password(&script) {
-        return Err("pg_dumpall's output sets a password, which is never stored".into());
+        return Err(NotKept::Password);
     }
-    let bootstrap = query(&engine.tools, url, BOOTSTRAP)
-        .await
-        .map_err(|e| e.to_string())?;
+    let bootstrap = query(&engine.tools, url, BOOTSTRAP).await?;
     let bootstrap = bootstrap.first().and_then(|r| r.first()).cloned();
     let roles: Vec<String> = globals::roles(&script)
         .into_iter()
         .filter(|r| Some(r) != bootstrap.as_ref())
         .collect();
-    let compressed = zstd::encode_all(script.as_bytes(), 3).map_err(|e| e.to_string())?;
+    let compressed = zstd::encode_all(script.as_bytes(), 3).map_err(NotKept::Compress)?;
     let (storage, key) = (
         engine.storage.clone(),
         manifest::globals_key_for(object_key),
@@ -114,9 +129,7 @@ async fn dump(job: &Job, url: &PgUrl, major: u32, object_key: &str) -> Result<Ve
         })?;
         w.commit().map(|_| ())
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("could not store them: {e}"))?;
+    .await??;
     Ok(roles)
 }
 
