@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Checks that the modules of src/ import each other one way (ARCHITECTURE.md, "Layers"), and
-that no file in src/ is over 700 lines.
+that no file in src/ is over 700 lines, has a String error, or reads the environment outside
+the configuration (and that the CLI builds no JSON by hand).
 
 Reads every `crate::X` path outside comments and `#[cfg(test)]` code, builds the graph of
 top-level modules, and fails when it has a cycle or when a low layer imports a high one.
@@ -103,6 +104,26 @@ def main():
                 if n > 700:
                     rel = os.path.relpath(path, SRC)
                     problems.append(f"src/{rel} has {n} lines, over 700: split it by what its parts do")
+    # What issue 12 removed must not come back: errors as strings, JSON built by hand in the
+    # CLI, the environment read outside the configuration loading.
+    rules = [
+        (r"Result<.*, String>", lambda rel: True, "a String error: use a typed error that keeps its source"),
+        (r"map_err\(\|e\| e\.to_string\(\)\)", lambda rel: True, "an error turned into text: keep it typed"),
+        (r"json!", lambda rel: rel.startswith("cli" + os.sep), "json! in the CLI: use the api types"),
+        (r"std::env::var", lambda rel: not (rel.startswith("config") or rel == "main.rs" or rel.endswith("tests.rs")),
+         "the environment read outside config/ and main.rs: take it from the configuration"),
+    ]
+    for dirpath, _, files in os.walk(SRC):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            path = os.path.join(dirpath, f)
+            rel = os.path.relpath(path, SRC)
+            with open(path, encoding="utf-8") as fh:
+                for no, line in enumerate(fh, 1):
+                    for pattern, applies, why in rules:
+                        if applies(rel) and re.search(pattern, line):
+                            problems.append(f"src/{rel}:{no}: {why}")
     for p in problems:
         print(f"scripts/layers.py: {p}", file=sys.stderr)
     return 1 if problems else 0
