@@ -143,7 +143,7 @@ pub(super) async fn show_retention(
 ) -> ApiResult<Json<RetentionView>> {
     let (r, c) = (s.registry.clone(), s.catalog.clone());
     let view = blocking(move || {
-        crate::transfer::check_name(&database)?;
+        crate::registry::check_name(&database)?;
         if !r.contains(&database)? {
             return Err(TransferError::UnknownDatabase(database));
         }
