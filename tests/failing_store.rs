@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use pgbackups::catalog::{
     Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode,
 };
-use pgbackups::transfer::{TransferError, confirm_word};
+use pgbackups::transfer::{DumpForm, TransferError, confirm_word};
 
 use common::Cluster;
 use common::engine::{InProcess, rebuild, wait_for};
@@ -528,10 +528,14 @@ async fn a_verification_whose_read_comes_up_short_or_fails_fails_and_says_which(
     );
 }
 
-/// Downloads `id` with the store as it is set; the last item of the stream.
-async fn download_end(t: &InProcess, id: TransferId) -> std::io::Result<bytes::Bytes> {
-    let (_, stream) = t.engine.download(Some(id)).unwrap();
-    let items: Vec<_> = stream.collect().await;
+/// Downloads `id` in `form` with the store as it is set; the last item of the stream.
+async fn download_end(
+    t: &InProcess,
+    id: TransferId,
+    form: DumpForm,
+) -> std::io::Result<bytes::Bytes> {
+    let download = t.engine.download(Some(id), form).unwrap();
+    let items: Vec<_> = download.stream.collect().await;
     items.into_iter().last().expect("an empty download")
 }
 
@@ -541,35 +545,39 @@ async fn a_download_whose_read_comes_up_short_or_fails_ends_with_an_error_that_s
     let _cluster = databases(&t);
     let backup = good_backup(&t).await;
 
-    t.store.set(Faults {
-        key_contains: Some(".dump.zst".into()),
-        short_read: Some(64 << 10),
-        ..Faults::default()
-    });
-    let err = download_end(&t, backup.id)
-        .await
-        .expect_err("a short download ended without an error");
-    assert!(
-        !t.store.counts().fired.is_empty(),
-        "the short read never happened"
-    );
-    assert!(err.to_string().contains("is damaged"), "{err}");
+    // Every form a download takes: the dump pg_restore reads, the plain dump, the stored object.
+    for form in [DumpForm::Compressed, DumpForm::Plain, DumpForm::Zstd] {
+        t.store.set(Faults {
+            key_contains: Some(".dump.zst".into()),
+            short_read: Some(64 << 10),
+            ..Faults::default()
+        });
+        let err = download_end(&t, backup.id, form)
+            .await
+            .expect_err("a short download ended without an error");
+        assert!(
+            !t.store.counts().fired.is_empty(),
+            "the short read never happened"
+        );
+        assert!(err.to_string().contains("is damaged"), "{form:?}: {err}");
 
-    t.store.set(Faults {
-        key_contains: Some(".dump.zst".into()),
-        fail_read: Some(2),
-        ..Faults::default()
-    });
-    let err = download_end(&t, backup.id)
-        .await
-        .expect_err("a download whose read failed ended without an error");
-    let err = err.to_string();
-    assert!(
-        err.contains("storage: could not read backups/")
-            && err.contains("injected fault: read #2")
-            && !err.contains("damaged"),
-        "{err}"
-    );
+        t.store.set(Faults {
+            key_contains: Some(".dump.zst".into()),
+            fail_read: Some(2),
+            ..Faults::default()
+        });
+        let err = download_end(&t, backup.id, form)
+            .await
+            .expect_err("a download whose read failed ended without an error");
+        let err = err.to_string();
+        assert!(
+            err.contains("storage: could not read backups/")
+                && err.contains("injected fault: read #2")
+                && !err.contains("damaged"),
+            "{form:?}: {err}"
+        );
+        t.store.clear();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -36,31 +35,17 @@ fn start_on_s3(s3: &S3Server, data_dir: &Path, extra: &[&str]) -> Service {
     Service::try_start(data_dir.to_path_buf(), &args, &env).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// GET an absolute http:// URL with nothing but a TCP socket: status and body bytes.
+/// GET an absolute http:// URL with curl, as a user does: status and body bytes.
 fn fetch(url: &str) -> (u16, Vec<u8>) {
-    use std::io::Write;
-    let u = url::Url::parse(url).unwrap();
-    let host = u.host_str().unwrap();
-    let port = u.port_or_known_default().unwrap();
-    let target = match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_string(),
-    };
-    let mut s = std::net::TcpStream::connect((host, port)).unwrap();
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, resp[split + 4..].to_vec())
+    let body = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-o"])
+        .arg(body.path())
+        .args(["-w", "%{http_code}", url])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (status, std::fs::read(body.path()).unwrap())
 }
 
 fn pg_restore_lists(file: &Path) {
@@ -132,15 +117,32 @@ fn backups_live_in_s3_with_presigned_links_verification_and_a_rebuildable_catalo
     ]);
     assert_eq!(pg.row_counts("copy1"), pg.row_counts("app"));
 
-    // A presigned link, fetched by a plain HTTP client: the stored zstd stream of the dump.
-    let url = svc.ok(&["backups:url", &b1, "--expires", "10m"]);
+    // Heroku: `curl -o latest.dump "$(heroku pg:backups:url)" && pg_restore latest.dump`.
+    // The default link's body is a custom-format dump the stock pg_restore reads, also on S3:
+    // the service turns the stored zstd into the gzip-compressed dump pg_dump -Fc writes.
+    let link = svc.ok(&["backups:url", &b1]);
+    let (status, body) = fetch(link.trim());
+    assert_eq!(status, 200);
+    let curled = work.path().join("curled.dump");
+    std::fs::write(&curled, &body).unwrap();
+    pg_restore_lists(&curled);
+    let info = svc.info(&b1);
+    assert!(
+        (body.len() as u64) < info["dump_size"].as_u64().unwrap(),
+        "the link's dump is not compressed: {} bytes",
+        body.len()
+    );
+
+    // --raw: a presigned link to the stored object, fetched by a plain HTTP client without the
+    // service: the stored zstd stream of the dump.
+    let url = svc.ok(&["backups:url", &b1, "--raw", "--expires", "10m"]);
     let url = url.trim();
     assert!(url.contains("X-Amz-Signature"), "{url}");
     let (status, body) = fetch(url);
     assert_eq!(status, 200);
     let plain = zstd::decode_all(&body[..]).unwrap();
     assert_eq!(&plain[..5], b"PGDMP");
-    assert_eq!(plain.len() as u64, std::fs::metadata(&dump).unwrap().len());
+    assert_eq!(plain.len() as u64, info["dump_size"].as_u64().unwrap());
     // Tampered: refused by the store.
     let (status, _) = fetch(&url.replace("X-Amz-Signature=", "X-Amz-Signature=0"));
     assert_eq!(status, 403);
@@ -391,6 +393,8 @@ fn service_links_expire_and_refuse_tampering() {
     assert_eq!(fetch(&longer).0, 403);
     let other = url.replace("/links/b001", "/links/b002");
     assert_eq!(fetch(&other).0, 403);
+    // The form is signed too: a link to the dump does not become one to the stored object.
+    assert_eq!(fetch(&format!("{url}&form=zstd")).0, 403);
 
     let short = svc.ok(&["backups:url", &b1, "--expires", "1s"]);
     std::thread::sleep(Duration::from_millis(2100));
@@ -552,11 +556,17 @@ fn encrypted_backups_on_s3_restore_through_ranged_reads() {
     );
     svc.ok(&["databases:add", "app", &pg.url("app")]);
     let b1 = capture(&svc, "app");
-    // No presigned link for ciphertext: the link goes through the service and is plain.
+    // No presigned link for ciphertext, even with --raw: the link goes through the service,
+    // which decrypts.
     let url = svc.ok(&["backups:url", &b1]);
     assert!(url.trim().starts_with(&svc.url), "{url}");
     let (status, body) = fetch(url.trim());
     assert_eq!((status, &body[..5]), (200, &b"PGDMP"[..]));
+    let raw = svc.ok(&["backups:url", &b1, "--raw"]);
+    assert!(raw.trim().starts_with(&svc.url), "{raw}");
+    let (status, body) = fetch(raw.trim());
+    assert_eq!(status, 200);
+    assert_eq!(&zstd::decode_all(&body[..]).unwrap()[..5], b"PGDMP");
     pg.create_db("copy");
     svc.ok(&[
         "backups:restore",

@@ -26,10 +26,10 @@ pub use schedules::{
     RetentionPolicy, RetentionView, ScheduleView, SetRetentionRequest, SetScheduleRequest,
 };
 pub use transfers::{
-    BackupLink, CaptureRequest, CopyRequest, DeleteBackupQuery, LinkQuery, LogLine, LogQuery,
-    RebuildReport, RefusedRestore, RestoreRequest, ServerCaptureRequest, SetRestoreRequest,
-    SetRestoreStarted, ShowTransferQuery, TransferCancelled, TransferKindQuery, TransferView,
-    UploadQuery, UrlRequest, VerifyRequest,
+    BackupLink, CaptureRequest, CopyRequest, DeleteBackupQuery, DownloadQuery, DumpForm, LinkQuery,
+    LogLine, LogQuery, RebuildReport, RefusedRestore, RestoreRequest, ServerCaptureRequest,
+    SetRestoreRequest, SetRestoreStarted, ShowTransferQuery, TransferCancelled, TransferKindQuery,
+    TransferView, UploadQuery, UrlRequest, VerifyRequest,
 };
 
 /// Every error answer, whatever the route: `{"error": "message"}`. The message says what is
@@ -45,6 +45,10 @@ pub struct ErrorBody {
 
 /// The header a download names its backup in (`latest` resolved): `b001`.
 pub const BACKUP_HEADER: &str = "x-pgbackups-backup";
+
+/// The header a download of the stored object (`form=zstd`) gives its SHA-256 in, so that the
+/// client can check what it received end to end.
+pub const SHA256_HEADER: &str = "x-pgbackups-sha256";
 
 /// The longest a download link may live, in seconds: S3's limit for presigned URLs.
 pub const MAX_LINK_SECS: u64 = 7 * 24 * 3600;

@@ -164,9 +164,31 @@ pub struct UrlRequest {
     /// Seconds the link stays valid (default [`super::DEFAULT_LINK_SECS`], at most
     /// [`super::MAX_LINK_SECS`]).
     pub expires_secs: Option<u64>,
-    /// A service link to the plain dump even where a presigned link is possible.
+    /// A link to the stored object as it is (the dump compressed with zstd), presigned
+    /// where the store allows it, instead of the dump `pg_restore` reads.
     #[serde(default)]
-    pub plain: bool,
+    pub raw: bool,
+}
+
+/// What a download or link serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpForm {
+    /// The custom-format dump compressed as `pg_dump -Fc` compresses it: what the stock
+    /// `pg_restore` reads (`--jobs` included), no larger than `pg_dump -Fc`'s own file.
+    #[default]
+    Dump,
+    /// The custom-format dump, uncompressed.
+    Plain,
+    /// The stored object: the uncompressed dump compressed with zstd (`zstd -d` undoes it).
+    Zstd,
+}
+
+/// `GET /api/backups/{id}/download?form=dump|plain|zstd`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DownloadQuery {
+    #[serde(default)]
+    pub form: DumpForm,
 }
 
 /// The answer to `POST /api/backups/{id}/url`: a link to the backup.
@@ -175,8 +197,8 @@ pub struct BackupLink {
     pub id: TransferId,
     pub url: String,
     pub expires_at: jiff::Timestamp,
-    /// `dump` (a plain custom-format dump) or `zstd` (the stored object: the dump compressed
-    /// with zstd).
+    /// `dump` (a custom-format dump the stock pg_restore reads) or `zstd` (the stored
+    /// object: the uncompressed dump compressed with zstd).
     pub content: String,
 }
 
@@ -185,6 +207,9 @@ pub struct BackupLink {
 pub struct LinkQuery {
     pub expires: Option<i64>,
     pub sig: Option<String>,
+    /// `zstd` for a link to the stored object; left out, the dump.
+    #[serde(default)]
+    pub form: DumpForm,
 }
 
 /// The answer to `POST /api/catalog/rebuild`: what the rebuild did.
@@ -308,9 +333,9 @@ mod tests {
         assert_json(
             &UrlRequest {
                 expires_secs: Some(60),
-                plain: true,
+                raw: true,
             },
-            r#"{"expires_secs":60,"plain":true}"#,
+            r#"{"expires_secs":60,"raw":true}"#,
         );
     }
 

@@ -147,7 +147,9 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Download a backup as a custom-format dump for pg_restore (the newest without ID).
+    /// Download a backup (the newest without ID) as a compressed custom-format dump, as
+    /// `pg_dump -Fc` writes it, for the stock pg_restore (`--jobs` included). An existing file
+    /// is never replaced: the download becomes latest.dump.1, latest.dump.2, ...
     #[command(name = "backups:download")]
     Download {
         id: Option<String>,
@@ -156,19 +158,19 @@ pub enum BackupCommand {
         output: PathBuf,
     },
     /// Print a URL that fetches a backup (the newest without ID) with any HTTP client, no
-    /// token, until it expires. On S3-compatible stores it is a presigned link to the stored
-    /// object: the dump compressed with zstd (`curl -s URL | zstd -d > b001.dump`, or give the
-    /// URL to `backups:restore`). Otherwise, or with --plain, it is a signed link to this
-    /// service that streams the plain custom-format dump (the service must be reachable).
+    /// token, until it expires: a compressed custom-format dump the stock pg_restore reads
+    /// (`curl -o latest.dump URL && pg_restore -d DATABASE latest.dump`), streamed by this
+    /// service. With --raw, the stored object instead (the dump compressed with zstd),
+    /// presigned by an S3-compatible store so the service need not be reachable.
     #[command(name = "backups:url")]
     Url {
         id: Option<String>,
         /// How long the link works: such as 60m, 12h, 7d (at most 7 days).
         #[arg(long, default_value = "60m")]
         expires: String,
-        /// A link to the plain dump through the service, even where a presigned one is possible.
+        /// A link to the stored object as it is (zstd), presigned where the store allows it.
         #[arg(long)]
-        plain: bool,
+        raw: bool,
     },
     /// Verify a backup (the newest without ID): re-read the whole stored object, check its
     /// SHA-256, and have pg_restore --list read it. With --restore, also restore it into a

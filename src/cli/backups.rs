@@ -2,9 +2,6 @@
 //! `backups:url`, `backups:verify`, `backups:delete`, `backups:pin`, `backups:unpin` and
 //! `catalog:rebuild`: backups in the service.
 
-use std::io::Write;
-use std::path::Path;
-
 use reqwest::Method;
 use serde::Serialize;
 
@@ -127,8 +124,8 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             }
             Ok(0)
         }
-        BackupCommand::Download { id, output } => download(id, &output, env).await,
-        BackupCommand::Url { id, expires, plain } => {
+        BackupCommand::Download { id, output } => super::download::download(id, &output, env).await,
+        BackupCommand::Url { id, expires, raw } => {
             let secs = parse_duration("--expires", &expires)?;
             let id = id_or_latest(id)?;
             let c = Client::connect(env)?;
@@ -137,7 +134,7 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
                     &format!("/backups/{id}/url"),
                     &UrlRequest {
                         expires_secs: Some(secs),
-                        plain,
+                        raw,
                     },
                 )
                 .await?;
@@ -150,7 +147,7 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
                 );
             } else {
                 eprintln!(
-                    "Valid until {until}. It streams backup {} as a plain custom-format dump through this service.",
+                    "Valid until {until}. It serves backup {} as a compressed custom-format dump: `curl -o latest.dump URL && pg_restore -d DATABASE latest.dump`, or give it to `pgbackups backups:restore URL DATABASE`.",
                     link.id
                 );
             }
@@ -230,83 +227,6 @@ pub async fn run(command: BackupCommand, env: &Env) -> Result<i32, CliError> {
             Ok(0)
         }
     }
-}
-
-/// `backups:download`: the plain dump into `output`, written whole or not at all.
-async fn download(id: Option<String>, output: &Path, env: &Env) -> Result<i32, CliError> {
-    let c = Client::connect(env)?;
-    let id_part = id_or_latest(id)?;
-    let mut resp = c
-        .send(c.request(Method::GET, &format!("/backups/{id_part}/download")))
-        .await?;
-    let expected = resp.content_length();
-    let backup = resp
-        .headers()
-        .get("x-pgbackups-backup")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(&id_part)
-        .to_string();
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| CliError::msg(format!("{} is not a file name", output.display())))?;
-    let tmp = dir.join(format!(".{name}.part-{}", std::process::id()));
-    let file = std::fs::File::create(&tmp)
-        .map_err(CliError::io(format!("cannot create {}", tmp.display())))?;
-    // HTTP chunks are small; a large buffer turns them into few writes.
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
-    let cleanup = |e: CliError| {
-        let _ = std::fs::remove_file(&tmp);
-        e
-    };
-    let write_error = || CliError::io(format!("cannot write {}", tmp.display()));
-    let mut written = 0u64;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                file.write_all(&chunk)
-                    .map_err(|e| cleanup(write_error()(e)))?;
-                written += chunk.len() as u64;
-            }
-            Ok(None) => break,
-            Err(e) => {
-                return Err(cleanup(CliError::msg(format!(
-                    "the download of {backup} broke off after {} ({e}); nothing was written to {}. If it happens again, check the backup with `pgbackups backups:info {backup}`",
-                    format::bytes(written),
-                    output.display()
-                ))));
-            }
-        }
-    }
-    if expected.is_some_and(|n| n != written) {
-        return Err(cleanup(CliError::msg(format!(
-            "the download of {backup} is incomplete ({written} of {} bytes); nothing was written to {}",
-            expected.unwrap_or(0),
-            output.display()
-        ))));
-    }
-    let file = file
-        .into_inner()
-        .map_err(|e| cleanup(write_error()(e.into_error())))?;
-    file.sync_all().map_err(|e| cleanup(write_error()(e)))?;
-    drop(file);
-    std::fs::rename(&tmp, output).map_err(|e| {
-        cleanup(CliError::io(format!(
-            "cannot rename to {}",
-            output.display()
-        ))(e))
-    })?;
-    let _ = crate::durable::fsync_dir(dir);
-    println!(
-        "Downloaded {backup} to {} ({}), a custom-format dump: restore it with pg_restore.",
-        output.display(),
-        format::bytes(written)
-    );
-    Ok(0)
 }
 
 /// `backups:capture --all SERVER`: one backup of every database of the server, in one set;

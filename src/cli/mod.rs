@@ -12,6 +12,7 @@ mod client;
 mod cluster;
 mod confirm;
 mod databases;
+mod download;
 mod print;
 mod protection;
 mod schedules;

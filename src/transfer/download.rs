@@ -1,7 +1,7 @@
 //! Reading a stored backup back as the plain custom-format dump that `pg_restore` reads:
 //! storage → SHA-256 check → zstd decompression. Used by downloads and restores.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::{Engine, TransferError};
 use crate::catalog::{TransferId, TransferRecord};
+use crate::pg::archive::gzip;
 use crate::storage::{Storage, StorageError};
 use crate::stream::framed::StoredLayout;
 use crate::stream::{CHUNK, HashingReader};
@@ -61,42 +62,38 @@ fn is_store_error(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<StorageError>())
 }
 
-/// A stored backup, read as a plain dump. Reading it to the end and then calling
-/// [`PlainDump::verify`] proves that the stored object was the one recorded.
-pub struct PlainDump {
+/// A backup's stored object, read as it is (decrypted, when the store encrypts). Reading it to
+/// the end and then calling [`StoredObject::verify`] proves that it was the one recorded.
+pub struct StoredObject {
     id: TransferId,
     expected_sha256: String,
     expected_size: Option<u64>,
-    decoder: zstd::stream::read::Decoder<'static, BufReader<Stored>>,
+    reader: Stored,
 }
 
-impl PlainDump {
+impl StoredObject {
     /// Opens the object of a completed backup.
     pub fn open(
         storage: &dyn Storage,
         backup: &TransferRecord,
-    ) -> Result<PlainDump, TransferError> {
+    ) -> Result<StoredObject, TransferError> {
         let (Some(key), Some(sha)) = (&backup.object_key, &backup.sha256) else {
             return Err(TransferError::NotCompleted {
                 id: backup.id,
                 state: backup.state.as_str().to_string(),
             });
         };
-        let reader = StoreReader::open(storage, key)?;
-        let decoder = zstd::stream::read::Decoder::new(HashingReader::new(reader))
-            .map_err(|e| TransferError::Internal(format!("zstd: {e}")))?;
-        Ok(PlainDump {
+        Ok(StoredObject {
             id: backup.id,
             expected_sha256: sha.clone(),
             expected_size: backup.object_size,
-            decoder,
+            reader: HashingReader::new(StoreReader::open(storage, key)?),
         })
     }
 
     /// Checks the SHA-256 and size of everything read from storage against the catalog.
     pub fn verify(self) -> io::Result<()> {
-        let hashing = self.decoder.finish().into_inner();
-        let (sha, size) = hashing.finish()?;
+        let (sha, size) = self.reader.finish()?;
         if sha != self.expected_sha256 || self.expected_size.is_some_and(|s| s != size) {
             return Err(damaged(
                 self.id,
@@ -107,6 +104,40 @@ impl PlainDump {
             ));
         }
         Ok(())
+    }
+}
+
+impl Read for StoredObject {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+/// A stored backup, read as a plain dump. Reading it to the end and then calling
+/// [`PlainDump::verify`] proves that the stored object was the one recorded.
+pub struct PlainDump {
+    id: TransferId,
+    decoder: zstd::stream::read::Decoder<'static, BufReader<StoredObject>>,
+}
+
+impl PlainDump {
+    /// Opens the object of a completed backup.
+    pub fn open(
+        storage: &dyn Storage,
+        backup: &TransferRecord,
+    ) -> Result<PlainDump, TransferError> {
+        let object = StoredObject::open(storage, backup)?;
+        let decoder = zstd::stream::read::Decoder::new(object)
+            .map_err(|e| TransferError::Internal(format!("zstd: {e}")))?;
+        Ok(PlainDump {
+            id: backup.id,
+            decoder,
+        })
+    }
+
+    /// Checks the SHA-256 and size of everything read from storage against the catalog.
+    pub fn verify(self) -> io::Result<()> {
+        self.decoder.finish().into_inner().verify()
     }
 }
 
@@ -146,20 +177,108 @@ fn apply_patches(chunk: &mut [u8], at: u64, patches: &[(u64, Vec<u8>)]) {
     }
 }
 
+/// What a download streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpForm {
+    /// The dump compressed as `pg_dump -Fc` compresses it (gzip, block by block): what the
+    /// stock `pg_restore` reads, no larger than `pg_dump -Fc`'s own file. Its data offsets
+    /// are not set; a writer that can seek fills them in ([`crate::pg::archive::gzip`]).
+    Compressed,
+    /// The dump uncompressed, with its data offsets filled in.
+    Plain,
+    /// The stored object: the plain dump compressed with zstd (decrypted, when the store
+    /// encrypts), checked against its recorded SHA-256 as it streams.
+    Zstd,
+}
+
+/// A [`Write`] whose bytes go to an async stream, a chunk at a time; fails once the stream's
+/// reader has gone (the client went away), which stops the work that writes.
+struct ChannelWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self, item: io::Result<Bytes>) -> io::Result<()> {
+        self.tx
+            .blocking_send(item)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let take = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..take]);
+        if self.buf.len() == CHUNK {
+            self.flush()?;
+        }
+        Ok(take)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.send(Ok(chunk))
+    }
+}
+
+/// Copies `from` to `to` in chunks, applying `patches` (offsets in `from`) on the way.
+fn copy_patched(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    patches: &[(u64, Vec<u8>)],
+) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                apply_patches(&mut buf[..n], at, patches);
+                at += n as u64;
+                to.write_all(&buf[..n])?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What a download reads.
+enum Source {
+    Plain(PlainDump),
+    Stored(StoredObject),
+}
+
+impl Source {
+    fn verify(self) -> io::Result<()> {
+        match self {
+            Source::Plain(p) => p.verify(),
+            Source::Stored(s) => s.verify(),
+        }
+    }
+}
+
+/// A started download: the backup, and its bytes as they come.
+pub struct Download<S> {
+    pub backup: TransferRecord,
+    /// The size of the stream, when known before it starts (the plain and stored forms).
+    pub size: Option<u64>,
+    pub stream: S,
+}
+
 impl Engine {
-    /// Streams a completed backup (the newest when `id` is `None`) as a plain dump. The
-    /// stream ends with an error instead of its last chunk when the object turns out damaged,
-    /// so that a client never takes a bad download for a good one.
+    /// Streams a completed backup (the newest when `id` is `None`) in `form`. The stream ends
+    /// with an error instead of its last chunk when the object turns out damaged, so that a
+    /// client never takes a bad download for a good one.
     pub fn download(
         &self,
         id: Option<TransferId>,
-    ) -> Result<
-        (
-            TransferRecord,
-            impl Stream<Item = io::Result<Bytes>> + use<>,
-        ),
-        TransferError,
-    > {
+        form: DumpForm,
+    ) -> Result<Download<impl Stream<Item = io::Result<Bytes>> + use<>>, TransferError> {
         let backup = match id {
             Some(id) => self.completed_backup(id)?,
             None => self.latest_backup()?,
@@ -168,50 +287,67 @@ impl Engine {
         let read = self.claims.read_backup(backup.id, "a download")?;
         // A delete that ended between the lookup and the claim has removed it.
         let backup = self.completed_backup(backup.id)?;
-        let mut plain = PlainDump::open(self.storage.as_ref(), &backup)?;
+        let mut source = match form {
+            DumpForm::Zstd => Source::Stored(StoredObject::open(self.storage.as_ref(), &backup)?),
+            _ => Source::Plain(PlainDump::open(self.storage.as_ref(), &backup)?),
+        };
         // pg_dump could not write the data offsets to its pipe; the recorded layout knows them,
-        // so the file a user downloads is as fast for `pg_restore --jobs` as pg_dump's own.
-        let patches = self
-            .catalog
-            .layout(backup.id)?
-            .and_then(|json| serde_json::from_str::<StoredLayout>(&json).ok())
-            .filter(|l| l.is_consistent(backup.dump_size))
-            .and_then(|l| l.archive)
-            .map(|a| a.patches())
-            .unwrap_or_default();
+        // so a plain download is as fast for `pg_restore --jobs` as pg_dump's own file.
+        let patches = match form {
+            DumpForm::Plain => self
+                .catalog
+                .layout(backup.id)?
+                .and_then(|json| serde_json::from_str::<StoredLayout>(&json).ok())
+                .filter(|l| l.is_consistent(backup.dump_size))
+                .and_then(|l| l.archive)
+                .map(|a| a.patches())
+                .unwrap_or_default(),
+            DumpForm::Compressed | DumpForm::Zstd => Vec::new(),
+        };
+        let size = match form {
+            DumpForm::Plain => backup.dump_size,
+            DumpForm::Zstd => backup.object_size,
+            DumpForm::Compressed => None,
+        };
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
         tokio::task::spawn_blocking(move || {
             let _read = read;
-            let mut buf = vec![0u8; CHUNK];
-            let mut at = 0u64;
-            loop {
-                match plain.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        apply_patches(&mut buf[..n], at, &patches);
-                        at += n as u64;
-                        if tx
-                            .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
-                            .is_err()
-                        {
-                            return; // the client went away
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
+            let mut out = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let sent = match (form, &mut source) {
+                (DumpForm::Compressed, Source::Plain(plain)) => {
+                    let input = BufReader::with_capacity(CHUNK, plain);
+                    gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL).map(drop)
                 }
+                (_, Source::Plain(plain)) => copy_patched(plain, &mut out, &patches),
+                (_, Source::Stored(stored)) => copy_patched(stored, &mut out, &[]),
+            };
+            // A dump that would not parse may be a damaged object: if so, say that.
+            let sent = match sent {
+                Ok(()) => source.verify(),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    Err(source.verify().err().unwrap_or(e))
+                }
+                Err(e) => Err(e),
             }
-            if let Err(e) = plain.verify() {
-                let _ = tx.blocking_send(Err(e));
+            // The last chunk goes only once the whole object is known good.
+            .and_then(|()| out.flush());
+            if let Err(e) = sent
+                && e.kind() != io::ErrorKind::BrokenPipe
+            {
+                let _ = out.send(Err(e));
             }
         });
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         });
-        Ok((backup, stream))
+        Ok(Download {
+            backup,
+            size,
+            stream,
+        })
     }
 }
 

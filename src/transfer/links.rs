@@ -25,12 +25,14 @@ pub struct BackupUrl {
 #[derive(Clone, Debug)]
 pub struct LinkRefused(pub &'static str);
 
-/// What a service link's signature covers: the backup, its content and the expiry.
-fn link_message(backup: &TransferRecord, expiry: i64) -> String {
+/// What a service link's signature covers: the backup, its content, the expiry, and for a
+/// link to the stored object, that form (a link to the dump cannot be turned into one).
+fn link_message(backup: &TransferRecord, expiry: i64, stored: bool) -> String {
     format!(
-        "GET\n{}\n{}\n{expiry}",
+        "GET\n{}\n{}\n{expiry}{}",
         backup.id,
-        backup.sha256.as_deref().unwrap_or("")
+        backup.sha256.as_deref().unwrap_or(""),
+        if stored { "\nzstd" } else { "" }
     )
 }
 
@@ -60,15 +62,17 @@ impl Links {
     }
 
     /// A link that fetches a completed backup without the API token until `expires` has
-    /// passed. Plain, unencrypted backups on a store that presigns (S3, GCS, Azure) get a
-    /// presigned link to the stored object, which is the dump compressed with zstd; the
-    /// others (and any with `plain`) get a link to this service, signed with HMAC-SHA256,
-    /// that streams the plain custom-format dump. `base` is the service's public URL.
+    /// passed: a link to this service, signed with HMAC-SHA256, that streams the backup as
+    /// the compressed custom-format dump the stock `pg_restore` reads (as Heroku's links do).
+    /// With `raw`, the link fetches the stored object as it is (the dump compressed with
+    /// zstd): presigned by the store where it can (S3, GCS, Azure, for a backup the service
+    /// does not encrypt), so the service need not be reachable; else through this service.
+    /// `base` is the service's public URL.
     pub fn backup_url(
         &self,
         id: Option<TransferId>,
         expires: std::time::Duration,
-        plain: bool,
+        raw: bool,
         base: &str,
     ) -> Result<BackupUrl, TransferError> {
         let backup = match id {
@@ -80,7 +84,7 @@ impl Links {
             .now()
             .checked_add(jiff::SignedDuration::from_secs(expires.as_secs() as i64))
             .map_err(|e| TransferError::Internal(e.to_string()))?;
-        if !plain && let Some(key) = &backup.object_key {
+        if raw && let Some(key) = &backup.object_key {
             match self.storage.signed_url(key, expires) {
                 Ok(Some(url)) => {
                     return Ok(BackupUrl {
@@ -100,16 +104,17 @@ impl Links {
             }
         }
         let expiry = expires_at.as_second();
-        let sig = self.secrets.sign_link(&link_message(&backup, expiry));
+        let sig = self.secrets.sign_link(&link_message(&backup, expiry, raw));
         Ok(BackupUrl {
             id: backup.id,
             url: format!(
-                "{}/links/{}?expires={expiry}&sig={sig}",
+                "{}/links/{}?expires={expiry}&sig={sig}{}",
                 base.trim_end_matches('/'),
-                backup.id
+                backup.id,
+                if raw { "&form=zstd" } else { "" }
             ),
             expires_at,
-            content: "dump".into(),
+            content: if raw { "zstd" } else { "dump" }.into(),
         })
     }
 
@@ -118,6 +123,7 @@ impl Links {
         &self,
         id: TransferId,
         expiry: i64,
+        stored: bool,
         sig: &str,
     ) -> Result<TransferRecord, LinkRefused> {
         // One answer for an unknown backup and a bad signature: a link must not tell which
@@ -131,7 +137,7 @@ impl Links {
             .map_err(|_| invalid.clone())?;
         if !self
             .secrets
-            .link_signature_matches(&link_message(&backup, expiry), sig)
+            .link_signature_matches(&link_message(&backup, expiry, stored), sig)
         {
             return Err(invalid);
         }

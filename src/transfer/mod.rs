@@ -57,7 +57,7 @@ use job::{Control, JobCtx, StopReason};
 use work::{Held, Job};
 
 pub use crate::registry::confirm_word;
-pub use download::PlainDump;
+pub use download::{DumpForm, PlainDump};
 pub use error::{TransferError, UploadError};
 pub use links::{BackupUrl, LinkRefused, Links};
 pub use rebuild::{RebuildReport, rebuild_catalog};

@@ -8,7 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::{
-    BACKUP_HEADER, BackupLink, DEFAULT_LINK_SECS, LinkQuery, MAX_LINK_SECS, UrlRequest,
+    BACKUP_HEADER, BackupLink, DEFAULT_LINK_SECS, DownloadQuery, DumpForm, LinkQuery,
+    MAX_LINK_SECS, SHA256_HEADER, UrlRequest,
 };
 use crate::catalog::TransferId;
 use crate::server::extract::{Json as JsonBody, Path, Query};
@@ -34,7 +35,7 @@ pub(super) async fn backup_url(
     }
     let (e, base) = (s.links.clone(), s.public_url.clone());
     let url =
-        blocking(move || e.backup_url(id, std::time::Duration::from_secs(secs), body.plain, &base))
+        blocking(move || e.backup_url(id, std::time::Duration::from_secs(secs), body.raw, &base))
             .await?;
     Ok(Json(backup_link(url)))
 }
@@ -59,10 +60,17 @@ pub(super) async fn signed_download(
     let (Ok(id), Some(expires), Some(sig)) = (id.parse::<TransferId>(), q.expires, q.sig) else {
         return refused("this is not a complete pgbackups download link");
     };
+    // A link serves the dump, or the stored object when its signed form says so.
+    let form = match q.form {
+        DumpForm::Zstd => DumpForm::Zstd,
+        DumpForm::Dump | DumpForm::Plain => DumpForm::Dump,
+    };
     let e = s.links.clone();
-    let checked = tokio::task::spawn_blocking(move || e.check_link(id, expires, &sig)).await;
+    let stored = form == DumpForm::Zstd;
+    let checked =
+        tokio::task::spawn_blocking(move || e.check_link(id, expires, stored, &sig)).await;
     match checked {
-        Ok(Ok(backup)) => stream_dump(&s, Some(backup.id))
+        Ok(Ok(backup)) => stream_dump(&s, Some(backup.id), form)
             .await
             .unwrap_or_else(|e| e.into_response()),
         Ok(Err(why)) => refused(why.0),
@@ -70,25 +78,31 @@ pub(super) async fn signed_download(
     }
 }
 
-/// `GET /api/backups/{id|latest}/download`.
+/// `GET /api/backups/{id|latest}/download?form=dump|plain|zstd`.
 pub(super) async fn download(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<DownloadQuery>,
 ) -> ApiResult<Response> {
     let id = parse_optional_id(Some(&id))?;
-    stream_dump(&s, id).await
+    stream_dump(&s, id, q.form).await
 }
 
-/// A backup as a plain custom-format dump, streamed.
-async fn stream_dump(s: &AppState, id: Option<TransferId>) -> ApiResult<Response> {
+/// A backup in `form`, streamed.
+async fn stream_dump(s: &AppState, id: Option<TransferId>, form: DumpForm) -> ApiResult<Response> {
+    let engine_form = match form {
+        DumpForm::Dump => crate::transfer::DumpForm::Compressed,
+        DumpForm::Plain => crate::transfer::DumpForm::Plain,
+        DumpForm::Zstd => crate::transfer::DumpForm::Zstd,
+    };
     let e = s.engine.clone();
-    let (backup, stream) = blocking(move || {
+    let download = blocking(move || {
         // The ID (`latest` resolved) names the backup in a "missing from the store" answer.
         let id = match id {
             Some(id) => id,
             None => e.latest_backup()?.id,
         };
-        Ok(e.download(Some(id)).map_err(|err| (id, err)))
+        Ok(e.download(Some(id), engine_form).map_err(|err| (id, err)))
     })
     .await?
     .map_err(|(id, err)| match err {
@@ -97,17 +111,30 @@ async fn stream_dump(s: &AppState, id: Option<TransferId>) -> ApiResult<Response
         }
         other => other.into(),
     })?;
-    let mut resp = Body::from_stream(stream).into_response();
+    let backup = download.backup;
+    let mut resp = Body::from_stream(download.stream).into_response();
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}.dump\"", backup.id)) {
+    let file = match form {
+        DumpForm::Zstd => format!("{}.dump.zst", backup.id),
+        DumpForm::Dump | DumpForm::Plain => format!("{}.dump", backup.id),
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Some(size) = backup.dump_size {
+    if let Some(size) = download.size {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    if form == DumpForm::Zstd
+        && let Some(sha) = backup
+            .sha256
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(SHA256_HEADER, sha);
     }
     if let Ok(v) = HeaderValue::from_str(&backup.id.to_string()) {
         headers.insert(BACKUP_HEADER, v);

@@ -11,6 +11,8 @@
 //! `pg_backup_custom.c` (data blocks), archive versions 1.12 to 1.16 (PostgreSQL 11 to 17).
 //! Anything else is read through without an index: pg_restore still copes without offsets.
 
+pub mod gzip;
+
 use std::collections::HashMap;
 use std::io::{self, BufRead};
 
@@ -22,6 +24,7 @@ const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
 const OFFSET_POS_NOT_SET: u8 = 1;
 const OFFSET_POS_SET: u8 = 2;
+const OFFSET_NO_DATA: u8 = 3;
 
 const fn version(major: u32, minor: u32) -> u32 {
     (major << 16) | (minor << 8)
@@ -100,12 +103,7 @@ impl ArchiveIndex {
 /// archive of a version this module knows (it is still read to the end). I/O errors of `r`
 /// are returned as they are.
 pub fn scan<R: BufRead>(r: R) -> io::Result<Option<ArchiveIndex>> {
-    let mut p = Parser {
-        r,
-        pos: 0,
-        int_size: 4,
-        version: 0,
-    };
+    let mut p = Parser::new(r);
     let result = p.archive();
     // Whatever happened, read the rest: callers rely on every byte passing through.
     io::copy(&mut p.r, &mut io::sink())?;
@@ -131,72 +129,56 @@ impl From<io::Error> for Stop {
 
 struct Parser<R> {
     r: R,
+    /// Bytes read so far.
     pos: u64,
     int_size: usize,
     version: u32,
+    /// When set, every byte read is also appended here (the rewriter copies them out).
+    record: Option<Vec<u8>>,
+}
+
+impl<R> Parser<R> {
+    fn new(r: R) -> Parser<R> {
+        Parser {
+            r,
+            pos: 0,
+            int_size: 4,
+            version: 0,
+            record: None,
+        }
+    }
+}
+
+/// What [`Parser::header`] learns.
+struct Header {
+    off_size: usize,
+    /// Where the compression field starts.
+    compression_pos: u64,
+    compression: Compression,
+}
+
+/// The header's compression field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    /// Archive versions 1.15 and later: the algorithm, 0 for none.
+    Algorithm(u8),
+    /// Earlier versions: the gzip level, 0 for none.
+    Level(i64),
 }
 
 impl<R: BufRead> Parser<R> {
     fn archive(&mut self) -> Result<ArchiveIndex, Stop> {
-        let mut magic = [0u8; 5];
-        self.bytes(&mut magic)?;
-        if &magic != MAGIC {
-            return Err(Stop::Unknown);
-        }
-        let (vmaj, vmin, vrev) = (self.byte()?, self.byte()?, self.byte()?);
-        self.version = version(u32::from(vmaj), u32::from(vmin)) | u32::from(vrev);
-        if !(MIN_VERSION..MAX_VERSION + 0x100).contains(&self.version) {
-            return Err(Stop::Unknown);
-        }
-        self.int_size = usize::from(self.byte()?);
-        let off_size = usize::from(self.byte()?);
-        if !(1..=8).contains(&self.int_size) || !(1..=16).contains(&off_size) {
-            return Err(Stop::Unknown);
-        }
-        if self.byte()? != FORMAT_CUSTOM {
-            return Err(Stop::Unknown);
-        }
-        if self.version >= V1_15 {
-            self.byte()?; // compression algorithm
-        } else {
-            self.int()?; // compression level
-        }
-        for _ in 0..7 {
-            self.int()?; // creation time: sec, min, hour, mday, mon, year, isdst
-        }
-        for _ in 0..3 {
-            self.skip_str()?; // database name, server version, pg_dump version
-        }
-
+        let header = self.header()?;
         let mut index = ArchiveIndex {
-            off_size,
+            off_size: header.off_size,
             ..Default::default()
         };
         let entries = self.int()?;
         for _ in 0..entries {
-            let dump_id = self.int()?;
-            self.int()?; // had a data dumper
-            for _ in 0..4 {
-                self.skip_str()?; // table OID, OID, tag, description
-            }
-            let section = self.int()?;
-            for _ in 0..3 {
-                self.skip_str()?; // definition, drop statement, COPY statement
-            }
-            self.skip_str()?; // namespace
-            self.skip_str()?; // tablespace
-            if self.version >= V1_14 {
-                self.skip_str()?; // table access method
-            }
-            if self.version >= V1_16 {
-                self.int()?; // relkind
-            }
-            self.skip_str()?; // owner
-            self.skip_str()?; // "with OIDs", always "false"
-            while self.skip_str()?.is_some() {} // dependencies, ended by a NULL string
+            let (dump_id, section) = self.toc_entry()?;
             let flag_pos = self.pos;
             let flag = self.byte()?;
-            for _ in 0..off_size {
+            for _ in 0..header.off_size {
                 self.byte()?;
             }
             index.entries.push(TocEntry {
@@ -235,6 +217,70 @@ impl<R: BufRead> Parser<R> {
         Ok(index)
     }
 
+    /// The archive's header, up to its table of contents.
+    fn header(&mut self) -> Result<Header, Stop> {
+        let mut magic = [0u8; 5];
+        self.bytes(&mut magic)?;
+        if &magic != MAGIC {
+            return Err(Stop::Unknown);
+        }
+        let (vmaj, vmin, vrev) = (self.byte()?, self.byte()?, self.byte()?);
+        self.version = version(u32::from(vmaj), u32::from(vmin)) | u32::from(vrev);
+        if !(MIN_VERSION..MAX_VERSION + 0x100).contains(&self.version) {
+            return Err(Stop::Unknown);
+        }
+        self.int_size = usize::from(self.byte()?);
+        let off_size = usize::from(self.byte()?);
+        if !(1..=8).contains(&self.int_size) || !(1..=16).contains(&off_size) {
+            return Err(Stop::Unknown);
+        }
+        if self.byte()? != FORMAT_CUSTOM {
+            return Err(Stop::Unknown);
+        }
+        let compression_pos = self.pos;
+        let compression = if self.version >= V1_15 {
+            Compression::Algorithm(self.byte()?) // 0 none, 1 gzip, 2 lz4, 3 zstd
+        } else {
+            Compression::Level(self.int()?) // 0 none, else a gzip level
+        };
+        for _ in 0..7 {
+            self.int()?; // creation time: sec, min, hour, mday, mon, year, isdst
+        }
+        for _ in 0..3 {
+            self.skip_str()?; // database name, server version, pg_dump version
+        }
+        Ok(Header {
+            off_size,
+            compression_pos,
+            compression,
+        })
+    }
+
+    /// One TOC entry, up to (not including) its data-offset flag: its dump ID and section.
+    fn toc_entry(&mut self) -> Result<(i64, i64), Stop> {
+        let dump_id = self.int()?;
+        self.int()?; // had a data dumper
+        for _ in 0..4 {
+            self.skip_str()?; // table OID, OID, tag, description
+        }
+        let section = self.int()?;
+        for _ in 0..3 {
+            self.skip_str()?; // definition, drop statement, COPY statement
+        }
+        self.skip_str()?; // namespace
+        self.skip_str()?; // tablespace
+        if self.version >= V1_14 {
+            self.skip_str()?; // table access method
+        }
+        if self.version >= V1_16 {
+            self.int()?; // relkind
+        }
+        self.skip_str()?; // owner
+        self.skip_str()?; // "with OIDs", always "false"
+        while self.skip_str()?.is_some() {} // dependencies, ended by a NULL string
+        Ok((dump_id, section))
+    }
+
     fn byte(&mut self) -> Result<u8, Stop> {
         let mut b = [0u8; 1];
         self.bytes(&mut b)?;
@@ -244,6 +290,9 @@ impl<R: BufRead> Parser<R> {
     fn bytes(&mut self, buf: &mut [u8]) -> Result<(), Stop> {
         self.r.read_exact(buf)?;
         self.pos += buf.len() as u64;
+        if let Some(record) = &mut self.record {
+            record.extend_from_slice(buf);
+        }
         Ok(())
     }
 
@@ -292,6 +341,9 @@ impl<R: BufRead> Parser<R> {
                 return Err(Stop::Io(io::ErrorKind::UnexpectedEof.into()));
             }
             let take = available.len().min(n as usize);
+            if let Some(record) = &mut self.record {
+                record.extend_from_slice(&available[..take]);
+            }
             self.r.consume(take);
             self.pos += take as u64;
             n -= take as u64;
