@@ -142,6 +142,7 @@ fn rewrite(body: impl io::Read, file: File) -> io::Result<(u64, String, u64)> {
         BufReader::with_capacity(1 << 20, &mut decoder),
         &mut out,
         gzip::DEFAULT_LEVEL,
+        gzip::workers(16),
     )?;
     out.flush()?;
     drop(out);

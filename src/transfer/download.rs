@@ -319,7 +319,8 @@ impl Engine {
             let sent = match (form, &mut source) {
                 (DumpForm::Compressed, Source::Plain(plain)) => {
                     let input = BufReader::with_capacity(CHUNK, plain);
-                    gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL).map(drop)
+                    // A link's rewrite shares the service's cores with captures and restores.
+                    gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL, gzip::workers(4)).map(drop)
                 }
                 (_, Source::Plain(plain)) => copy_patched(plain, &mut out, &patches),
                 (_, Source::Stored(stored)) => copy_patched(stored, &mut out, &[]),

@@ -11,9 +11,7 @@
 
 use std::io::{self, BufRead, Read, Write};
 
-use flate2::Compression as Level;
-use flate2::write::ZlibEncoder;
-
+use super::deflate::{DeflatePool, ParallelZlib};
 use super::{
     ArchiveIndex, BLK_BLOBS, BLK_DATA, Block, Compression, OFFSET_NO_DATA, OFFSET_POS_NOT_SET,
     Parser, Stop, TocEntry,
@@ -23,6 +21,14 @@ use super::{
 /// same speed. Our deflate (zlib-rs) uses a faster, looser strategy at 6: on 4.8 MB of table
 /// data, zlib-rs at 6 wrote 317 KB, at 7 291 KB (132 ms), pg_dump -Fc 301 KB (`gzip -6`: 135 ms).
 pub const DEFAULT_LEVEL: u32 = 7;
+
+/// The cores of this machine, at most `cap`: how many threads compress.
+pub fn workers(cap: usize) -> usize {
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .clamp(1, cap.max(1))
+}
 
 /// Size of the compressed chunks written: larger than pg_dump's 4 KiB, so fewer length words
 /// and fewer steps when `pg_restore` skips over a block.
@@ -39,11 +45,11 @@ pub enum Rewritten {
     Copied,
 }
 
-/// Copies the archive `r` to `w`, compressed with gzip at `level` (see the module's comment).
-/// Returns the output's layout; errors of `r` or `w` are returned as they are, and an archive
+/// Copies the archive `r` to `w`, compressed with gzip at `level` on `workers` threads (see
+/// the module's comment). Returns the output's layout; errors of `r` or `w` are returned as they are, and an archive
 /// that breaks off or is malformed after its header is an `InvalidData` error, since `w` then
 /// holds a header that promises compressed data.
-pub fn gzip<R: BufRead, W: Write>(r: R, w: W, level: u32) -> io::Result<Rewritten> {
+pub fn gzip<R: BufRead, W: Write>(r: R, w: W, level: u32, workers: usize) -> io::Result<Rewritten> {
     let mut p = Parser::new(r);
     let mut out = Counting { w, pos: 0 };
     p.record = Some(Vec::new());
@@ -69,7 +75,9 @@ pub fn gzip<R: BufRead, W: Write>(r: R, w: W, level: u32) -> io::Result<Rewritte
         }
     }
     out.write_all(&head)?;
-    rewrite_body(&mut p, &mut out, header.off_size, level).map_err(|stop| match stop {
+    let pool = DeflatePool::new(workers);
+    let level = Deflate { pool: &pool, level };
+    rewrite_body(&mut p, &mut out, header.off_size, &level).map_err(|stop| match stop {
         Stop::Io(e) if e.kind() != io::ErrorKind::UnexpectedEof => e,
         Stop::Io(e) => malformed(&format!("it breaks off ({e})")),
         Stop::Unknown => malformed("it holds a block this version of pgbackups does not know"),
@@ -93,12 +101,18 @@ fn copy_rest<R: BufRead, W: Write>(
     Ok(Rewritten::Copied)
 }
 
+/// How data is compressed: where, and how hard.
+struct Deflate<'p> {
+    pool: &'p DeflatePool,
+    level: u32,
+}
+
 /// The TOC (offsets reset) and the data blocks (compressed).
 fn rewrite_body<R: BufRead, W: Write>(
     p: &mut Parser<R>,
     out: &mut Counting<W>,
     off_size: usize,
-    level: u32,
+    level: &Deflate,
 ) -> Result<Rewritten, Stop> {
     let mut index = ArchiveIndex {
         off_size,
@@ -176,7 +190,7 @@ fn rewrite_body<R: BufRead, W: Write>(
 fn deflate_chunks<R: BufRead, W: Write>(
     p: &mut Parser<R>,
     out: &mut Counting<W>,
-    level: u32,
+    level: &Deflate,
 ) -> Result<(), Stop> {
     let int_size = p.int_size;
     let chunks = ChunkWriter {
@@ -184,7 +198,7 @@ fn deflate_chunks<R: BufRead, W: Write>(
         buf: Vec::with_capacity(CHUNK_OUT),
         int_size,
     };
-    let mut z = ZlibEncoder::new(chunks, Level::new(level));
+    let mut z = ParallelZlib::new(level.pool, chunks, level.level);
     loop {
         let len = p.int()?;
         if len == 0 {
@@ -348,7 +362,7 @@ mod tests {
     fn compresses_every_block_and_keeps_the_toc() {
         let plain = plain_archive();
         let mut out = Vec::new();
-        let Rewritten::Compressed { index } = gzip(&plain[..], &mut out, 7).unwrap() else {
+        let Rewritten::Compressed { index } = gzip(&plain[..], &mut out, 7, 2).unwrap() else {
             panic!("not rewritten");
         };
         assert!(out.len() < plain.len() / 10, "{} bytes", out.len());
@@ -394,16 +408,16 @@ mod tests {
         let junk = b"<html>not a dump</html>".repeat(100);
         let mut out = Vec::new();
         assert!(matches!(
-            gzip(&junk[..], &mut out, 6).unwrap(),
+            gzip(&junk[..], &mut out, 6, 1).unwrap(),
             Rewritten::Copied
         ));
         assert_eq!(out, junk);
         // Already compressed: copied as it is.
         let mut compressed = Vec::new();
-        gzip(&plain_archive()[..], &mut compressed, 6).unwrap();
+        gzip(&plain_archive()[..], &mut compressed, 6, 1).unwrap();
         let mut again = Vec::new();
         assert!(matches!(
-            gzip(&compressed[..], &mut again, 6).unwrap(),
+            gzip(&compressed[..], &mut again, 6, 1).unwrap(),
             Rewritten::Copied
         ));
         assert_eq!(again, compressed);
@@ -413,7 +427,7 @@ mod tests {
     fn an_archive_cut_short_is_an_error() {
         let plain = plain_archive();
         let cut = &plain[..plain.len() - 40];
-        let err = gzip(cut, &mut Vec::new(), 6).unwrap_err();
+        let err = gzip(cut, &mut Vec::new(), 6, 2).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     }
 }

@@ -11,6 +11,7 @@
 //! `pg_backup_custom.c` (data blocks), archive versions 1.12 to 1.16 (PostgreSQL 11 to 17).
 //! Anything else is read through without an index: pg_restore still copes without offsets.
 
+pub mod deflate;
 pub mod gzip;
 
 use std::collections::HashMap;
