@@ -14,6 +14,7 @@ mod confirm;
 mod databases;
 mod print;
 mod protection;
+mod pullpush;
 mod schedules;
 mod serve;
 mod shared;

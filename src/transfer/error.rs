@@ -62,6 +62,9 @@ pub enum TransferError {
     BadFilter(#[from] FilterError),
     #[error("{0}")]
     Target(String),
+    /// The source of a pull cannot be read (unreachable, no pg_dump for its version).
+    #[error("{0}")]
+    Source(String),
     #[error("a restore source must be a backup ID (b001) or an http(s) URL")]
     BadSourceUrl,
     #[error(
@@ -122,4 +125,6 @@ pub enum UploadError {
     OverLimit(u64),
     #[error("the file is empty")]
     Empty,
+    #[error("the upload is not valid zstd: {0}")]
+    Zstd(#[source] std::io::Error),
 }

@@ -77,6 +77,7 @@ impl From<TransferError> for ApiError {
             }
             E::Catalog(CatalogError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            E::Source(_) => StatusCode::BAD_GATEWAY,
             E::Storage(StorageError::NotFound(key)) => {
                 return ApiError::new(StatusCode::GONE, missing_object(None, key));
             }
