@@ -123,12 +123,12 @@ fn copy_pull_push_and_restore_take_urls_from_the_environment_or_standard_input()
     assert!(!text(&out).contains("warning"), "{}", text(&out));
     assert_eq!(count("staging"), "500");
 
-    // pull main -: the local target's URL from standard input (pull and push name the
+    // pull app -: the local target's URL from standard input (pull and push name the
     // service's side by its registered name, whose credentials stay on the service).
-    svc.ok(&["databases:add", "main", &pg.url("app")]);
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
     let out = cli_watching_argv(
         &svc,
-        &["pull", "main", "-"],
+        &["pull", "app", "-"],
         &[],
         &format!("{}\n", pg.url("pulled")),
     );

@@ -324,13 +324,23 @@ fn destructive_commands_without_a_terminal_refuse_as_before_and_ask_nothing() {
     let out = svc.cli(&["backups:capture", "app"]);
     assert!(out.status.success(), "{}", text(&out));
     let refusal = "error: this is destructive: confirm it by passing --confirm staging\n";
-    let pushed = "error: staging has 1 table(s); push replaces everything in it: confirm by passing --confirm staging\n";
+    // push runs pg_dump on the user's machine and streams it as it asks (the service checks the
+    // target as the stream starts).
+    let pushed = "Pushing app to staging...\nerror: staging has 1 table(s); push replaces everything in it: confirm by passing --confirm staging\n";
+    // push reads `app` on the user's machine: libpq's defaults point at the cluster.
+    let port = pg.port.to_string();
+    let laptop = [
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", port.as_str()),
+        ("PGUSER", "postgres"),
+        ("PGPASSWORD", common::PASSWORD),
+    ];
     for (args, expected) in [
         (["copy", "app", "staging"], refusal),
         (["backups:restore", "b001", "staging"], refusal),
         (["push", "app", "staging"], pushed),
     ] {
-        let out = svc.cli_with_stdin(&args, "staging\n");
+        let out = svc.cli_env_with_stdin(&args, &laptop, "staging\n");
         assert!(!out.status.success(), "{args:?} succeeded");
         assert_eq!(String::from_utf8_lossy(&out.stderr), expected, "{args:?}");
         assert!(!text(&out).contains("Destructive action"), "{}", text(&out));

@@ -586,6 +586,11 @@ impl Service {
     /// (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) only as `env` sets them: the
     /// environment of a user's machine, for `pull` and `push`, which run there.
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.cli_env_with_stdin(args, env, "")
+    }
+
+    /// [`Service::cli_env`] with `stdin` as its standard input (not a terminal).
+    pub fn cli_env_with_stdin(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .env("PGBACKUPS_URL", &self.url)
@@ -595,10 +600,20 @@ impl Service {
         for key in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"] {
             cmd.env_remove(key);
         }
-        cmd.envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .output()
+        let mut child = cmd
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
             .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Runs the CLI and panics unless it succeeds; returns stdout.
