@@ -134,10 +134,12 @@ fn pull_with_exclude_table_data_leaves_that_table_empty() {
     // Heroku: `pg:pull --exclude-table-data 'logs'` keeps the table's definition, not its rows.
     let (_remote, svc) = remote_with_main();
     let laptop = Cluster::start();
+    // A postgres:// URL target that does not exist yet is created, as a bare name is.
+    let slim = laptop.url("slim");
     let out = run(
         &svc,
         &laptop,
-        &["pull", "main", "slim", "--exclude-table-data", "logs"],
+        &["pull", "main", &slim, "--exclude-table-data", "logs"],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count(&laptop, "slim", "logs"), "0");

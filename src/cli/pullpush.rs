@@ -58,7 +58,7 @@ pub async fn pull(
     let bare = !target_arg.contains("://");
     let name = target.dbname();
     let place = place(&target, bare);
-    let tools = PgTools::discover(&[]);
+    let tools = PgTools::discover(&env.pg_bin);
     let admin = target.with_dbname("postgres");
     let rows = query_local(
         &tools,
@@ -226,7 +226,7 @@ pub async fn push(
     filter.validate().map_err(CliError::lib)?;
     let place = place(&src, !source_arg.contains("://"));
     let name = src.dbname();
-    let tools = PgTools::discover(&[]);
+    let tools = PgTools::discover(&env.pg_bin);
     // Connecting first: a source that does not exist or a wrong password is said plainly,
     // before anything is sent.
     let rows = query_local(
