@@ -127,6 +127,19 @@ fn pull_refuses_a_local_database_that_exists_and_changes_nothing() {
     assert!(!out.status.success());
     assert!(text(&out).contains("has 1 table(s)"), "{}", text(&out));
     assert!(!text(&out).contains(PASSWORD), "{}", text(&out));
+    // A source the service does not know: said before anything is created.
+    let out = run(&svc, &laptop, &["pull", "nosuch", "other"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no database named `nosuch` is registered on the service"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !databases(&laptop).contains("other"),
+        "{}",
+        databases(&laptop)
+    );
 }
 
 #[test]

@@ -17,6 +17,12 @@ pub enum TransferError {
         "no database named `{0}` is registered; add it with `pgbackups databases:add {0} postgres://...`, or pass a postgres:// URL instead"
     )]
     UnknownDatabase(String),
+    /// `pull` and `push` name the service's database by its registered name only (its
+    /// credentials stay on the service), so no URL is offered instead.
+    #[error(
+        "no database named `{0}` is registered on the service; pull and push name it as `pgbackups databases` lists it: add it with `pgbackups databases:add {0} postgres://...`"
+    )]
+    UnknownForPullPush(String),
     #[error(
         "no database is registered; add one with `pgbackups databases:add NAME postgres://...`, or pass a postgres:// URL"
     )]

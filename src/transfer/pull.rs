@@ -24,6 +24,27 @@ use crate::pg::{DbName, DumpFilter, PgTool, Version};
 /// several times smaller than the plain dump.
 const LEVEL: i32 = 2;
 
+impl Engine {
+    /// A registered database, as pull and push name it (a name only): its name and URL.
+    async fn registered(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<(String, crate::pg::PgUrl), TransferError> {
+        let name = DbName::parse(name)
+            .map_err(crate::registry::RegistryError::from)?
+            .to_string();
+        let (registry, n) = (self.registry.clone(), name.clone());
+        let url = blocking(move || Ok(registry.resolve(Some(&n))?))
+            .await
+            .map_err(|e| match e {
+                TransferError::UnknownDatabase(n) => TransferError::UnknownForPullPush(n),
+                other => other,
+            })?
+            .1;
+        Ok((name, url))
+    }
+}
+
 /// A dump being streamed: its pieces as they come (an `Err` last if it failed), and the
 /// version of the pg_dump that writes it.
 pub struct DumpStream {
@@ -42,11 +63,7 @@ impl Engine {
         filter: DumpFilter,
     ) -> Result<DumpStream, TransferError> {
         filter.validate()?;
-        let name = DbName::parse(name)
-            .map_err(crate::registry::RegistryError::from)?
-            .to_string();
-        let (registry, n) = (self.registry.clone(), name.clone());
-        let (_, url) = blocking(move || Ok(registry.resolve(Some(&n))?)).await?;
+        let (name, url) = self.registered(name).await?;
         let facts = server_facts(&self.tools, &url)
             .await
             .map_err(|e| TransferError::Source(format!("{name}: {e}")))?;
@@ -98,11 +115,7 @@ impl Engine {
 
     /// The extensions installed in `name`, sorted (what `pull` and `push` compare).
     pub async fn extensions(self: &Arc<Self>, name: &str) -> Result<Vec<String>, TransferError> {
-        let name = DbName::parse(name)
-            .map_err(crate::registry::RegistryError::from)?
-            .to_string();
-        let (registry, n) = (self.registry.clone(), name.clone());
-        let (_, url) = blocking(move || Ok(registry.resolve(Some(&n))?)).await?;
+        let (name, url) = self.registered(name).await?;
         let rows = query(&self.tools, &url, EXTENSIONS_SQL)
             .await
             .map_err(|e| TransferError::Source(format!("{name}: {e}")))?;

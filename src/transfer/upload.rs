@@ -58,7 +58,14 @@ impl Engine {
             let held = Held::target(engine.claims.hold_target(&url, "a restore being started")?);
             Ok((label, url, held))
         })
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // `pgbackups push` names its target by its registered name only.
+            TransferError::UnknownDatabase(n) if upload.push => {
+                TransferError::UnknownForPullPush(n)
+            }
+            other => other,
+        })?;
         if upload.push {
             self.check_push_target(&label, &url, confirm).await?;
         } else {

@@ -51,7 +51,9 @@ impl From<TransferError> for ApiError {
     fn from(e: TransferError) -> ApiError {
         use TransferError as E;
         let status = match &e {
-            E::NotFound(_) | E::UnknownDatabase(_) | E::NoBackups => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::UnknownDatabase(_) | E::UnknownForPullPush(_) | E::NoBackups => {
+                StatusCode::NOT_FOUND
+            }
             E::NoDatabases
             | E::WhichDatabase(_)
             | E::BadName(_)
