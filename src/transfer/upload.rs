@@ -53,8 +53,14 @@ impl Engine {
             format!("uploaded file {shown}")
         };
         let (engine, database) = (self.clone(), database.map(str::to_string));
+        let file_confirm = (!upload.push).then(|| confirm.map(str::to_string));
         let (label, url, held) = blocking(move || {
             let (label, url) = engine.registry.resolve(database.as_deref())?;
+            // A file needs the confirmation whatever the target holds, checked before the
+            // hold as every restore does; a push's rule needs the target's tables (below).
+            if let Some(confirm) = file_confirm {
+                check_confirm(&label, confirm.as_deref())?;
+            }
             let held = Held::target(engine.claims.hold_target(&url, "a restore being started")?);
             Ok((label, url, held))
         })
@@ -68,8 +74,6 @@ impl Engine {
         })?;
         if upload.push {
             self.check_push_target(&label, &url, confirm).await?;
-        } else {
-            check_confirm(&label, confirm)?;
         }
         let engine = self.clone();
         let (held, mut rec) = blocking(move || {
