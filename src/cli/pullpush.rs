@@ -178,13 +178,12 @@ pub async fn pull(
         )));
     }
     if finished.success() {
-        if let Ok(n) = fed {
-            eprintln!(
-                "{title}... done ({} received, {} restored)",
-                format::bytes(received.load(Ordering::Relaxed)),
-                format::bytes(n)
-            );
-        }
+        // pg_restore ended well; it may have stopped reading before the stream's very end
+        // (nothing of the archive comes after its last data block).
+        eprintln!(
+            "{title}... done ({} received)",
+            format::bytes(received.load(Ordering::Relaxed))
+        );
     } else {
         let warnings = parser.lock().unwrap_or_else(|p| p.into_inner()).warnings();
         match warnings {
@@ -450,12 +449,11 @@ enum Feed {
     Restore,
 }
 
-/// Decompresses the stream into pg_restore's stdin; the plain bytes written.
-fn unzstd_into(from: impl Read, to: io::PipeWriter) -> Result<u64, Feed> {
+/// Decompresses the stream into pg_restore's stdin.
+fn unzstd_into(from: impl Read, to: io::PipeWriter) -> Result<(), Feed> {
     let mut dec = zstd::Decoder::new(from).map_err(Feed::Stream)?;
     let mut to = io::BufWriter::with_capacity(crate::stream::CHUNK, to);
     let mut buf = vec![0u8; crate::stream::CHUNK];
-    let mut total = 0u64;
     loop {
         let n = match dec.read(&mut buf) {
             Ok(0) => break,
@@ -464,10 +462,8 @@ fn unzstd_into(from: impl Read, to: io::PipeWriter) -> Result<u64, Feed> {
             Err(e) => return Err(Feed::Stream(e)),
         };
         to.write_all(&buf[..n]).map_err(|_| Feed::Restore)?;
-        total += n as u64;
     }
-    to.flush().map_err(|_| Feed::Restore)?;
-    Ok(total)
+    to.flush().map_err(|_| Feed::Restore)
 }
 
 /// Shows the bytes counted by `n` every second on a terminal, every 10 s otherwise.
