@@ -344,3 +344,44 @@ fn a_pull_whose_dump_fails_on_the_service_says_the_new_database_is_incomplete() 
     );
     assert!(!svc.log().contains(REMOTE_PW));
 }
+
+#[test]
+fn pull_as_a_local_user_who_cannot_create_an_extension_completes_with_a_warning_as_heroku() {
+    // Heroku's pg:pull ignores pg_restore's errors and then warns that the extensions differ;
+    // here an extension the local user may not create is a warning ("done, with 1 warning",
+    // as restores say), the rows are all there, and Heroku's extension warning follows.
+    let (remote, svc) = remote_with_main();
+    remote.psql("app", "CREATE EXTENSION pgrowlocks");
+    let laptop = Cluster::start();
+    laptop.psql(
+        "postgres",
+        "CREATE ROLE dev LOGIN CREATEDB PASSWORD 'dev-pw-42'",
+    );
+    let env = [
+        ("PGHOST", "127.0.0.1".to_string()),
+        ("PGPORT", laptop.port.to_string()),
+        ("PGUSER", "dev".to_string()),
+        ("PGPASSWORD", "dev-pw-42".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = svc.cli_env(&["pull", "main", "mydb"], &env);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("on the local server... done, with 1 warning"),
+        "{said}"
+    );
+    assert!(
+        said.contains("WARNING: extension pgrowlocks was not restored: permission denied"),
+        "{said}"
+    );
+    assert!(
+        said.contains("Target extensions:\nplpgsql\nSource extensions:\npgrowlocks\nplpgsql\n"),
+        "{said}"
+    );
+    assert_eq!(count(&laptop, "mydb", "t"), "300");
+    assert!(
+        !said.contains("dev-pw-42") && !said.contains(REMOTE_PW),
+        "{said}"
+    );
+}
