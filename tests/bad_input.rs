@@ -123,25 +123,25 @@ fn copy_pull_push_and_restore_take_urls_from_the_environment_or_standard_input()
     assert!(!text(&out).contains("warning"), "{}", text(&out));
     assert_eq!(count("staging"), "500");
 
-    // pull - -: both from standard input, the source's line first.
+    // pull app -: the local target's URL from standard input (pull and push name the
+    // service's side by its registered name, whose credentials stay on the service).
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
     let out = cli_watching_argv(
         &svc,
-        &["pull", "-", "-"],
+        &["pull", "app", "-"],
         &[],
-        &format!("{}\n{}\n", pg.url("app"), pg.url("pulled")),
+        &format!("{}\n", pg.url("pulled")),
     );
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(count("pulled"), "500");
 
-    // push - -: both from the environment.
+    // push - pushed: the local source's URL from the environment.
     pg.create_db("pushed");
+    svc.ok(&["databases:add", "pushed", &pg.url("pushed")]);
     let out = cli_watching_argv(
         &svc,
-        &["push", "-", "-"],
-        &[
-            ("PGBACKUPS_SOURCE_URL", &pg.url("app")),
-            ("PGBACKUPS_TARGET_URL", &pg.url("pushed")),
-        ],
+        &["push", "-", "pushed"],
+        &[("PGBACKUPS_SOURCE_URL", &pg.url("app"))],
         "",
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -309,20 +309,16 @@ fn malformed_api_requests_are_answered_with_json_errors_and_never_a_500() {
             "{\"source\": \"main\", \"target\": \"main\", \"confirm\": \"main\"}",
             &[400],
         ),
+        ("POST", "/api/databases/-rf/dump", t, "{}", &[400]),
+        ("POST", "/api/databases/nosuch/dump", t, "{}", &[404]),
         (
             "POST",
-            "/api/pulls",
+            "/api/databases/nosuch/dump",
             t,
-            "{\"source\": \"-rf\", \"target\": \"x\"}",
-            &[400],
-        ),
-        (
-            "POST",
-            "/api/pushes",
-            t,
-            "{\"source\": null, \"target\": \"x\"}",
+            "{\"exclude_table_data\": \"t\"}",
             &[422],
         ),
+        ("GET", "/api/databases/nosuch/extensions", t, "", &[404]),
         ("POST", "/api/protections", t, "{}", &[422]),
         (
             "POST",

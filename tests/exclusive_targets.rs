@@ -121,14 +121,13 @@ fn a_second_transfer_into_a_database_being_restored_is_refused_at_once_naming_th
                 "a push",
                 svc.cli(&[
                     "push",
-                    "app",
-                    &localhost,
+                    &pg.url("app"),
+                    "target",
                     "--confirm",
                     "target",
                     "--no-wait",
                 ]),
             ),
-            ("a pull", svc.cli(&["pull", "app", &localhost, "--no-wait"])),
             (
                 "an atomic restore",
                 svc.cli(&[

@@ -1,4 +1,5 @@
-//! The API's databases: registering one, listing them.
+//! The API's databases: registering one, listing them, and what `pull` and `push` ask of one
+//! (its dump, streamed; its extensions).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,26 @@ pub struct DatabaseAdded {
     pub name: String,
     /// The URL as it is shown: its password redacted.
     pub url: String,
+}
+
+/// `POST /api/databases/{name}/dump`: which parts of the database the dump takes (pg_dump's
+/// selection options, as for a copy). The answer is the dump itself, streamed.
+pub type DumpRequest = crate::pg::DumpFilter;
+
+/// The `Content-Type` of a streamed dump: a custom-format dump (`pg_dump -Fc -Z0`) in one zstd
+/// stream. A dump that failed on the service ends with an aborted body, never a clean end.
+pub const DUMP_CONTENT_TYPE: &str = "application/vnd.pgbackups.dump+zstd";
+
+/// The header a streamed dump gives its pg_dump's major version in (`15`): the reader's
+/// pg_restore must be at least as new.
+pub const DUMP_VERSION_HEADER: &str = "x-pgbackups-pg-dump-version";
+
+/// The answer to `GET /api/databases/{name}/extensions`: the extensions installed in the
+/// database (`pg_extension`), sorted by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionsView {
+    pub database: String,
+    pub extensions: Vec<String>,
 }
 
 #[cfg(test)]
@@ -49,6 +70,13 @@ mod tests {
                 url: "postgres://app:*****@db/main".into(),
             },
             r#"{"name":"main","url":"postgres://app:*****@db/main"}"#,
+        );
+        assert_json(
+            &ExtensionsView {
+                database: "main".into(),
+                extensions: vec!["hstore".into(), "plpgsql".into()],
+            },
+            r#"{"database":"main","extensions":["hstore","plpgsql"]}"#,
         );
     }
 }

@@ -17,7 +17,10 @@ mod transfers;
 
 use serde::{Deserialize, Serialize};
 
-pub use databases::{AddDatabaseRequest, DatabaseAdded, DatabaseView};
+pub use databases::{
+    AddDatabaseRequest, DUMP_CONTENT_TYPE, DUMP_VERSION_HEADER, DatabaseAdded, DatabaseView,
+    DumpRequest, ExtensionsView,
+};
 pub use protection::{
     ArchiveView, BaseBackupView, LiveView, ProtectRequest, ProtectionView, ReceiverState,
     Unprotected, WalToken,

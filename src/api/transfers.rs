@@ -116,7 +116,7 @@ pub struct RefusedRestore {
 /// `POST /api/restores/upload?...`: the query string; the body is the dump file itself.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct UploadQuery {
-    /// The file's name, for display.
+    /// The file's name, for display (for a push: the local database's name).
     pub name: Option<String>,
     pub database: Option<String>,
     pub confirm: Option<String>,
@@ -125,16 +125,23 @@ pub struct UploadQuery {
     pub atomic: bool,
     #[serde(default)]
     pub drop_old: bool,
+    /// The body is the dump compressed with zstd (as `push` sends it).
+    #[serde(default)]
+    pub zstd: bool,
+    /// `pgbackups push`: a target without tables needs no `confirm` (Heroku's pg:push), one
+    /// with tables does; recorded as "local database NAME (pushed)".
+    #[serde(default)]
+    pub push: bool,
 }
 
-/// `POST /api/copies`, `/api/pulls` and `/api/pushes`: database to database.
+/// `POST /api/copies`: database to database.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CopyRequest {
     /// A registered name or a URL.
     pub source: String,
-    /// A registered name or a URL (for a pull: the database to create).
+    /// A registered name or a URL.
     pub target: String,
-    /// The target's name, typed again (a pull creates its target and takes none).
+    /// The target's name, typed again.
     pub confirm: Option<String>,
     /// pg_dump's selection options, for a partial copy.
     #[serde(default, flatten)]

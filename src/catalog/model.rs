@@ -333,7 +333,7 @@ pub struct LogLine {
 impl LogLine {
     /// How a warning starts in a transfer's log: something the transfer did not do as asked,
     /// though it went on. The CLI repeats these lines when it has watched the transfer end.
-    pub const WARNING: &str = "WARNING: ";
+    pub const WARNING: &str = crate::pg::restore_errors::WARNING;
 
     /// Whether the line is a warning the user should see without `--verbose`.
     pub fn is_warning(&self) -> bool {

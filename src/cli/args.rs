@@ -330,22 +330,25 @@ pub enum TransferCommand {
         #[command(flatten)]
         wait_interval: WaitIntervalArg,
     },
-    /// Copy SOURCE into a new database on your own server (LOCAL_URL names it); refuses a
-    /// database that exists. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL /
-    /// PGBACKUPS_TARGET_URL (LOCAL_URL) or standard input (source first), out of sight of `ps`.
+    /// Copy the registered database SOURCE into a new database on this machine, as Heroku's
+    /// pg:pull: the service streams the dump, pg_restore runs here. LOCAL is a bare name (a
+    /// database of the local server reached with PGHOST/PGPORT/PGUSER/PGPASSWORD, the unix
+    /// socket when unset), created and refused if it exists; or a postgres:// URL, created if
+    /// missing and refused if it has tables; or `-` to read the URL from PGBACKUPS_TARGET_URL
+    /// or standard input, out of sight of `ps`.
     Pull {
         source: String,
         local_url: String,
-        #[arg(long)]
-        no_wait: bool,
         #[arg(long, short)]
         verbose: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// Copy your LOCAL_URL database into TARGET; refuses a TARGET that has tables unless
-    /// --confirm names it. Pass `-` for a URL to read it from PGBACKUPS_SOURCE_URL (LOCAL_URL)
-    /// / PGBACKUPS_TARGET_URL or standard input (LOCAL_URL first), out of sight of `ps`.
+    /// Copy a database of this machine into the registered database TARGET, as Heroku's
+    /// pg:push: pg_dump runs here and its dump is streamed to the service, which restores it
+    /// once it has arrived whole. LOCAL is a bare name (the local server, libpq's defaults), a
+    /// postgres:// URL, or `-` (PGBACKUPS_SOURCE_URL or standard input). Refuses a TARGET that
+    /// has tables unless --confirm names it.
     Push {
         local_url: String,
         target: String,

@@ -15,6 +15,7 @@ mod databases;
 mod download;
 mod print;
 mod protection;
+mod pullpush;
 mod schedules;
 mod serve;
 mod shared;

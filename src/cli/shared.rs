@@ -23,6 +23,9 @@ pub struct Env {
     pub source_url: Option<String>,
     /// `PGBACKUPS_TARGET_URL`: what a target argument `-` stands for.
     pub target_url: Option<String>,
+    /// `PGBACKUPS_PG_BIN`: where to look first for the PostgreSQL tools that `pull` and `push`
+    /// run on this machine (as the service's own setting).
+    pub pg_bin: Vec<std::path::PathBuf>,
 }
 
 impl Env {
@@ -35,6 +38,9 @@ impl Env {
             database_url: get("PGBACKUPS_DATABASE_URL"),
             source_url: get("PGBACKUPS_SOURCE_URL"),
             target_url: get("PGBACKUPS_TARGET_URL"),
+            pg_bin: get("PGBACKUPS_PG_BIN")
+                .map(|v| std::env::split_paths(&v).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -48,6 +54,7 @@ impl std::fmt::Debug for Env {
             .field("database_url", &set(&self.database_url))
             .field("source_url", &set(&self.source_url))
             .field("target_url", &set(&self.target_url))
+            .field("pg_bin", &self.pg_bin)
             .finish()
     }
 }

@@ -1,5 +1,5 @@
-//! `backups:restore`, `copy`, `pull`, `push`: transfers into a database, started in the
-//! service and watched.
+//! `backups:restore`, `copy`: transfers into a database, started in the service and watched
+//! (`pull` and `push`, which run on the user's machine, are in `pullpush.rs`).
 
 use std::path::Path;
 
@@ -54,6 +54,7 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                     jobs: Some(jobs),
                     atomic,
                     drop_old,
+                    ..UploadQuery::default()
                 };
                 let c = Client::connect(env)?;
                 let rec = confirmed(query.confirm.clone(), confirm::restore_effect, |confirm| {
@@ -181,20 +182,9 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
         TransferCommand::Pull {
             source,
             local_url,
-            no_wait,
             verbose,
             filter,
-        } => {
-            let source = urlarg::resolve(source, Role::Source, env)?;
-            let local_url = urlarg::resolve(local_url, Role::Target, env)?;
-            let body = CopyRequest {
-                source,
-                target: local_url,
-                confirm: None,
-                filter: filter.into(),
-            };
-            copy_and_watch("/pulls", &body, no_wait, verbose, env).await
-        }
+        } => super::pullpush::pull(env, source, local_url, filter.into(), verbose).await,
         TransferCommand::Push {
             local_url,
             target,
@@ -203,15 +193,16 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             verbose,
             filter,
         } => {
-            let local_url = urlarg::resolve(local_url, Role::Source, env)?;
-            let target = urlarg::resolve(target, Role::Target, env)?;
-            let body = CopyRequest {
-                source: local_url,
+            super::pullpush::push(
+                env,
+                local_url,
                 target,
                 confirm,
-                filter: filter.into(),
-            };
-            copy_and_watch("/pushes", &body, no_wait, verbose, env).await
+                filter.into(),
+                no_wait,
+                verbose,
+            )
+            .await
         }
     }
 }
@@ -265,7 +256,7 @@ async fn watch_upload(
     .await
 }
 
-/// Starts a copy (plain, pull or push) and watches it like a capture.
+/// Starts a copy and watches it like a capture.
 async fn copy_and_watch(
     path: &str,
     body: &CopyRequest,
@@ -274,7 +265,6 @@ async fn copy_and_watch(
     env: &Env,
 ) -> Result<i32, CliError> {
     let c = Client::connect(env)?;
-    // A pull confirms nothing (it refuses a database that exists), a copy and a push may ask.
     let rec: TransferRecord = confirmed(body.confirm.clone(), confirm::copy_effect, |confirm| {
         let (c, body) = (
             &c,

@@ -15,11 +15,11 @@ use super::shared::Env;
 /// Which end of a transfer a URL names.
 #[derive(Clone, Copy, Debug)]
 pub enum Role {
-    /// What is read: the database a capture backs up, the source of a copy, pull or push,
-    /// the backup or http(s) URL a restore reads.
+    /// What is read: the database a capture backs up, the source of a copy, the local
+    /// database a push reads, the backup or http(s) URL a restore reads.
     Source,
-    /// What is written: the database a restore, copy, pull or push replaces or creates, the
-    /// server of a restore test.
+    /// What is written: the database a restore or copy replaces, the local database a pull
+    /// creates, the server of a restore test.
     Target,
 }
 

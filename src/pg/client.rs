@@ -68,6 +68,38 @@ pub fn tool_command(exe: &Path, url: Option<&PgUrl>) -> Tool {
     cmd
 }
 
+/// libpq's defaults that a tool run on the user's own machine (`pull`'s pg_restore, `push`'s
+/// pg_dump) takes from the CLI's environment, as `psql mydb` would: a bare database name means
+/// the local server these point at (the unix socket when none is set).
+const LOCAL_DEFAULTS: &[&str] = &["PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGPASSWORD"];
+
+/// [`tool_command`] for a database on the user's machine: libpq's defaults
+/// ([`LOCAL_DEFAULTS`]) come from our environment, and a password in `url` wins over
+/// `PGPASSWORD`. Still only in the child's environment, never its arguments.
+pub fn local_tool_command(exe: &Path, url: &PgUrl) -> Tool {
+    let mut cmd = tool_command(exe, None);
+    cmd.pass_env(LOCAL_DEFAULTS);
+    if let Some(pw) = url.password() {
+        cmd.env("PGPASSWORD", pw);
+    }
+    cmd
+}
+
+/// A database on the user's machine, as `pull` and `push` take it: a `postgres://` URL, or a
+/// bare name (`mydb`) for a database of the local server reached with libpq's defaults.
+pub fn local_database(arg: &str) -> Result<PgUrl, super::PgUrlError> {
+    if arg.contains("://") {
+        return PgUrl::parse(arg);
+    }
+    if arg.trim().is_empty() || arg.contains(['\0', '/', '?', '#']) {
+        return Err(super::PgUrlError::Malformed(format!(
+            "`{}` is neither a postgres:// URL nor a database name",
+            super::redact(arg)
+        )));
+    }
+    Ok(PgUrl::parse("postgresql:///postgres")?.with_dbname(arg))
+}
+
 /// A SQL string literal: `it's` → `'it''s'`; with a backslash, an escape string (`a\b` →
 /// `E'a\\b'`), read the same whatever the server's `standard_conforming_strings` (with it
 /// off, `'a\'` would leave the literal open and the text after it would run as SQL).
@@ -85,14 +117,39 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// The extensions of a database, sorted: what Heroku compares after a pull or push.
+pub const EXTENSIONS_SQL: &str = "SELECT extname FROM pg_extension ORDER BY extname";
+
 /// Runs `sql` with `psql` and returns the rows, each a vector of fields.
 pub async fn query(tools: &PgTools, url: &PgUrl, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
     let out = run_psql(tools, url, &["-A", "-t", "-F", "\t", "-c", sql], None).await?;
-    Ok(out
-        .lines()
+    Ok(rows(&out))
+}
+
+/// [`query`] on a database of the user's machine (see [`local_tool_command`]).
+pub async fn query_local(
+    tools: &PgTools,
+    url: &PgUrl,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, PgError> {
+    let mut cmd = psql(tools, url, &["-A", "-t", "-F", "\t", "-c", sql], None)?;
+    cmd.pass_env(LOCAL_DEFAULTS);
+    if let Some(pw) = url.password() {
+        cmd.env("PGPASSWORD", pw);
+    }
+    let out = cmd.output(None).await?;
+    if out.status.success() {
+        Ok(rows(&out.stdout_text()))
+    } else {
+        Err(psql_failure(url, &out))
+    }
+}
+
+fn rows(out: &str) -> Vec<Vec<String>> {
+    out.lines()
         .filter(|l| !l.is_empty())
         .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect())
+        .collect()
 }
 
 /// Runs a script with `psql` in one transaction, stopping at the first error.

@@ -6,10 +6,12 @@
 //! does for `pg_dump` itself.
 
 pub mod archive;
+pub mod dump_stream;
 mod filter;
 pub mod globals;
 pub mod kept;
 mod name;
+pub mod restore_errors;
 mod tools;
 mod url;
 pub mod wal_names;

@@ -11,10 +11,10 @@ use std::process::Stdio;
 
 use super::job::JobCtx;
 use super::restore::parsed_sink;
-use super::warnings::Parser;
 use super::{Job, JobEnd};
 use crate::format::bytes;
 use crate::pg::client::{query, server_facts, tool_command};
+use crate::pg::restore_errors::Parser;
 use crate::pg::{PgTool, PgUrl};
 use crate::stream::CHUNK;
 

@@ -17,6 +17,12 @@ pub enum TransferError {
         "no database named `{0}` is registered; add it with `pgbackups databases:add {0} postgres://...`, or pass a postgres:// URL instead"
     )]
     UnknownDatabase(String),
+    /// `pull` and `push` name the service's database by its registered name only (its
+    /// credentials stay on the service), so no URL is offered instead.
+    #[error(
+        "no database named `{0}` is registered on the service; pull and push name it as `pgbackups databases` lists it: add it with `pgbackups databases:add {0} postgres://...`"
+    )]
+    UnknownForPullPush(String),
     #[error(
         "no database is registered; add one with `pgbackups databases:add NAME postgres://...`, or pass a postgres:// URL"
     )]
@@ -62,6 +68,9 @@ pub enum TransferError {
     BadFilter(#[from] FilterError),
     #[error("{0}")]
     Target(String),
+    /// The source of a pull cannot be read (unreachable, no pg_dump for its version).
+    #[error("{0}")]
+    Source(String),
     #[error("a restore source must be a backup ID (b001) or an http(s) URL")]
     BadSourceUrl,
     #[error(
@@ -122,4 +131,6 @@ pub enum UploadError {
     OverLimit(u64),
     #[error("the file is empty")]
     Empty,
+    #[error("the upload is not valid zstd: {0}")]
+    Zstd(#[source] std::io::Error),
 }

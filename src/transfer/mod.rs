@@ -23,7 +23,7 @@ pub mod hold;
 pub mod job;
 pub mod links;
 pub mod manifest;
-mod pushpull;
+mod pull;
 pub mod rebuild;
 mod recover;
 mod restore;
@@ -31,8 +31,8 @@ pub mod restore_url;
 mod roles;
 mod server;
 mod start;
+mod upload;
 mod verify;
-mod warnings;
 mod work;
 
 use std::collections::HashMap;
@@ -60,9 +60,11 @@ pub use crate::registry::confirm_word;
 pub use download::{DumpForm, PlainDump};
 pub use error::{TransferError, UploadError};
 pub use links::{BackupUrl, LinkRefused, Links};
+pub use pull::DumpStream;
 pub use rebuild::{RebuildReport, rebuild_catalog};
 pub use server::SetRestore;
 pub use start::RestoreExtras;
+pub use upload::Upload;
 
 /// How a transfer's work ended when it did not succeed.
 #[derive(Debug)]

@@ -25,7 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::download::{PlainDump, StoreReader};
 use super::job::JobCtx;
-use super::warnings::{Parser, Warnings};
+use crate::pg::restore_errors::{Parser, RestoreError};
+
+/// The warnings of all pg_restore processes of one transfer.
+pub(super) type Warnings = Arc<Mutex<Vec<RestoreError>>>;
 use super::{Job, JobEnd};
 use crate::catalog::TransferRecord;
 use crate::format::bytes;

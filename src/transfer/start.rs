@@ -2,14 +2,12 @@
 //! claims what the transfer will write or read, records it Pending with a new ID, and hands it
 //! to the engine to run.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use super::claims::TargetHold;
-use super::error::UploadError;
 use super::work::Held;
-use super::{Engine, TransferError, Work, atomic, blocking, check_confirm, restore_url};
-use crate::catalog::{Origin, TransferId, TransferKind, TransferRecord, TransferState, VerifyMode};
+use super::{Engine, TransferError, Work, atomic, check_confirm, restore_url};
+use crate::catalog::{Origin, TransferId, TransferKind, TransferRecord, VerifyMode};
 use crate::pg::DumpFilter;
 use crate::registry::RegistryError;
 
@@ -250,93 +248,6 @@ impl Engine {
         Ok(rec)
     }
 
-    /// Starts a restore of an uploaded dump file: `body` is streamed into scratch space
-    /// (checked to start like a custom-format dump, within the size limit), then restored as
-    /// from a URL.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn start_restore_from_upload(
-        self: &Arc<Self>,
-        name: &str,
-        database: Option<&str>,
-        confirm: Option<&str>,
-        jobs: u32,
-        atomic: Option<atomic::AtomicSwap>,
-        mut body: impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
-    ) -> Result<TransferRecord, TransferError> {
-        use futures_util::StreamExt;
-        use std::io::Write;
-        check_jobs(jobs)?;
-        let shown: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        let (engine, database) = (self.clone(), database.map(str::to_string));
-        let (confirm, source) = (
-            confirm.map(str::to_string),
-            format!("uploaded file {shown}"),
-        );
-        let (url, held, mut rec) = blocking(move || {
-            let (label, url) = engine.registry.resolve(database.as_deref())?;
-            check_confirm(&label, confirm.as_deref())?;
-            let held = Held::target(engine.claims.hold_target(&url, "a restore being started")?);
-            let mut rec = engine.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;
-            held.name(&rec);
-            rec.source = Some(source);
-            engine.catalog.save_transfer(&rec)?;
-            Ok((url, held, rec))
-        })
-        .await?;
-        let path = self.tmp_dir.join(format!("upload-{}.dump", rec.id));
-        let limit = self.download_limits.max_bytes;
-        let received: Result<u64, UploadError> = async {
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(UploadError::Scratch)?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            let mut n = 0u64;
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(UploadError::BrokeOff)?;
-                if !crate::stream::starts_like_a_dump(n, &chunk) {
-                    return Err(UploadError::NotADump);
-                }
-                n += chunk.len() as u64;
-                if n > limit {
-                    return Err(UploadError::OverLimit(limit));
-                }
-                out.write_all(&chunk).map_err(UploadError::Scratch)?;
-            }
-            out.flush().map_err(UploadError::Scratch)?;
-            if n == 0 {
-                return Err(UploadError::Empty);
-            }
-            Ok(n)
-        }
-        .await;
-        if let Err(e) = received {
-            let _ = std::fs::remove_file(&path);
-            rec.state = TransferState::Failed;
-            rec.error = Some(format!("{e}. The target database was not changed"));
-            rec.finished_at = Some(self.clock.now());
-            let catalog = self.catalog.clone();
-            blocking(move || Ok(catalog.save_transfer(&rec)?)).await?;
-            return Err(TransferError::Upload(e));
-        }
-        self.launch(
-            rec.clone(),
-            held,
-            Work::RestoreUrl {
-                source: restore_url::DumpSource::Uploaded {
-                    file: restore_url::UploadedFile(path),
-                    name: shown,
-                },
-                url,
-                jobs,
-                atomic,
-            },
-        );
-        Ok(rec)
-    }
-
     /// Starts a copy of `source` into `target` (names or URLs), after checking the
     /// confirmation against the target's name. The target's objects are dropped first.
     pub fn start_copy(
@@ -412,7 +323,7 @@ impl Engine {
 }
 
 /// `--jobs` between 1 and 64.
-fn check_jobs(jobs: u32) -> Result<(), TransferError> {
+pub(super) fn check_jobs(jobs: u32) -> Result<(), TransferError> {
     if (1..=64).contains(&jobs) {
         Ok(())
     } else {

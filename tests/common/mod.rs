@@ -582,6 +582,40 @@ impl Service {
         child.wait_with_output().unwrap()
     }
 
+    /// The CLI, pointed at this service, with `env` added and libpq's own variables
+    /// (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) only as `env` sets them: the
+    /// environment of a user's machine, for `pull` and `push`, which run there.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.cli_env_with_stdin(args, env, "")
+    }
+
+    /// [`Service::cli_env`] with `stdin` as its standard input (not a terminal).
+    pub fn cli_env_with_stdin(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .env("PGBACKUPS_URL", &self.url)
+            .env("PGBACKUPS_TOKEN", self.token())
+            .env_remove("PGBACKUPS_SOURCE_URL")
+            .env_remove("PGBACKUPS_TARGET_URL");
+        for key in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"] {
+            cmd.env_remove(key);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// Runs the CLI and panics unless it succeeds; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         check(self.cli(args), &format!("pgbackups {}", args.join(" ")))

@@ -51,7 +51,9 @@ impl From<TransferError> for ApiError {
     fn from(e: TransferError) -> ApiError {
         use TransferError as E;
         let status = match &e {
-            E::NotFound(_) | E::UnknownDatabase(_) | E::NoBackups => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::UnknownDatabase(_) | E::UnknownForPullPush(_) | E::NoBackups => {
+                StatusCode::NOT_FOUND
+            }
             E::NoDatabases
             | E::WhichDatabase(_)
             | E::BadName(_)
@@ -77,6 +79,7 @@ impl From<TransferError> for ApiError {
             }
             E::Catalog(CatalogError::NotRegistered(_)) => StatusCode::NOT_FOUND,
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            E::Source(_) => StatusCode::BAD_GATEWAY,
             E::Storage(StorageError::NotFound(key)) => {
                 return ApiError::new(StatusCode::GONE, missing_object(None, key));
             }

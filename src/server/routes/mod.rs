@@ -75,6 +75,8 @@ pub fn router(service: &Service, public_url: &str) -> Router {
             get(databases::list_databases).post(databases::add_database),
         )
         .route("/databases/{name}", delete(databases::remove_database))
+        .route("/databases/{name}/dump", post(databases::dump))
+        .route("/databases/{name}/extensions", get(databases::extensions))
         .route("/transfers", get(transfers::list_transfers))
         .route("/transfers/cancel", post(transfers::cancel_newest))
         .route("/transfers/{id}", get(transfers::show_transfer))
@@ -89,8 +91,6 @@ pub fn router(service: &Service, public_url: &str) -> Router {
             post(transfers::start_restore_upload).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/copies", post(transfers::start_copy))
-        .route("/pulls", post(transfers::start_pull))
-        .route("/pushes", post(transfers::start_push))
         .route(
             "/schedules",
             get(schedules::list_schedules).post(schedules::set_schedule),

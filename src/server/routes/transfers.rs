@@ -1,5 +1,5 @@
 //! Routes of transfers and backups: start captures, restores (from a backup, a URL or an
-//! upload), copies, pulls, pushes and verifications; list, follow and cancel transfers;
+//! upload or a push), copies and verifications; list, follow and cancel transfers;
 //! delete a backup; rebuild the catalog from the store.
 
 use axum::Json;
@@ -181,10 +181,15 @@ pub(super) async fn start_restore_upload(
     let atomic = q.atomic.then_some(AtomicSwap {
         drop_old: q.drop_old,
     });
+    let upload = crate::transfer::Upload {
+        name: q.name.as_deref().unwrap_or("dump"),
+        push: q.push,
+        zstd: q.zstd,
+    };
     let rec = s
         .engine
         .start_restore_from_upload(
-            q.name.as_deref().unwrap_or("dump"),
+            upload,
             q.database.as_deref(),
             q.confirm.as_deref(),
             q.jobs.unwrap_or(1),
@@ -210,35 +215,6 @@ pub(super) async fn start_copy(
         )
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(rec)))
-}
-
-/// `POST /api/pulls`: creates the target, then copies.
-pub(super) async fn start_pull(
-    State(s): State<AppState>,
-    JsonBody(body): JsonBody<CopyRequest>,
-) -> ApiResult<Started> {
-    let rec = s
-        .engine
-        .start_pull(&body.source, &body.target, body.filter)
-        .await?;
-    Ok((StatusCode::CREATED, Json(rec)))
-}
-
-/// `POST /api/pushes`: copies into a target without tables, or one `confirm` names.
-pub(super) async fn start_push(
-    State(s): State<AppState>,
-    JsonBody(body): JsonBody<CopyRequest>,
-) -> ApiResult<Started> {
-    let rec = s
-        .engine
-        .start_push(
-            &body.source,
-            &body.target,
-            body.confirm.as_deref(),
-            body.filter,
-        )
-        .await?;
     Ok((StatusCode::CREATED, Json(rec)))
 }
 

@@ -1,4 +1,5 @@
-//! pg_restore's errors, each tied to the TOC entry it came from, and told apart: an object the
+//! pg_restore's errors (in `pg/` so that both the service's restores and the CLI's local
+//! `pull` read them the same way), each tied to the TOC entry it came from, and told apart: an object the
 //! target may refuse without losing any data (an extension, its comment, ownership,
 //! privileges) is a warning, as Heroku's "Completed with N warnings"; anything else (a table,
 //! its data, an index, a constraint) fails the transfer as before.
@@ -14,13 +15,12 @@
 //!
 //! and at its end `pg_restore: warning: errors ignored on restore: N`.
 
-use std::sync::{Arc, Mutex};
-
-use crate::catalog::LogLine;
+/// How a warning line starts (the transfer log's `LogLine::WARNING` is this same text).
+pub const WARNING: &str = "WARNING: ";
 
 /// One error pg_restore reported.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct RestoreError {
+pub struct RestoreError {
     /// The TOC entry's description (`EXTENSION`, `COMMENT`, `TABLE DATA`, ...) and tag (its
     /// name: `pgrowlocks`, `EXTENSION pgrowlocks`, `public t`), when pg_restore named one.
     pub entry: Option<(String, String)>,
@@ -58,7 +58,7 @@ impl RestoreError {
     pub fn warning_line(&self) -> String {
         format!(
             "{}{} was not restored: {}",
-            LogLine::WARNING,
+            WARNING,
             self.object(),
             self.message
         )
@@ -100,7 +100,7 @@ fn is_owner_change(command: &str) -> bool {
 
 /// Reads one pg_restore's stderr, line by line.
 #[derive(Debug, Default)]
-pub(super) struct Parser {
+pub struct Parser {
     entry: Option<(String, String)>,
     errors: Vec<RestoreError>,
     /// `errors ignored on restore: N`, when printed.
@@ -219,9 +219,6 @@ fn split_desc(rest: &str) -> Option<(String, String)> {
     let (desc, tag) = rest.split_once(' ')?;
     Some((desc.to_string(), tag.to_string()))
 }
-
-/// The warnings of all pg_restore processes of one transfer.
-pub(super) type Warnings = Arc<Mutex<Vec<RestoreError>>>;
 
 #[cfg(test)]
 mod tests {
