@@ -324,9 +324,8 @@ fn destructive_commands_without_a_terminal_refuse_as_before_and_ask_nothing() {
     let out = svc.cli(&["backups:capture", "app"]);
     assert!(out.status.success(), "{}", text(&out));
     let refusal = "error: this is destructive: confirm it by passing --confirm staging\n";
-    // push runs pg_dump on the user's machine and streams it as it asks (the service checks the
-    // target as the stream starts).
-    let pushed = "Pushing app to staging...\nerror: staging has 1 table(s); push replaces everything in it: confirm by passing --confirm staging\n";
+    // push checks the target with the service before it runs pg_dump: refused, nothing is sent.
+    let pushed = "error: staging has 1 table(s); push replaces everything in it: confirm by passing --confirm staging\n";
     // push reads `app` on the user's machine: libpq's defaults point at the cluster.
     let port = pg.port.to_string();
     let laptop = [

@@ -209,3 +209,67 @@ fn restores_from_a_url_and_refuses_bad_downloads_before_touching_the_target() {
     ]);
     assert!(!out.status.success());
 }
+
+/// Heroku asks for the name before a destructive restore. Ours asks before the file is sent,
+/// so that it is sent once: a FIFO, which can be read only once, restores (a second sending
+/// would wait forever for a writer).
+#[test]
+fn a_file_restore_confirmed_at_the_prompt_sends_the_file_once() {
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql(
+        "app",
+        "CREATE TABLE t AS SELECT g FROM generate_series(1, 70) g",
+    );
+    pg.create_db("staging");
+    let svc = Service::start();
+    svc.ok(&["databases:add", "staging", &pg.url("staging")]);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("app.dump");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (dump_to, app) = (fifo.clone(), pg.url("app"));
+    let writer = std::thread::spawn(move || {
+        std::process::Command::new("timeout")
+            .arg("60")
+            .arg(format!("{}/pg_dump", common::PG_BIN))
+            .args(["-Fc", "--no-sync", "-f"])
+            .arg(&dump_to)
+            .arg(app)
+            .status()
+            .unwrap()
+    });
+    // `script` runs the CLI on a pseudo-terminal and types what it reads from its stdin.
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            "timeout 60 \"$BIN\" backups:restore --file \"$FILE\" staging",
+            "/dev/null",
+        ])
+        .env("BIN", common::binary())
+        .env("FILE", &fifo)
+        .env("PGBACKUPS_URL", &svc.url)
+        .env("PGBACKUPS_TOKEN", svc.token())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"staging\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = common::text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("Destructive action"), "{shown}");
+    assert!(
+        writer.join().unwrap().success(),
+        "pg_dump could not write the FIFO"
+    );
+    assert_eq!(pg.psql("staging", "SELECT count(*) FROM t").trim(), "70");
+}

@@ -132,6 +132,11 @@ pub struct UploadQuery {
     /// with tables does; recorded as "local database NAME (pushed)".
     #[serde(default)]
     pub push: bool,
+    /// Only check the target and the confirmation, reading no body and starting nothing:
+    /// `204`, or the refusal the upload would get. The CLI asks for the name on a terminal
+    /// after this answer, so a file (or a local pg_dump) is sent once, after the confirmation.
+    #[serde(default)]
+    pub check: bool,
 }
 
 /// `POST /api/copies`: database to database.

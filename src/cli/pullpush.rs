@@ -243,20 +243,22 @@ pub async fn push(
         .find(PgTool::Dump, version_of(&rows).major)
         .map_err(CliError::lib)?;
     let c = Client::connect(env)?;
-    let rec: TransferRecord = confirmed(confirm, confirm::copy_effect, |confirm| {
-        let query = UploadQuery {
-            name: Some(name.clone()),
-            database: Some(target.clone()),
-            confirm,
-            jobs: Some(1),
-            zstd: true,
-            push: true,
-            ..UploadQuery::default()
-        };
-        let (c, pg_dump, src, filter, target) = (&c, &pg_dump, &src, &filter, &target);
-        async move { push_once(c, pg_dump, src, filter, query, target).await }
+    let query = UploadQuery {
+        name: Some(name.clone()),
+        database: Some(target.clone()),
+        jobs: Some(1),
+        zstd: true,
+        push: true,
+        ..UploadQuery::default()
+    };
+    // Confirmed first (asked on a terminal when the target has tables), then pg_dump runs once.
+    let confirm = confirmed(confirm, confirm::copy_effect, |confirm| {
+        let (c, query) = (&c, query.clone());
+        async move { super::transfers::check_upload(c, query, confirm).await }
     })
     .await?;
+    let query = UploadQuery { confirm, ..query };
+    let rec: TransferRecord = push_once(&c, &pg_dump, &src, &filter, query, &target).await?;
     println!("{}", rec.id);
     if no_wait {
         return Ok(0);

@@ -57,18 +57,14 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
                     ..UploadQuery::default()
                 };
                 let c = Client::connect(env)?;
-                let rec = confirmed(query.confirm.clone(), confirm::restore_effect, |confirm| {
-                    let (c, path, query) = (
-                        &c,
-                        &path,
-                        UploadQuery {
-                            confirm,
-                            ..query.clone()
-                        },
-                    );
-                    async move { upload(c, path, query).await }
-                })
-                .await?;
+                // Confirmed first (asked on a terminal), then the file is sent once.
+                let confirm =
+                    confirmed(query.confirm.clone(), confirm::restore_effect, |confirm| {
+                        let (c, query) = (&c, query.clone());
+                        async move { check_upload(c, query, confirm).await }
+                    })
+                    .await?;
+                let rec = upload(&c, &path, UploadQuery { confirm, ..query }).await?;
                 return watch_upload(&c, rec, no_wait, verbose).await;
             }
             // `restore b001 main`, `restore https://... main`, `restore b001`, `restore main`,
@@ -205,6 +201,23 @@ pub async fn run(command: TransferCommand, env: &Env) -> Result<i32, CliError> {
             .await
         }
     }
+}
+
+/// Asks the service whether an upload as `query` says, with `confirm`, would be taken (no body
+/// is sent); answers the confirmation that passed.
+pub(super) async fn check_upload(
+    c: &Client,
+    query: UploadQuery,
+    confirm: Option<String>,
+) -> Result<Option<String>, CliError> {
+    let query = UploadQuery {
+        confirm: confirm.clone(),
+        check: true,
+        ..query
+    };
+    c.send(c.request(Method::POST, "/restores/upload").query(&query))
+        .await?;
+    Ok(confirm)
 }
 
 /// Uploads the dump file `path` for a restore (`query` says where to, without the file's

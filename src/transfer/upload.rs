@@ -28,6 +28,53 @@ pub struct Upload<'a> {
 }
 
 impl Engine {
+    /// Checks an upload's target and confirmation as [`Engine::start_restore_from_upload`]
+    /// would, without a body: the CLI calls it first, so that it asks for the name on a
+    /// terminal before it sends anything, and sends the file (or runs pg_dump) once.
+    pub async fn check_upload(
+        self: &Arc<Self>,
+        upload: Upload<'_>,
+        database: Option<&str>,
+        confirm: Option<&str>,
+    ) -> Result<(), TransferError> {
+        self.upload_target(upload, database, confirm)
+            .await
+            .map(drop)
+    }
+
+    /// The upload's target, confirmed and held.
+    async fn upload_target(
+        self: &Arc<Self>,
+        upload: Upload<'_>,
+        database: Option<&str>,
+        confirm: Option<&str>,
+    ) -> Result<(String, PgUrl, Held), TransferError> {
+        let (engine, database) = (self.clone(), database.map(str::to_string));
+        let file_confirm = (!upload.push).then(|| confirm.map(str::to_string));
+        let (label, url, held) = blocking(move || {
+            let (label, url) = engine.registry.resolve(database.as_deref())?;
+            // A file needs the confirmation whatever the target holds, checked before the
+            // hold as every restore does; a push's rule needs the target's tables (below).
+            if let Some(confirm) = file_confirm {
+                check_confirm(&label, confirm.as_deref())?;
+            }
+            let held = Held::target(engine.claims.hold_target(&url, "a restore being started")?);
+            Ok((label, url, held))
+        })
+        .await
+        .map_err(|e| match e {
+            // `pgbackups push` names its target by its registered name only.
+            TransferError::UnknownDatabase(n) if upload.push => {
+                TransferError::UnknownForPullPush(n)
+            }
+            other => other,
+        })?;
+        if upload.push {
+            self.check_push_target(&label, &url, confirm).await?;
+        }
+        Ok((label, url, held))
+    }
+
     /// Starts a restore of an uploaded dump: `body` is streamed into scratch space (checked to
     /// start like a custom-format dump, within the size limit, decompressed on the way when it
     /// is zstd), then restored as from a URL.
@@ -52,29 +99,7 @@ impl Engine {
         } else {
             format!("uploaded file {shown}")
         };
-        let (engine, database) = (self.clone(), database.map(str::to_string));
-        let file_confirm = (!upload.push).then(|| confirm.map(str::to_string));
-        let (label, url, held) = blocking(move || {
-            let (label, url) = engine.registry.resolve(database.as_deref())?;
-            // A file needs the confirmation whatever the target holds, checked before the
-            // hold as every restore does; a push's rule needs the target's tables (below).
-            if let Some(confirm) = file_confirm {
-                check_confirm(&label, confirm.as_deref())?;
-            }
-            let held = Held::target(engine.claims.hold_target(&url, "a restore being started")?);
-            Ok((label, url, held))
-        })
-        .await
-        .map_err(|e| match e {
-            // `pgbackups push` names its target by its registered name only.
-            TransferError::UnknownDatabase(n) if upload.push => {
-                TransferError::UnknownForPullPush(n)
-            }
-            other => other,
-        })?;
-        if upload.push {
-            self.check_push_target(&label, &url, confirm).await?;
-        }
+        let (label, url, held) = self.upload_target(upload, database, confirm).await?;
         let engine = self.clone();
         let (held, mut rec) = blocking(move || {
             let mut rec = engine.new_transfer('r', TransferKind::Restore, Origin::Manual, label)?;

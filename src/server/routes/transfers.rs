@@ -173,7 +173,8 @@ pub(super) async fn start_restore_upload(
     State(s): State<AppState>,
     Query(q): Query<UploadQuery>,
     body: Body,
-) -> ApiResult<Started> {
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     use futures_util::StreamExt;
     let stream = body
         .into_data_stream()
@@ -186,6 +187,12 @@ pub(super) async fn start_restore_upload(
         push: q.push,
         zstd: q.zstd,
     };
+    if q.check {
+        s.engine
+            .check_upload(upload, q.database.as_deref(), q.confirm.as_deref())
+            .await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let rec = s
         .engine
         .start_restore_from_upload(
@@ -197,7 +204,7 @@ pub(super) async fn start_restore_upload(
             Box::pin(stream),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(rec)))
+    Ok((StatusCode::CREATED, Json(rec)).into_response())
 }
 
 /// `POST /api/copies`.
