@@ -299,6 +299,26 @@ impl<R: BufRead> Parser<R> {
 
     /// pg_dump's integer: a sign byte, then `int_size` bytes, least significant first.
     fn int(&mut self) -> Result<i64, Stop> {
+        // Read from the buffer at once when it holds the whole integer (a dump has one per
+        // row of data: this is the parser's hot path).
+        let n = 1 + self.int_size;
+        if self.record.is_none() {
+            let buf = self.r.fill_buf()?;
+            if buf.len() >= n {
+                let negative = buf[0] != 0;
+                let v = buf[1..n]
+                    .iter()
+                    .enumerate()
+                    .fold(0i64, |v, (i, b)| v | i64::from(*b) << (8 * i));
+                self.r.consume(n);
+                self.pos += n as u64;
+                return if negative {
+                    v.checked_neg().ok_or(Stop::Unknown)
+                } else {
+                    Ok(v)
+                };
+            }
+        }
         let negative = self.byte()? != 0;
         let mut v: i64 = 0;
         for i in 0..self.int_size {
