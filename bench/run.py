@@ -7,6 +7,8 @@ one after another:
 
   * `pgbackups backups:capture`            against  `pg_dump -Fc -f FILE`
   * `pgbackups backups:restore --jobs 2`   against  `pg_restore --jobs 2 FILE`
+  * `pgbackups backups:download`           against  `pg_dump -Fc -f FILE` (both give the
+    gzip-compressed .dump a user restores with pg_restore; sizes compared too)
 
 and reports wall-time ratios, the stored-size ratio and the service's peak RSS. The
 results, with a description of the machine, go to bench/RESULTS.md and to stdout.
@@ -556,6 +558,8 @@ class Round:
     capture_rss_mb: float | None = None
     restore_rss_mb: float | None = None
     backup_id: str = ""
+    download_s: float = 0.0
+    download_bytes: int = 0
     counts_ok: bool = False
 
 
@@ -668,6 +672,18 @@ def one_round(i: int, cl: Cluster, svc: Service, work: Path, source_counts: dict
             f"peak RSS {r.capture_rss_mb or 0:.1f} MB")
         log_phases(r.capture_phases)
 
+    def download() -> None:
+        out_file = work / "downloaded.dump"
+        if out_file.exists():
+            out_file.unlink()
+        r.download_s, _ = timed(
+            svc.cli("backups:download", r.backup_id, "-o", str(out_file)), env=svc.env(),
+            what="pgbackups backups:download")
+        r.download_bytes = out_file.stat().st_size
+        out_file.unlink()
+        log(f"  pgbackups download {r.backup_id}: {r.download_s:.2f} s, "
+            f"{mb(r.download_bytes):.1f} MB")
+
     def pg_restore() -> None:
         cl.psql("postgres", "CHECKPOINT")
         r.pg_restore_s, _ = timed(
@@ -694,6 +710,7 @@ def one_round(i: int, cl: Cluster, svc: Service, work: Path, source_counts: dict
 
     for step in ([pg_dump, capture] if pg_first else [capture, pg_dump]):
         step()
+    download()
     cl.recreate_db(TARGET_PGTOOLS)
     cl.recreate_db(TARGET_PGBACKUPS)
     for step in ([pg_restore, restore] if pg_first else [restore, pg_restore]):
@@ -736,6 +753,7 @@ def build_report(args: argparse.Namespace, rounds: list[Round], machine: list[tu
     capture_s = med(r.capture_s for r in rounds)
     pg_restore_s = med(r.pg_restore_s for r in rounds)
     restore_s = med(r.restore_s for r in rounds)
+    download_s = med(r.download_s for r in rounds)
     last = rounds[-1]
     dump_mb, obj_mb = mb(last.dump_file_bytes), mb(last.object_bytes)
     cap_rss = [r.capture_rss_mb for r in rounds if r.capture_rss_mb is not None]
@@ -761,6 +779,12 @@ def build_report(args: argparse.Namespace, rounds: list[Round], machine: list[tu
         [f"restore wall time --jobs {jobs}, s ({agg})", f"{pg_restore_s:.2f}", f"{restore_s:.2f}",
          f"{restore_ratio:.2f}×", f"≤ {TARGET_RESTORE_RATIO:.2f}×",
          yes_no(restore_ratio <= TARGET_RESTORE_RATIO)],
+        [f"download a pg_restore-ready .dump, s ({agg}; pg tools: pg_dump -Fc)",
+         f"{pg_dump_s:.2f}", f"{download_s:.2f}", f"{pg_dump_s / download_s:.2f}× faster",
+         "(for information)", ""],
+        ["downloaded .dump size, MB (pg tools: pg_dump -Fc's file)", f"{dump_mb:.1f}",
+         f"{mb(last.download_bytes):.1f}", f"{mb(last.download_bytes) / dump_mb:.3f}×",
+         "≤ 1.00×", yes_no(last.download_bytes <= last.dump_file_bytes)],
         ["service peak RSS during capture, MB", "—",
          "n/a" if cap_rss_mb is None else f"{cap_rss_mb:.1f}", "—",
          f"< {TARGET_CAPTURE_RSS_MB:.0f} MB",

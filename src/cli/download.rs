@@ -169,7 +169,15 @@ fn take_free_name(part: &Path, output: &Path) -> Result<PathBuf, CliError> {
             s.push(format!(".{n}"));
             PathBuf::from(s)
         };
-        match std::fs::hard_link(part, &candidate) {
+        let linked = match std::fs::hard_link(part, &candidate) {
+            // A file system without hard links (FAT, some network mounts): a rename that
+            // refuses to replace does the same.
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                rename_noreplace(part, &candidate)
+            }
+            other => other,
+        };
+        match linked {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
@@ -185,4 +193,10 @@ fn take_free_name(part: &Path, output: &Path) -> Result<PathBuf, CliError> {
         output.display(),
         MAX_SUFFIX
     )))
+}
+
+/// Renames `from` to `to` unless `to` exists (`AlreadyExists` then).
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
 }
