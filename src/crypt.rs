@@ -324,6 +324,10 @@ fn decrypt_error(key: &str, e: age::DecryptError) -> StorageError {
 }
 
 impl Storage for EncryptedStorage {
+    fn encrypts_new_objects(&self) -> bool {
+        self.keys.encrypts()
+    }
+
     fn describe(&self) -> String {
         if self.keys.encrypts() {
             format!(

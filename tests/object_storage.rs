@@ -118,9 +118,22 @@ fn backups_live_in_s3_with_presigned_links_verification_and_a_rebuildable_catalo
     assert_eq!(pg.row_counts("copy1"), pg.row_counts("app"));
 
     // Heroku: `curl -o latest.dump "$(heroku pg:backups:url)" && pg_restore latest.dump`.
-    // The default link's body is a custom-format dump the stock pg_restore reads, also on S3:
-    // the service turns the stored zstd into the gzip-compressed dump pg_dump -Fc writes.
+    // The default link's body is a custom-format dump the stock pg_restore reads; on S3 it is
+    // presigned, like Heroku's: the dump (gzip-compressed as pg_dump -Fc writes it) is written
+    // once beside the backup, under exports/, so the link works without the service.
     let link = svc.ok(&["backups:url", &b1]);
+    assert!(
+        link.contains("X-Amz-Signature") && link.contains("/exports/"),
+        "{link}"
+    );
+    let exports = s3.objects("prod/exports/");
+    assert!(
+        exports.len() == 1 && exports[0].contains(&b1),
+        "{exports:?}"
+    );
+    // Asked again: the same export, not a second one.
+    svc.ok(&["backups:url", &b1]);
+    assert_eq!(s3.objects("prod/exports/"), exports);
     let (status, body) = fetch(link.trim());
     assert_eq!(status, 200);
     let curled = work.path().join("curled.dump");
@@ -183,6 +196,9 @@ fn backups_live_in_s3_with_presigned_links_verification_and_a_rebuildable_catalo
     // The service's disk is lost: a new data directory, the same bucket.
     let b2 = capture(&svc, "app");
     assert!(svc.terminate());
+    // The presigned link to the dump works with the service gone.
+    let (status, body) = fetch(link.trim());
+    assert_eq!((status, &body[..5]), (200, &b"PGDMP"[..]));
     let mut svc2 = start_on_s3(&s3, &work.path().join("data2"), &[]);
     assert!(svc2.ok(&["backups"]).contains("No backups"));
     let out = svc2.ok(&["catalog:rebuild"]);
@@ -208,10 +224,11 @@ fn backups_live_in_s3_with_presigned_links_verification_and_a_rebuildable_catalo
     ]);
     assert_eq!(pg.row_counts("copy3"), pg.row_counts("app"));
 
-    // Deleting removes the object and its manifest.
+    // Deleting removes the object, its manifest and its export.
     svc2.ok(&["backups:delete", &b1, "--confirm", "app"]);
     let stored = s3.objects("prod/backups/");
     assert!(!stored.iter().any(|k| k.starts_with(&b1)), "{stored:?}");
+    assert!(s3.objects("prod/exports/").is_empty());
     svc2.terminate();
     svc.terminate();
 }

@@ -114,6 +114,11 @@ pub trait Storage: Send + Sync {
         Ok(None)
     }
 
+    /// Whether objects created from now on are encrypted (an encrypting layer says so).
+    fn encrypts_new_objects(&self) -> bool {
+        false
+    }
+
     /// Reads a whole small object (a manifest) into memory.
     fn read_small(&self, key: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
         let mut out = Vec::new();

@@ -352,6 +352,45 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The key of `id`'s export (see [`super::manifest::export_key_for`]): the dump the stock
+    /// pg_restore reads, stored beside the backup so that a store can presign a link to it.
+    /// Made now, compressed on up to four cores, when it is not there yet; the backup cannot
+    /// be deleted meanwhile, and the export is committed only once the backup's SHA-256 is
+    /// proven.
+    pub fn export(&self, id: TransferId) -> Result<String, TransferError> {
+        let _read = self.claims.read_backup(id, "a link being prepared")?;
+        let backup = self.completed_backup(id)?;
+        let Some(object_key) = &backup.object_key else {
+            return Err(TransferError::NotCompleted {
+                id,
+                state: backup.state.as_str().to_string(),
+            });
+        };
+        let key = super::manifest::export_key_for(object_key);
+        if self.storage.size(&key)?.is_some() {
+            return Ok(key);
+        }
+        let mut plain = PlainDump::open(self.storage.as_ref(), &backup)?;
+        let mut out = self.storage.create(&key)?;
+        let input = BufReader::with_capacity(CHUNK, &mut plain);
+        let written = gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL, gzip::workers(4))
+            .and_then(|_| plain.verify());
+        match written {
+            Ok(()) => {
+                out.commit()?;
+                Ok(key)
+            }
+            Err(e) => {
+                out.abort();
+                Err(TransferError::Source(format!(
+                    "could not write the dump of backup {id} for a link: {e}"
+                )))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

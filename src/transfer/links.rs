@@ -62,8 +62,11 @@ impl Links {
     }
 
     /// A link that fetches a completed backup without the API token until `expires` has
-    /// passed: a link to this service, signed with HMAC-SHA256, that streams the backup as
-    /// the compressed custom-format dump the stock `pg_restore` reads (as Heroku's links do).
+    /// passed, whose body is the compressed custom-format dump the stock `pg_restore` reads
+    /// (as Heroku's links do): on a store that presigns (S3, GCS, Azure), for a backup that is
+    /// not encrypted, a presigned link to the backup's export (made on the first request, see
+    /// [`Engine::export`]); else a link to this service, signed with HMAC-SHA256, that
+    /// rewrites the dump as it streams.
     /// With `raw`, the link fetches the stored object as it is (the dump compressed with
     /// zstd): presigned by the store where it can (S3, GCS, Azure, for a backup the service
     /// does not encrypt), so the service need not be reachable; else through this service.
@@ -84,6 +87,34 @@ impl Links {
             .now()
             .checked_add(jiff::SignedDuration::from_secs(expires.as_secs() as i64))
             .map_err(|e| TransferError::Internal(e.to_string()))?;
+        // On a store that presigns, and for an object it would presign (not encrypted): the
+        // dump pg_restore reads, written once beside the backup, then presigned, so that the
+        // link works without the service.
+        if !raw
+            && !self.storage.encrypts_new_objects()
+            && let Some(key) = &backup.object_key
+            && matches!(self.storage.signed_url(key, expires), Ok(Some(_)))
+        {
+            let presigned = self
+                .engine
+                .export(backup.id)
+                .and_then(|export| Ok(self.storage.signed_url(&export, expires)?));
+            match presigned {
+                Ok(Some(url)) => {
+                    return Ok(BackupUrl {
+                        id: backup.id,
+                        url,
+                        expires_at,
+                        content: "dump".into(),
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    "cannot make the dump of {} for a presigned link; giving a service link instead: {e}",
+                    backup.id
+                ),
+            }
+        }
         if raw && let Some(key) = &backup.object_key {
             match self.storage.signed_url(key, expires) {
                 Ok(Some(url)) => {

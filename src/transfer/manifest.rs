@@ -62,11 +62,23 @@ pub fn write(
     storage.write_small(&key_for(object_key), &json)
 }
 
-/// Deletes a backup's object, its manifest and its roles, the manifest first: a manifest must
-/// never outlive its object, or `catalog:rebuild` would bring back a backup that is gone.
+/// The key of a backup's export: the dump the stock pg_restore reads (gzip-compressed as
+/// `pg_dump -Fc` writes it), made once for a presigned `backups:url` link:
+/// `exports/b001-<time>.dump` for `backups/b001-<time>.dump.zst`. Outside `backups/`, so that
+/// a scan of the backups never takes it for one.
+pub fn export_key_for(object_key: &str) -> String {
+    let name = object_key.rsplit('/').next().unwrap_or(object_key);
+    let stem = name.strip_suffix(".dump.zst").unwrap_or(name);
+    format!("exports/{stem}.dump")
+}
+
+/// Deletes a backup's object, its manifest, its roles and its export, the manifest first: a
+/// manifest must never outlive its object, or `catalog:rebuild` would bring back a backup
+/// that is gone.
 pub fn delete_backup(storage: &dyn Storage, object_key: &str) -> Result<(), StorageError> {
     storage.delete(&key_for(object_key))?;
     storage.delete(&globals_key_for(object_key))?;
+    storage.delete(&export_key_for(object_key))?;
     storage.delete(object_key)
 }
 
