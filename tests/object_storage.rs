@@ -684,3 +684,45 @@ fn a_protected_database_streams_its_wal_to_s3_and_a_fork_reads_it_back() {
     assert_eq!(common::marks(&fork), ["a", "b"]);
     svc.ok(&["unprotect", "main"]);
 }
+
+/// The first presigned link to a backup writes its dump to the bucket. Meanwhile (forced by a
+/// test hold, not timed): a second link does not write it again (it gets the service's link at
+/// once), and the backup cannot be deleted from under it.
+#[test]
+fn while_a_links_dump_is_written_a_second_link_and_a_delete_do_not_race_it() {
+    let s3 = S3Server::start("backups");
+    let pg = Cluster::start();
+    pg.create_db("app");
+    pg.psql("app", SAMPLE);
+    let work = tempfile::tempdir().unwrap();
+    let storage = format!("s3://{}/prod", s3.bucket);
+    let mut env = service_env(&s3);
+    env.push(("PGBACKUPS_TEST_HOLD", "export".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let svc = Service::try_start(work.path().join("data"), &["--storage", &storage], &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    svc.ok(&["databases:add", "app", &pg.url("app")]);
+    let b1 = capture(&svc, "app");
+
+    let first = std::thread::scope(|scope| {
+        let first = scope.spawn(|| svc.ok(&["backups:url", &b1]));
+        wait_until(30, || svc.log().contains("Test hold: export"), || svc.log());
+        let second = svc.ok(&["backups:url", &b1]);
+        assert!(
+            second.trim().starts_with(&svc.url),
+            "a second export was started: {second}"
+        );
+        let refused = svc.cli(&["backups:delete", &b1, "--confirm", "app"]);
+        assert!(!refused.status.success(), "{}", text(&refused));
+        assert!(
+            text(&refused).contains("a link being prepared"),
+            "{}",
+            text(&refused)
+        );
+        first.join().unwrap()
+    });
+    assert!(first.contains("X-Amz-Signature"), "{first}");
+    assert_eq!(s3.objects("prod/exports/").len(), 1);
+    let (status, body) = fetch(first.trim());
+    assert_eq!((status, &body[..5]), (200, &b"PGDMP"[..]));
+}

@@ -159,9 +159,10 @@ pub enum BackupCommand {
     },
     /// Print a URL that fetches a backup (the newest without ID) with any HTTP client, no
     /// token, until it expires: a compressed custom-format dump the stock pg_restore reads
-    /// (`curl -o latest.dump URL && pg_restore -d DATABASE latest.dump`), streamed by this
-    /// service. With --raw, the stored object instead (the dump compressed with zstd),
-    /// presigned by an S3-compatible store so the service need not be reachable.
+    /// (`curl -o latest.dump URL && pg_restore -d DATABASE latest.dump`). On an S3-compatible
+    /// store it is presigned (the service need not be reachable; the first link writes the
+    /// dump beside the backup); otherwise it goes through this service. With --raw, the
+    /// stored object instead (the dump compressed with zstd).
     #[command(name = "backups:url")]
     Url {
         id: Option<String>,

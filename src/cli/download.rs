@@ -56,6 +56,13 @@ pub async fn download(id: Option<String>, output: &Path, env: &Env) -> Result<i3
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    if output.is_dir() {
+        return Err(CliError::msg(format!(
+            "{} is a directory; pass the file to write, such as {}",
+            output.display(),
+            output.join("latest.dump").display()
+        )));
+    }
     let name = output
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -80,9 +87,9 @@ pub async fn download(id: Option<String>, output: &Path, env: &Env) -> Result<i3
         .await
         .map_err(|e| CliError::msg(format!("the download stopped: {e}")))?;
     bar.finish_and_clear();
-    let (received, got_sha, written) = written.map_err(|e| {
+    let (received, got_sha, written, compressed) = written.map_err(|e| {
         CliError::msg(format!(
-            "the download of {backup} failed ({e}); nothing was written to {}. If it happens again, check the backup with `pgbackups backups:verify {backup}`",
+            "the download of {backup} failed ({e}); nothing was written to {}. Try again; if it fails again, check the backup with `pgbackups backups:verify {backup}`",
             output.display()
         ))
     })?;
@@ -96,9 +103,14 @@ pub async fn download(id: Option<String>, output: &Path, env: &Env) -> Result<i3
     drop(part);
     let _ = crate::durable::fsync_dir(&dir);
     println!(
-        "Downloaded {backup} to {} ({}), a compressed custom-format dump: `pg_restore --jobs 4 -d DATABASE {}` restores it.",
+        "Downloaded {backup} to {} ({}), a{} custom-format dump: `pg_restore --jobs 4 -d DATABASE {}` restores it.",
         path.display(),
         format::bytes(written),
+        if compressed {
+            " compressed"
+        } else {
+            "n uncompressed"
+        },
         path.display()
     );
     Ok(0)
@@ -132,9 +144,10 @@ fn progress_bar(size: Option<u64>, output: &Path) -> ProgressBar {
 }
 
 /// Reads the stored object from `body` (zstd), writes the gzip-compressed dump to `file`, fills
-/// in its data offsets and makes it durable. Returns the bytes received, their SHA-256, and
-/// the size written.
-fn rewrite(body: impl io::Read, file: File) -> io::Result<(u64, String, u64)> {
+/// in its data offsets and makes it durable. Returns the bytes received, their SHA-256, the
+/// size written, and whether it was compressed (an archive of a version this build does not
+/// know is copied as it is).
+fn rewrite(body: impl io::Read, file: File) -> io::Result<(u64, String, u64, bool)> {
     let hashed = HashingReader::new(body);
     let mut decoder = zstd::stream::read::Decoder::new(hashed)?;
     let mut out = BufWriter::with_capacity(1 << 20, &file);
@@ -147,6 +160,7 @@ fn rewrite(body: impl io::Read, file: File) -> io::Result<(u64, String, u64)> {
     out.flush()?;
     drop(out);
     let (sha, received) = decoder.finish().into_inner().finish()?;
+    let compressed = matches!(rewritten, Rewritten::Compressed { .. });
     if let Rewritten::Compressed { index } = rewritten {
         for (pos, bytes) in index.patches() {
             file.write_all_at(&bytes, pos)?;
@@ -154,7 +168,7 @@ fn rewrite(body: impl io::Read, file: File) -> io::Result<(u64, String, u64)> {
     }
     file.sync_all()?;
     let written = file.metadata()?.len();
-    Ok((received, sha, written))
+    Ok((received, sha, written, compressed))
 }
 
 /// Gives `part` the name `output`, or the first of `output.1`, `output.2`, ... that is free:

@@ -91,11 +91,17 @@ pub fn local_database(arg: &str) -> Result<PgUrl, super::PgUrlError> {
     if arg.contains("://") {
         return PgUrl::parse(arg);
     }
-    if arg.trim().is_empty() || arg.contains(['\0', '/', '?', '#']) {
-        return Err(super::PgUrlError::Malformed(format!(
-            "`{}` is neither a postgres:// URL nor a database name",
-            super::redact(arg)
-        )));
+    // A bare name is a plain name: a connection string (`host=… password=…`) or a URL without
+    // its scheme (`me:pw@host`) would otherwise become a database called that, its password
+    // shown in messages, run in argv and kept in `pg_database`. Not echoed, for that reason.
+    if arg.trim().is_empty()
+        || arg
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/?#=@:'\\".contains(c))
+    {
+        return Err(super::PgUrlError::Malformed(
+            "the local database is neither a postgres:// URL nor a plain database name (no spaces, `=`, `@`, `:`, `/`); for a connection string, write it as a postgres:// URL, or pass `-` to read it from the environment or standard input".into(),
+        ));
     }
     Ok(PgUrl::parse("postgresql:///postgres")?.with_dbname(arg))
 }
@@ -493,6 +499,25 @@ $pgbackups$;
 
 #[cfg(test)]
 mod tests {
+
+    /// A connection string or a URL without its scheme is not taken for a database name: its
+    /// password would end up in messages, argv and `pg_database`.
+    #[test]
+    fn a_bare_local_database_is_a_plain_name_and_never_echoes_a_password() {
+        assert_eq!(
+            super::local_database("app_dev").unwrap().dbname(),
+            "app_dev"
+        );
+        for arg in [
+            "host=db user=app password=s3cret dbname=app",
+            "me:s3cret@localhost",
+            "app dev",
+            "",
+        ] {
+            let err = super::local_database(arg).unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
     #[test]
     fn quotes_literals_and_identifiers() {
         assert_eq!(super::quote_literal("it's"), "'it''s'");

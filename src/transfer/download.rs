@@ -1,7 +1,9 @@
-//! Reading a stored backup back as the plain custom-format dump that `pg_restore` reads:
-//! storage → SHA-256 check → zstd decompression. Used by downloads and restores.
+//! Reading a stored backup back: as the plain custom-format dump that `pg_restore` reads
+//! (storage → SHA-256 check → zstd decompression; used by restores too), as the stored object,
+//! or rewritten gzip-compressed as `pg_dump -Fc` writes it (downloads, links, exports).
 
 use std::io::{self, BufReader, Read, Write};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -177,6 +179,20 @@ fn apply_patches(chunk: &mut [u8], at: u64, patches: &[(u64, Vec<u8>)]) {
     }
 }
 
+/// Rewrites of a dump (gzip) running at once on the service, each on up to
+/// [`REWRITE_WORKERS`] cores: a link works for whoever holds it, and the service's cores are
+/// shared with captures and restores. Others wait their turn.
+pub(super) const MAX_REWRITES: usize = 2;
+const REWRITE_WORKERS: usize = 2;
+
+/// Waits for a rewrite's turn (from a blocking thread of the runtime).
+fn rewrite_turn(
+    rewrites: &Arc<tokio::sync::Semaphore>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    handle.block_on(rewrites.clone().acquire_owned()).ok()
+}
+
 /// What a download streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DumpForm {
@@ -310,8 +326,10 @@ impl Engine {
             DumpForm::Compressed => None,
         };
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(4);
+        let rewrites = self.rewrites.clone();
         tokio::task::spawn_blocking(move || {
             let _read = read;
+            let _turn = (form == DumpForm::Compressed).then(|| rewrite_turn(&rewrites));
             let mut out = ChannelWriter {
                 tx,
                 buf: Vec::with_capacity(CHUNK),
@@ -320,7 +338,8 @@ impl Engine {
                 (DumpForm::Compressed, Source::Plain(plain)) => {
                     let input = BufReader::with_capacity(CHUNK, plain);
                     // A link's rewrite shares the service's cores with captures and restores.
-                    gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL, gzip::workers(4)).map(drop)
+                    let workers = gzip::workers(REWRITE_WORKERS);
+                    gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL, workers).map(drop)
                 }
                 (_, Source::Plain(plain)) => copy_patched(plain, &mut out, &patches),
                 (_, Source::Stored(stored)) => copy_patched(stored, &mut out, &[]),
@@ -359,7 +378,14 @@ impl Engine {
     /// be deleted meanwhile, and the export is committed only once the backup's SHA-256 is
     /// proven.
     pub fn export(&self, id: TransferId) -> Result<String, TransferError> {
+        // One writer per export: a second request meanwhile gets the service's link.
+        let _one = Exporting::start(self, id).ok_or_else(|| {
+            TransferError::Source(format!(
+                "the dump of backup {id} for a link is being written by another request"
+            ))
+        })?;
         let _read = self.claims.read_backup(id, "a link being prepared")?;
+        super::hold::pause("export");
         let backup = self.completed_backup(id)?;
         let Some(object_key) = &backup.object_key else {
             return Err(TransferError::NotCompleted {
@@ -371,11 +397,13 @@ impl Engine {
         if self.storage.size(&key)?.is_some() {
             return Ok(key);
         }
+        let _turn = rewrite_turn(&self.rewrites);
         let mut plain = PlainDump::open(self.storage.as_ref(), &backup)?;
         let mut out = self.storage.create(&key)?;
         let input = BufReader::with_capacity(CHUNK, &mut plain);
-        let written = gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL, gzip::workers(4))
-            .and_then(|_| plain.verify());
+        let workers = gzip::workers(REWRITE_WORKERS);
+        let written =
+            gzip::gzip(input, &mut out, gzip::DEFAULT_LEVEL, workers).and_then(|_| plain.verify());
         match written {
             Ok(()) => {
                 out.commit()?;
@@ -388,6 +416,32 @@ impl Engine {
                 )))
             }
         }
+    }
+}
+
+/// A backup's export being written; removed from the engine's set when dropped.
+struct Exporting<'e> {
+    engine: &'e Engine,
+    id: TransferId,
+}
+
+impl<'e> Exporting<'e> {
+    fn start(engine: &'e Engine, id: TransferId) -> Option<Exporting<'e>> {
+        let mut set = engine.exporting.lock().unwrap_or_else(|p| p.into_inner());
+        // Built only when inserted: a guard made and dropped here would remove the other
+        // request's entry (and take the lock this function holds).
+        set.insert(id).then(|| Exporting { engine, id })
+    }
+}
+
+impl Drop for Exporting<'_> {
+    fn drop(&mut self) {
+        let mut set = self
+            .engine
+            .exporting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        set.remove(&self.id);
     }
 }
 

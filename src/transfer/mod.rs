@@ -140,6 +140,10 @@ pub struct Engine {
     /// they ended, while the recording is retried.
     unrecorded: Mutex<HashMap<TransferId, TransferRecord>>,
     slots: Arc<Semaphore>,
+    /// Dumps being rewritten for downloads, links and exports (see [`download::MAX_REWRITES`]).
+    rewrites: Arc<Semaphore>,
+    /// Backups whose export is being written (one writer each).
+    exporting: Mutex<std::collections::HashSet<TransferId>>,
     tasks: TaskTracker,
     /// The wall clock transfers are stamped with (a test clock in schedule tests).
     clock: Arc<dyn Clock>,
@@ -176,6 +180,8 @@ impl Engine {
             claims: Claims::default(),
             unrecorded: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(config.max_running.max(1))),
+            rewrites: Arc::new(Semaphore::new(download::MAX_REWRITES)),
+            exporting: Mutex::new(std::collections::HashSet::new()),
             tasks: TaskTracker::new(),
             clock,
             ended: tokio::sync::watch::Sender::new(0),

@@ -64,7 +64,14 @@ impl DeflatePool {
                         let Ok(job) = job else { return };
                         let done = Done {
                             seq: job.seq,
-                            deflated: deflate_piece(job.level, &job.dict, &job.data, job.last),
+                            // A panic would leave the writer waiting for this piece for
+                            // ever: it becomes the piece's error instead.
+                            deflated: std::panic::catch_unwind(|| {
+                                deflate_piece(job.level, &job.dict, &job.data, job.last)
+                            })
+                            .unwrap_or_else(|_| {
+                                Err(io::Error::other("the compression of a piece failed"))
+                            }),
                             adler: zlib_rs::adler32::adler32(1, &job.data),
                             len: job.data.len() as u64,
                         };

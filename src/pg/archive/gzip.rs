@@ -122,6 +122,10 @@ fn rewrite_body<R: BufRead, W: Write>(
     };
     p.record = Some(Vec::new());
     let entries = p.int()?;
+    out.write_all(p.record.as_deref().unwrap_or_default())?;
+    if let Some(r) = &mut p.record {
+        r.clear();
+    }
     for _ in 0..entries {
         let (dump_id, section) = p.toc_entry()?;
         out.write_all(p.record.as_deref().unwrap_or_default())?;
@@ -155,11 +159,12 @@ fn rewrite_body<R: BufRead, W: Write>(
 
     loop {
         let start = out.pos;
-        let kind = match p.byte() {
-            Ok(b) => b,
-            Err(Stop::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e),
-        };
+        // The archive ends where a block would start; anything else cut short is an error,
+        // the reader's own included (a zstd frame cut off says "unexpected end" too).
+        if p.r.fill_buf()?.is_empty() {
+            break;
+        }
+        let kind = p.byte()?;
         let dump_id = p.int()?;
         out.write_all(&[kind])?;
         out.write_all(&int_bytes(dump_id, p.int_size))?;
@@ -182,7 +187,8 @@ fn rewrite_body<R: BufRead, W: Write>(
             end: out.pos,
         });
     }
-    out.flush()?;
+    // Not flushed here: a caller that checks the input afterwards (its checksum) sends the
+    // last bytes only then.
     Ok(Rewritten::Compressed { index })
 }
 
@@ -205,6 +211,12 @@ fn deflate_chunks<R: BufRead, W: Write>(
         let len = p.int()?;
         if len == 0 {
             break;
+        }
+        if len < 0 {
+            return Err(Stop::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a data chunk has a negative length",
+            )));
         }
         // Straight from the reader's buffer: a chunk is often one row of a table.
         let mut left = u64::try_from(len).map_err(|_| Stop::Unknown)?;

@@ -27,6 +27,10 @@ const OFFSET_POS_NOT_SET: u8 = 1;
 const OFFSET_POS_SET: u8 = 2;
 const OFFSET_NO_DATA: u8 = 3;
 
+/// The longest string of a TOC entry the rewriter keeps in memory (a huge function body is a
+/// few MiB).
+const MAX_RECORDED: u64 = 256 << 20;
+
 const fn version(major: u32, minor: u32) -> u32 {
     (major << 16) | (minor << 8)
 }
@@ -356,6 +360,11 @@ impl<R: BufRead> Parser<R> {
     }
 
     fn skip(&mut self, mut n: u64) -> Result<(), Stop> {
+        // What is recorded is one TOC entry's strings: a length past any real definition is
+        // a damaged archive, not a reason to hold the rest of it in memory.
+        if self.record.is_some() && n > MAX_RECORDED {
+            return Err(Stop::Unknown);
+        }
         while n > 0 {
             let available = self.r.fill_buf()?;
             if available.is_empty() {
