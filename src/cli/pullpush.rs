@@ -29,7 +29,8 @@ use crate::api::{DUMP_VERSION_HEADER, ExtensionsView, UploadQuery};
 use crate::catalog::TransferRecord;
 use crate::format;
 use crate::pg::client::{
-    EXTENSIONS_SQL, local_database, local_tool_command, query_local, quote_ident, quote_literal,
+    COUNT_TABLES_SQL, EXTENSIONS_SQL, first_value, local_database, local_tool_command, query_local,
+    quote_ident, quote_literal,
 };
 use crate::pg::dump_stream::DumpStreamError;
 use crate::pg::restore_errors::Parser;
@@ -37,11 +38,6 @@ use crate::pg::{DbName, DumpFilter, PgTool, PgTools, PgUrl, Version};
 
 /// zstd's level for a pushed dump (as the service's for a pulled one).
 const LEVEL: i32 = 2;
-
-/// Tables of a database (what makes it "not empty" for pull and push).
-const TABLES_SQL: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-     AND n.nspname NOT LIKE 'pg\\_toast%'";
 
 /// `pgbackups pull SOURCE TARGET`: the registered database SOURCE into a new local database.
 pub async fn pull(
@@ -413,23 +409,14 @@ fn place(url: &PgUrl, bare: bool) -> String {
 
 /// The server version in the first field of the first row.
 fn version_of(rows: &[Vec<String>]) -> Version {
-    let num = rows
-        .first()
-        .and_then(|r| r.first())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Version::from_server_num(num)
+    Version::from_server_num(first_value(rows).unwrap_or(0))
 }
 
 async fn count_tables(tools: &PgTools, url: &PgUrl) -> Result<u64, CliError> {
-    let rows = query_local(tools, url, TABLES_SQL)
+    let rows = query_local(tools, url, COUNT_TABLES_SQL)
         .await
         .map_err(CliError::lib)?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.first())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+    Ok(first_value(&rows).unwrap_or(0))
 }
 
 /// pg_restore's stderr: to the warnings parser, and to the terminal with `--verbose`.

@@ -126,6 +126,18 @@ pub fn quote_ident(s: &str) -> String {
 /// The extensions of a database, sorted: what Heroku compares after a pull or push.
 pub const EXTENSIONS_SQL: &str = "SELECT extname FROM pg_extension ORDER BY extname";
 
+/// How many tables a database has outside the system schemas: what makes it "not empty" for
+/// pull and push.
+pub const COUNT_TABLES_SQL: &str = "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_toast%'";
+
+/// The first field of the first row, parsed (a count, a version number); `None` when there
+/// is none or it does not parse.
+pub fn first_value<T: std::str::FromStr>(rows: &[Vec<String>]) -> Option<T> {
+    rows.first()?.first()?.parse().ok()
+}
+
 /// Runs `sql` with `psql` and returns the rows, each a vector of fields.
 pub async fn query(tools: &PgTools, url: &PgUrl, sql: &str) -> Result<Vec<Vec<String>>, PgError> {
     let out = run_psql(tools, url, &["-A", "-t", "-F", "\t", "-c", sql], None).await?;

@@ -7,6 +7,7 @@
 //! The zstd frame is finished only once pg_dump has exited 0; otherwise the stream's last
 //! item is an error, so that the reader sees a broken stream and never takes a truncated dump
 //! for a whole one. Memory is bounded by the channel, whatever the reader's speed.
+//! [`ChannelWriter`] and [`into_stream`] also carry the downloads of stored backups.
 
 use std::io::{self, Read, Write};
 
@@ -84,11 +85,7 @@ fn compress(
     tx: mpsc::Sender<io::Result<Bytes>>,
     level: i32,
 ) -> io::Result<zstd::Encoder<'static, ChannelWriter>> {
-    let writer = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-    };
-    let mut encoder = zstd::Encoder::new(writer, level)?;
+    let mut encoder = zstd::Encoder::new(ChannelWriter::new(tx), level)?;
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match from.read(&mut buf) {
@@ -101,13 +98,22 @@ fn compress(
     }
 }
 
-/// A writer that sends what it is given down a channel in chunks of [`CHUNK`] bytes.
-struct ChannelWriter {
+/// A writer (on a blocking thread) that sends what it is given down a channel in chunks of
+/// [`CHUNK`] bytes, for an async reader such as an HTTP body; fails with `BrokenPipe` once
+/// the reader has gone, which stops the work that writes. The last chunk goes at `flush`.
+pub struct ChannelWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
     buf: Vec<u8>,
 }
 
 impl ChannelWriter {
+    pub fn new(tx: mpsc::Sender<io::Result<Bytes>>) -> ChannelWriter {
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::{Engine, TransferError};
 use crate::catalog::{TransferId, TransferRecord};
 use crate::pg::archive::gzip;
+use crate::pg::dump_stream::{ChannelWriter, into_stream};
 use crate::storage::{Storage, StorageError};
 use crate::stream::framed::StoredLayout;
 use crate::stream::{CHUNK, HashingReader};
@@ -207,40 +208,6 @@ pub enum DumpForm {
     Zstd,
 }
 
-/// A [`Write`] whose bytes go to an async stream, a chunk at a time; fails once the stream's
-/// reader has gone (the client went away), which stops the work that writes.
-struct ChannelWriter {
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl ChannelWriter {
-    fn send(&mut self, item: io::Result<Bytes>) -> io::Result<()> {
-        self.tx
-            .blocking_send(item)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let take = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..take]);
-        if self.buf.len() == CHUNK {
-            self.flush()?;
-        }
-        Ok(take)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.send(Ok(chunk))
-    }
-}
-
 /// Copies `from` to `to` in chunks, applying `patches` (offsets in `from`) on the way.
 fn copy_patched(
     from: &mut impl Read,
@@ -330,10 +297,7 @@ impl Engine {
         tokio::task::spawn_blocking(move || {
             let _read = read;
             let _turn = (form == DumpForm::Compressed).then(|| rewrite_turn(&rewrites));
-            let mut out = ChannelWriter {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-            };
+            let mut out = ChannelWriter::new(tx.clone());
             let sent = match (form, &mut source) {
                 (DumpForm::Compressed, Source::Plain(plain)) => {
                     let input = BufReader::with_capacity(CHUNK, plain);
@@ -357,12 +321,10 @@ impl Engine {
             if let Err(e) = sent
                 && e.kind() != io::ErrorKind::BrokenPipe
             {
-                let _ = out.send(Err(e));
+                let _ = tx.blocking_send(Err(e));
             }
         });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
+        let stream = into_stream(rx);
         Ok(Download {
             backup,
             size,

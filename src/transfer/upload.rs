@@ -14,7 +14,7 @@ use super::work::Held;
 use super::{Engine, TransferError, Work, atomic, blocking, check_confirm, restore_url};
 use crate::catalog::{Origin, TransferKind, TransferRecord, TransferState};
 use crate::pg::PgUrl;
-use crate::pg::client::query;
+use crate::pg::client::{COUNT_TABLES_SQL, first_value, query};
 
 /// What an upload is, besides its target.
 #[derive(Clone, Copy, Debug)]
@@ -177,20 +177,10 @@ impl Engine {
         url: &PgUrl,
         confirm: Option<&str>,
     ) -> Result<(), TransferError> {
-        let tables = query(
-            &self.tools,
-            url,
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg\\_toast%'",
-        )
-        .await
-        .map_err(|e| TransferError::Target(e.to_string()))?;
-        let count: u64 = tables
-            .first()
-            .and_then(|r| r.first())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let tables = query(&self.tools, url, COUNT_TABLES_SQL)
+            .await
+            .map_err(|e| TransferError::Target(e.to_string()))?;
+        let count: u64 = first_value(&tables).unwrap_or(0);
         let word = super::confirm_word(label);
         if count > 0 && confirm.map(str::trim) != Some(word.as_str()) {
             return Err(TransferError::NotEmpty {

@@ -122,20 +122,15 @@ fn rewrite_body<R: BufRead, W: Write>(
     };
     p.record = Some(Vec::new());
     let entries = p.int()?;
-    out.write_all(p.record.as_deref().unwrap_or_default())?;
-    if let Some(r) = &mut p.record {
-        r.clear();
-    }
+    out.write_all(&p.take_recorded())?;
     for _ in 0..entries {
         let (dump_id, section) = p.toc_entry()?;
-        out.write_all(p.record.as_deref().unwrap_or_default())?;
-        if let Some(r) = &mut p.record {
-            r.clear();
-        }
+        out.write_all(&p.take_recorded())?;
         let flag = p.byte()?;
         for _ in 0..off_size {
             p.byte()?;
         }
+        p.take_recorded(); // the input's flag and offset, replaced below
         // The input's offsets (if any) point into the input; the output's are not known yet.
         let flag = if flag == OFFSET_NO_DATA {
             OFFSET_NO_DATA
@@ -150,9 +145,6 @@ fn rewrite_body<R: BufRead, W: Write>(
         });
         out.write_all(&[flag])?;
         out.write_all(&vec![0u8; off_size])?;
-        if let Some(r) = &mut p.record {
-            r.clear();
-        }
     }
     p.record = None;
     index.toc_end = out.pos;

@@ -152,6 +152,11 @@ impl<R> Parser<R> {
             record: None,
         }
     }
+
+    /// What was recorded since the last call (the rewriter copies it out); recording goes on.
+    fn take_recorded(&mut self) -> Vec<u8> {
+        self.record.as_mut().map(std::mem::take).unwrap_or_default()
+    }
 }
 
 /// What [`Parser::header`] learns.
