@@ -242,13 +242,17 @@ fn a_file_restore_confirmed_at_the_prompt_sends_the_file_once() {
             .status()
             .unwrap()
     });
-    // `script` runs the CLI on a pseudo-terminal and types what it reads from its stdin.
+    // `script` runs the CLI on a pseudo-terminal and types what it reads from its stdin. Its
+    // shell is pinned to sh, as on CI, where sh does not exec the command: `timeout` must then
+    // stay in the terminal's foreground group (`--foreground`), or the CLI's read of the
+    // answer stops it (SIGTTIN) and the test hangs.
     let mut child = std::process::Command::new("script")
         .args([
             "-qec",
-            "timeout 60 \"$BIN\" backups:restore --file \"$FILE\" staging",
+            "timeout --foreground 60 \"$BIN\" backups:restore --file \"$FILE\" staging",
             "/dev/null",
         ])
+        .env("SHELL", "/bin/sh")
         .env("BIN", common::binary())
         .env("FILE", &fifo)
         .env("PGBACKUPS_URL", &svc.url)
