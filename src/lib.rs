@@ -23,8 +23,10 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod stream;
+pub mod team;
 pub mod transfer;
 pub mod wal;
+pub mod words;
 
 /// Makes rustls use *ring* for every TLS connection (object stores, URL downloads, the CLI's
 /// HTTPS). Called before any HTTP client is built; calling it again does nothing.

@@ -13,6 +13,7 @@
 mod databases;
 mod protection;
 mod schedules;
+mod team;
 mod transfers;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub use protection::{
 pub use schedules::{
     RetentionPolicy, RetentionView, ScheduleView, SetRetentionRequest, SetScheduleRequest,
 };
+pub use team::{AuditEntry, AuditQuery, Role};
 pub use transfers::{
     BackupLink, CaptureRequest, CopyRequest, DeleteBackupQuery, DownloadQuery, DumpForm, LinkQuery,
     LogLine, LogQuery, RebuildReport, RefusedRestore, RestoreRequest, ServerCaptureRequest,

@@ -193,4 +193,8 @@ pub trait Catalog: Send + Sync {
 
     /// A transfer's log lines after `after_seq` (0 for all).
     fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError>;
+
+    /// A transfer's last `limit` log lines, oldest first: a page's tail of a long log reads
+    /// only what it shows.
+    fn log_tail(&self, id: TransferId, limit: usize) -> Result<Vec<LogLine>, CatalogError>;
 }

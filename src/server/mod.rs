@@ -9,6 +9,7 @@
 //! composition root, `crate::service`.
 
 mod extract;
+mod pages;
 mod routes;
 
 use std::fs::OpenOptions;
@@ -174,6 +175,8 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let shutdown_engine = service.engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
+    // The peer's address reaches the handlers (the login limit counts failures per address).
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: stopping the scheduler and running transfers");

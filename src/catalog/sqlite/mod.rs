@@ -1,6 +1,7 @@
 //! The SQLite catalog (the embedded default): one connection to a local file in WAL mode,
 //! every statement short, every multi-row change one transaction.
 
+mod logs;
 mod rows;
 mod schema;
 
@@ -376,7 +377,7 @@ impl Catalog for SqliteCatalog {
                 params![t.id.to_string(), layout],
             )?;
         }
-        append_logs_in(&tx, t.id, &[line])?;
+        logs::append(&tx, t.id, &[line])?;
         tx.commit()?;
         Ok(true)
     }
@@ -474,25 +475,18 @@ impl Catalog for SqliteCatalog {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        append_logs_in(&tx, id, lines)?;
+        logs::append(&tx, id, lines)?;
         tx.commit()?;
         Ok(())
     }
 
     /// A transfer's log lines after `after_seq` (0 for all).
     fn logs(&self, id: TransferId, after_seq: u64) -> Result<Vec<LogLine>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, at, line FROM transfer_logs WHERE transfer_id = ?1 AND seq > ?2 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map(params![id.to_string(), after_seq as i64], |r| {
-            Ok(LogLine {
-                seq: r.get::<_, i64>(0)? as u64,
-                at: from_micros(r.get(1)?),
-                line: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        logs::after(&self.conn(), id, after_seq)
+    }
+
+    fn log_tail(&self, id: TransferId, limit: usize) -> Result<Vec<LogLine>, CatalogError> {
+        logs::tail(&self.conn(), id, limit)
     }
 }
 
@@ -543,28 +537,6 @@ fn upsert_transfer(conn: &Connection, t: &TransferRecord) -> Result<(), CatalogE
             t.set,
         ],
     )?;
-    Ok(())
-}
-
-/// Appends lines to a transfer's log on `conn` (inside the caller's transaction).
-fn append_logs_in(
-    conn: &Connection,
-    id: TransferId,
-    lines: &[(Timestamp, String)],
-) -> Result<(), CatalogError> {
-    let id = id.to_string();
-    let mut seq: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) FROM transfer_logs WHERE transfer_id = ?1",
-        [&id],
-        |r| r.get(0),
-    )?;
-    let mut stmt = conn.prepare(
-        "INSERT INTO transfer_logs (transfer_id, seq, at, line) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for (at, line) in lines {
-        seq += 1;
-        stmt.execute(params![id, seq, micros(*at), line])?;
-    }
     Ok(())
 }
 

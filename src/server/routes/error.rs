@@ -12,7 +12,7 @@ use crate::storage::StorageError;
 use crate::transfer::TransferError;
 
 /// What a handler answers: its success, or an [`ApiError`].
-pub(super) type ApiResult<T> = Result<T, ApiError>;
+pub(in crate::server) type ApiResult<T> = Result<T, ApiError>;
 
 /// An error answer: `{"error": "..."}` with a status that tells the kind of failure.
 pub struct ApiError {
@@ -31,6 +31,24 @@ impl ApiError {
             message: crate::pg::redact(&message.into()),
             confirm: None,
         }
+    }
+}
+
+impl ApiError {
+    /// The answer's status.
+    pub(in crate::server) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What is wrong and what to do (already redacted).
+    pub(in crate::server) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The name a destructive request must be confirmed with, when its confirmation was
+    /// missing or wrong.
+    pub(in crate::server) fn confirm(&self) -> Option<&str> {
+        self.confirm.as_deref()
     }
 }
 

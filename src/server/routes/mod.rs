@@ -37,22 +37,25 @@ use crate::transfer::{Engine, Links, TransferError};
 use super::extract::json_errors;
 
 pub use error::ApiError;
-use error::ApiResult;
+pub(in crate::server) use error::ApiResult;
+pub(in crate::server) use protection::protection_view;
+pub(in crate::server) use schedules::schedule_views;
 
 /// What the handlers use: the parts of the service, as the composition root built them.
 #[derive(Clone)]
-struct AppState {
-    engine: Arc<Engine>,
-    catalog: Arc<dyn Catalog>,
-    storage: Arc<dyn Storage>,
-    registry: Arc<Registry>,
-    links: Arc<Links>,
-    clock: Arc<dyn Clock>,
-    secrets: Arc<Secrets>,
-    scheduler: Arc<Scheduler>,
-    protector: Arc<Protector>,
+pub(super) struct AppState {
+    pub(super) engine: Arc<Engine>,
+    pub(super) catalog: Arc<dyn Catalog>,
+    pub(super) storage: Arc<dyn Storage>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) links: Arc<Links>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) secrets: Arc<Secrets>,
+    pub(super) scheduler: Arc<Scheduler>,
+    pub(super) protector: Arc<Protector>,
+    pub(super) team: Arc<crate::team::Team>,
     /// The URL clients reach this service at, for signed download links.
-    public_url: Arc<str>,
+    pub(super) public_url: Arc<str>,
 }
 
 /// The service's routes.
@@ -67,6 +70,7 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         secrets: service.secrets.clone(),
         scheduler: service.scheduler.clone(),
         protector: service.protector.clone(),
+        team: Arc::new(crate::team::Team),
         public_url: public_url.into(),
     };
     let api = Router::new()
@@ -133,6 +137,7 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         // WAL for a recovering server: a token limited to one archive is the credential.
         .route("/wal/{name}/{file}", get(protection::wal_file))
         .nest("/api", api)
+        .merge(super::pages::routes())
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -174,7 +179,7 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
 }
 
 /// A transfer ID from a path, exactly as the service prints them (400 otherwise).
-fn parse_id(s: &str) -> ApiResult<TransferId> {
+pub(in crate::server) fn parse_id(s: &str) -> ApiResult<TransferId> {
     s.parse().map_err(|e: crate::catalog::TransferIdError| {
         ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
     })
@@ -189,7 +194,7 @@ fn parse_optional_id(s: Option<&str>) -> ApiResult<Option<TransferId>> {
 }
 
 /// Runs a blocking engine call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(in crate::server) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TransferError> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)

@@ -60,7 +60,7 @@ pub(super) async fn unprotect(
 }
 
 /// The protector's view as the API shows it.
-fn protection_view(v: crate::protect::ProtectionView) -> ProtectionView {
+pub(in crate::server) fn protection_view(v: crate::protect::ProtectionView) -> ProtectionView {
     ProtectionView {
         database: v.database,
         protected: v.protected,

@@ -63,6 +63,11 @@ fn schedule_view(
 pub(super) async fn list_schedules(
     State(s): State<AppState>,
 ) -> ApiResult<Json<Vec<ScheduleView>>> {
+    Ok(Json(schedule_views(&s).await?))
+}
+
+/// Every schedule with its next run, by database: the API's listing and the dashboard's.
+pub(in crate::server) async fn schedule_views(s: &AppState) -> ApiResult<Vec<ScheduleView>> {
     let c = s.catalog.clone();
     let all = blocking(move || {
         let mut out = Vec::new();
@@ -74,11 +79,10 @@ pub(super) async fn list_schedules(
     })
     .await?;
     let now = s.scheduler.clock().now();
-    let views: Vec<ScheduleView> = all
+    Ok(all
         .iter()
         .filter_map(|(r, p)| spec_of(r).ok().map(|spec| schedule_view(r, &spec, now, *p)))
-        .collect();
-    Ok(Json(views))
+        .collect())
 }
 
 /// `POST /api/schedules`: sets (or replaces) a registered database's daily capture.
