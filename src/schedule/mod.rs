@@ -187,6 +187,42 @@ impl DailyAt {
         (date, Timestamp::MAX)
     }
 
+    /// What a person setting this schedule should see before saving it: the next `n` runs
+    /// after `now`, and the first run after the zone's next clock change within a year (if it
+    /// is not among them), so that the shift across DST is visible. In time order.
+    pub fn preview(&self, now: Timestamp, n: usize) -> Vec<Timestamp> {
+        let mut runs = Vec::with_capacity(n + 1);
+        let mut at = now;
+        for _ in 0..n {
+            let (_, t) = self.next_after(at);
+            if t == Timestamp::MAX {
+                break;
+            }
+            runs.push(t);
+            at = t;
+        }
+        let year_later = now
+            .saturating_add(jiff::SignedDuration::from_hours(24 * 366))
+            .unwrap_or(Timestamp::MAX);
+        let change = self
+            .tz
+            .following(now)
+            .next()
+            .map(|tr| tr.timestamp())
+            .filter(|t| *t <= year_later);
+        if let Some(change) = change {
+            // A run that falls in the gap happens at the change itself: look from just before.
+            let just_before = change
+                .saturating_sub(jiff::SignedDuration::from_secs(1))
+                .unwrap_or(change);
+            let (_, t) = self.next_after(just_before);
+            if t != Timestamp::MAX && runs.last().is_some_and(|last| t > *last) {
+                runs.push(t);
+            }
+        }
+        runs
+    }
+
     /// The zone runs are computed in.
     pub fn time_zone(&self) -> &TimeZone {
         &self.tz

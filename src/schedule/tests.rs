@@ -205,3 +205,42 @@ proptest! {
         prop_assert!(after.duration_since(next).as_secs() <= 26 * 3600);
     }
 }
+
+#[test]
+fn the_preview_shows_the_next_runs_and_the_first_one_after_the_clocks_change() {
+    let spec = DailyAt::parse("02:30 Europe/London").unwrap();
+    let now: Timestamp = "2026-03-20T12:00:00Z".parse().unwrap();
+    let shown: Vec<String> = spec
+        .preview(now, 3)
+        .into_iter()
+        .map(|t| {
+            format!(
+                "{} = {}",
+                spec.show_local(t),
+                t.strftime("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "2026-03-21 02:30 GMT = 2026-03-21 02:30 UTC",
+            "2026-03-22 02:30 GMT = 2026-03-22 02:30 UTC",
+            "2026-03-23 02:30 GMT = 2026-03-23 02:30 UTC",
+            // 2026-03-29 01:00 UTC the clocks go forward: 02:30 BST is 01:30 UTC.
+            "2026-03-29 02:30 BST = 2026-03-29 01:30 UTC",
+        ]
+    );
+    // A run in the gap (02:30 does not exist in New York on 2027-03-14) is at the change.
+    let ny = DailyAt::parse("02:30 America/New_York").unwrap();
+    let runs = ny.preview("2026-12-01T12:00:00Z".parse().unwrap(), 3);
+    assert_eq!(
+        runs.last().map(|t| ny.show_local(*t)).as_deref(),
+        Some("2027-03-14 03:00 EDT")
+    );
+    // UTC never changes: three runs, nothing more.
+    assert_eq!(
+        DailyAt::parse("02:00 UTC").unwrap().preview(now, 3).len(),
+        3
+    );
+}

@@ -39,7 +39,7 @@ use super::extract::json_errors;
 pub use error::ApiError;
 pub(in crate::server) use error::ApiResult;
 pub(in crate::server) use protection::protection_view;
-pub(in crate::server) use schedules::schedule_views;
+pub(in crate::server) use schedules::{apply_retention, apply_schedule, schedule_views};
 
 /// What the handlers use: the parts of the service, as the composition root built them.
 #[derive(Clone)]

@@ -90,6 +90,14 @@ pub(super) async fn set_schedule(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<SetScheduleRequest>,
 ) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
+    Ok((StatusCode::CREATED, Json(apply_schedule(&s, body).await?)))
+}
+
+/// Sets (or replaces) a registered database's daily capture: the API's and the dashboard's.
+pub(in crate::server) async fn apply_schedule(
+    s: &AppState,
+    body: SetScheduleRequest,
+) -> ApiResult<ScheduleView> {
     let spec = DailyAt::parse(&body.at)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let r = s.registry.clone();
@@ -117,10 +125,7 @@ pub(super) async fn set_schedule(
     })
     .await?;
     s.scheduler.schedules_changed();
-    Ok((
-        StatusCode::CREATED,
-        Json(schedule_view(&record, &spec, now, policy)),
-    ))
+    Ok(schedule_view(&record, &spec, now, policy))
 }
 
 /// `DELETE /api/schedules/{database}`.
@@ -168,6 +173,15 @@ pub(super) async fn set_retention(
     Path(database): Path<String>,
     JsonBody(body): JsonBody<SetRetentionRequest>,
 ) -> ApiResult<Json<RetentionView>> {
+    Ok(Json(apply_retention(&s, database, body).await?))
+}
+
+/// Changes the retention counts `body` names: the API's and the dashboard's.
+pub(in crate::server) async fn apply_retention(
+    s: &AppState,
+    database: String,
+    body: SetRetentionRequest,
+) -> ApiResult<RetentionView> {
     if !body.in_range() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -190,7 +204,7 @@ pub(super) async fn set_retention(
         })
     })
     .await?;
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// `POST /api/backups/{id}/pin`: never expired by retention.

@@ -1,0 +1,150 @@
+//! A protected database's section of its page: the stream's state, the restorable window as a
+//! timeline with its base backups, and the exact `pgbackups rollback` or `fork` command for a
+//! moment picked in it.
+
+use jiff::Timestamp;
+
+use crate::api::ProtectionView;
+
+use super::charts;
+use super::views;
+
+/// What the protection section shows.
+pub struct ProtectionSection {
+    pub summary: String,
+    pub problems: Vec<String>,
+    pub timeline: String,
+    /// The window's ends as a `datetime-local` input takes them (UTC): `2026-11-30T12:00`.
+    pub earliest: String,
+    pub latest: String,
+    pub wal_per_day: Option<String>,
+    /// The moment picked, as typed, and its command or why there is none.
+    pub at: String,
+    pub rollback: Option<Rollback>,
+    pub fork: String,
+}
+
+/// What the page says for a moment picked: the command, or why there is none.
+pub enum Rollback {
+    Command(String),
+    Refused(String),
+}
+
+/// The section for `name`'s protection `v`, with the command for `at` if one was picked.
+pub fn section(
+    name: &str,
+    v: &ProtectionView,
+    now: Timestamp,
+    at: Option<&str>,
+) -> ProtectionSection {
+    let live = v.live.as_ref();
+    let earliest = live.and_then(|l| l.earliest);
+    let ticks: Vec<(i64, String)> = live
+        .and_then(|l| l.last_base_backup.as_ref())
+        .map(|b| vec![(b.finished_at.as_second(), format!("base backup {}", b.id))])
+        .unwrap_or_default();
+    let local = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M").to_string();
+    ProtectionSection {
+        summary: views::protection_text(v, now),
+        problems: v.problems.clone(),
+        timeline: earliest
+            .map(|e| charts::timeline(e.as_second(), now.as_second(), &ticks))
+            .unwrap_or_default(),
+        earliest: earliest.map(local).unwrap_or_default(),
+        latest: local(now),
+        wal_per_day: live
+            .and_then(|l| l.wal_bytes_per_day)
+            .map(|n| format!("{} of WAL per day", crate::format::bytes(n))),
+        at: at.unwrap_or_default().to_string(),
+        rollback: at
+            .filter(|a| !a.trim().is_empty())
+            .map(|a| rollback_command(name, a, earliest, now)),
+        fork: format!("pgbackups fork {name} --target-dir /srv/pg/{name}-fork --port 5433 --start"),
+    }
+}
+
+/// The rollback command for the moment `at` (a `datetime-local` value, read as UTC, or an
+/// RFC 3339 time), or why there is none: not a time, or outside the window.
+pub fn rollback_command(
+    name: &str,
+    at: &str,
+    earliest: Option<Timestamp>,
+    now: Timestamp,
+) -> Rollback {
+    match command_for(name, at, earliest, now) {
+        Ok(cmd) => Rollback::Command(cmd),
+        Err(why) => Rollback::Refused(why.0),
+    }
+}
+
+/// Why a moment has no rollback command, in words.
+struct Refusal(String);
+
+fn command_for(
+    name: &str,
+    at: &str,
+    earliest: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<String, Refusal> {
+    let at = at.trim();
+    let t: Timestamp = at
+        .parse()
+        .or_else(|_| {
+            let with_seconds = if at.len() == 16 {
+                format!("{at}:00")
+            } else {
+                at.to_string()
+            };
+            jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%S", &with_seconds)
+                .and_then(|d| d.to_zoned_datetime(jiff::tz::TimeZone::UTC))
+                .map(|z| z.timestamp())
+        })
+        .map_err(|_| {
+            Refusal(format!(
+                "`{at}` is not a moment: pick one as 2026-11-30T12:00 (UTC)"
+            ))
+        })?;
+    let Some(earliest) = earliest else {
+        return Err(Refusal(
+            "there is no restorable window yet: the first base backup is not stored".into(),
+        ));
+    };
+    if t < earliest || t > now {
+        return Err(Refusal(format!(
+            "{} is outside the restorable window, from {} to now",
+            crate::format::time(t),
+            crate::format::time(earliest)
+        )));
+    }
+    let when = t.strftime("%Y-%m-%dT%H:%M:%SZ");
+    let dir = t.strftime("%Y%m%dT%H%M%S");
+    Ok(format!(
+        "pgbackups rollback {name} --to {when} --target-dir /srv/pg/{name}-{dir} --port 5433 --start"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moment_in_the_window_gives_the_exact_rollback_command() {
+        let earliest: Timestamp = "2026-11-29T00:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-11-30T18:00:00Z".parse().unwrap();
+        let said = |at: &str, earliest: Option<Timestamp>| match rollback_command(
+            "main", at, earliest, now,
+        ) {
+            Rollback::Command(c) => format!("command: {c}"),
+            Rollback::Refused(why) => format!("refused: {why}"),
+        };
+        assert_eq!(
+            said("2026-11-30T12:00", Some(earliest)),
+            "command: pgbackups rollback main --to 2026-11-30T12:00:00Z --target-dir /srv/pg/main-20261130T120000 --port 5433 --start"
+        );
+        assert!(said("2026-11-28T12:00", Some(earliest)).contains("outside the restorable window"));
+        assert!(
+            said("yesterday", Some(earliest)).starts_with("refused: `yesterday` is not a moment")
+        );
+        assert!(said("2026-11-30T12:00", None).contains("no restorable window yet"));
+    }
+}
