@@ -23,6 +23,7 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod stream;
+pub mod team;
 pub mod transfer;
 pub mod wal;
 

@@ -13,6 +13,7 @@
 mod databases;
 mod protection;
 mod schedules;
+mod team;
 mod transfers;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,11 @@ pub use protection::{
 };
 pub use schedules::{
     RetentionPolicy, RetentionView, ScheduleView, SetRetentionRequest, SetScheduleRequest,
+};
+pub use team::{
+    AddUserRequest, AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, RemoveUserQuery,
+    Role, RoleError, SetPasswordRequest, SetRoleRequest, TokenCreated, TokenQuery, TokenRequest,
+    TokenView, UserView,
 };
 pub use transfers::{
     BackupLink, CaptureRequest, CopyRequest, DeleteBackupQuery, DownloadQuery, DumpForm, LinkQuery,

@@ -1,14 +1,18 @@
 //! `pgbackups serve`: the HTTP/JSON API in front of the transfer engine.
 //!
-//! Every `/api` call needs `Authorization: Bearer <token>` (the token is generated on first
-//! start and kept in the data directory with mode 0600). `/healthz` is open: it says only
-//! that the service is up. The API is documented in `docs/API.md`.
+//! Every route but a few open ones needs a credential (`auth.rs`): the service's API token
+//! (generated on first start and kept in the data directory with mode 0600), a user's
+//! personal token, or a browser session; what each role may do is `roles.rs`'s one table.
+//! `/healthz` is open: it says only that the service is up. The API is documented in
+//! `docs/API.md`.
 //!
 //! `serve()` owns the process around the service: the data directory and its lock, the
 //! listener, start-up recovery, signals and shutdown. The parts themselves are built by the
 //! composition root, `crate::service`.
 
+pub mod auth;
 mod extract;
+pub mod roles;
 mod routes;
 
 use std::fs::OpenOptions;

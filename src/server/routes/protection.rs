@@ -13,7 +13,8 @@ use crate::api::{
 };
 use crate::server::extract::{Json as JsonBody, Path};
 
-use super::{ApiError, ApiResult, AppState, bearer};
+use super::{ApiError, ApiResult, AppState};
+use crate::server::auth::bearer;
 
 /// `POST /api/protections`: protects a database, or changes its settings.
 pub(super) async fn protect(

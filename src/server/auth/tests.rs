@@ -1,0 +1,1 @@
+//! The middleware against a router of stand-in routes.
