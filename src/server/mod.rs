@@ -178,6 +178,9 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let shutdown_engine = service.engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
+    // With the client's address in each request (`ConnectInfo<SocketAddr>`): login limits
+    // count per address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: stopping the scheduler and running transfers");
