@@ -8,7 +8,13 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use common::{Cluster, Service, binary, text};
+use pgbackups::api::Role;
+use pgbackups::clock::SystemClock;
+use pgbackups::team::{LoginError, Team};
 use serde_json::Value;
 
 const VERA_PW: &str = "vera's own long passphrase";
@@ -239,4 +245,37 @@ fn removing_a_user_needs_their_name_and_ends_their_tokens_and_a_new_role_applies
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn a_password_set_from_the_cli_logs_in_and_five_wrong_ones_lock_the_name() {
+    let svc = Service::start();
+    let out = svc.cli_with_stdin(
+        &["users:add", "vera", "--role", "viewer"],
+        &format!("{VERA_PW}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // The dashboard's login, through the team over the service's own catalog file (SQLite
+    // in WAL mode takes a second process).
+    let catalog = pgbackups::catalog::open(&svc.data_dir.join("catalog.db")).unwrap();
+    let team = Team::new(catalog, Arc::new(SystemClock));
+    let addr: IpAddr = "203.0.113.9".parse().unwrap();
+    let session = team.login("vera", VERA_PW, addr).unwrap();
+    let me = team.session(&session.cookie).unwrap();
+    assert_eq!((me.user.as_str(), me.role), ("vera", Role::Viewer));
+    for _ in 0..5 {
+        assert!(matches!(
+            team.login("vera", "a wrong guess!!", addr),
+            Err(LoginError::Wrong)
+        ));
+    }
+    // The sixth is refused before the password is looked at: the right one too.
+    assert!(matches!(
+        team.login("vera", VERA_PW, addr),
+        Err(LoginError::Limited { .. })
+    ));
+    // A new password from the CLI ends the session.
+    let out = svc.cli_with_stdin(&["users:password", "vera"], "another long passphrase\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(team.session(&session.cookie).is_none());
 }

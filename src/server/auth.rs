@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -325,11 +325,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 )
             })
     }
-}
-
-/// Whether a method can change something (and so is audited, and needs CSRF on a session).
-pub fn is_unsafe(method: &Method) -> bool {
-    !roles::is_safe(method)
 }
 
 #[cfg(test)]

@@ -129,6 +129,9 @@ pub struct Team {
 impl Team {
     /// The team kept in `catalog`, with sessions timed by `clock`.
     pub fn new(catalog: Arc<dyn Catalog>, clock: Arc<dyn Clock>) -> Team {
+        // The stand-in hash for unknown users, made now (off the caller's thread), so that
+        // not even the first login for an unknown name is faster or slower than a known one.
+        std::thread::spawn(unknown_user_hash);
         Team {
             catalog,
             clock,
