@@ -181,6 +181,10 @@ fn each_user_does_what_their_role_allows_and_the_audit_log_says_who_did_what() {
     assert!(has("service-token", "revoke token", 204), "{entries:?}");
     let capture = entries.iter().find(|e| e.0 == "olga" && e.1 == "capture");
     assert_eq!(capture.unwrap().2, "b001 (main)");
+    let added = entries.iter().find(|e| e.1 == "add database");
+    assert_eq!(added.unwrap().2, "main");
+    let refused = entries.iter().find(|e| e.1 == "remove database");
+    assert_eq!(refused.unwrap().2, "main");
     let listing = svc.ok(&["audit", "--limit", "3"]);
     assert!(listing.starts_with("=== Audit Log"), "{listing}");
     assert_eq!(listing.lines().count(), 3 + 3, "{listing}");

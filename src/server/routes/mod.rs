@@ -79,6 +79,8 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         team: service.team.clone(),
         secrets: service.secrets.clone(),
     };
+    // The dashboard's pages join here, before `route_layer`, so that they get the same
+    // middleware (their rows are in `roles.rs` already); `/login` and `/static/` are open.
     let app = routes()
         .router
         // After every route (pages too): `route_layer` wraps the routes there are, and sees

@@ -12,6 +12,7 @@ use crate::api::{
 use crate::catalog::ScheduleRecord;
 use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, spec_of};
+use crate::server::auth::AuditTarget;
 use crate::server::extract::{Json as JsonBody, Path};
 use crate::transfer::TransferError;
 
@@ -85,7 +86,7 @@ pub(super) async fn list_schedules(
 pub(super) async fn set_schedule(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<SetScheduleRequest>,
-) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
+) -> ApiResult<(StatusCode, axum::Extension<AuditTarget>, Json<ScheduleView>)> {
     let spec = DailyAt::parse(&body.at)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let r = s.registry.clone();
@@ -113,8 +114,10 @@ pub(super) async fn set_schedule(
     })
     .await?;
     s.scheduler.schedules_changed();
+    let target = AuditTarget(format!("{} at {}", record.database, spec));
     Ok((
         StatusCode::CREATED,
+        axum::Extension(target),
         Json(schedule_view(&record, &spec, now, policy)),
     ))
 }
