@@ -1,5 +1,5 @@
 //! The composition root: the one place that builds the parts of a running service — catalog,
-//! storage, registry, transfer engine, links, scheduler, protector — and hands each what it
+//! storage, registry, transfer engine, links, scheduler, protector, team — and hands each what it
 //! needs. Nothing else builds them, and no part hands out another's (the engine is not a
 //! container: the scheduler, the protector and the routes get the catalog or storage from
 //! here).
@@ -20,6 +20,7 @@ use crate::registry::Registry;
 use crate::schedule::{Scheduler, Starter};
 use crate::secret::Secrets;
 use crate::storage::Storage;
+use crate::team::Team;
 use crate::transfer::{Engine, Links};
 
 /// What the service is built on: opened from the configuration, or given by a test.
@@ -121,6 +122,8 @@ pub struct Service {
     pub scheduler: Arc<Scheduler>,
     /// Continuous Protection (no stream started yet: `serve` calls `start_all`).
     pub protector: Arc<Protector>,
+    /// Users, roles, personal tokens, browser sessions and the audit log.
+    pub team: Arc<Team>,
 }
 
 impl Service {
@@ -166,6 +169,7 @@ impl Service {
             &config.data_dir,
             config.tuning,
         );
+        let team = Arc::new(Team::new(catalog.clone(), clock.clone()));
         Service {
             catalog,
             storage,
@@ -178,6 +182,7 @@ impl Service {
             links,
             scheduler,
             protector,
+            team,
         }
     }
 }

@@ -29,7 +29,11 @@ pub use protection::{
 pub use schedules::{
     RetentionPolicy, RetentionView, ScheduleView, SetRetentionRequest, SetScheduleRequest,
 };
-pub use team::{AuditEntry, AuditQuery, Role};
+pub use team::{
+    AddUserRequest, AuditEntry, AuditQuery, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT, RemoveUserQuery,
+    Role, RoleError, SetPasswordRequest, SetRoleRequest, TokenCreated, TokenQuery, TokenRequest,
+    TokenView, UserView,
+};
 pub use transfers::{
     BackupLink, CaptureRequest, CopyRequest, DeleteBackupQuery, DownloadQuery, DumpForm, LinkQuery,
     LogLine, LogQuery, RebuildReport, RefusedRestore, RestoreRequest, ServerCaptureRequest,

@@ -18,6 +18,7 @@
 
 mod model;
 mod sqlite;
+mod team;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use model::{
     TransferIdError, TransferKind, TransferRecord, TransferState, VerifyMode,
 };
 pub use sqlite::SqliteCatalog;
+pub use team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 
 /// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,13 @@ pub enum CatalogError {
         "no database named `{0}` is registered (was it removed meanwhile?); add it with `pgbackups databases:add {0} postgres://...`"
     )]
     NotRegistered(String),
+    #[error(
+        "a user named `{0}` exists already; pick another name, or change theirs with `pgbackups users:password` and `users:role`"
+    )]
+    UserExists(String),
+    /// A token or session for a user who is not (or no longer) there.
+    #[error("no user named `{0}`; `pgbackups users` lists them")]
+    NoSuchUser(String),
 }
 
 /// Opens (creating and migrating) the SQLite catalog at `path`.
@@ -197,4 +206,62 @@ pub trait Catalog: Send + Sync {
     /// A transfer's last `limit` log lines, oldest first: a page's tail of a long log reads
     /// only what it shows.
     fn log_tail(&self, id: TransferId, limit: usize) -> Result<Vec<LogLine>, CatalogError>;
+    // ---- users, tokens, sessions, audit ----
+
+    /// Adds a user. Fails ([`CatalogError::UserExists`]) when the name is taken.
+    fn add_user(&self, u: &UserRecord) -> Result<(), CatalogError>;
+
+    /// One user.
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, CatalogError>;
+
+    /// All users, by name.
+    fn users(&self) -> Result<Vec<UserRecord>, CatalogError>;
+
+    /// Removes a user with their sessions and tokens, in one transaction (nothing they held
+    /// keeps working). Returns whether they existed.
+    fn remove_user(&self, name: &str) -> Result<bool, CatalogError>;
+
+    /// Sets a user's password hash and ends their sessions, in one transaction (a reset
+    /// password logs out whoever had it). Returns whether the user exists.
+    fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool, CatalogError>;
+
+    /// Sets a user's role (their tokens and sessions carry it from now on). Returns whether
+    /// the user exists.
+    fn set_user_role(&self, name: &str, role: &str) -> Result<bool, CatalogError>;
+
+    /// Records a session, and forgets the sessions expired at `now`, in one transaction.
+    /// Refused ([`CatalogError::NoSuchUser`]) for a user removed meanwhile.
+    fn add_session(&self, s: &SessionRecord, now: Timestamp) -> Result<(), CatalogError>;
+
+    /// The session with this hash and its user's current role, unless expired at `now`.
+    fn session(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<(SessionRecord, String)>, CatalogError>;
+
+    /// Ends a session; returns whether it existed.
+    fn remove_session(&self, hash: &str) -> Result<bool, CatalogError>;
+
+    /// Records a personal token. Returns false (nothing changed) when its ID is taken;
+    /// refused ([`CatalogError::NoSuchUser`]) for a user removed meanwhile.
+    fn add_token(&self, t: &TokenRecord) -> Result<bool, CatalogError>;
+
+    /// One token, by ID.
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, CatalogError>;
+
+    /// The token with this hash and its user's current role.
+    fn token_by_hash(&self, hash: &str) -> Result<Option<(TokenRecord, String)>, CatalogError>;
+
+    /// A user's tokens (or everyone's), oldest first.
+    fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, CatalogError>;
+
+    /// Revokes a token; returns whether it existed.
+    fn remove_token(&self, id: &str) -> Result<bool, CatalogError>;
+
+    /// Appends a line to the audit log; returns its `seq`.
+    fn append_audit(&self, e: &AuditRecord) -> Result<i64, CatalogError>;
+
+    /// The newest `limit` audit lines, older than `before` when given, newest first.
+    fn audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, CatalogError>;
 }

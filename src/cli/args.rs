@@ -84,6 +84,8 @@ pub enum Command {
     Schedule(ScheduleCommand),
     #[command(flatten)]
     Transfer(TransferCommand),
+    #[command(flatten)]
+    Team(TeamCommand),
 }
 
 /// Registered databases.
@@ -498,7 +500,9 @@ pub struct StoreArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
+mod team;
 mod wal;
+pub use team::TeamCommand;
 pub use wal::{
     ArchiveCommand, ArchiveName, ClusterCommand, ProtectionCommand, TargetDir, TimelineArg,
 };

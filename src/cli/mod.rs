@@ -13,6 +13,7 @@ mod cluster;
 mod confirm;
 mod databases;
 mod download;
+mod password;
 mod print;
 mod protection;
 mod pullpush;
@@ -20,6 +21,7 @@ mod schedules;
 mod serve;
 mod shared;
 mod table;
+mod team;
 mod transfers;
 mod urlarg;
 mod watch;
@@ -27,7 +29,7 @@ mod watch;
 pub use args::{
     ArchiveCommand, ArchiveName, BackupCommand, Cli, ClusterCommand, Command, DatabaseCommand,
     FilterArgs, HerokuListFlags, ProtectionCommand, ScheduleCommand, StoreArgs, TargetDir,
-    TimelineArg, TransferCommand, WaitIntervalArg,
+    TeamCommand, TimelineArg, TransferCommand, WaitIntervalArg,
 };
 pub use client::{CliError, Client};
 pub use shared::Env;
@@ -62,5 +64,6 @@ pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
         Command::Backup(c) => backups::run(c, env).await,
         Command::Schedule(c) => schedules::run(c, env).await,
         Command::Transfer(c) => transfers::run(c, env).await,
+        Command::Team(c) => team::run(c, env).await,
     }
 }

@@ -111,20 +111,19 @@ fn client_status(status: StatusCode) -> StatusCode {
 
 /// Rewrites an error answer that is not JSON (axum's 404 for an unknown route, 405 for a
 /// method a route does not take, anything a layer answered on its own) as an API error with
-/// the same status. Answers that are JSON already, the dashboard's HTML pages, and successes
-/// pass unchanged.
+/// the same status. Answers that are JSON or HTML already, and successes, pass unchanged.
 pub async fn json_errors(resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return resp;
     }
-    let is_json_or_page = resp
+    // JSON already, or a page's own HTML answer (a refusal page says why itself).
+    let keep = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
-    // The dashboard's error pages are HTML on purpose.
-    if is_json_or_page {
+    if keep {
         return resp;
     }
     let allow = resp.headers().get(header::ALLOW).cloned();

@@ -1,15 +1,19 @@
 //! `pgbackups serve`: the HTTP/JSON API in front of the transfer engine.
 //!
-//! Every `/api` call needs `Authorization: Bearer <token>` (the token is generated on first
-//! start and kept in the data directory with mode 0600). `/healthz` is open: it says only
-//! that the service is up. The API is documented in `docs/API.md`.
+//! Every route but a few open ones needs a credential (`auth.rs`): the service's API token
+//! (generated on first start and kept in the data directory with mode 0600), a user's
+//! personal token, or a browser session; what each role may do is `roles.rs`'s one table.
+//! `/healthz` is open: it says only that the service is up. The API is documented in
+//! `docs/API.md`.
 //!
 //! `serve()` owns the process around the service: the data directory and its lock, the
 //! listener, start-up recovery, signals and shutdown. The parts themselves are built by the
 //! composition root, `crate::service`.
 
+pub mod auth;
 mod extract;
 mod pages;
+pub mod roles;
 mod routes;
 
 use std::fs::OpenOptions;
@@ -175,7 +179,8 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let shutdown_engine = service.engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());
     let stopped_tx = stopped.clone();
-    // The peer's address reaches the handlers (the login limit counts failures per address).
+    // With the client's address in each request (`ConnectInfo<SocketAddr>`): login limits
+    // count per address.
     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         wait_for_signal().await;

@@ -4,6 +4,7 @@
 mod logs;
 mod rows;
 mod schema;
+mod team;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -15,6 +16,7 @@ use super::model::{
     DatabaseRecord, LogLine, ProtectionRecord, RetentionPolicy, ScheduleRecord, TransferId,
     TransferKind, TransferRecord,
 };
+use super::team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 use super::{Catalog, CatalogError};
 use rows::{SELECT_TRANSFER, from_micros, kind_str, micros, origin_str, read_row};
 
@@ -488,6 +490,76 @@ impl Catalog for SqliteCatalog {
     fn log_tail(&self, id: TransferId, limit: usize) -> Result<Vec<LogLine>, CatalogError> {
         logs::tail(&self.conn(), id, limit)
     }
+
+    // ---- users, tokens, sessions, audit (in `team.rs`) ----
+
+    fn add_user(&self, u: &UserRecord) -> Result<(), CatalogError> {
+        team::add_user(&self.conn(), u)
+    }
+
+    fn user(&self, name: &str) -> Result<Option<UserRecord>, CatalogError> {
+        team::user(&self.conn(), name)
+    }
+
+    fn users(&self) -> Result<Vec<UserRecord>, CatalogError> {
+        team::users(&self.conn())
+    }
+
+    fn remove_user(&self, name: &str) -> Result<bool, CatalogError> {
+        team::remove_user(&mut self.conn(), name)
+    }
+
+    fn set_password_hash(&self, name: &str, hash: &str) -> Result<bool, CatalogError> {
+        team::set_password_hash(&mut self.conn(), name, hash)
+    }
+
+    fn set_user_role(&self, name: &str, role: &str) -> Result<bool, CatalogError> {
+        team::set_user_role(&self.conn(), name, role)
+    }
+
+    fn add_session(&self, s: &SessionRecord, now: Timestamp) -> Result<(), CatalogError> {
+        team::add_session(&mut self.conn(), s, now)
+    }
+
+    fn session(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<(SessionRecord, String)>, CatalogError> {
+        team::session(&self.conn(), hash, now)
+    }
+
+    fn remove_session(&self, hash: &str) -> Result<bool, CatalogError> {
+        team::remove_session(&self.conn(), hash)
+    }
+
+    fn add_token(&self, t: &TokenRecord) -> Result<bool, CatalogError> {
+        team::add_token(&mut self.conn(), t)
+    }
+
+    fn token(&self, id: &str) -> Result<Option<TokenRecord>, CatalogError> {
+        team::token(&self.conn(), id)
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<(TokenRecord, String)>, CatalogError> {
+        team::token_by_hash(&self.conn(), hash)
+    }
+
+    fn tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, CatalogError> {
+        team::tokens(&self.conn(), user)
+    }
+
+    fn remove_token(&self, id: &str) -> Result<bool, CatalogError> {
+        team::remove_token(&self.conn(), id)
+    }
+
+    fn append_audit(&self, e: &AuditRecord) -> Result<i64, CatalogError> {
+        team::append_audit(&self.conn(), e)
+    }
+
+    fn audit(&self, limit: u32, before: Option<i64>) -> Result<Vec<AuditRecord>, CatalogError> {
+        team::audit(&self.conn(), limit, before)
+    }
 }
 
 /// Inserts a transfer record, or updates it (leaving its layout alone), on `conn` (a
@@ -541,122 +613,4 @@ fn upsert_transfer(conn: &Connection, t: &TransferRecord) -> Result<(), CatalogE
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::{Origin, TransferState};
-
-    #[test]
-    fn allocates_ids_per_prefix_and_round_trips_transfers() {
-        let c = SqliteCatalog::open_in_memory().unwrap();
-        assert_eq!(c.claim_transfer_id('b').unwrap().to_string(), "b001");
-        assert_eq!(c.claim_transfer_id('b').unwrap().to_string(), "b002");
-        assert_eq!(c.claim_transfer_id('r').unwrap().to_string(), "r001");
-        let now = Timestamp::now();
-        let mut t = TransferRecord::new(
-            "b002".parse().unwrap(),
-            TransferKind::Capture,
-            Origin::Manual,
-            "main".into(),
-            now,
-        );
-        t.sha256 = Some("ab".into());
-        c.save_transfer(&t).unwrap();
-        c.set_layout(t.id, "{}").unwrap();
-        t.state = TransferState::Running;
-        c.save_transfer(&t).unwrap();
-        assert_eq!(c.layout(t.id).unwrap().as_deref(), Some("{}"));
-        c.set_progress(t.id, 42).unwrap();
-        let back = c.transfer(t.id).unwrap().unwrap();
-        assert_eq!(back.state, TransferState::Running);
-        assert_eq!(back.bytes_processed, 42);
-        assert_eq!(back.sha256.as_deref(), Some("ab"));
-        assert_eq!(c.unfinished_transfers().unwrap().len(), 1);
-        c.append_logs(t.id, &[(now, "one".into()), (now, "two".into())])
-            .unwrap();
-        c.append_logs(t.id, &[(now, "three".into())]).unwrap();
-        let logs = c.logs(t.id, 1).unwrap();
-        assert_eq!(
-            logs.iter().map(|l| l.line.as_str()).collect::<Vec<_>>(),
-            ["two", "three"]
-        );
-        c.delete_transfer(t.id).unwrap();
-        assert!(c.transfer(t.id).unwrap().is_none());
-        assert!(c.logs(t.id, 0).unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_rebuilt_backup_is_added_whole_or_not_at_all() {
-        let c = SqliteCatalog::open_in_memory().unwrap();
-        let now = Timestamp::now();
-        let t = TransferRecord::new(
-            "b007".parse().unwrap(),
-            TransferKind::Capture,
-            Origin::Manual,
-            "main".into(),
-            now,
-        );
-        assert!(
-            c.insert_rebuilt_backup(&t, Some("{}"), (now, "rebuilt".into()))
-                .unwrap()
-        );
-        assert_eq!(c.layout(t.id).unwrap().as_deref(), Some("{}"));
-        assert_eq!(c.logs(t.id, 0).unwrap().len(), 1);
-        // A second time (another node got there first): nothing changes.
-        assert!(
-            !c.insert_rebuilt_backup(&t, None, (now, "again".into()))
-                .unwrap()
-        );
-        assert_eq!(c.logs(t.id, 0).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn refuses_a_second_database_of_the_same_name() {
-        let c = SqliteCatalog::open_in_memory().unwrap();
-        c.add_database("main", b"x", "postgres://u:***@h/db", Timestamp::now())
-            .unwrap();
-        assert!(matches!(
-            c.add_database("main", b"y", "r", Timestamp::now()),
-            Err(CatalogError::DatabaseExists(_))
-        ));
-        assert!(c.remove_database("main").unwrap());
-        assert!(!c.remove_database("main").unwrap());
-    }
-
-    #[test]
-    fn a_protection_never_outlives_its_database() {
-        let c = SqliteCatalog::open_in_memory().unwrap();
-        let p = ProtectionRecord {
-            database: "main".into(),
-            slot: "pgbackups_main".into(),
-            base_every_secs: 86_400,
-            keep_base: 7,
-            created_at: Timestamp::now(),
-        };
-        // `protect` racing `databases:remove`: the database went first.
-        assert!(matches!(
-            c.set_protection(&p),
-            Err(CatalogError::NotRegistered(_))
-        ));
-        assert!(c.protections().unwrap().is_empty());
-        c.add_database("main", b"x", "postgres://u:***@h/db", Timestamp::now())
-            .unwrap();
-        c.set_protection(&p).unwrap();
-        c.set_protection(&ProtectionRecord {
-            keep_base: 3,
-            ..p.clone()
-        })
-        .unwrap();
-        assert_eq!(c.protections().unwrap()[0].keep_base, 3);
-        // The protection went first: the removal is refused and nothing changes.
-        let err = c.remove_database("main").unwrap_err();
-        assert!(matches!(err, CatalogError::Protected(_)));
-        assert_eq!(
-            err.to_string(),
-            "main is protected: stop that first with `pgbackups unprotect main`"
-        );
-        assert!(c.database_url_sealed("main").unwrap().is_some());
-        assert_eq!(c.protections().unwrap().len(), 1);
-        assert!(c.remove_protection("main").unwrap());
-        assert!(c.remove_database("main").unwrap());
-    }
-}
+mod tests;

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::catalog::CatalogError;
 
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 12;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -172,6 +172,44 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), CatalogError> {
         // The set of a whole-server capture (`backups:capture --all`).
         conn.execute_batch(
             "BEGIN; ALTER TABLE transfers ADD COLUMN backup_set TEXT; PRAGMA user_version = 11; COMMIT;",
+        )?;
+    }
+    if version < 12 {
+        // The team (issue 14): users with an argon2id hash, personal tokens and browser
+        // sessions by the SHA-256 of their secret, and the audit log.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE users (
+                 name TEXT PRIMARY KEY,
+                 role TEXT NOT NULL,
+                 password_hash TEXT NOT NULL,
+                 created_at INTEGER NOT NULL
+             );
+             CREATE TABLE api_tokens (
+                 id TEXT PRIMARY KEY,
+                 hash TEXT NOT NULL UNIQUE,
+                 user TEXT NOT NULL,
+                 label TEXT,
+                 created_at INTEGER NOT NULL
+             );
+             CREATE INDEX api_tokens_by_user ON api_tokens (user);
+             CREATE TABLE sessions (
+                 hash TEXT PRIMARY KEY,
+                 user TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL
+             );
+             CREATE INDEX sessions_by_user ON sessions (user);
+             CREATE TABLE audit (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 at INTEGER NOT NULL,
+                 actor TEXT NOT NULL,
+                 action TEXT NOT NULL,
+                 target TEXT NOT NULL,
+                 status INTEGER NOT NULL
+             );
+             PRAGMA user_version = 12;
+             COMMIT;",
         )?;
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! per command group where there is much of it. The commands write the text out.
 
 pub mod protection;
+pub mod team;
 pub mod transfers;
 
 use crate::api::{RetentionView, ScheduleView};

@@ -12,7 +12,8 @@ use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use crate::team::{LoginError, SESSION_COOKIE, clear_session_cookie, session_cookie};
+use crate::api::Role;
+use crate::team::{LoginError, Principal, SESSION_COOKIE, clear_session_cookie, session_cookie};
 
 use super::{AppState, html};
 
@@ -71,7 +72,7 @@ pub(super) async fn submit(
         };
         (status, html(&page)).into_response()
     };
-    match outcome {
+    let answer = match outcome {
         Ok(Ok(session)) => {
             let cookie = session_cookie(&session.cookie, session.expires, is_secure(&s, &headers));
             let mut out = Redirect::to(next).into_response();
@@ -97,11 +98,32 @@ pub(super) async fn submit(
             }
             out
         }
+        Ok(Err(LoginError::Failed(e))) => {
+            tracing::error!("a login could not be checked: {e}");
+            again(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The login could not be checked; the service's log says why.".to_string(),
+            )
+        }
         Err(_) => again(
             StatusCode::INTERNAL_SERVER_ERROR,
             "The login could not be checked; the service's log says why.".to_string(),
         ),
+    };
+    // Every login, refused ones too, in the audit log under the name typed.
+    let who = Principal {
+        user: name.clone(),
+        role: Role::Viewer,
+        csrf: None,
+    };
+    let (team, status) = (s.team.clone(), answer.status().as_u16());
+    let audited =
+        tokio::task::spawn_blocking(move || team.audit(&who, "login", &addr.to_string(), status))
+            .await;
+    if !matches!(audited, Ok(Ok(_))) {
+        tracing::warn!("a login could not be written to the audit log");
     }
+    answer
 }
 
 /// `POST /logout`: the session is forgotten by the service, the cookie cleared.

@@ -20,50 +20,52 @@ mod transfer;
 mod views;
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Router};
 
-use crate::api::{AuditQuery, ProtectionView, Role};
+use crate::api::{AuditQuery, ProtectionView};
 use crate::server::extract::Path;
 use crate::team::Principal;
 
 use super::routes::{
-    ApiError, AppState, apply_retention, apply_schedule, blocking, parse_id, protection_view,
-    schedule_views,
+    ApiError, AppState, Routes, apply_retention, apply_schedule, blocking, parse_id,
+    protection_view, schedule_views,
 };
 use views::{Layout, OverviewRow};
 
-/// The dashboard's routes (the API's are under `/api`).
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(overview))
-        .route("/login", get(login::form).post(login::submit))
-        .route("/logout", post(login::logout))
-        .route("/databases/{name}", get(database::database))
-        .route("/databases/{name}/capture", post(database::capture))
-        .route("/databases/{name}/restore", post(database::restore))
-        .route("/databases/{name}/schedule", post(schedule::set))
-        .route("/databases/{name}/schedule/remove", post(schedule::remove))
-        .route("/databases/{name}/retention", post(schedule::retention))
-        .route("/schedule-preview", get(schedule::preview))
-        .route("/backups/{id}/pin", post(backups::pin))
-        .route("/backups/{id}/unpin", post(backups::unpin))
-        .route("/backups/{id}/verify", post(backups::verify))
-        .route("/backups/{id}/link", post(backups::link))
-        .route(
-            "/backups/{id}/delete",
-            get(backups::confirm_delete).post(backups::delete),
+/// The dashboard's routes added to the service's (the API's are under `/api`). Who may call
+/// each is in `server/roles.rs`.
+pub(super) fn add(r: Routes) -> Routes {
+    use axum::http::Method as M;
+    r.add(M::GET, "/", overview)
+        .add(M::GET, "/login", login::form)
+        .add(M::POST, "/login", login::submit)
+        .add(M::POST, "/logout", login::logout)
+        .add(M::GET, "/databases/{name}", database::database)
+        .add(M::POST, "/databases/{name}/capture", database::capture)
+        .add(M::POST, "/databases/{name}/restore", database::restore)
+        .add(M::POST, "/databases/{name}/schedule", schedule::set)
+        .add(
+            M::POST,
+            "/databases/{name}/schedule/remove",
+            schedule::remove,
         )
-        .route("/transfers/{id}", get(transfer::transfer))
-        .route("/transfers/{id}/live", get(transfer::transfer_live))
-        .route("/transfers/{id}/row", get(transfer::transfer_row))
-        .route("/transfers/{id}/cancel", post(transfer::cancel))
-        .route("/audit", get(audit))
-        .route("/static/{file}", get(asset))
-        .layer(axum::middleware::from_fn(stub_principal))
+        .add(M::POST, "/databases/{name}/retention", schedule::retention)
+        .add(M::GET, "/schedule-preview", schedule::preview)
+        .add(M::POST, "/backups/{id}/pin", backups::pin)
+        .add(M::POST, "/backups/{id}/unpin", backups::unpin)
+        .add(M::POST, "/backups/{id}/verify", backups::verify)
+        .add(M::POST, "/backups/{id}/link", backups::link)
+        .add(M::GET, "/backups/{id}/delete", backups::confirm_delete)
+        .add(M::POST, "/backups/{id}/delete", backups::delete)
+        .add(M::GET, "/transfers/{id}", transfer::transfer)
+        .add(M::GET, "/transfers/{id}/live", transfer::transfer_live)
+        .add(M::GET, "/transfers/{id}/row", transfer::transfer_row)
+        .add(M::POST, "/transfers/{id}/cancel", transfer::cancel)
+        .add(M::GET, "/audit", audit)
+        .add(M::GET, "/static/{file}", asset)
 }
 
 /// How many audit entries the audit page shows.
@@ -115,6 +117,12 @@ impl IntoResponse for PageError {
 }
 
 type PageResult = Result<Response, PageError>;
+
+/// The dashboard's error page with `status` and what to do: what the authentication
+/// middleware answers a page request it refuses.
+pub(super) fn error_page(status: StatusCode, message: &str) -> Response {
+    PageError::new(status, message).into_response()
+}
 
 /// What a page may load and who may frame it: only this service's own files, no inline
 /// script or style, never in a frame (clickjacking), forms only to this service.
@@ -217,13 +225,14 @@ struct AuditPage {
 /// `GET /audit`: who did what, newest first.
 async fn audit(State(s): State<AppState>, Extension(p): Extension<Principal>) -> PageResult {
     let team = s.team.clone();
-    let entries = blocking(move || {
-        Ok(team.audit_log(AuditQuery {
-            limit: Some(AUDIT_ROWS),
-            before: None,
-        }))
-    })
-    .await?;
+    let q = AuditQuery {
+        limit: Some(AUDIT_ROWS),
+        before: None,
+    };
+    let entries = tokio::task::spawn_blocking(move || team.audit_log(&q))
+        .await
+        .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(ApiError::from)?;
     let entries = entries
         .into_iter()
         .map(|e| AuditRow {
@@ -267,19 +276,4 @@ async fn asset(Path(file): Path<String>) -> Response {
         body,
     )
         .into_response()
-}
-
-/// STUB until the `team` branch lands: every page request is the service token's admin.
-pub(super) async fn stub_principal(
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    if req.extensions().get::<Principal>().is_none() {
-        req.extensions_mut().insert(Principal {
-            user: "service-token".into(),
-            role: Role::Admin,
-            csrf: Some("stub".into()),
-        });
-    }
-    next.run(req).await
 }

@@ -11,6 +11,7 @@ use crate::api::{
     AddDatabaseRequest, DUMP_CONTENT_TYPE, DUMP_VERSION_HEADER, DatabaseAdded, DatabaseView,
     DumpRequest, ExtensionsView,
 };
+use crate::server::auth::AuditTarget;
 use crate::server::extract::{Json as JsonBody, Path};
 
 use super::{ApiError, ApiResult, AppState, blocking};
@@ -27,12 +28,17 @@ pub(super) async fn list_databases(
 pub(super) async fn add_database(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<AddDatabaseRequest>,
-) -> ApiResult<(StatusCode, Json<DatabaseAdded>)> {
+) -> ApiResult<(
+    StatusCode,
+    axum::Extension<AuditTarget>,
+    Json<DatabaseAdded>,
+)> {
     let r = s.registry.clone();
     let name = body.name.clone();
     let url = blocking(move || Ok(r.add(&body.name, &body.url)?)).await?;
     Ok((
         StatusCode::CREATED,
+        axum::Extension(AuditTarget(name.clone())),
         Json(DatabaseAdded {
             name,
             url: url.redacted(),

@@ -32,6 +32,15 @@ impl ApiError {
             confirm: None,
         }
     }
+
+    /// 400 for a destructive request without its confirmation: `expected` is the name
+    /// `confirm` must carry (a CLI on a terminal asks for it).
+    pub(in crate::server) fn unconfirmed(message: impl Into<String>, expected: &str) -> ApiError {
+        ApiError {
+            confirm: Some(expected.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, message)
+        }
+    }
 }
 
 impl ApiError {

@@ -4,8 +4,9 @@
 //! `databases.rs` (registered databases), `transfers.rs` (starting, following and cancelling
 //! transfers; deleting and verifying backups; the catalog rebuild), `schedules.rs` (schedules,
 //! retention, pins), `links.rs` (downloads and signed links), `protection.rs` (Continuous
-//! Protection and WAL for recovering servers), `metrics.rs` (Prometheus text); `error.rs` maps
-//! every error to its status and `{"error"}` answer.
+//! Protection and WAL for recovering servers), `metrics.rs` (Prometheus text), `team.rs`
+//! (users, personal tokens, the audit log); `error.rs` maps every error to its status and
+//! `{"error"}` answer. Who may call each route is `server/roles.rs`'s table.
 
 mod databases;
 mod error;
@@ -13,16 +14,16 @@ mod links;
 mod metrics;
 mod protection;
 mod schedules;
+mod team;
 mod transfers;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware;
+use axum::routing::{MethodFilter, MethodRouter, on, post};
 
 use crate::catalog::{Catalog, TransferId};
 use crate::clock::Clock;
@@ -32,8 +33,10 @@ use crate::schedule::Scheduler;
 use crate::secret::Secrets;
 use crate::service::Service;
 use crate::storage::Storage;
+use crate::team::Team;
 use crate::transfer::{Engine, Links, TransferError};
 
+use super::auth::{Auth, authenticate};
 use super::extract::json_errors;
 
 pub use error::ApiError;
@@ -53,12 +56,13 @@ pub(super) struct AppState {
     pub(super) secrets: Arc<Secrets>,
     pub(super) scheduler: Arc<Scheduler>,
     pub(super) protector: Arc<Protector>,
-    pub(super) team: Arc<crate::team::Team>,
+    pub(super) team: Arc<Team>,
     /// The URL clients reach this service at, for signed download links.
     pub(super) public_url: Arc<str>,
 }
 
-/// The service's routes.
+/// The service's routes, every one behind the middleware of `server/auth.rs` (which lets
+/// the open ones through).
 pub fn router(service: &Service, public_url: &str) -> Router {
     let state = AppState {
         engine: service.engine.clone(),
@@ -70,79 +74,33 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         secrets: service.secrets.clone(),
         scheduler: service.scheduler.clone(),
         protector: service.protector.clone(),
-        team: Arc::new(crate::team::Team),
+        team: service.team.clone(),
         public_url: public_url.into(),
     };
-    let api = Router::new()
-        .route(
-            "/databases",
-            get(databases::list_databases).post(databases::add_database),
-        )
-        .route("/databases/{name}", delete(databases::remove_database))
-        .route("/databases/{name}/dump", post(databases::dump))
-        .route("/databases/{name}/extensions", get(databases::extensions))
-        .route("/transfers", get(transfers::list_transfers))
-        .route("/transfers/cancel", post(transfers::cancel_newest))
-        .route("/transfers/{id}", get(transfers::show_transfer))
-        .route("/transfers/{id}/logs", get(transfers::transfer_logs))
-        .route("/transfers/{id}/cancel", post(transfers::cancel_transfer))
-        .route("/captures", post(transfers::start_capture))
-        .route("/restores", post(transfers::start_restore))
-        .route("/server-captures", post(transfers::start_server_capture))
-        .route("/set-restores", post(transfers::start_set_restore))
-        .route(
-            "/restores/upload",
-            post(transfers::start_restore_upload).layer(axum::extract::DefaultBodyLimit::disable()),
-        )
-        .route("/copies", post(transfers::start_copy))
-        .route(
-            "/schedules",
-            get(schedules::list_schedules).post(schedules::set_schedule),
-        )
-        .route("/schedules/{database}", delete(schedules::remove_schedule))
-        .route(
-            "/retention/{database}",
-            get(schedules::show_retention).put(schedules::set_retention),
-        )
-        .route(
-            "/backups/{id}/pin",
-            post(schedules::pin).delete(schedules::unpin),
-        )
-        .route("/backups/{id}", delete(transfers::delete_backup))
-        .route("/backups/{id}/download", get(links::download))
-        .route("/backups/{id}/url", post(links::backup_url))
-        .route("/backups/{id}/verify", post(transfers::verify_backup))
-        .route("/catalog/rebuild", post(transfers::rebuild_catalog))
-        .route(
-            "/protections",
-            get(protection::list_protections).post(protection::protect),
-        )
-        .route(
-            "/protections/{database}",
-            get(protection::show_protection).delete(protection::unprotect),
-        )
-        .route("/metrics", get(metrics::metrics))
-        .route("/wal/{name}/token", post(protection::wal_token))
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such API route; docs/API.md lists them",
-            )
-        })
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        // Signed download links: the signature is the credential, no token.
-        .route("/links/{id}", get(links::signed_download))
-        // WAL for a recovering server: a token limited to one archive is the credential.
-        .route("/wal/{name}/{file}", get(protection::wal_file))
-        .nest("/api", api)
-        .merge(super::pages::routes())
-        .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no such route: the API is under /api (docs/API.md lists its routes)",
-            )
+    let auth = Auth {
+        team: service.team.clone(),
+        secrets: service.secrets.clone(),
+    };
+    // The dashboard's pages join here, before `route_layer`, so that they get the same
+    // middleware (their rows are in `roles.rs` already); `/login` and `/static/` are open.
+    let app = routes()
+        .router
+        // After every route (pages too): `route_layer` wraps the routes there are, and sees
+        // which one matched (the roles table is keyed on it). Unknown paths reach the
+        // fallback without it, and say so.
+        .route_layer(middleware::from_fn_with_state(auth, authenticate))
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no such API route; docs/API.md lists them",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "no such route: the API is under /api (docs/API.md lists its routes)",
+                )
+            }
         })
         .with_state(state);
     // A router's `layer` wraps each route, inside the part that answers a wrong method (and
@@ -153,29 +111,155 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         .layer(middleware::map_response(json_errors))
 }
 
-/// The bearer token a request presents, if any.
-fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+/// Every (method, route) the router registers, for the roles table's test.
+#[cfg(test)]
+pub(crate) fn registered() -> Vec<(Method, &'static str)> {
+    routes().list
 }
 
-async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match bearer(req.headers()) {
-        Some(t) if state.secrets.token_matches(t) => next.run(req).await,
-        Some(_) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the API token is wrong; use the token in the service's data directory (file `token`) as PGBACKUPS_TOKEN",
-        )
-        .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this API needs a token: send `Authorization: Bearer <token>` (the token is in the service's data directory, file `token`)",
-        )
-        .into_response(),
+/// The routes, and the list of what was registered (the roles table is checked against it).
+pub(in crate::server) struct Routes {
+    router: Router<AppState>,
+    list: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    /// Adds `handler` for `method` on `path`.
+    pub(in crate::server) fn add<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        handler: H,
+    ) -> Routes
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| unreachable!("only standard methods are registered"));
+        self.add_router(method, path, on(filter, handler))
     }
+
+    /// Hands the routes to `f` to add more (the dashboard's pages).
+    fn pipe(self, f: impl FnOnce(Routes) -> Routes) -> Routes {
+        f(self)
+    }
+
+    /// Adds a method router built by the caller (with a layer of its own) for `method`.
+    fn add_router(
+        mut self,
+        method: Method,
+        path: &'static str,
+        route: MethodRouter<AppState>,
+    ) -> Routes {
+        self.router = self.router.route(path, route);
+        self.list.push((method, path));
+        self
+    }
+}
+
+/// Every route. Who may call each is in `server/roles.rs`.
+fn routes() -> Routes {
+    use Method as M;
+    let r = Routes {
+        router: Router::new(),
+        list: Vec::new(),
+    };
+    r
+        // Open: health; signed download links (the signature is the credential); WAL for a
+        // recovering server (a token limited to one archive is the credential).
+        .add(M::GET, "/healthz", || async { "ok\n" })
+        .add(M::GET, "/links/{id}", links::signed_download)
+        .add(M::GET, "/wal/{name}/{file}", protection::wal_file)
+        // The API.
+        .add(M::GET, "/api/databases", databases::list_databases)
+        .add(M::POST, "/api/databases", databases::add_database)
+        .add(
+            M::DELETE,
+            "/api/databases/{name}",
+            databases::remove_database,
+        )
+        .add(M::POST, "/api/databases/{name}/dump", databases::dump)
+        .add(
+            M::GET,
+            "/api/databases/{name}/extensions",
+            databases::extensions,
+        )
+        .add(M::GET, "/api/transfers", transfers::list_transfers)
+        .add(M::POST, "/api/transfers/cancel", transfers::cancel_newest)
+        .add(M::GET, "/api/transfers/{id}", transfers::show_transfer)
+        .add(M::GET, "/api/transfers/{id}/logs", transfers::transfer_logs)
+        .add(
+            M::POST,
+            "/api/transfers/{id}/cancel",
+            transfers::cancel_transfer,
+        )
+        .add(M::POST, "/api/captures", transfers::start_capture)
+        .add(M::POST, "/api/restores", transfers::start_restore)
+        .add(
+            M::POST,
+            "/api/server-captures",
+            transfers::start_server_capture,
+        )
+        .add(M::POST, "/api/set-restores", transfers::start_set_restore)
+        .add_router(
+            M::POST,
+            "/api/restores/upload",
+            post(transfers::start_restore_upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .add(M::POST, "/api/copies", transfers::start_copy)
+        .add(M::GET, "/api/schedules", schedules::list_schedules)
+        .add(M::POST, "/api/schedules", schedules::set_schedule)
+        .add(
+            M::DELETE,
+            "/api/schedules/{database}",
+            schedules::remove_schedule,
+        )
+        .add(
+            M::GET,
+            "/api/retention/{database}",
+            schedules::show_retention,
+        )
+        .add(
+            M::PUT,
+            "/api/retention/{database}",
+            schedules::set_retention,
+        )
+        .add(M::POST, "/api/backups/{id}/pin", schedules::pin)
+        .add(M::DELETE, "/api/backups/{id}/pin", schedules::unpin)
+        .add(M::DELETE, "/api/backups/{id}", transfers::delete_backup)
+        .add(M::GET, "/api/backups/{id}/download", links::download)
+        .add(M::POST, "/api/backups/{id}/url", links::backup_url)
+        .add(
+            M::POST,
+            "/api/backups/{id}/verify",
+            transfers::verify_backup,
+        )
+        .add(M::POST, "/api/catalog/rebuild", transfers::rebuild_catalog)
+        .add(M::GET, "/api/protections", protection::list_protections)
+        .add(M::POST, "/api/protections", protection::protect)
+        .add(
+            M::GET,
+            "/api/protections/{database}",
+            protection::show_protection,
+        )
+        .add(
+            M::DELETE,
+            "/api/protections/{database}",
+            protection::unprotect,
+        )
+        .add(M::GET, "/api/metrics", metrics::metrics)
+        .add(M::POST, "/api/wal/{name}/token", protection::wal_token)
+        .add(M::GET, "/api/users", team::list_users)
+        .add(M::POST, "/api/users", team::add_user)
+        .add(M::DELETE, "/api/users/{name}", team::remove_user)
+        .add(M::PUT, "/api/users/{name}/password", team::set_password)
+        .add(M::PUT, "/api/users/{name}/role", team::set_role)
+        .add(M::GET, "/api/tokens", team::list_tokens)
+        .add(M::POST, "/api/tokens", team::create_token)
+        .add(M::DELETE, "/api/tokens/{id}", team::revoke_token)
+        .add(M::GET, "/api/audit", team::audit_log)
+        .pipe(super::pages::add)
 }
 
 /// A transfer ID from a path, exactly as the service prints them (400 otherwise).

@@ -13,13 +13,19 @@ use crate::api::{
 };
 use crate::server::extract::{Json as JsonBody, Path};
 
-use super::{ApiError, ApiResult, AppState, bearer};
+use super::{ApiError, ApiResult, AppState};
+use crate::server::auth::{AuditTarget, bearer};
 
 /// `POST /api/protections`: protects a database, or changes its settings.
 pub(super) async fn protect(
     State(s): State<AppState>,
     JsonBody(req): JsonBody<ProtectRequest>,
-) -> ApiResult<(StatusCode, Json<ProtectionView>)> {
+) -> ApiResult<(
+    StatusCode,
+    axum::Extension<AuditTarget>,
+    Json<ProtectionView>,
+)> {
+    let target = AuditTarget(req.database.clone());
     let view = s
         .protector
         .protect(
@@ -28,7 +34,11 @@ pub(super) async fn protect(
             req.keep,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(protection_view(view))))
+    Ok((
+        StatusCode::CREATED,
+        axum::Extension(target),
+        Json(protection_view(view)),
+    ))
 }
 
 /// `GET /api/protections`: every protection with its live state (no store reads).

@@ -12,6 +12,7 @@ use crate::api::{
 use crate::catalog::ScheduleRecord;
 use crate::schedule::retention::Policy;
 use crate::schedule::{DailyAt, spec_of};
+use crate::server::auth::AuditTarget;
 use crate::server::extract::{Json as JsonBody, Path};
 use crate::transfer::TransferError;
 
@@ -89,8 +90,10 @@ pub(in crate::server) async fn schedule_views(s: &AppState) -> ApiResult<Vec<Sch
 pub(super) async fn set_schedule(
     State(s): State<AppState>,
     JsonBody(body): JsonBody<SetScheduleRequest>,
-) -> ApiResult<(StatusCode, Json<ScheduleView>)> {
-    Ok((StatusCode::CREATED, Json(apply_schedule(&s, body).await?)))
+) -> ApiResult<(StatusCode, axum::Extension<AuditTarget>, Json<ScheduleView>)> {
+    let view = apply_schedule(&s, body).await?;
+    let target = AuditTarget(format!("{} at {}", view.database, view.at));
+    Ok((StatusCode::CREATED, axum::Extension(target), Json(view)))
 }
 
 /// Sets (or replaces) a registered database's daily capture: the API's and the dashboard's.

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 use crate::api::{
     CaptureRequest, CopyRequest, DeleteBackupQuery, LogLine, LogQuery, MAX_WAIT_MS, RebuildReport,
@@ -14,13 +15,22 @@ use crate::api::{
     VerifyRequest,
 };
 use crate::catalog::Origin;
+use crate::server::auth::AuditTarget;
 use crate::server::extract::{Json as JsonBody, Path, Query};
 use crate::transfer::atomic::AtomicSwap;
 
 use super::{ApiError, ApiResult, AppState, blocking, parse_id, parse_optional_id};
 
-/// What a route that starts a transfer answers: its status and the new transfer.
-type Started = (StatusCode, Json<TransferView>);
+/// What a route that starts a transfer answers: its status and the new transfer, which the
+/// audit log names by its ID and database.
+pub(super) struct Started(StatusCode, TransferView);
+
+impl IntoResponse for Started {
+    fn into_response(self) -> Response {
+        let target = AuditTarget(format!("{} ({})", self.1.id, self.1.database));
+        (self.0, axum::Extension(target), Json(self.1)).into_response()
+    }
+}
 
 /// `GET /api/transfers[?kind=...]`.
 pub(super) async fn list_transfers(
@@ -88,7 +98,7 @@ pub(super) async fn start_capture(
         e.start_partial_capture(body.database.as_deref(), Origin::Manual, body.filter)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(rec)))
+    Ok(Started(StatusCode::CREATED, rec))
 }
 
 /// `POST /api/server-captures`: one capture of every database of a server, in one set.
@@ -148,7 +158,7 @@ pub(super) async fn start_restore(
             )
         })
         .await?;
-        return Ok((StatusCode::CREATED, Json(rec)));
+        return Ok(Started(StatusCode::CREATED, rec));
     }
     let backup = parse_optional_id(body.backup.as_deref())?;
     let rec = blocking(move || {
@@ -165,7 +175,7 @@ pub(super) async fn start_restore(
         )
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(rec)))
+    Ok(Started(StatusCode::CREATED, rec))
 }
 
 /// `POST /api/restores/upload?...`: the body is the dump file itself, streamed.
@@ -174,7 +184,6 @@ pub(super) async fn start_restore_upload(
     Query(q): Query<UploadQuery>,
     body: Body,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
     use futures_util::StreamExt;
     let stream = body
         .into_data_stream()
@@ -204,7 +213,7 @@ pub(super) async fn start_restore_upload(
             Box::pin(stream),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(rec)).into_response())
+    Ok(Started(StatusCode::CREATED, rec).into_response())
 }
 
 /// `POST /api/copies`.
@@ -222,7 +231,7 @@ pub(super) async fn start_copy(
         )
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(rec)))
+    Ok(Started(StatusCode::CREATED, rec))
 }
 
 /// `DELETE /api/backups/{id}?confirm=DATABASE`.
@@ -248,7 +257,7 @@ pub(super) async fn verify_backup(
     let rec =
         blocking(move || e.start_verify(id, body.mode, body.target.as_deref(), Origin::Manual))
             .await?;
-    Ok((StatusCode::ACCEPTED, Json(rec)))
+    Ok(Started(StatusCode::ACCEPTED, rec))
 }
 
 /// `POST /api/catalog/rebuild`.
