@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::catalog::{Origin, TransferKind, TransferRecord, TransferState};
 use crate::pg::DumpFilter;
+use crate::server::auth::AuditTarget;
 use crate::server::extract::Path;
 use crate::team::Principal;
 
@@ -29,7 +30,6 @@ use super::{
 #[template(path = "database.html")]
 struct DatabasePage {
     layout: Layout,
-    can_admin: bool,
     name: String,
     url: String,
     running: Vec<TransferCard>,
@@ -138,7 +138,6 @@ pub(super) async fn database_page(
     let mut layout = layout(p);
     layout.flash = flash;
     let page = DatabasePage {
-        can_admin: p.role >= crate::api::Role::Admin,
         layout,
         name: db.name.clone(),
         url: db.url.clone(),
@@ -194,12 +193,16 @@ pub(super) async fn capture(
                 t: views::transfer_card(&rec, s.clock.now()),
             };
             // The new row, and the "nothing is running" line deleted out of band.
-            Ok(fragment(
+            let out = fragment(
                 &item,
                 r#"<li id="nothing-running" hx-swap-oob="delete"></li>"#,
-            ))
+            );
+            Ok(audited(out, &rec))
         }
-        (Ok(rec), false) => Ok(Redirect::to(&format!("/transfers/{}", rec.id)).into_response()),
+        (Ok(rec), false) => Ok(audited(
+            Redirect::to(&format!("/transfers/{}", rec.id)).into_response(),
+            &rec,
+        )),
         (Err(e), true) => Ok(html(&FragmentError {
             message: e.message(),
         })),
@@ -217,6 +220,13 @@ pub(super) async fn capture(
 )]
 struct FragmentError<'a> {
     message: &'a str,
+}
+
+/// `resp` with the transfer it started named for the audit log: `b006 (main)`.
+fn audited(mut resp: Response, rec: &TransferRecord) -> Response {
+    resp.extensions_mut()
+        .insert(AuditTarget(format!("{} ({})", rec.id, rec.database)));
+    resp
 }
 
 /// A rendered fragment with `tail` (out-of-band swaps) after it.
@@ -294,7 +304,10 @@ pub(super) async fn restore(
     })
     .await;
     match started {
-        Ok(rec) => Ok(Redirect::to(&format!("/transfers/{}", rec.id)).into_response()),
+        Ok(rec) => Ok(audited(
+            Redirect::to(&format!("/transfers/{}", rec.id)).into_response(),
+            &rec,
+        )),
         Err(e) => {
             let why = match e.confirm() {
                 Some(expected) => format!(

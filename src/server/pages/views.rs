@@ -19,6 +19,7 @@ pub struct Layout {
     pub role: Role,
     pub csrf: String,
     pub can_operate: bool,
+    pub can_admin: bool,
     pub flash: Option<String>,
 }
 
@@ -29,6 +30,7 @@ impl Layout {
             role,
             csrf: csrf.to_string(),
             can_operate: role >= Role::Operator,
+            can_admin: role >= Role::Admin,
             flash: None,
         }
     }
