@@ -213,11 +213,14 @@ def machine(binary: Path, catalog: Path) -> list[tuple[str, str]]:
     version = base.run([str(binary), "--version"], check=False).stdout.strip() or "unknown"
     commit = base.run(["git", "-C", str(base.REPO_DIR), "describe", "--always", "--dirty"],
                       check=False).stdout.strip() or "unknown"
+    def rel(p: Path) -> str:
+        return os.path.relpath(p, base.REPO_DIR) if p.is_relative_to(base.REPO_DIR) else str(p)
+
     return [
         ("CPU", f"{cpu} ({os.cpu_count()} logical CPUs, nproc {len(os.sched_getaffinity(0))})"),
         ("Kernel", f"{platform.system()} {platform.release()} {platform.machine()}"),
-        ("pgbackups", f"{version} (git {commit}, {binary})"),
-        ("Catalog", f"{catalog.stat().st_size / 1e6:.1f} MB ({catalog})"),
+        ("pgbackups", f"{version} (git {commit}, {rel(binary)})"),
+        ("Catalog", f"{catalog.stat().st_size / 1e6:.1f} MB ({rel(catalog)})"),
     ]
 
 

@@ -182,9 +182,12 @@ impl Browser {
     }
 
     /// A command that must succeed; the panic names what was asked and the page.
+    #[track_caller]
     fn must(&self, what: &str, method: &str, path: &str, body: Option<Value>) -> Value {
-        self.call(method, path, body)
-            .unwrap_or_else(|e| panic!("{what} failed on {}: {e}", self.here()))
+        match self.call(method, path, body) {
+            Ok(value) => value,
+            Err(e) => panic!("{what} failed on {}: {e}", self.here()),
+        }
     }
 
     /// The current URL for messages, or a placeholder if even that fails.
@@ -196,6 +199,7 @@ impl Browser {
     }
 
     /// Opens `url` and waits until the page has loaded.
+    #[track_caller]
     pub fn goto(&self, url: &str) {
         self.must(
             &format!("opening {url}"),
@@ -206,6 +210,7 @@ impl Browser {
     }
 
     /// The current page's URL.
+    #[track_caller]
     pub fn url(&self) -> String {
         self.must("reading the URL", "GET", "/url", None)
             .as_str()
@@ -214,11 +219,13 @@ impl Browser {
     }
 
     /// Reloads the current page.
+    #[track_caller]
     pub fn refresh(&self) {
         self.must("reloading", "POST", "/refresh", Some(json!({})));
     }
 
     /// The current page's title.
+    #[track_caller]
     pub fn title(&self) -> String {
         self.must("reading the title", "GET", "/title", None)
             .as_str()
@@ -227,6 +234,7 @@ impl Browser {
     }
 
     /// The first element matching `css`, or None when nothing matches.
+    #[track_caller]
     fn find(&self, css: &str) -> Option<String> {
         let body = json!({"using": "css selector", "value": css});
         match self.call("POST", "/element", Some(body)) {
@@ -237,17 +245,22 @@ impl Browser {
     }
 
     /// The first element matching `css`; panics naming the selector and the page if none does.
+    #[track_caller]
     fn element(&self, css: &str) -> String {
-        self.find(css)
-            .unwrap_or_else(|| panic!("no element matches {css:?} on {}", self.here()))
+        match self.find(css) {
+            Some(element) => element,
+            None => panic!("no element matches {css:?} on {}", self.here()),
+        }
     }
 
     /// Whether some element matches `css` now (no waiting).
+    #[track_caller]
     pub fn exists(&self, css: &str) -> bool {
         self.find(css).is_some()
     }
 
     /// How many elements match `css` now (table rows, say).
+    #[track_caller]
     pub fn count(&self, css: &str) -> usize {
         let body = json!({"using": "css selector", "value": css});
         self.must(
@@ -261,6 +274,7 @@ impl Browser {
     }
 
     /// Replaces the value of the input matching `css` with `text`, typed as keys.
+    #[track_caller]
     pub fn fill(&self, css: &str, text: &str) {
         let el = self.element(css);
         let what = format!("filling {css:?}");
@@ -279,6 +293,7 @@ impl Browser {
     }
 
     /// Clicks the element matching `css` (waits for a navigation it starts).
+    #[track_caller]
     pub fn click(&self, css: &str) {
         let el = self.element(css);
         self.must(
@@ -290,13 +305,17 @@ impl Browser {
     }
 
     /// The rendered text of the element matching `css`; panics if none does.
+    #[track_caller]
     pub fn text(&self, css: &str) -> String {
-        self.try_text(css)
-            .unwrap_or_else(|| panic!("no element matches {css:?} on {}", self.here()))
+        match self.try_text(css) {
+            Some(text) => text,
+            None => panic!("no element matches {css:?} on {}", self.here()),
+        }
     }
 
     /// The rendered text of the element matching `css`, or None when none does (for
     /// [`Browser::wait_until`] predicates).
+    #[track_caller]
     pub fn try_text(&self, css: &str) -> Option<String> {
         let el = self.find(css)?;
         match self.call("GET", &format!("/element/{el}/text"), None) {
@@ -309,6 +328,7 @@ impl Browser {
 
     /// The attribute `name` of the element matching `css` (None when it has no such
     /// attribute); panics if no element matches.
+    #[track_caller]
     pub fn attr(&self, css: &str, name: &str) -> Option<String> {
         let el = self.element(css);
         self.must(
@@ -322,6 +342,7 @@ impl Browser {
     }
 
     /// The current page's HTML as the browser holds it now (after scripts ran).
+    #[track_caller]
     pub fn source(&self) -> String {
         self.must("reading the page source", "GET", "/source", None)
             .as_str()
@@ -330,6 +351,7 @@ impl Browser {
     }
 
     /// Waits until an element matches `css`, polling; panics after `timeout`.
+    #[track_caller]
     pub fn wait_for(&self, css: &str, timeout: Duration) {
         self.wait_until(&format!("an element matching {css:?}"), timeout, |b| {
             b.exists(css)
@@ -338,6 +360,7 @@ impl Browser {
 
     /// Waits until `done(self)` is true, polling every 100 ms; panics after `timeout`, saying
     /// it waited for `what`.
+    #[track_caller]
     pub fn wait_until(
         &self,
         what: &str,
@@ -355,6 +378,7 @@ impl Browser {
 
     /// Sets cookie `name` for the current page's site (open a page of the service first, as
     /// WebDriver requires), path `/`.
+    #[track_caller]
     pub fn set_cookie(&self, name: &str, value: &str) {
         let cookie = json!({"cookie": {"name": name, "value": value, "path": "/"}});
         self.must(
@@ -366,14 +390,18 @@ impl Browser {
     }
 
     /// The cookies of the current page's site.
+    #[track_caller]
     pub fn cookies(&self) -> Vec<Cookie> {
         let all = self.must("reading cookies", "GET", "/cookie", None);
-        serde_json::from_value(all.clone())
-            .unwrap_or_else(|e| panic!("cookies in an unexpected shape ({e}): {all}"))
+        match serde_json::from_value(all.clone()) {
+            Ok(cookies) => cookies,
+            Err(e) => panic!("cookies in an unexpected shape ({e}): {all}"),
+        }
     }
 
     /// Runs `script` in the page (a function body; `arguments` are `args`) and returns what it
     /// returns.
+    #[track_caller]
     pub fn execute(&self, script: &str, args: &[Value]) -> Value {
         self.must(
             "running a script",
@@ -386,6 +414,7 @@ impl Browser {
     /// Makes the page itself send a request with `fetch()`: the browser's cookies go with it
     /// (`credentials: same-origin`) and redirects are followed, so it is what a forged or
     /// scripted request from the page gets. `url` may be relative to the page.
+    #[track_caller]
     pub fn fetch(
         &self,
         method: &str,
@@ -411,8 +440,10 @@ impl Browser {
             "/execute/async",
             Some(json!({"script": FETCH, "args": [method, url, headers, body]})),
         );
-        serde_json::from_value(answer.clone())
-            .unwrap_or_else(|e| panic!("fetch {method} {url} answered {answer} ({e})"))
+        match serde_json::from_value(answer.clone()) {
+            Ok(fetched) => fetched,
+            Err(e) => panic!("fetch {method} {url} answered {answer} ({e})"),
+        }
     }
 
     /// A PNG of the viewport.
@@ -425,12 +456,15 @@ impl Browser {
     }
 
     /// Saves a PNG of the viewport to `path` (creating its directory).
+    #[track_caller]
     pub fn screenshot(&self, path: &Path) {
-        let png = self
-            .png()
-            .unwrap_or_else(|e| panic!("taking a screenshot failed: {e}"));
-        write_file(path, &png)
-            .unwrap_or_else(|e| panic!("writing the screenshot {}: {e}", path.display()));
+        let png = match self.png() {
+            Ok(png) => png,
+            Err(e) => panic!("taking a screenshot failed: {e}"),
+        };
+        if let Err(e) = write_file(path, &png) {
+            panic!("writing the screenshot {}: {e}", path.display());
+        }
     }
 
     /// Where this browser's failure screenshot goes: `target/browser-failures/<test>.png`.
