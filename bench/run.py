@@ -382,11 +382,13 @@ class Service:
     # Extra `serve` arguments and environment (bench/storage.py runs one on S3).
     extra_args: list[str] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Start on the data directory as it is (bench/dashboard.py fills a catalog, then serves it).
+    keep_data: bool = False
 
     def start(self) -> None:
-        if self.data_dir.exists():
+        if self.data_dir.exists() and not self.keep_data:
             shutil.rmtree(self.data_dir)
-        self.data_dir.mkdir(parents=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         self._log_file = open(self.log_path, "w")
         cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir),

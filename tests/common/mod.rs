@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod engine;
 pub mod faulty;
 pub mod s3;
