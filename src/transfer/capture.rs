@@ -129,6 +129,8 @@ pub(super) async fn run(job: &mut Job, url: PgUrl) -> Result<(), JobEnd> {
         ));
     }
 
+    // A test sees the capture running with all its bytes counted for five seconds.
+    super::hold::pause_async("before-commit").await;
     job.log("Dump finished; making the stored object durable");
     let Captured {
         writer,
