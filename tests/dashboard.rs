@@ -447,3 +447,42 @@ fn the_audit_log_lists_who_did_what_and_no_page_holds_a_secret() {
         }
     }
 }
+
+#[test]
+fn a_user_creates_a_personal_token_on_their_page_that_acts_with_their_role_until_revoked() {
+    let (_pg, svc) = with_database();
+    add_user(&svc, "vera", "viewer");
+    let b = Browser::new();
+    logged_in(&b, &svc, "vera");
+    b.goto(&format!("{}/account", svc.url));
+    b.fill("#label", "laptop");
+    b.click("#create-token");
+    b.wait_for("#new-token", Duration::from_secs(10));
+    let token = b.attr("#new-token", "value").unwrap_or_default();
+    assert!(token.starts_with("pgb_"), "{token}");
+    let row = b.text("#tokens tbody tr");
+    assert!(row.contains("laptop"), "{row}");
+    // Shown once: the page again lists it without its text.
+    b.goto(&format!("{}/account", svc.url));
+    assert!(!b.source().contains(&token), "the token is shown again");
+    // The CLI with it acts as vera, a viewer.
+    let env = [
+        ("PGBACKUPS_URL", svc.url.as_str()),
+        ("PGBACKUPS_TOKEN", token.as_str()),
+    ];
+    assert!(common::cli(&["databases"], &env).status.success());
+    let capture = common::cli(&["backups:capture", "main"], &env);
+    assert!(!capture.status.success());
+    assert!(
+        common::text(&capture).contains("this needs the operator role; vera is a viewer"),
+        "{}",
+        common::text(&capture)
+    );
+    // Revoked from the page: refused at once.
+    b.click("#tokens tbody tr button");
+    b.wait_until("the token revoked", Duration::from_secs(10), |b| {
+        !b.exists("#tokens")
+    });
+    let after = common::cli(&["databases"], &env);
+    assert!(!after.status.success(), "{}", common::text(&after));
+}

@@ -87,6 +87,14 @@ const TABLE: &[(&str, &str, Role, &str)] = &[
     ("GET", "/backups/{id}/delete", Admin, "view delete"),
     ("POST", "/backups/{id}/delete", Admin, "delete backup"),
     ("POST", "/logout", Viewer, "logout"),
+    // One's own tokens (the handlers touch no one else's).
+    ("POST", "/account/tokens", Viewer, "create token"),
+    (
+        "POST",
+        "/account/tokens/{id}/revoke",
+        Viewer,
+        "revoke token",
+    ),
     ("GET", "/audit", Admin, "read audit log"),
 ];
 

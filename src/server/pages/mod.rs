@@ -10,6 +10,7 @@
 //! handler only hides what the user's role may not use. `login.rs` holds the login and
 //! logout forms, `views.rs` the pure functions from records to what a page shows.
 
+mod account;
 mod backups;
 mod charts;
 mod database;
@@ -65,6 +66,13 @@ pub(super) fn add(r: Routes) -> Routes {
         .add(M::GET, "/transfers/{id}/row", transfer::transfer_row)
         .add(M::POST, "/transfers/{id}/cancel", transfer::cancel)
         .add(M::GET, "/audit", audit)
+        .add(M::GET, "/account", account::account)
+        .add(M::POST, "/account/tokens", account::create_token)
+        .add(
+            M::POST,
+            "/account/tokens/{id}/revoke",
+            account::revoke_token,
+        )
         .add(M::GET, "/static/{file}", asset)
 }
 
