@@ -84,6 +84,9 @@ pub struct LiveView {
     pub gaps: Vec<(String, String)>,
     /// The average WAL the server writes per day, since the oldest kept base backup.
     pub wal_bytes_per_day: Option<u64>,
+    /// The lag in seconds over the last day, the worst of each five minutes, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lag_history: Vec<(Timestamp, u64)>,
 }
 
 /// The archive of one cluster in the store, summed up.

@@ -74,6 +74,8 @@ struct Stream {
     /// (time, server position) every two seconds while the store is behind: how long ago
     /// the server was where the store is.
     samples: VecDeque<(Timestamp, u64)>,
+    /// The lag over the last day, for the dashboard's chart.
+    lag_history: live::LagHistory,
     sampled_at: Instant,
     checked_at: Option<Instant>,
     warned_lag_at: Option<Instant>,
@@ -105,6 +107,7 @@ pub(super) async fn run(setup: Setup, live: Arc<Mutex<Live>>, stop: Cancellation
         partial: None,
         partial_at: Instant::now(),
         samples: VecDeque::new(),
+        lag_history: live::LagHistory::default(),
         sampled_at: Instant::now() - Duration::from_secs(60),
         checked_at: None,
         warned_lag_at: None,
@@ -345,7 +348,10 @@ impl Stream {
             self.warned_lag_at = Some(Instant::now());
         }
         let per_day = self.per_day(server);
+        self.lag_history.record(now, lag_seconds);
+        let lag_history = self.lag_history.points();
         self.set(|l| {
+            l.lag_history = lag_history;
             l.server_lsn = Some(format_lsn(server));
             l.slot_lsn = slot.map(format_lsn);
             l.received_lsn = received.map(format_lsn);

@@ -60,6 +60,43 @@ pub struct Live {
     pub gaps: Vec<(String, String)>,
     /// The average WAL the server writes per day, since the oldest kept base backup.
     pub wal_bytes_per_day: Option<u64>,
+    /// The lag in seconds over the last day, the worst of each five minutes, oldest first.
+    pub lag_history: Vec<(Timestamp, u64)>,
+}
+
+/// The lag over the last day in five-minute buckets, each the worst lag seen in it: what the
+/// dashboard charts. At most 288 buckets, whatever the uptime.
+#[derive(Clone, Debug, Default)]
+pub struct LagHistory {
+    buckets: std::collections::VecDeque<(Timestamp, u64)>,
+}
+
+impl LagHistory {
+    const BUCKET_SECS: i64 = 300;
+    const KEEP_SECS: i64 = 24 * 3600;
+
+    /// Notes a lag of `lag_seconds` seen at `at`.
+    pub fn record(&mut self, at: Timestamp, lag_seconds: u64) {
+        let start = at.as_second() - at.as_second().rem_euclid(Self::BUCKET_SECS);
+        match self.buckets.back_mut() {
+            Some((t, worst)) if t.as_second() == start => *worst = (*worst).max(lag_seconds),
+            _ => self
+                .buckets
+                .push_back((Timestamp::from_second(start).unwrap_or(at), lag_seconds)),
+        }
+        while self
+            .buckets
+            .front()
+            .is_some_and(|(t, _)| t.as_second() <= at.as_second() - Self::KEEP_SECS)
+        {
+            self.buckets.pop_front();
+        }
+    }
+
+    /// The buckets, oldest first.
+    pub fn points(&self) -> Vec<(Timestamp, u64)> {
+        self.buckets.iter().copied().collect()
+    }
 }
 
 impl Live {
@@ -129,3 +166,27 @@ impl Live {
 }
 
 pub(super) const LAG_LIMIT_BYTES: u64 = 1 << 30;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_history_keeps_the_worst_of_each_five_minutes_for_a_day() {
+        let mut h = LagHistory::default();
+        let t0: Timestamp = "2026-11-30T00:00:10Z".parse().unwrap();
+        h.record(t0, 1);
+        h.record(t0 + jiff::SignedDuration::from_secs(60), 7);
+        h.record(t0 + jiff::SignedDuration::from_secs(120), 2);
+        h.record(t0 + jiff::SignedDuration::from_secs(300), 0);
+        let p = h.points();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].1, 7);
+        assert_eq!(p[0].0.to_string(), "2026-11-30T00:00:00Z");
+        // A day of samples every two seconds keeps 288 buckets.
+        for i in 0..(2 * 24 * 3600 / 2) {
+            h.record(t0 + jiff::SignedDuration::from_secs(i * 2), 1);
+        }
+        assert_eq!(h.points().len(), 288);
+    }
+}

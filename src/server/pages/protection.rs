@@ -18,6 +18,8 @@ pub struct ProtectionSection {
     pub earliest: String,
     pub latest: String,
     pub wal_per_day: Option<String>,
+    /// The lag over the last day as a chart (empty before the first sample).
+    pub lag_chart: String,
     /// The moment picked, as typed, and its command or why there is none.
     pub at: String,
     pub rollback: Option<Rollback>,
@@ -55,12 +57,30 @@ pub fn section(
         wal_per_day: live
             .and_then(|l| l.wal_bytes_per_day)
             .map(|n| format!("{} of WAL per day", crate::format::bytes(n))),
+        lag_chart: live.map(|l| lag_chart(&l.lag_history)).unwrap_or_default(),
         at: at.unwrap_or_default().to_string(),
         rollback: at
             .filter(|a| !a.trim().is_empty())
             .map(|a| rollback_command(name, a, earliest, now)),
         fork: format!("pgbackups fork {name} --target-dir /srv/pg/{name}-fork --port 5433 --start"),
     }
+}
+
+/// The lag over the last day, one bar per five minutes (the worst lag in it).
+fn lag_chart(history: &[(Timestamp, u64)]) -> String {
+    let bars: Vec<charts::Bar> = history
+        .iter()
+        .map(|(t, secs)| charts::Bar {
+            label: format!("{} UTC: {secs} s behind", t.strftime("%H:%M")),
+            value: *secs as f64,
+        })
+        .collect();
+    let max = history.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    charts::bar_chart(
+        "WAL lag over the last day, every five minutes",
+        &bars,
+        &format!("{max} s"),
+    )
 }
 
 /// The rollback command for the moment `at` (a `datetime-local` value, read as UTC, or an
@@ -146,5 +166,40 @@ mod tests {
             said("yesterday", Some(earliest)).starts_with("refused: `yesterday` is not a moment")
         );
         assert!(said("2026-11-30T12:00", None).contains("no restorable window yet"));
+    }
+
+    #[test]
+    fn a_protected_database_shows_its_lag_over_the_day_and_the_fork_command() {
+        let now: Timestamp = "2026-11-30T18:00:00Z".parse().unwrap();
+        let v = ProtectionView {
+            database: "main".into(),
+            protected: true,
+            slot: Some("pgbackups_main".into()),
+            base_every_secs: None,
+            keep_base: None,
+            since: None,
+            live: Some(crate::api::LiveView {
+                lag_seconds: Some(1),
+                lag_bytes: Some(100),
+                earliest: Some("2026-11-30T00:00:00Z".parse().unwrap()),
+                lag_history: vec![
+                    ("2026-11-30T17:50:00Z".parse().unwrap(), 3),
+                    ("2026-11-30T17:55:00Z".parse().unwrap(), 1),
+                ],
+                ..crate::api::LiveView::default()
+            }),
+            archive: None,
+            problems: Vec::new(),
+        };
+        let p = section("main", &v, now, None);
+        assert!(
+            p.lag_chart.contains("17:50 UTC: 3 s behind"),
+            "{}",
+            p.lag_chart
+        );
+        assert!(p.timeline.starts_with("<svg"));
+        assert_eq!(p.earliest, "2026-11-30T00:00");
+        assert!(p.fork.starts_with("pgbackups fork main --target-dir"));
+        assert!(p.rollback.is_none());
     }
 }

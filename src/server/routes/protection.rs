@@ -114,6 +114,7 @@ fn live_view(l: crate::protect::Live) -> LiveView {
         last_base_backup: l.last_base_backup.map(base_backup_view),
         gaps: l.gaps,
         wal_bytes_per_day: l.wal_bytes_per_day,
+        lag_history: l.lag_history,
     }
 }
 
@@ -286,6 +287,7 @@ mod tests {
             last_base_backup: Some(base()),
             gaps: vec![("a".into(), "b".into())],
             wal_bytes_per_day: Some(3),
+            lag_history: vec![(jiff::Timestamp::UNIX_EPOCH, 4)],
             ..crate::protect::Live::default()
         };
         let archive = crate::pitr::ArchiveInfo {
