@@ -40,25 +40,74 @@ fn first_line(input: &mut impl BufRead) -> std::io::Result<String> {
     Ok(line)
 }
 
-/// One line typed on the terminal with echo off (restored afterwards, whatever happens).
+/// One line typed on the terminal with echo off (restored afterwards, whatever happens: also
+/// when Ctrl-C, a hangup or a kill ends the command during the prompt).
 fn hidden(prompt: &str) -> Result<String, CliError> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
     use std::os::fd::AsFd;
     let stdin = std::io::stdin();
+    let saved = tcgetattr(stdin.as_fd())
+        .map_err(|e| CliError::io("cannot read the terminal's settings")(e.into()))?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    let _ = SAVED.set(saved.clone().into());
+    let restore_on_signal = EchoGuard::arm();
+    tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &quiet)
+        .map_err(|e| CliError::io("cannot turn off the terminal's echo")(e.into()))?;
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
-    let saved = tcgetattr(stdin.as_fd()).ok();
-    if let Some(t) = &saved {
-        let mut quiet = t.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        quiet.local_flags.insert(LocalFlags::ECHONL);
-        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &quiet);
-    }
     let read = first_line(&mut stdin.lock());
-    if let Some(t) = &saved {
-        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, t);
-    }
+    let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &saved);
+    drop(restore_on_signal);
     read.map_err(CliError::io("cannot read the password"))
+}
+
+/// The terminal's settings before the prompt, for the signal handler (set once: every prompt
+/// of a command starts from the same settings).
+static SAVED: std::sync::OnceLock<libc::termios> = std::sync::OnceLock::new();
+
+/// The signals that end a command at a prompt.
+const ENDING: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// While alive, a signal that ends the command first puts the terminal's echo back (only
+/// async-signal-safe calls: `tcsetattr`, `signal`, `raise`), then ends it as it would have.
+struct EchoGuard {
+    previous: Vec<(libc::c_int, libc::sighandler_t)>,
+}
+
+impl EchoGuard {
+    fn arm() -> EchoGuard {
+        let handler = restore_and_reraise as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        let previous = ENDING
+            .iter()
+            // SAFETY: installs a handler that only makes async-signal-safe calls.
+            .map(|&sig| (sig, unsafe { libc::signal(sig, handler) }))
+            .collect();
+        EchoGuard { previous }
+    }
+}
+
+impl Drop for EchoGuard {
+    fn drop(&mut self) {
+        for &(sig, old) in &self.previous {
+            // SAFETY: puts back the handler that was there before.
+            unsafe { libc::signal(sig, old) };
+        }
+    }
+}
+
+extern "C" fn restore_and_reraise(sig: libc::c_int) {
+    if let Some(t) = SAVED.get() {
+        // SAFETY: tcsetattr, signal and raise are async-signal-safe; `t` is never written
+        // after it is set.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ pub(in crate::server) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The value of the session cookie, if the request carries one.
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub(in crate::server) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -222,18 +222,42 @@ pub fn refusal_page(status: StatusCode, message: &str) -> Response {
     super::pages::error_page(status, message)
 }
 
-/// 303 to the login page, coming back to this page (path and query) after.
+/// 303 to the login page, coming back to this page (path and query) after. To htmx (a live
+/// part polling after the session ended) a 401 whose `HX-Redirect` sends the whole page to
+/// the login, and back to the page it was on, instead of the login page swapped into a part.
 fn to_login(req: &Request) -> Response {
-    let back = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+    let htmx = req.headers().contains_key("hx-request");
+    let current = req
+        .headers()
+        .get("hx-current-url")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        })
+        .filter(|_| htmx);
+    let back = current.unwrap_or_else(|| {
+        req.uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string())
+    });
     let next: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
     let location = format!("/login?next={next}");
-    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let (mut resp, name) = if htmx {
+        (
+            refusal_page(
+                StatusCode::UNAUTHORIZED,
+                "Your session has ended: log in again.",
+            ),
+            header::HeaderName::from_static("hx-redirect"),
+        )
+    } else {
+        (StatusCode::SEE_OTHER.into_response(), header::LOCATION)
+    };
     if let Ok(v) = HeaderValue::from_str(&location) {
-        resp.headers_mut().insert(header::LOCATION, v);
+        resp.headers_mut().insert(name, v);
     }
     resp
 }

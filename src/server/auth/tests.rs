@@ -121,6 +121,21 @@ async fn nobody_is_sent_to_log_in_from_a_page_and_refused_on_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
+    // A live part polling after the session ended: the whole page goes to the login and
+    // back to the page it was on, not the login page swapped into the part.
+    let r = f
+        .http
+        .get(format!("{}/page", f.base))
+        .header("hx-request", "true")
+        .header("hx-current-url", format!("{}/databases/main?at=x", f.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["hx-redirect"],
+        "/login?next=%2Fdatabases%2Fmain%3Fat%3Dx"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

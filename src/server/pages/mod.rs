@@ -42,7 +42,12 @@ pub(super) fn add(r: Routes) -> Routes {
     use axum::http::Method as M;
     r.add(M::GET, "/", overview)
         .add(M::GET, "/login", login::form)
-        .add(M::POST, "/login", login::submit)
+        .add_router(
+            M::POST,
+            "/login",
+            axum::routing::post(login::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(login::MAX_FORM_BYTES)),
+        )
         .add(M::POST, "/logout", login::logout)
         .add(M::GET, "/databases/{name}", database::database)
         .add(M::POST, "/databases/{name}/capture", database::capture)

@@ -146,7 +146,7 @@ impl Routes {
     }
 
     /// Adds a method router built by the caller (with a layer of its own) for `method`.
-    fn add_router(
+    pub(in crate::server) fn add_router(
         mut self,
         method: Method,
         path: &'static str,

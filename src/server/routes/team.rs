@@ -161,8 +161,9 @@ pub(super) async fn revoke_token(
     let token = team_call(move || team.token_info(&lookup))
         .await?
         .ok_or_else(|| ApiError::from(TeamError::NoSuchToken(id.clone())))?;
-    if token.user != caller.user {
-        require(&caller, Role::Admin)?;
+    if token.user != caller.user && caller.role < Role::Admin {
+        // Someone else's token is "no such token" to a non-admin: its ID tells nothing.
+        return Err(ApiError::from(TeamError::NoSuchToken(id)));
     }
     let team = s.team.clone();
     team_call(move || team.revoke_token(&id)).await?;
