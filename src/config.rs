@@ -5,12 +5,14 @@
 mod file;
 mod load;
 pub mod process_env;
+mod proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use file::{ConfigError, ConfigFile, TomlError, TuningFile};
 pub use load::{Flags, default_data_dir, load};
+pub use proxy::{BadProxy, TrustedProxy, client_address};
 
 /// Everything `pgbackups serve` (and the commands that use the store directly) needs to
 /// know.
@@ -34,6 +36,9 @@ pub struct ServiceConfig {
     /// The URL clients reach the service at (behind a proxy, say), for signed download
     /// links; default: the listening address.
     pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`), for the login
+    /// limit per address.
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Where backups are stored (default: the `storage` directory in the data directory).
     pub storage: crate::storage::StorageConfig,
     /// Client-side encryption of new backups, and the keys to read encrypted ones.
@@ -95,6 +100,7 @@ impl ServiceConfig {
             zstd_workers: 2,
             download_limits: Default::default(),
             public_url: None,
+            trusted_proxies: Vec::new(),
             storage: Default::default(),
             encryption: Default::default(),
             notify_url: None,

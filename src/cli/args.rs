@@ -62,6 +62,15 @@ pub enum Command {
         /// download links. Default: the listening address.
         #[arg(long, env = "PGBACKUPS_PUBLIC_URL")]
         public_url: Option<String>,
+        /// A proxy in front of the service (an address, or a network as ADDRESS/PREFIX;
+        /// repeat it, or separate with commas) whose X-Forwarded-For names the client: the
+        /// dashboard's login limit then counts per client, not per proxy.
+        #[arg(
+            long = "trusted-proxy",
+            env = "PGBACKUPS_TRUSTED_PROXIES",
+            value_delimiter = ','
+        )]
+        trusted_proxy: Vec<String>,
         /// How many transfers run at once (more wait as Pending; default 4).
         #[arg(long, env = "PGBACKUPS_MAX_RUNNING")]
         max_running: Option<usize>,

@@ -44,6 +44,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
             store,
             listen,
             public_url,
+            trusted_proxy,
             max_running,
             notify_url,
         } => {
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
                 store,
                 listen,
                 public_url,
+                trusted_proxies: trusted_proxy,
                 max_running,
                 notify_url,
             })

@@ -12,6 +12,7 @@ pub struct ServeArgs {
     pub store: StoreArgs,
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub trusted_proxies: Vec<String>,
     pub max_running: Option<usize>,
     pub notify_url: Option<String>,
 }
@@ -20,6 +21,7 @@ pub async fn run(args: ServeArgs) -> Result<i32, CliError> {
     let config = crate::config::load(crate::config::Flags {
         listen: args.listen,
         public_url: args.public_url,
+        trusted_proxies: args.trusted_proxies,
         max_running: args.max_running,
         notify_url: args.notify_url,
         ..args.store.flags(args.data_dir)

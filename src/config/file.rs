@@ -11,6 +11,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub max_running: Option<usize>,
     pub public_url: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses or `ADDRESS/PREFIX` networks.
+    pub trusted_proxies: Option<Vec<String>>,
     pub notify_url: Option<String>,
     /// Extra directories with the PostgreSQL client tools, searched first.
     pub pg_bin: Option<Vec<PathBuf>>,
@@ -53,6 +55,9 @@ pub enum ConfigError {
         #[source]
         source: TomlError,
     },
+    /// A `--trusted-proxy` (or `trusted_proxies`) that is not an address or network.
+    #[error(transparent)]
+    Proxy(#[from] super::BadProxy),
 }
 
 /// What the TOML parser said, and where, without the line it quotes: the file may hold store

@@ -35,6 +35,8 @@ pub struct Flags {
     pub listen: Option<String>,
     /// `serve --public-url` (`PGBACKUPS_PUBLIC_URL`).
     pub public_url: Option<String>,
+    /// `serve --trusted-proxy`, repeated or comma-separated (`PGBACKUPS_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<String>,
     /// `serve --max-running` (`PGBACKUPS_MAX_RUNNING`).
     pub max_running: Option<usize>,
     /// `serve --notify-url` (`PGBACKUPS_NOTIFY_URL`).
@@ -74,6 +76,15 @@ fn load_with(flags: Flags, env: Env) -> Result<ServiceConfig, ConfigError> {
         .or(file.max_running)
         .unwrap_or(DEFAULT_MAX_RUNNING);
     config.public_url = flags.public_url.or(file.public_url);
+    let proxies = if flags.trusted_proxies.is_empty() {
+        file.trusted_proxies.unwrap_or_default()
+    } else {
+        flags.trusted_proxies
+    };
+    config.trusted_proxies = proxies
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()?;
     config.notify_url = flags.notify_url.or(file.notify_url);
 
     config.pg_bin_dirs = match env("PGBACKUPS_PG_BIN") {

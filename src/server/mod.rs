@@ -174,7 +174,7 @@ pub async fn serve(config: ServiceConfig) -> Result<(), ServeError> {
     let stop_scheduler = tokio_util::sync::CancellationToken::new();
     tokio::spawn(service.scheduler.clone().run(stop_scheduler.clone()));
     let public_url = config.public_url.clone().unwrap_or_else(|| url.clone());
-    let app = router(&service, &public_url);
+    let app = router(&service, &public_url, &config.trusted_proxies);
     let protector = service.protector.clone();
     let shutdown_engine = service.engine.clone();
     let stopped = Arc::new(tokio::sync::Notify::new());

@@ -67,10 +67,16 @@ pub(super) async fn submit(
     extensions: Extensions,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let addr = extensions
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let addr = crate::config::client_address(peer, &forwarded, &s.trusted_proxies);
     let name = f.name.trim().to_string();
     let next = local_path(Some(&f.next));
     let page = |status: StatusCode, error: String, name: &str| {

@@ -59,11 +59,17 @@ pub(super) struct AppState {
     pub(super) team: Arc<Team>,
     /// The URL clients reach this service at, for signed download links.
     pub(super) public_url: Arc<str>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub(super) trusted_proxies: Arc<[crate::config::TrustedProxy]>,
 }
 
 /// The service's routes, every one behind the middleware of `server/auth.rs` (which lets
 /// the open ones through).
-pub fn router(service: &Service, public_url: &str) -> Router {
+pub fn router(
+    service: &Service,
+    public_url: &str,
+    trusted_proxies: &[crate::config::TrustedProxy],
+) -> Router {
     let state = AppState {
         engine: service.engine.clone(),
         catalog: service.catalog.clone(),
@@ -76,6 +82,7 @@ pub fn router(service: &Service, public_url: &str) -> Router {
         protector: service.protector.clone(),
         team: service.team.clone(),
         public_url: public_url.into(),
+        trusted_proxies: trusted_proxies.into(),
     };
     let auth = Auth {
         team: service.team.clone(),
