@@ -1,7 +1,8 @@
 //! The dashboard for everyone (issue 14: "labels and keyboard navigation that an accessibility
 //! checker accepts; readable on a phone"): every kind of page checked by axe-core, the standard
 //! accessibility checker, in a real headless Chromium (tests/common/browser.rs) on a desktop
-//! and on a phone-sized viewport; the page's own width on the phone; and the keyboard: the skip
+//! and on a phone-sized viewport (with an error shown, a capture running, a database in
+//! trouble); the page's own width on the phone; and the keyboard: the skip
 //! link first, then the capture button and the restore form in reading order.
 //!
 //! axe-core is a test dependency only, never served: `scripts/test` installs it with npm into
@@ -123,17 +124,21 @@ fn log_in(b: &Browser, svc: &Service, name: &str) {
 }
 
 /// A cluster with database `app`, registered as `main`, with one completed backup (b001) and
-/// a daily schedule; and an admin, `ada`.
-fn with_a_backed_up_database() -> (Cluster, Service) {
+/// a daily schedule; `other`, registered but never backed up (a problem the overview shows in
+/// red); and an admin, `ada`. The service runs with `env` in its environment, in `dir`.
+fn with_a_backed_up_database(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Cluster, Service) {
     let pg = Cluster::start();
     pg.create_db("app");
+    pg.create_db("other");
     pg.psql(
         "app",
         "CREATE TABLE t AS SELECT g FROM generate_series(1, 70) g",
     );
-    let svc = Service::start();
-    let out = svc.cli_with_stdin(&["databases:add", "main", "-"], &pg.url("app"));
-    assert!(out.status.success(), "{}", common::text(&out));
+    let svc = Service::start_in_with(dir.path().join("data"), env);
+    for (name, db) in [("main", "app"), ("other", "other")] {
+        let out = svc.cli_with_stdin(&["databases:add", name, "-"], &pg.url(db));
+        assert!(out.status.success(), "{}", common::text(&out));
+    }
     svc.ok(&["backups:capture", "main"]);
     svc.ok(&["backups:schedule", "main", "--at", "02:00 Europe/London"]);
     add_user(&svc, "ada", "admin");
@@ -149,7 +154,17 @@ struct Finding {
 
 /// Checks the page `b` shows: axe's serious and critical findings, and on a phone whether
 /// the page is wider than the screen. Less severe findings are printed, not failed.
+/// When `PGBACKUPS_TEST_A11Y_SHOTS` names a directory, each checked page's screenshot goes
+/// there (to look at the pages on a phone by eye).
 fn check_page(b: &Browser, axe_js: &str, page: &str, viewport: (u32, u32)) -> Vec<Finding> {
+    if let Some(dir) = std::env::var_os("PGBACKUPS_TEST_A11Y_SHOTS") {
+        let file: String = page
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let name = format!("{}x{}{file}.png", viewport.0, viewport.1);
+        b.screenshot(&std::path::Path::new(&dir).join(name));
+    }
     let mut found = Vec::new();
     for v in axe(b, axe_js) {
         let line = format!(
@@ -207,16 +222,39 @@ fn check_page(b: &Browser, axe_js: &str, page: &str, viewport: (u32, u32)) -> Ve
 
 #[test]
 fn every_page_passes_the_accessibility_checker_on_a_desktop_and_on_a_phone() {
-    let (_pg, svc) = with_a_backed_up_database();
+    let dir = tempfile::tempdir().unwrap();
+    // Every capture waits five seconds before its commit: the page's live progress is there
+    // long enough to be checked.
+    let (_pg, svc) = with_a_backed_up_database(&dir, &[("PGBACKUPS_TEST_HOLD", "before-commit")]);
     let axe_js = axe_source();
     let b = Browser::new();
+
+    // First, that the checker sees what it must: a field without a label is a critical finding.
+    b.goto(&format!("{}/login", svc.url));
+    b.execute(
+        "document.body.insertAdjacentHTML('beforeend', '<input id=\"unlabelled\">');",
+        &[],
+    );
+    let planted = axe(&b, &axe_js);
+    assert!(
+        planted
+            .iter()
+            .any(|v| v.id == "label" && v.is_serious() && v.targets == ["#unlabelled"]),
+        "axe missed an input without a label: {planted:?}"
+    );
+
     let mut found = Vec::new();
     for viewport in [DESKTOP, PHONE] {
         b.set_viewport(viewport.0, viewport.1);
-        // Logged out: the login page.
+        // Logged out: the login page, then with the error of a wrong password.
         b.goto(&format!("{}/login", svc.url));
         b.wait_for("#login", Duration::from_secs(10));
         found.extend(check_page(&b, &axe_js, "/login", viewport));
+        b.fill("#name", "ada");
+        b.fill("#password", "not the password at all");
+        b.click("#login button[type=submit]");
+        b.wait_for("#error", Duration::from_secs(10));
+        found.extend(check_page(&b, &axe_js, "/login refused", viewport));
         log_in(&b, &svc, "ada");
         let pages = [
             ("/", "#databases tr[data-database=main]"),
@@ -224,12 +262,41 @@ fn every_page_passes_the_accessibility_checker_on_a_desktop_and_on_a_phone() {
             ("/transfers/b001", "#log"),
             ("/audit", "#audit"),
             ("/backups/b001/delete", "#confirm"),
+            ("/databases/nope", "#error"),
         ];
         for (page, ready) in pages {
             b.goto(&format!("{}{page}", svc.url));
             b.wait_for(ready, Duration::from_secs(10));
             found.extend(check_page(&b, &axe_js, page, viewport));
         }
+        // A capture started from the page, with its live progress; then its own page.
+        b.goto(&format!("{}/databases/main", svc.url));
+        b.click("#capture");
+        b.wait_for("#running li progress", Duration::from_secs(20));
+        found.extend(check_page(
+            &b,
+            &axe_js,
+            "/databases/main capturing",
+            viewport,
+        ));
+        let live = b.attr("#running li", "id").unwrap_or_default();
+        let id = live.trim_start_matches("live-");
+        b.goto(&format!("{}/transfers/{id}", svc.url));
+        b.wait_for("#state", Duration::from_secs(10));
+        found.extend(check_page(
+            &b,
+            &axe_js,
+            "a running capture's page",
+            viewport,
+        ));
+        b.wait_until("the capture done", Duration::from_secs(60), |b| {
+            // Read in the page: the element is replaced every second by the live update.
+            let state = b.execute(
+                "return document.getElementById('state')?.dataset.state;",
+                &[],
+            );
+            state == json!("succeeded")
+        });
         // The link page: the answer to the database page's "Get a link" button (a POST).
         b.goto(&format!("{}/databases/main", svc.url));
         b.click("tr[data-backup=b001] details.actions summary");
@@ -269,7 +336,8 @@ fn focused(b: &Browser) -> String {
 
 #[test]
 fn the_keyboard_reaches_the_skip_link_first_then_capture_and_the_restore_form_in_order() {
-    let (_pg, svc) = with_a_backed_up_database();
+    let dir = tempfile::tempdir().unwrap();
+    let (_pg, svc) = with_a_backed_up_database(&dir, &[]);
     let b = Browser::new();
     log_in(&b, &svc, "ada");
     b.goto(&format!("{}/databases/main", svc.url));
