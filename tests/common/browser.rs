@@ -330,18 +330,23 @@ impl Browser {
     }
 
     /// The attribute `name` of the element matching `css` (None when it has no such
-    /// attribute); panics if no element matches.
+    /// attribute); panics if no element matches. An element replaced between the lookup and
+    /// the read (a live update every second) is looked up again.
     #[track_caller]
     pub fn attr(&self, css: &str, name: &str) -> Option<String> {
-        let el = self.element(css);
-        self.must(
-            &format!("reading {name} of {css:?}"),
-            "GET",
-            &format!("/element/{el}/attribute/{name}"),
-            None,
-        )
-        .as_str()
-        .map(str::to_string)
+        let mut tries = 0;
+        loop {
+            let el = self.element(css);
+            match self.call("GET", &format!("/element/{el}/attribute/{name}"), None) {
+                Ok(value) => return value.as_str().map(str::to_string),
+                Err(WebDriverError::Driver { error, .. })
+                    if error == "stale element reference" && tries < 5 =>
+                {
+                    tries += 1;
+                }
+                Err(e) => panic!("reading {name} of {css:?} failed on {}: {e}", self.here()),
+            }
+        }
     }
 
     /// The current page's HTML as the browser holds it now (after scripts ran).
