@@ -2,7 +2,7 @@
 //! checker accepts; readable on a phone"): every kind of page checked by axe-core, the standard
 //! accessibility checker, in a real headless Chromium (tests/common/browser.rs) on a desktop
 //! and on a phone-sized viewport (with an error shown, a capture running, a database in
-//! trouble); the page's own width on the phone; and the keyboard: the skip
+//! trouble, a protected database's timeline and rollback command); the page's own width on the phone; and the keyboard: the skip
 //! link first, then the capture button and the restore form in reading order.
 //!
 //! axe-core is a test dependency only, never served: `scripts/test` installs it with npm into
@@ -381,4 +381,75 @@ fn the_keyboard_reaches_the_skip_link_first_then_capture_and_the_restore_form_in
     b.press("m", 1);
     let typed = b.execute("return document.getElementById('confirm').value;", &[]);
     assert_eq!(typed, json!("m"));
+}
+
+#[test]
+fn a_protected_database_page_passes_the_checker_with_its_timeline_and_rollback_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pg, svc) = with_a_backed_up_database(&dir, &[]);
+    let said = svc.ok(&["protect", "main"]);
+    assert!(said.contains("pgbackups_main"), "{said}");
+    let info = || -> Value {
+        serde_json::from_str(&svc.ok(&["protection:info", "main", "--json"])).unwrap_or_default()
+    };
+    // The first base backup, taken as soon as the WAL streams: the window the timeline draws.
+    common::wait_until(
+        60,
+        || info()["live"]["base_backups"].as_u64() == Some(1),
+        || format!("no base backup: {}", info()),
+    );
+    let axe_js = axe_source();
+    let b = Browser::new();
+    log_in(&b, &svc, "ada");
+    let mut found = Vec::new();
+    for viewport in [DESKTOP, PHONE] {
+        b.set_viewport(viewport.0, viewport.1);
+        b.goto(&format!("{}/databases/main", svc.url));
+        b.wait_for("#protection", Duration::from_secs(10));
+        b.wait_until("the timeline", Duration::from_secs(30), |b| {
+            if b.exists("#protection-heading ~ figure svg") {
+                return true;
+            }
+            b.refresh();
+            false
+        });
+        found.extend(check_page(
+            &b,
+            &axe_js,
+            "/databases/main protected",
+            viewport,
+        ));
+        // The command (or why there is none) for the latest moment the field allows, shown
+        // in place. Set by script: typing into a datetime-local field depends on the locale.
+        b.execute(
+            "const m = document.getElementById('moment'); m.value = m.max;",
+            &[],
+        );
+        b.click("#rollback-form button[type=submit]");
+        b.wait_for(
+            "#rollback-command pre, #rollback-command .error",
+            Duration::from_secs(10),
+        );
+        found.extend(check_page(
+            &b,
+            &axe_js,
+            "/databases/main rollback command",
+            viewport,
+        ));
+    }
+    let report: Vec<String> = found
+        .iter()
+        .map(|f| {
+            format!(
+                "{} at {}x{}: {}",
+                f.page, f.viewport.0, f.viewport.1, f.what
+            )
+        })
+        .collect();
+    assert!(
+        report.is_empty(),
+        "{} accessibility problems:\n{}",
+        report.len(),
+        report.join("\n")
+    );
 }
