@@ -34,6 +34,9 @@ use serde_json::{Value, json};
 
 use webdriver::{CHROMIUM, WebDriverError, base64_decode, binary, driver, tail};
 
+/// WebDriver's code for the Tab key (for [`Browser::press`]).
+pub const TAB: &str = "\u{E004}";
+
 /// The W3C key under which an element reference comes back.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -327,18 +330,23 @@ impl Browser {
     }
 
     /// The attribute `name` of the element matching `css` (None when it has no such
-    /// attribute); panics if no element matches.
+    /// attribute); panics if no element matches. An element replaced between the lookup and
+    /// the read (a live update every second) is looked up again.
     #[track_caller]
     pub fn attr(&self, css: &str, name: &str) -> Option<String> {
-        let el = self.element(css);
-        self.must(
-            &format!("reading {name} of {css:?}"),
-            "GET",
-            &format!("/element/{el}/attribute/{name}"),
-            None,
-        )
-        .as_str()
-        .map(str::to_string)
+        let mut tries = 0;
+        loop {
+            let el = self.element(css);
+            match self.call("GET", &format!("/element/{el}/attribute/{name}"), None) {
+                Ok(value) => return value.as_str().map(str::to_string),
+                Err(WebDriverError::Driver { error, .. })
+                    if error == "stale element reference" && tries < 5 =>
+                {
+                    tries += 1;
+                }
+                Err(e) => panic!("reading {name} of {css:?} failed on {}: {e}", self.here()),
+            }
+        }
     }
 
     /// The current page's HTML as the browser holds it now (after scripts ran).
@@ -409,6 +417,68 @@ impl Browser {
             "/execute/sync",
             Some(json!({"script": script, "args": args})),
         )
+    }
+
+    /// Runs `script` in the page as an asynchronous function body: it ends by calling its last
+    /// argument (`arguments[arguments.length - 1]`) with the result, which this returns. The
+    /// script timeout (30 s) bounds it.
+    #[track_caller]
+    pub fn execute_async(&self, script: &str, args: &[Value]) -> Value {
+        self.must(
+            "running an asynchronous script",
+            "POST",
+            "/execute/async",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    /// Resizes the window so that the page's viewport is `width` x `height` CSS pixels (a
+    /// phone's 390 x 844, say). Headless Chromium's window keeps room for a browser's frame
+    /// (its viewport is shorter than the window), so the window is sized once, measured, and
+    /// sized again by the difference; panics if the viewport still differs.
+    #[track_caller]
+    pub fn set_viewport(&self, width: u32, height: u32) {
+        let mut window = (i64::from(width), i64::from(height));
+        let mut inner = json!(null);
+        for _ in 0..2 {
+            self.must(
+                &format!("resizing the window to {}x{}", window.0, window.1),
+                "POST",
+                "/window/rect",
+                Some(json!({"width": window.0, "height": window.1})),
+            );
+            inner = self.execute("return [window.innerWidth, window.innerHeight];", &[]);
+            let (w, h) = (inner[0].as_i64(), inner[1].as_i64());
+            match (w, h) {
+                (Some(w), Some(h)) if (w, h) == (i64::from(width), i64::from(height)) => return,
+                (Some(w), Some(h)) => {
+                    window.0 += i64::from(width) - w;
+                    window.1 += i64::from(height) - h;
+                }
+                _ => break,
+            }
+        }
+        panic!("the viewport is {inner} after resizing the window for {width}x{height}");
+    }
+
+    /// Presses `key` (a character, or a WebDriver key code such as [`TAB`]) `times` times in
+    /// the focused element, as a person at the keyboard does (W3C actions: key down, key up).
+    #[track_caller]
+    pub fn press(&self, key: &str, times: usize) {
+        let mut actions = Vec::with_capacity(times * 2);
+        for _ in 0..times {
+            actions.push(json!({"type": "keyDown", "value": key}));
+            actions.push(json!({"type": "keyUp", "value": key}));
+        }
+        let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
+        self.must(
+            &format!("pressing {key:?} {times} times"),
+            "POST",
+            "/actions",
+            Some(body),
+        );
+        // Releases whatever is still held, so the next actions start clean.
+        self.must("releasing the keys", "DELETE", "/actions", None);
     }
 
     /// Makes the page itself send a request with `fetch()`: the browser's cookies go with it
