@@ -14,7 +14,8 @@ pub struct ProtectionSection {
     pub summary: String,
     pub problems: Vec<String>,
     pub timeline: String,
-    /// The window's ends as a `datetime-local` input takes them (UTC): `2026-11-30T12:00`.
+    /// The window's ends as a `datetime-local` input takes them (UTC, to the second, the start
+    /// rounded up so that picking it is inside the window): `2026-11-30T12:00:05`.
     pub earliest: String,
     pub latest: String,
     pub wal_per_day: Option<String>,
@@ -45,14 +46,19 @@ pub fn section(
         .and_then(|l| l.last_base_backup.as_ref())
         .map(|b| vec![(b.finished_at.as_second(), format!("base backup {}", b.id))])
         .unwrap_or_default();
-    let local = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M").to_string();
+    let local = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S").to_string();
     ProtectionSection {
         summary: views::protection_text(v, now),
         problems: v.problems.clone(),
         timeline: earliest
             .map(|e| charts::timeline(e.as_second(), now.as_second(), &ticks))
             .unwrap_or_default(),
-        earliest: earliest.map(local).unwrap_or_default(),
+        earliest: earliest
+            .map(|e| {
+                let up = i64::from(e.subsec_nanosecond() > 0);
+                local(Timestamp::from_second(e.as_second() + up).unwrap_or(e))
+            })
+            .unwrap_or_default(),
         latest: local(now),
         wal_per_day: live
             .and_then(|l| l.wal_bytes_per_day)
@@ -198,7 +204,7 @@ mod tests {
             p.lag_chart
         );
         assert!(p.timeline.starts_with("<svg"));
-        assert_eq!(p.earliest, "2026-11-30T00:00");
+        assert_eq!(p.earliest, "2026-11-30T00:00:00");
         assert!(p.fork.starts_with("pgbackups fork main --target-dir"));
         assert!(p.rollback.is_none());
     }
