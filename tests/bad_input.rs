@@ -408,7 +408,7 @@ fn malformed_api_requests_are_answered_with_json_errors_and_never_a_500() {
         ("GET", "/api/nonexistent", t, "", &[404]),
         ("GET", "/api/nonexistent", None, "", &[404]),
         ("GET", "/nonexistent", None, "", &[404]),
-        ("GET", "/", None, "", &[404]),
+        ("GET", "/no-such-page", None, "", &[404]),
         ("DELETE", "/api/transfers", t, "", &[405]),
         ("PUT", "/api/captures", t, "{}", &[405]),
         ("GET", "/api/captures", t, "", &[405]),
