@@ -256,6 +256,76 @@ impl TransferRecord {
     pub fn is_completed_backup(&self) -> bool {
         self.kind == TransferKind::Capture && self.state == TransferState::Succeeded
     }
+
+    /// Whether this is a succeeded restore test: a verification that restored the backup into
+    /// a scratch database (its detail says so, in [`RESTORE_TEST_DETAIL`]'s words).
+    pub fn is_restore_test(&self) -> bool {
+        self.kind == TransferKind::Verify
+            && self.state == TransferState::Succeeded
+            && self
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains(RESTORE_TEST_DETAIL))
+    }
+
+    /// The order "newest" means everywhere: by creation time, then by ID.
+    pub fn newness(&self) -> (Timestamp, TransferId) {
+        (self.created_at, self.id)
+    }
+}
+
+/// The words a verification's detail carries when it restored the backup into a scratch
+/// database. The verification writes them (`transfer/verify.rs`) and the catalog finds the
+/// newest restore test by them, so they are kept in this one place.
+pub const RESTORE_TEST_DETAIL: &str = "restored into a scratch database";
+
+/// What the overview shows of one database, read without its whole history: its newest
+/// capture, newest succeeded capture, newest restore test, and the transfers still going.
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseSummary {
+    pub database: String,
+    /// The newest capture, whatever its state.
+    pub last_capture: Option<TransferRecord>,
+    /// The newest succeeded capture.
+    pub last_backup: Option<TransferRecord>,
+    /// The newest succeeded restore test ([`TransferRecord::is_restore_test`]).
+    pub last_restore_test: Option<TransferRecord>,
+    /// Its pending and running transfers, oldest first.
+    pub unfinished: Vec<TransferRecord>,
+}
+
+impl DatabaseSummary {
+    /// An empty summary of `database` (nothing captured yet).
+    pub fn new(database: &str) -> DatabaseSummary {
+        DatabaseSummary {
+            database: database.to_string(),
+            ..DatabaseSummary::default()
+        }
+    }
+
+    /// Takes `t` (one of this database's transfers) into account: it replaces what it is
+    /// newer than (or the same transfer, fresher), and joins the unfinished ones if it is
+    /// still going. Builds a summary from records the catalog did not have yet.
+    pub fn consider(&mut self, t: &TransferRecord) {
+        fn newer(slot: &mut Option<TransferRecord>, t: &TransferRecord) {
+            if slot.as_ref().is_none_or(|s| t.newness() >= s.newness()) {
+                *slot = Some(t.clone());
+            }
+        }
+        if t.kind == TransferKind::Capture {
+            newer(&mut self.last_capture, t);
+            if t.state == TransferState::Succeeded {
+                newer(&mut self.last_backup, t);
+            }
+        }
+        if t.is_restore_test() {
+            newer(&mut self.last_restore_test, t);
+        }
+        if !t.state.is_finished() && !self.unfinished.iter().any(|u| u.id == t.id) {
+            self.unfinished.push(t.clone());
+            self.unfinished.sort_by_key(TransferRecord::newness);
+        }
+    }
 }
 
 /// A database's daily schedule as stored: the local time and the IANA zone.

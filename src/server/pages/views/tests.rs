@@ -32,6 +32,19 @@ fn capture(n: u32, database: &str, state: TransferState, created: &str) -> Trans
     t
 }
 
+/// Each database's summary, as the catalog would read it from `transfers`.
+fn summaries(dbs: &[DatabaseRecord], transfers: &[TransferRecord]) -> Vec<DatabaseSummary> {
+    dbs.iter()
+        .map(|db| {
+            let mut s = DatabaseSummary::new(&db.name);
+            for t in transfers.iter().filter(|t| t.database == db.name) {
+                s.consider(t);
+            }
+            s
+        })
+        .collect()
+}
+
 #[test]
 fn the_overview_puts_databases_with_problems_first_and_says_what_is_wrong() {
     let now = at("2026-11-30T12:00:00Z");
@@ -47,7 +60,7 @@ fn the_overview_puts_databases_with_problems_first_and_says_what_is_wrong() {
         capture(3, "broken", TransferState::Failed, "2026-11-30T03:00:00Z"),
         capture(4, "stale", TransferState::Succeeded, "2026-11-27T02:00:00Z"),
     ];
-    let rows = overview_rows(&dbs, &transfers, &[], &[], now);
+    let rows = overview_rows(&dbs, &summaries(&dbs, &transfers), &[], &[], now);
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["broken", "empty", "stale", "calm"]);
     assert_eq!(
