@@ -128,7 +128,7 @@ fn overview_row(
         name: name.to_string(),
         last_backup: last.map(|t| BackupCell {
             id: t.id.to_string(),
-            status: words::status_text(t),
+            status: state_word(t),
             class: state_class(t.state),
             age: ago(now, t.created_at),
             size: words::size_text(t),
@@ -198,6 +198,18 @@ pub fn seconds_text(s: i64) -> String {
         0..60 => format!("{s} s"),
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         _ => format!("{} h {} min", s / 3600, s / 60 % 60),
+    }
+}
+
+/// A transfer's state in a word or two, for the overview's narrow column (the age is beside
+/// it): `Completed`, `Completed with 2 warnings`, `Failed`, `Running`.
+fn state_word(t: &TransferRecord) -> String {
+    match t.state {
+        TransferState::Succeeded if t.warnings > 0 => words::completed_with(t.warnings),
+        TransferState::Succeeded => "Completed".into(),
+        TransferState::Failed | TransferState::Cancelled => "Failed".into(),
+        TransferState::Running => "Running".into(),
+        TransferState::Pending => "Pending".into(),
     }
 }
 
