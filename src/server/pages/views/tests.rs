@@ -109,3 +109,41 @@ fn times_read_as_a_person_says_them() {
     assert_eq!(status_words(201), "done");
     assert_eq!(status_words(403), "refused: not allowed");
 }
+
+#[test]
+fn the_overview_shows_the_newest_restore_test_and_counts_what_is_running() {
+    let now = at("2026-11-30T12:00:00Z");
+    let verify = |n: u32, detail: &str, created: &str| {
+        let mut t = capture(n, "main", TransferState::Succeeded, created);
+        t.id = TransferId::new('v', n);
+        t.kind = TransferKind::Verify;
+        t.started_at = Some(at(created));
+        t.finished_at = Some(at(created) + jiff::SignedDuration::from_secs(65));
+        t.detail = Some(detail.into());
+        t
+    };
+    let transfers = [
+        capture(1, "main", TransferState::Succeeded, "2026-11-30T02:00:00Z"),
+        verify(
+            1,
+            &format!(
+                "checksum ok; {}: 2 tables",
+                crate::catalog::RESTORE_TEST_DETAIL
+            ),
+            "2026-11-30T09:00:00Z",
+        ),
+        // Newer, but only a checksum: not a restore test.
+        verify(2, "checksum ok", "2026-11-30T10:00:00Z"),
+        capture(2, "main", TransferState::Running, "2026-11-30T11:59:00Z"),
+    ];
+    let dbs = [db("main")];
+    let rows = overview_rows(&dbs, &summaries(&dbs, &transfers), &[], &[], now);
+    let main = &rows[0];
+    assert_eq!(
+        main.restore_test.as_deref(),
+        Some("3 h ago (v001, took 1 min 5 s)")
+    );
+    assert_eq!(main.running, 1);
+    assert_eq!(main.last_backup.as_ref().unwrap().id, "b002");
+    assert!(main.problems.is_empty(), "{:?}", main.problems);
+}
