@@ -85,37 +85,71 @@ pub(super) fn unfinished(conn: &Connection) -> Result<Vec<TransferRecord>, Catal
     Ok(out)
 }
 
-/// See [`crate::catalog::Catalog::database_summaries`]: three indexed single-row reads per
-/// registered database, and one read of every unfinished transfer (a partial index).
+/// Of every registered database, its newest transfer of `kind` (in `state`, with
+/// `detail_has` in its detail, when given), by database. One statement for all databases: a
+/// correlated subquery walks the index once per database. (A statement per database costs
+/// more than the rows it reads: SQLite re-prepares it whenever its bound values change.)
+fn newest_per_database(
+    conn: &Connection,
+    kind: TransferKind,
+    state: Option<TransferState>,
+    detail_has: Option<&str>,
+) -> Result<HashMap<String, TransferRecord>, CatalogError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT_TRANSFER} WHERE id IN (
+             SELECT (SELECT n.id FROM transfers n
+                     WHERE n.database = d.name AND n.kind = ?1 AND (?2 IS NULL OR n.state = ?2)
+                       AND (?3 IS NULL OR instr(n.detail, ?3) > 0)
+                     ORDER BY n.created_at DESC, n.prefix DESC, n.number DESC LIMIT 1)
+             FROM databases d)"
+    ))?;
+    let rows = stmt.query_map(
+        params![kind_str(kind), state.map(TransferState::as_str), detail_has],
+        read_row,
+    )?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let t = r??;
+        out.insert(t.database.clone(), t);
+    }
+    Ok(out)
+}
+
+/// See [`crate::catalog::Catalog::database_summaries`]: three reads of one row per registered
+/// database (each through the index), and one read of every unfinished transfer (a partial
+/// index).
 pub(super) fn summaries(conn: &Connection) -> Result<Vec<DatabaseSummary>, CatalogError> {
     let mut going: HashMap<String, Vec<TransferRecord>> = HashMap::new();
     for t in unfinished(conn)? {
         going.entry(t.database.clone()).or_default().push(t);
     }
+    let mut captures = newest_per_database(conn, TransferKind::Capture, None, None)?;
+    let mut backups = newest_per_database(
+        conn,
+        TransferKind::Capture,
+        Some(TransferState::Succeeded),
+        None,
+    )?;
+    let mut tests = newest_per_database(
+        conn,
+        TransferKind::Verify,
+        Some(TransferState::Succeeded),
+        Some(RESTORE_TEST_DETAIL),
+    )?;
     let mut names = conn.prepare_cached("SELECT name FROM databases ORDER BY name")?;
     let names = names
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<String>, _>>()?;
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let first = |kind, state, detail| -> Result<Option<TransferRecord>, CatalogError> {
-            Ok(newest(conn, &name, kind, state, detail, 1)?
-                .into_iter()
-                .next())
-        };
-        out.push(DatabaseSummary {
-            last_capture: first(TransferKind::Capture, None, None)?,
-            last_backup: first(TransferKind::Capture, Some(TransferState::Succeeded), None)?,
-            last_restore_test: first(
-                TransferKind::Verify,
-                Some(TransferState::Succeeded),
-                Some(RESTORE_TEST_DETAIL),
-            )?,
+    Ok(names
+        .into_iter()
+        .map(|name| DatabaseSummary {
+            last_capture: captures.remove(&name),
+            last_backup: backups.remove(&name),
+            last_restore_test: tests.remove(&name),
             unfinished: going.remove(&name).unwrap_or_default(),
             database: name,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -245,6 +279,16 @@ mod tests {
         );
         assert!(of.contains("USING INDEX transfers_by_database"), "{of}");
         assert!(!of.contains("TEMP B-TREE"), "{of}");
+        let summary = plan(
+            "SELECT * FROM transfers WHERE id IN (SELECT (SELECT n.id FROM transfers n
+             WHERE n.database = d.name AND n.kind = 'capture'
+             ORDER BY n.created_at DESC, n.prefix DESC, n.number DESC LIMIT 1) FROM databases d)",
+        );
+        assert!(
+            summary.contains("USING INDEX transfers_by_database"),
+            "{summary}"
+        );
+        assert!(!summary.contains("SCAN n"), "{summary}");
         let going = plan(
             "SELECT * FROM transfers WHERE state IN ('pending', 'running') ORDER BY created_at",
         );
