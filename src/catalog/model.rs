@@ -444,6 +444,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_summary_takes_a_fresher_copy_of_a_transfer_and_drops_what_ended() {
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut running = TransferRecord::new(
+            TransferId::new('b', 2),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            at,
+        );
+        running.state = TransferState::Running;
+        let mut s = DatabaseSummary::new("main");
+        s.consider(&running);
+        assert_eq!(s.unfinished.len(), 1);
+        assert!(s.last_backup.is_none());
+        // The engine's copy of its end (not yet in the catalog) replaces the running one.
+        let mut ended = running.clone();
+        ended.state = TransferState::Succeeded;
+        s.unfinished.clear();
+        s.consider(&ended);
+        let state = |t: &Option<TransferRecord>| t.as_ref().map(|t| t.state);
+        assert_eq!(state(&s.last_capture), Some(TransferState::Succeeded));
+        assert_eq!(state(&s.last_backup), Some(TransferState::Succeeded));
+        assert!(s.unfinished.is_empty());
+        // An older capture changes nothing.
+        let mut older = ended.clone();
+        older.id = TransferId::new('b', 1);
+        older.state = TransferState::Failed;
+        s.consider(&older);
+        assert_eq!(s.last_capture.as_ref().map(|t| t.id), Some(ended.id));
+    }
+
+    #[test]
     fn ids_round_trip_and_reject_garbage() {
         let id: TransferId = "b001".parse().unwrap();
         assert_eq!(id.to_string(), "b001");
