@@ -26,8 +26,9 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 pub use model::{
-    DatabaseRecord, LogLine, Origin, ProtectionRecord, RetentionPolicy, ScheduleRecord, TransferId,
-    TransferIdError, TransferKind, TransferRecord, TransferState, VerifyMode,
+    DatabaseRecord, DatabaseSummary, LogLine, Origin, ProtectionRecord, RESTORE_TEST_DETAIL,
+    RetentionPolicy, ScheduleRecord, TransferId, TransferIdError, TransferKind, TransferRecord,
+    TransferState, VerifyMode,
 };
 pub use sqlite::SqliteCatalog;
 pub use team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
@@ -187,6 +188,23 @@ pub trait Catalog: Send + Sync {
 
     /// Transfers that are pending or running, oldest first.
     fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError>;
+
+    /// A database's transfers of `kind` (and in `state`, when given), newest first, at most
+    /// `limit`: a page's list reads only the rows it shows, through an index.
+    fn transfers_of(
+        &self,
+        database: &str,
+        kind: TransferKind,
+        state: Option<TransferState>,
+        limit: usize,
+    ) -> Result<Vec<TransferRecord>, CatalogError>;
+
+    /// How many transfers of `kind` a database has (a page says how many it does not list).
+    fn count_transfers_of(&self, database: &str, kind: TransferKind) -> Result<u64, CatalogError>;
+
+    /// Every registered database's [`DatabaseSummary`], by name: a few indexed rows each,
+    /// never the whole history.
+    fn database_summaries(&self) -> Result<Vec<DatabaseSummary>, CatalogError>;
 
     /// Removes a transfer and its log.
     fn delete_transfer(&self, id: TransferId) -> Result<(), CatalogError>;

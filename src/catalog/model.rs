@@ -256,6 +256,76 @@ impl TransferRecord {
     pub fn is_completed_backup(&self) -> bool {
         self.kind == TransferKind::Capture && self.state == TransferState::Succeeded
     }
+
+    /// Whether this is a succeeded restore test: a verification that restored the backup into
+    /// a scratch database (its detail says so, in [`RESTORE_TEST_DETAIL`]'s words).
+    pub fn is_restore_test(&self) -> bool {
+        self.kind == TransferKind::Verify
+            && self.state == TransferState::Succeeded
+            && self
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains(RESTORE_TEST_DETAIL))
+    }
+
+    /// The order "newest" means everywhere: by creation time, then by ID.
+    pub fn newness(&self) -> (Timestamp, TransferId) {
+        (self.created_at, self.id)
+    }
+}
+
+/// The words a verification's detail carries when it restored the backup into a scratch
+/// database. The verification writes them (`transfer/verify.rs`) and the catalog finds the
+/// newest restore test by them, so they are kept in this one place.
+pub const RESTORE_TEST_DETAIL: &str = "restored into a scratch database";
+
+/// What the overview shows of one database, read without its whole history: its newest
+/// capture, newest succeeded capture, newest restore test, and the transfers still going.
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseSummary {
+    pub database: String,
+    /// The newest capture, whatever its state.
+    pub last_capture: Option<TransferRecord>,
+    /// The newest succeeded capture.
+    pub last_backup: Option<TransferRecord>,
+    /// The newest succeeded restore test ([`TransferRecord::is_restore_test`]).
+    pub last_restore_test: Option<TransferRecord>,
+    /// Its pending and running transfers, oldest first.
+    pub unfinished: Vec<TransferRecord>,
+}
+
+impl DatabaseSummary {
+    /// An empty summary of `database` (nothing captured yet).
+    pub fn new(database: &str) -> DatabaseSummary {
+        DatabaseSummary {
+            database: database.to_string(),
+            ..DatabaseSummary::default()
+        }
+    }
+
+    /// Takes `t` (one of this database's transfers) into account: it replaces what it is
+    /// newer than (or the same transfer, fresher), and joins the unfinished ones if it is
+    /// still going. Builds a summary from records the catalog did not have yet.
+    pub fn consider(&mut self, t: &TransferRecord) {
+        fn newer(slot: &mut Option<TransferRecord>, t: &TransferRecord) {
+            if slot.as_ref().is_none_or(|s| t.newness() >= s.newness()) {
+                *slot = Some(t.clone());
+            }
+        }
+        if t.kind == TransferKind::Capture {
+            newer(&mut self.last_capture, t);
+            if t.state == TransferState::Succeeded {
+                newer(&mut self.last_backup, t);
+            }
+        }
+        if t.is_restore_test() {
+            newer(&mut self.last_restore_test, t);
+        }
+        if !t.state.is_finished() && !self.unfinished.iter().any(|u| u.id == t.id) {
+            self.unfinished.push(t.clone());
+            self.unfinished.sort_by_key(TransferRecord::newness);
+        }
+    }
 }
 
 /// A database's daily schedule as stored: the local time and the IANA zone.
@@ -372,6 +442,38 @@ fn is_zero(n: &u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_takes_a_fresher_copy_of_a_transfer_and_drops_what_ended() {
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let mut running = TransferRecord::new(
+            TransferId::new('b', 2),
+            TransferKind::Capture,
+            Origin::Manual,
+            "main".into(),
+            at,
+        );
+        running.state = TransferState::Running;
+        let mut s = DatabaseSummary::new("main");
+        s.consider(&running);
+        assert_eq!(s.unfinished.len(), 1);
+        assert!(s.last_backup.is_none());
+        // The engine's copy of its end (not yet in the catalog) replaces the running one.
+        let mut ended = running.clone();
+        ended.state = TransferState::Succeeded;
+        s.unfinished.clear();
+        s.consider(&ended);
+        let state = |t: &Option<TransferRecord>| t.as_ref().map(|t| t.state);
+        assert_eq!(state(&s.last_capture), Some(TransferState::Succeeded));
+        assert_eq!(state(&s.last_backup), Some(TransferState::Succeeded));
+        assert!(s.unfinished.is_empty());
+        // An older capture changes nothing.
+        let mut older = ended.clone();
+        older.id = TransferId::new('b', 1);
+        older.state = TransferState::Failed;
+        s.consider(&older);
+        assert_eq!(s.last_capture.as_ref().map(|t| t.id), Some(ended.id));
+    }
 
     #[test]
     fn ids_round_trip_and_reject_garbage() {

@@ -13,6 +13,7 @@
 //! the composition root (`crate::service`); it hands none of them out.
 
 pub mod atomic;
+mod by_database;
 mod capture;
 pub mod claims;
 mod copy;
@@ -238,6 +239,9 @@ impl Engine {
         }
         Ok(all)
     }
+
+    // A database's transfers as its page and the overview read them (newest few, counts,
+    // summaries), with the same overlay of live progress: `by_database.rs`.
 
     /// Like [`Engine::transfer`], but when the transfer is still going, waits up to `wait` for
     /// it to end first: watchers learn of the end at once without polling fast.

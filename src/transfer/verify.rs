@@ -7,7 +7,7 @@
 
 use super::restore::{Scratch, spool, verify_and_extract_toc};
 use super::{Job, JobEnd, PlainDump};
-use crate::catalog::{TransferRecord, VerifyMode};
+use crate::catalog::{RESTORE_TEST_DETAIL, TransferRecord, VerifyMode};
 use crate::format::bytes;
 use crate::pg::client::{query, quote_ident, tool_command};
 use crate::pg::{PgTool, PgUrl};
@@ -119,7 +119,7 @@ pub(super) async fn run(
             )),
         }
         let summary = checked?;
-        detail.push_str(&format!("; restored into a scratch database: {summary}"));
+        detail.push_str(&format!("; {RESTORE_TEST_DETAIL}: {summary}"));
     }
     job.rec.detail = Some(detail);
     Ok(())

@@ -1,6 +1,7 @@
 //! The SQLite catalog (the embedded default): one connection to a local file in WAL mode,
 //! every statement short, every multi-row change one transaction.
 
+mod by_database;
 mod logs;
 mod rows;
 mod schema;
@@ -13,8 +14,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::model::{
-    DatabaseRecord, LogLine, ProtectionRecord, RetentionPolicy, ScheduleRecord, TransferId,
-    TransferKind, TransferRecord,
+    DatabaseRecord, DatabaseSummary, LogLine, ProtectionRecord, RetentionPolicy, ScheduleRecord,
+    TransferId, TransferKind, TransferRecord, TransferState,
 };
 use super::team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 use super::{Catalog, CatalogError};
@@ -439,16 +440,27 @@ impl Catalog for SqliteCatalog {
 
     /// Transfers that are pending or running, oldest first.
     fn unfinished_transfers(&self) -> Result<Vec<TransferRecord>, CatalogError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(&format!(
-            "{SELECT_TRANSFER} WHERE state IN ('pending', 'running') ORDER BY created_at"
-        ))?;
-        let rows = stmt.query_map([], read_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        by_database::unfinished(&self.conn())
+    }
+
+    // ---- a database's transfers, for the pages (in `by_database.rs`) ----
+
+    fn transfers_of(
+        &self,
+        database: &str,
+        kind: TransferKind,
+        state: Option<TransferState>,
+        limit: usize,
+    ) -> Result<Vec<TransferRecord>, CatalogError> {
+        by_database::transfers_of(&self.conn(), database, kind, state, limit)
+    }
+
+    fn count_transfers_of(&self, database: &str, kind: TransferKind) -> Result<u64, CatalogError> {
+        by_database::count_of(&self.conn(), database, kind)
+    }
+
+    fn database_summaries(&self) -> Result<Vec<DatabaseSummary>, CatalogError> {
+        by_database::summaries(&self.conn())
     }
 
     /// Removes a transfer and its log.

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use crate::catalog::CatalogError;
 
-pub(super) const SCHEMA_VERSION: i64 = 12;
+pub(super) const SCHEMA_VERSION: i64 = 13;
 
 const SCHEMA: &str = r#"
 CREATE TABLE databases (
@@ -209,6 +209,20 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), CatalogError> {
                  status INTEGER NOT NULL
              );
              PRAGMA user_version = 12;
+             COMMIT;",
+        )?;
+    }
+    if version < 13 {
+        // The dashboard's reads (issue 14): a database's newest transfers of a kind, in the
+        // index's order (no sort, no scan of the others' history); and the few unfinished
+        // transfers without reading the finished ones.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE INDEX transfers_by_database
+                 ON transfers (database, kind, created_at, prefix, number);
+             CREATE INDEX transfers_unfinished
+                 ON transfers (created_at) WHERE state IN ('pending', 'running');
+             PRAGMA user_version = 13;
              COMMIT;",
         )?;
     }

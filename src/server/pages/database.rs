@@ -23,7 +23,7 @@ use super::protection::{ProtectionSection, Rollback};
 use super::views::{self, BackupRow, Layout, OtherRow, TransferCard};
 use super::{
     ApiError, AppState, PageError, PageResult, blocking, html, is_htmx, layout, protection_view,
-    schedule_views,
+    schedule_view_of,
 };
 
 #[derive(Template)]
@@ -66,6 +66,23 @@ pub(super) async fn database(
 
 /// How many completed backups the charts draw.
 const CHARTED: usize = 30;
+/// How many completed backups the restore form offers, newest first (`backups:restore ID`
+/// takes any other).
+const RESTORABLE: usize = 50;
+
+/// What a database's page reads of its transfers, each list newest first.
+struct Loaded {
+    /// Pending and running.
+    running: Vec<TransferRecord>,
+    /// The newest [`LISTED_BACKUPS`] captures, whatever their state.
+    captures: Vec<TransferRecord>,
+    /// How many captures it has in all.
+    all_captures: u64,
+    /// The newest succeeded captures: the restore form's and the charts'.
+    completed: Vec<TransferRecord>,
+    /// The newest [`LISTED_OTHERS`] restores, copies and verifications.
+    others: Vec<TransferRecord>,
+}
 
 /// A database's page, with `flash` (why an action was refused) above it, and the rollback
 /// command for the moment `at` when one was picked.
@@ -83,14 +100,32 @@ pub(super) async fn database_page(
         s.catalog.clone(),
         name.to_string(),
     );
-    let (db, mut mine, policy) = blocking(move || {
+    // Only the rows the page shows, newest first, each through the catalog's index: a
+    // database with years of daily backups costs what one with a month does.
+    let (db, loaded, policy) = blocking(move || {
         let db = r.list()?.into_iter().find(|d| d.name == n);
-        let mine: Vec<TransferRecord> = e
-            .transfers(None)?
-            .into_iter()
-            .filter(|t| t.database == n)
-            .collect();
-        Ok((db, mine, c.retention(&n)?.unwrap_or_default()))
+        let loaded = Loaded {
+            running: e.unfinished_of(&n)?,
+            captures: e.transfers_of(&n, &[TransferKind::Capture], None, LISTED_BACKUPS)?,
+            all_captures: e.count_transfers_of(&n, TransferKind::Capture)?,
+            completed: e.transfers_of(
+                &n,
+                &[TransferKind::Capture],
+                Some(TransferState::Succeeded),
+                RESTORABLE.max(CHARTED),
+            )?,
+            others: e.transfers_of(
+                &n,
+                &[
+                    TransferKind::Restore,
+                    TransferKind::Copy,
+                    TransferKind::Verify,
+                ],
+                None,
+                LISTED_OTHERS,
+            )?,
+        };
+        Ok((db, loaded, c.retention(&n)?.unwrap_or_default()))
     })
     .await?;
     let Some(db) = db else {
@@ -100,32 +135,15 @@ pub(super) async fn database_page(
         ));
     };
     let now = s.clock.now();
-    mine.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
-    let live =
-        |t: &&TransferRecord| matches!(t.state, TransferState::Pending | TransferState::Running);
-    let running = mine
+    let running = loaded
+        .running
         .iter()
-        .filter(live)
         .map(|t| views::transfer_card(t, now))
         .collect();
-    let captures: Vec<&TransferRecord> = mine
-        .iter()
-        .filter(|t| t.kind == TransferKind::Capture)
-        .collect();
-    let completed: Vec<&TransferRecord> = captures
-        .iter()
-        .copied()
-        .filter(|t| t.state == TransferState::Succeeded)
-        .collect();
-    let charted: Vec<&TransferRecord> = completed.iter().take(CHARTED).rev().copied().collect();
-    let others = mine
-        .iter()
-        .filter(|t| t.kind != TransferKind::Capture)
-        .take(LISTED_OTHERS)
-        .map(views::other_row)
-        .collect();
-    let schedules = schedule_views(s).await?;
-    let schedule = schedules.iter().find(|v| v.database == name);
+    let charted: Vec<&TransferRecord> = loaded.completed.iter().take(CHARTED).rev().collect();
+    let others = loaded.others.iter().map(views::other_row).collect();
+    let schedule = schedule_view_of(s, name).await?;
+    let schedule = schedule.as_ref();
     let spec = schedule.and_then(|v| crate::schedule::DailyAt::parse(&v.at).ok());
     let protection = s
         .protector
@@ -142,13 +160,16 @@ pub(super) async fn database_page(
         name: db.name.clone(),
         url: db.url.clone(),
         running,
-        backups_hidden: captures.len().saturating_sub(LISTED_BACKUPS),
-        backups: captures
+        backups_hidden: usize::try_from(loaded.all_captures)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(loaded.captures.len()),
+        backups: loaded.captures.iter().map(views::backup_row).collect(),
+        restorable: loaded
+            .completed
             .iter()
-            .take(LISTED_BACKUPS)
-            .map(|t| views::backup_row(t))
+            .take(RESTORABLE)
+            .map(|t| t.id.to_string())
             .collect(),
-        restorable: completed.iter().map(|t| t.id.to_string()).collect(),
         others,
         size_chart: super::charts::size_chart(&charted),
         duration_chart: super::charts::duration_chart(&charted),

@@ -2,10 +2,14 @@
 //! records to the rows and cards the templates print, unit-tested without a server. The words
 //! are the CLI's (`crate::words`), so a page and `pgbackups backups` never disagree.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 
 use crate::api::{ProtectionView, ReceiverState, Role, ScheduleView};
-use crate::catalog::{DatabaseRecord, TransferKind, TransferRecord, TransferState};
+use crate::catalog::{
+    DatabaseRecord, DatabaseSummary, TransferKind, TransferRecord, TransferState,
+};
 use crate::format;
 use crate::words;
 
@@ -57,24 +61,29 @@ pub struct OverviewRow {
 }
 
 /// Every registered database with what needs attention first: those with problems (the most
-/// first), then those with something running, then by name.
+/// first), then those with something running, then by name. Each database's transfers are
+/// its [`DatabaseSummary`] (the newest few the overview needs, not its history).
 pub fn overview_rows(
     dbs: &[DatabaseRecord],
-    transfers: &[TransferRecord],
+    summaries: &[DatabaseSummary],
     schedules: &[ScheduleView],
     protections: &[ProtectionView],
     now: Timestamp,
 ) -> Vec<OverviewRow> {
+    let summaries: HashMap<&str, &DatabaseSummary> =
+        summaries.iter().map(|s| (s.database.as_str(), s)).collect();
+    let schedules: HashMap<&str, &ScheduleView> =
+        schedules.iter().map(|s| (s.database.as_str(), s)).collect();
+    let empty = DatabaseSummary::default();
     let mut rows: Vec<OverviewRow> = dbs
         .iter()
         .map(|db| {
-            let mine: Vec<&TransferRecord> =
-                transfers.iter().filter(|t| t.database == db.name).collect();
-            let schedule = schedules.iter().find(|s| s.database == db.name);
+            let summary = summaries.get(db.name.as_str()).copied().unwrap_or(&empty);
+            let schedule = schedules.get(db.name.as_str()).copied();
             let protection = protections
                 .iter()
                 .find(|p| p.database == db.name && p.protected);
-            overview_row(&db.name, &mine, schedule, protection, now)
+            overview_row(&db.name, summary, schedule, protection, now)
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -89,27 +98,14 @@ pub fn overview_rows(
 
 fn overview_row(
     name: &str,
-    mine: &[&TransferRecord],
+    summary: &DatabaseSummary,
     schedule: Option<&ScheduleView>,
     protection: Option<&ProtectionView>,
     now: Timestamp,
 ) -> OverviewRow {
-    let newest = |kind: TransferKind, pred: &dyn Fn(&TransferRecord) -> bool| {
-        mine.iter()
-            .copied()
-            .filter(|t| t.kind == kind && pred(t))
-            .max_by_key(|t| (t.created_at, t.id))
-    };
-    let last = newest(TransferKind::Capture, &|_| true);
-    let last_good = newest(TransferKind::Capture, &|t| {
-        t.state == TransferState::Succeeded
-    });
-    let test = newest(TransferKind::Verify, &|t| {
-        t.state == TransferState::Succeeded
-            && t.detail
-                .as_deref()
-                .is_some_and(|d| d.contains("restored into a scratch database"))
-    });
+    let last = summary.last_capture.as_ref();
+    let last_good = summary.last_backup.as_ref();
+    let test = summary.last_restore_test.as_ref();
     let mut problems = Vec::new();
     if let Some(t) = last.filter(|t| is_failed(t)) {
         let why = t.error.as_deref().unwrap_or("no reason recorded");
@@ -148,7 +144,7 @@ fn overview_row(
         }),
         protection: protection.map(|p| protection_text(p, now)),
         problems,
-        running: mine.iter().filter(|t| is_live(t)).count(),
+        running: summary.unfinished.iter().filter(|t| is_live(t)).count(),
     }
 }
 

@@ -42,7 +42,9 @@ use super::extract::json_errors;
 pub use error::ApiError;
 pub(in crate::server) use error::ApiResult;
 pub(in crate::server) use protection::protection_view;
-pub(in crate::server) use schedules::{apply_retention, apply_schedule, schedule_views};
+pub(in crate::server) use schedules::{
+    apply_retention, apply_schedule, schedule_view_of, schedule_views,
+};
 
 /// What the handlers use: the parts of the service, as the composition root built them.
 #[derive(Clone)]

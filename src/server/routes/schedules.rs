@@ -86,6 +86,29 @@ pub(in crate::server) async fn schedule_views(s: &AppState) -> ApiResult<Vec<Sch
         .collect())
 }
 
+/// One database's schedule with its next run, if it has one: what a database's page shows,
+/// without computing every other database's next run.
+pub(in crate::server) async fn schedule_view_of(
+    s: &AppState,
+    database: &str,
+) -> ApiResult<Option<ScheduleView>> {
+    let (c, name) = (s.catalog.clone(), database.to_string());
+    let found = blocking(move || {
+        let Some(r) = c.schedules()?.into_iter().find(|r| r.database == name) else {
+            return Ok(None);
+        };
+        let policy = c.retention(&name)?.unwrap_or_default();
+        Ok(Some((r, policy)))
+    })
+    .await?;
+    let now = s.scheduler.clock().now();
+    Ok(found.and_then(|(r, p)| {
+        spec_of(&r)
+            .ok()
+            .map(|spec| schedule_view(&r, &spec, now, p))
+    }))
+}
+
 /// `POST /api/schedules`: sets (or replaces) a registered database's daily capture.
 pub(super) async fn set_schedule(
     State(s): State<AppState>,

@@ -32,6 +32,19 @@ fn capture(n: u32, database: &str, state: TransferState, created: &str) -> Trans
     t
 }
 
+/// Each database's summary, as the catalog would read it from `transfers`.
+fn summaries(dbs: &[DatabaseRecord], transfers: &[TransferRecord]) -> Vec<DatabaseSummary> {
+    dbs.iter()
+        .map(|db| {
+            let mut s = DatabaseSummary::new(&db.name);
+            for t in transfers.iter().filter(|t| t.database == db.name) {
+                s.consider(t);
+            }
+            s
+        })
+        .collect()
+}
+
 #[test]
 fn the_overview_puts_databases_with_problems_first_and_says_what_is_wrong() {
     let now = at("2026-11-30T12:00:00Z");
@@ -47,7 +60,7 @@ fn the_overview_puts_databases_with_problems_first_and_says_what_is_wrong() {
         capture(3, "broken", TransferState::Failed, "2026-11-30T03:00:00Z"),
         capture(4, "stale", TransferState::Succeeded, "2026-11-27T02:00:00Z"),
     ];
-    let rows = overview_rows(&dbs, &transfers, &[], &[], now);
+    let rows = overview_rows(&dbs, &summaries(&dbs, &transfers), &[], &[], now);
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["broken", "empty", "stale", "calm"]);
     assert_eq!(
@@ -95,4 +108,42 @@ fn times_read_as_a_person_says_them() {
     assert_eq!(seconds_text(185), "3 min 5 s");
     assert_eq!(status_words(201), "done");
     assert_eq!(status_words(403), "refused: not allowed");
+}
+
+#[test]
+fn the_overview_shows_the_newest_restore_test_and_counts_what_is_running() {
+    let now = at("2026-11-30T12:00:00Z");
+    let verify = |n: u32, detail: &str, created: &str| {
+        let mut t = capture(n, "main", TransferState::Succeeded, created);
+        t.id = TransferId::new('v', n);
+        t.kind = TransferKind::Verify;
+        t.started_at = Some(at(created));
+        t.finished_at = Some(at(created) + jiff::SignedDuration::from_secs(65));
+        t.detail = Some(detail.into());
+        t
+    };
+    let transfers = [
+        capture(1, "main", TransferState::Succeeded, "2026-11-30T02:00:00Z"),
+        verify(
+            1,
+            &format!(
+                "checksum ok; {}: 2 tables",
+                crate::catalog::RESTORE_TEST_DETAIL
+            ),
+            "2026-11-30T09:00:00Z",
+        ),
+        // Newer, but only a checksum: not a restore test.
+        verify(2, "checksum ok", "2026-11-30T10:00:00Z"),
+        capture(2, "main", TransferState::Running, "2026-11-30T11:59:00Z"),
+    ];
+    let dbs = [db("main")];
+    let rows = overview_rows(&dbs, &summaries(&dbs, &transfers), &[], &[], now);
+    let main = &rows[0];
+    assert_eq!(
+        main.restore_test.as_deref(),
+        Some("3 h ago (v001, took 1 min 5 s)")
+    );
+    assert_eq!(main.running, 1);
+    assert_eq!(main.last_backup.as_ref().unwrap().id, "b002");
+    assert!(main.problems.is_empty(), "{:?}", main.problems);
 }
