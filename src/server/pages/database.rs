@@ -153,6 +153,15 @@ pub(super) async fn database_page(
         .into_iter()
         .map(protection_view)
         .find(|v| v.database == name && v.protected);
+    // A protected database's archive (its base backups) is read from the store for the
+    // charts; the live state stands alone when the store cannot be read.
+    let protection = match protection {
+        Some(v) => match s.protector.info(name).await {
+            Ok(full) => Some(protection_view(full)),
+            Err(_) => Some(v),
+        },
+        None => None,
+    };
     let mut layout = layout(p);
     layout.flash = flash;
     let page = DatabasePage {

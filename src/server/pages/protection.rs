@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 
 use crate::api::ProtectionView;
+use crate::pg::wal_names::Lsn;
 
 use super::charts;
 use super::views;
@@ -21,6 +22,8 @@ pub struct ProtectionSection {
     pub wal_per_day: Option<String>,
     /// The lag over the last day as a chart (empty before the first sample).
     pub lag_chart: String,
+    /// WAL written per day between base backups (and since the newest), as a chart.
+    pub wal_chart: String,
     /// The moment picked, as typed, and its command or why there is none.
     pub at: String,
     pub rollback: Option<Rollback>,
@@ -42,10 +45,21 @@ pub fn section(
 ) -> ProtectionSection {
     let live = v.live.as_ref();
     let earliest = live.and_then(|l| l.earliest);
-    let ticks: Vec<(i64, String)> = live
-        .and_then(|l| l.last_base_backup.as_ref())
-        .map(|b| vec![(b.finished_at.as_second(), format!("base backup {}", b.id))])
-        .unwrap_or_default();
+    // Every base backup when the archive was read, else the newest the stream knows.
+    let bases: Vec<&crate::api::BaseBackupView> = match &v.archive {
+        Some(a) if !a.base_backups.is_empty() => a.base_backups.iter().collect(),
+        _ => live
+            .and_then(|l| l.last_base_backup.as_ref())
+            .into_iter()
+            .collect(),
+    };
+    let ticks: Vec<(i64, String)> = bases
+        .iter()
+        .map(|b| (b.finished_at.as_second(), format!("base backup {}", b.id)))
+        .collect();
+    let server = live
+        .and_then(|l| l.server_lsn.as_deref())
+        .and_then(|s| s.parse::<Lsn>().ok());
     let local = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S").to_string();
     ProtectionSection {
         summary: views::protection_text(v, now),
@@ -64,12 +78,51 @@ pub fn section(
             .and_then(|l| l.wal_bytes_per_day)
             .map(|n| format!("{} of WAL per day", crate::format::bytes(n))),
         lag_chart: live.map(|l| lag_chart(&l.lag_history)).unwrap_or_default(),
+        wal_chart: wal_chart(&bases, server.map(|s| (now, s))),
         at: at.unwrap_or_default().to_string(),
         rollback: at
             .filter(|a| !a.trim().is_empty())
             .map(|a| rollback_command(name, a, earliest, now)),
         fork: format!("pgbackups fork {name} --target-dir /srv/pg/{name}-fork --port 5433 --start"),
     }
+}
+
+/// WAL the server wrote per day between consecutive base backups, and from the newest to
+/// `now` (the server's position then): one bar per interval, from the backups' WAL positions.
+fn wal_chart(bases: &[&crate::api::BaseBackupView], now: Option<(Timestamp, Lsn)>) -> String {
+    let mut points: Vec<(Timestamp, u64)> = bases
+        .iter()
+        .map(|b| (b.started_at, b.start_lsn.0))
+        .collect();
+    points.sort();
+    if let Some((t, lsn)) = now {
+        points.push((t, lsn.0));
+    }
+    let bars: Vec<charts::Bar> = points
+        .windows(2)
+        .filter_map(|w| {
+            let ((t0, l0), (t1, l1)) = (w[0], w[1]);
+            let days = (t1.as_second() - t0.as_second()) as f64 / 86_400.0;
+            (days > 0.0 && l1 >= l0).then(|| {
+                let per_day = ((l1 - l0) as f64 / days) as u64;
+                charts::Bar {
+                    label: format!(
+                        "{} to {}: {} per day",
+                        t0.strftime("%m-%d %H:%M"),
+                        t1.strftime("%m-%d %H:%M"),
+                        crate::format::bytes(per_day)
+                    ),
+                    value: per_day as f64,
+                }
+            })
+        })
+        .collect();
+    let max = bars.iter().map(|b| b.value).fold(0.0_f64, f64::max) as u64;
+    charts::bar_chart(
+        "WAL written per day, between base backups",
+        &bars,
+        &format!("{}/day", crate::format::bytes(max)),
+    )
 }
 
 /// The lag over the last day, one bar per five minutes (the worst lag in it).
@@ -207,5 +260,35 @@ mod tests {
         assert_eq!(p.earliest, "2026-11-30T00:00:00");
         assert!(p.fork.starts_with("pgbackups fork main --target-dir"));
         assert!(p.rollback.is_none());
+    }
+
+    #[test]
+    fn wal_per_day_is_measured_between_base_backups_and_since_the_newest() {
+        let base = |day: &str, lsn: u64| crate::api::BaseBackupView {
+            name: "main".into(),
+            id: day.into(),
+            started_at: format!("2026-11-{day}T00:00:00Z").parse().unwrap(),
+            finished_at: format!("2026-11-{day}T00:10:00Z").parse().unwrap(),
+            start_lsn: Lsn(lsn),
+            stop_lsn: Lsn(lsn + 100),
+            timeline: 1,
+            wal_segment_size: 16 << 20,
+            tar_bytes: 1,
+            stored_bytes: 1,
+            sha256: String::new(),
+            frames: Vec::new(),
+        };
+        let (a, b) = (base("28", 0), base("29", 1 << 30));
+        let now: Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
+        let svg = wal_chart(&[&b, &a], Some((now, Lsn(3 << 29))));
+        assert!(
+            svg.contains("11-28 00:00 to 11-29 00:00: 1.00GB per day"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("11-29 00:00 to 11-29 12:00: 1.00GB per day"),
+            "{svg}"
+        );
+        assert_eq!(wal_chart(&[&a], None), "");
     }
 }
