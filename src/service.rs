@@ -46,7 +46,8 @@ pub enum OpenError {
     },
     #[error("cannot open catalog {path}: {source}")]
     Catalog {
-        path: std::path::PathBuf,
+        /// The SQLite file, or the PostgreSQL URL without its password.
+        path: String,
         #[source]
         source: crate::catalog::CatalogError,
     },
@@ -73,11 +74,7 @@ impl Foundations {
                     source,
                 })?,
             );
-        let catalog =
-            crate::catalog::open(&config.catalog_path()).map_err(|source| OpenError::Catalog {
-                path: config.catalog_path(),
-                source,
-            })?;
+        let catalog = open_catalog(config)?;
         let storage = open_configured_storage(config, true)?;
         let clock: Arc<dyn Clock> = match &config.test_clock {
             Some(spec) => {
@@ -101,6 +98,31 @@ impl Foundations {
             clock,
             notifier,
         })
+    }
+}
+
+/// The catalog `config` names: the shared PostgreSQL one (`--catalog`), else the SQLite file
+/// in the data directory.
+fn open_catalog(config: &ServiceConfig) -> Result<Arc<dyn Catalog>, OpenError> {
+    match &config.catalog {
+        Some(pg) => {
+            let target = crate::catalog::PgTarget::new(pg.url.clone(), pg.password.clone());
+            let described = target.describe();
+            let catalog =
+                crate::catalog::open_postgres(&target).map_err(|source| OpenError::Catalog {
+                    path: described.clone(),
+                    source,
+                })?;
+            tracing::info!("PostgreSQL catalog: {described}");
+            Ok(catalog)
+        }
+        None => {
+            let path = config.catalog_path();
+            crate::catalog::open(&path).map_err(|source| OpenError::Catalog {
+                path: path.display().to_string(),
+                source,
+            })
+        }
     }
 }
 

@@ -78,6 +78,12 @@ pub enum Command {
         /// protected database gets a problem or is rid of it.
         #[arg(long, env = "PGBACKUPS_NOTIFY_URL")]
         notify_url: Option<String>,
+        /// A PostgreSQL catalog that several nodes share (postgres://user@host/database),
+        /// instead of the SQLite file in the data directory. Also PGBACKUPS_CATALOG or
+        /// `catalog` in the configuration file. Never a password here: PGPASSWORD, a
+        /// passfile (~/.pgpass, PGPASSFILE) or the configuration file's URL.
+        #[arg(long)]
+        catalog: Option<String>,
     },
     #[command(flatten)]
     Archive(ArchiveCommand),

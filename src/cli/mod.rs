@@ -47,8 +47,10 @@ pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
             trusted_proxy,
             max_running,
             notify_url,
+            catalog,
         } => {
             serve::run(serve::ServeArgs {
+                catalog,
                 data_dir,
                 store,
                 listen,

@@ -15,6 +15,8 @@ pub struct ServeArgs {
     pub trusted_proxies: Vec<String>,
     pub max_running: Option<usize>,
     pub notify_url: Option<String>,
+    /// `--catalog`, without `PGBACKUPS_CATALOG` (the configuration reads that).
+    pub catalog: Option<String>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<i32, CliError> {
@@ -24,6 +26,7 @@ pub async fn run(args: ServeArgs) -> Result<i32, CliError> {
         trusted_proxies: args.trusted_proxies,
         max_running: args.max_running,
         notify_url: args.notify_url,
+        catalog: args.catalog,
         ..args.store.flags(args.data_dir)
     })
     .map_err(CliError::lib)?;

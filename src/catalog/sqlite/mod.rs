@@ -21,6 +21,13 @@ use super::team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 use super::{Catalog, CatalogError};
 use rows::{SELECT_TRANSFER, from_micros, kind_str, micros, origin_str, read_row};
 
+/// SQLite's errors become the catalog's own, so that no caller depends on this backend.
+impl From<rusqlite::Error> for CatalogError {
+    fn from(e: rusqlite::Error) -> CatalogError {
+        CatalogError::Database(Box::new(e))
+    }
+}
+
 /// The catalog, on one SQLite connection.
 ///
 /// Statements are short (single-row reads and writes on a local file in WAL mode), so they run

@@ -1,0 +1,171 @@
+//! The PostgreSQL catalog against a real server: the same behaviour tests the SQLite catalog
+//! passes (`catalog/conformance.rs`), claims raced by threads on separate connections and
+//! separate "nodes", migrations at open (concurrent, and refused for a newer schema), and a
+//! service that keeps its catalog there.
+
+mod common;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use common::{Cluster, PASSWORD, Service};
+use pgbackups::catalog::{Catalog, CatalogError, PgCatalog, PgTarget, conformance};
+
+/// The catalog in database `db` of `cluster`, the password given apart from the URL.
+fn target(cluster: &Cluster, db: &str) -> PgTarget {
+    PgTarget::new(
+        format!("postgres://postgres@127.0.0.1:{}/{db}", cluster.port),
+        Some(PASSWORD.to_string()),
+    )
+}
+
+#[test]
+fn the_shared_catalog_behaviours_hold_on_postgresql() {
+    let cluster = Cluster::start();
+    let mut failed = Vec::new();
+    for (i, (name, behaviour)) in conformance::ALL.iter().enumerate() {
+        let db = format!("behaviour{i}");
+        cluster.create_db(&db);
+        let catalog = PgCatalog::open(&target(&cluster, &db)).unwrap();
+        if std::panic::catch_unwind(AssertUnwindSafe(|| behaviour(&catalog))).is_err() {
+            failed.push(*name);
+        }
+    }
+    assert!(failed.is_empty(), "failed on PostgreSQL: {failed:?}");
+}
+
+#[test]
+fn ids_and_runs_claimed_by_threads_on_three_nodes_are_never_given_twice() {
+    let cluster = Cluster::start();
+    cluster.create_db("shared");
+    // Three nodes, each with its own pool: eight threads claim at once.
+    let nodes: Vec<Arc<dyn Catalog>> = (0..3)
+        .map(|_| {
+            let mut t = target(&cluster, "shared");
+            t.pool_size = 3;
+            Arc::new(PgCatalog::open(&t).unwrap()) as Arc<dyn Catalog>
+        })
+        .collect();
+    conformance::claims_are_race_free(&nodes, 8);
+}
+
+#[test]
+fn nodes_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let cluster = Cluster::start();
+    cluster.create_db("fresh");
+    let t = target(&cluster, "fresh");
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || PgCatalog::open(&t).map(|c| c.schema_version().unwrap()))
+        })
+        .collect();
+    for h in opened {
+        assert_eq!(h.join().unwrap().unwrap(), 1);
+    }
+    // A newer pgbackups migrated it further: this one refuses it, naming both versions.
+    PgCatalog::open_with_extra_migrations(&t, &["CREATE TABLE from_the_future (x int);"]).unwrap();
+    let err = PgCatalog::open(&t).err().unwrap();
+    assert!(
+        matches!(err, CatalogError::Newer { found: 2, known: 1 }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("schema is version 2, newer than this pgbackups knows (1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_named_without_showing_it() {
+    let cluster = Cluster::start();
+    let mut t = target(&cluster, "postgres");
+    t.password = Some("not-the-Password-42".into());
+    let err = PgCatalog::open(&t).err().unwrap();
+    let text = err.to_string();
+    assert!(matches!(err, CatalogError::Unreachable { .. }), "{err:?}");
+    assert!(
+        text.contains("cannot connect to the catalog postgres://postgres@127.0.0.1"),
+        "{text}"
+    );
+    assert!(text.contains("password"), "{text}");
+    assert!(!text.contains("not-the-Password-42"), "{text}");
+    assert!(!format!("{t:?}").contains("not-the-Password-42"));
+}
+
+#[test]
+fn the_catalog_is_usable_and_dropped_on_a_runtimes_threads() {
+    let cluster = Cluster::start();
+    cluster.create_db("rt");
+    let t = target(&cluster, "rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Called (and dropped) inside a runtime, as start-up code may: no nested-runtime panic.
+        let catalog = PgCatalog::open(&t).unwrap();
+        assert_eq!(catalog.claim_transfer_id('b').unwrap().to_string(), "b001");
+        drop(catalog);
+    });
+}
+
+#[test]
+fn serve_keeps_its_catalog_in_postgresql_and_captures_a_backup() {
+    let cluster = Cluster::start();
+    cluster.create_db("catalog");
+    cluster.create_db("app");
+    cluster.psql(
+        "app",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let catalog_url = format!("postgres://postgres@127.0.0.1:{}/catalog", cluster.port);
+    let svc = Service::try_start(
+        dir.path().join("data"),
+        &["--catalog", &catalog_url],
+        &[("PGPASSWORD", PASSWORD)],
+    )
+    .unwrap();
+    svc.ok(&["databases:add", "app", &cluster.url("app")]);
+    let out = svc.ok(&["backups:capture", "app"]);
+    assert!(out.contains("b001"), "{out}");
+    svc.wait_state("b001", &["succeeded"]);
+    let list = svc.ok(&["backups"]);
+    assert!(list.contains("b001"), "{list}");
+    // It is all in the PostgreSQL catalog, and no SQLite catalog was made.
+    assert_eq!(
+        cluster
+            .psql("catalog", "SELECT state FROM transfers WHERE id = 'b001'")
+            .trim(),
+        "succeeded"
+    );
+    assert_eq!(
+        cluster.psql("catalog", "SELECT name FROM databases").trim(),
+        "app"
+    );
+    assert!(!svc.data_dir.join("catalog.db").exists());
+    // The service's own log names the catalog, never its password.
+    drop(svc);
+    let log = std::fs::read_to_string(dir.path().join("data.stderr.log")).unwrap();
+    assert!(log.contains("PostgreSQL catalog"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+}
+
+#[test]
+fn a_password_in_the_catalog_flag_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Service::try_start(
+        dir.path().join("data"),
+        &[
+            "--catalog",
+            "postgres://postgres:Flag-pw-123@127.0.0.1:1/catalog",
+        ],
+        &[],
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("PGPASSWORD"), "{err}");
+    assert!(!err.contains("Flag-pw-123"), "{err}");
+}
