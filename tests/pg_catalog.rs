@@ -169,3 +169,33 @@ fn a_password_in_the_catalog_flag_is_refused() {
     assert!(err.contains("PGPASSWORD"), "{err}");
     assert!(!err.contains("Flag-pw-123"), "{err}");
 }
+
+#[test]
+fn the_configuration_files_catalog_url_may_hold_the_password_and_the_log_never_shows_it() {
+    let cluster = Cluster::start();
+    cluster.create_db("catalog");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = data.join("pgbackups.toml");
+    std::fs::write(
+        &config,
+        format!("catalog = \"{}\"\n", cluster.url("catalog")),
+    )
+    .unwrap();
+    let svc = Service::try_start(data, &[], &[]).unwrap();
+    svc.ok(&["databases:add", "main", &cluster.url("postgres")]);
+    assert_eq!(
+        cluster.psql("catalog", "SELECT name FROM databases").trim(),
+        "main"
+    );
+    let listed = svc.ok(&["databases"]);
+    assert!(!listed.contains(PASSWORD), "{listed}");
+    drop(svc);
+    let log = std::fs::read_to_string(dir.path().join("data.stderr.log")).unwrap();
+    assert!(
+        log.contains("PostgreSQL catalog: postgres://postgres:***@127.0.0.1"),
+        "{log}"
+    );
+    assert!(!log.contains(PASSWORD), "{log}");
+}
