@@ -126,6 +126,54 @@ fn open_catalog(config: &ServiceConfig) -> Result<Arc<dyn Catalog>, OpenError> {
     }
 }
 
+/// Why `catalog:migrate` could not copy the catalog, with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "name the PostgreSQL catalog to migrate into: --catalog postgres://user@host/database, PGBACKUPS_CATALOG, or `catalog` in the configuration file"
+    )]
+    NoTarget,
+    #[error("there is no SQLite catalog at {}", .0.display())]
+    NoSource(std::path::PathBuf),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("copying the catalog into {target} failed: {source}")]
+    Copy {
+        target: String,
+        #[source]
+        source: crate::catalog::CatalogError,
+    },
+}
+
+/// `catalog:migrate --from-sqlite PATH`: copies the SQLite catalog at `from` (only read) into
+/// the PostgreSQL catalog `config` names, which must be empty. Stop the service that uses
+/// `from` first: what it writes meanwhile would not be copied.
+pub fn migrate_sqlite_catalog(
+    config: &ServiceConfig,
+    from: &std::path::Path,
+) -> Result<crate::catalog::Copied, MigrateError> {
+    if config.catalog.is_none() {
+        return Err(MigrateError::NoTarget);
+    }
+    if !from.is_file() {
+        return Err(MigrateError::NoSource(from.to_path_buf()));
+    }
+    let source = crate::catalog::open(from).map_err(|source| OpenError::Catalog {
+        path: from.display().to_string(),
+        source,
+    })?;
+    let target = open_catalog(config)?;
+    let described = config
+        .catalog
+        .as_ref()
+        .map(|c| crate::pg::redact(&c.url))
+        .unwrap_or_default();
+    crate::catalog::copy_catalog(&*source, &*target).map_err(|source| MigrateError::Copy {
+        target: described,
+        source,
+    })
+}
+
 /// The parts of one service, wired together.
 pub struct Service {
     pub catalog: Arc<dyn Catalog>,

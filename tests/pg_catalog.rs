@@ -199,3 +199,74 @@ fn the_configuration_files_catalog_url_may_hold_the_password_and_the_log_never_s
     );
     assert!(!log.contains(PASSWORD), "{log}");
 }
+
+#[test]
+fn a_one_node_sqlite_catalog_moves_into_postgresql_and_the_service_goes_on_there() {
+    let cluster = Cluster::start();
+    cluster.create_db("catalog");
+    cluster.create_db("app");
+    cluster.psql(
+        "app",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let svc = Service::start_in(data.clone());
+    svc.ok(&["databases:add", "app", &cluster.url("app")]);
+    svc.ok(&["backups:capture", "app"]);
+    svc.wait_state("b001", &["succeeded"]);
+    drop(svc);
+
+    let catalog_url = format!("postgres://postgres@127.0.0.1:{}/catalog", cluster.port);
+    let sqlite = data.join("catalog.db");
+    let migrate = |extra: &[&str]| {
+        std::process::Command::new(common::binary())
+            .args(["catalog:migrate", "--from-sqlite", sqlite.to_str().unwrap()])
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--catalog",
+                &catalog_url,
+            ])
+            .args(extra)
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Copied 1 databases, 1 transfers"),
+        "{stdout}"
+    );
+    // Twice is refused: the target is no longer empty.
+    let again = migrate(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds"));
+
+    // The same data directory (its key opens the sealed URL) on the PostgreSQL catalog.
+    let svc = Service::try_start(
+        data.clone(),
+        &["--catalog", &catalog_url],
+        &[("PGPASSWORD", PASSWORD)],
+    )
+    .unwrap();
+    assert!(svc.ok(&["backups"]).contains("b001"));
+    let out = svc.ok(&["backups:capture", "app"]);
+    assert!(out.contains("b002"), "{out}");
+    svc.wait_state("b002", &["succeeded"]);
+    assert_eq!(
+        cluster
+            .psql(
+                "catalog",
+                "SELECT count(*) FROM transfers WHERE state = 'succeeded'"
+            )
+            .trim(),
+        "2"
+    );
+}

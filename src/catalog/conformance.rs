@@ -15,7 +15,9 @@ use super::{
 /// A behaviour: what a fresh catalog must do.
 pub type Behaviour = fn(&dyn Catalog);
 
+mod migrate;
 mod team;
+pub use migrate::a_sqlite_catalog_is_copied_whole;
 pub use team::{
     a_new_password_ends_the_users_sessions, removing_a_user_removes_their_sessions_and_tokens,
     the_audit_log_pages_back_newest_first,
@@ -75,6 +77,10 @@ pub const ALL: &[(&str, Behaviour)] = &[
         "schedules_retention_and_pins_are_kept",
         schedules_retention_and_pins_are_kept,
     ),
+    (
+        "a_sqlite_catalog_is_copied_whole",
+        a_sqlite_catalog_is_copied_whole,
+    ),
 ];
 
 /// Now, to the microsecond: both catalogs keep times to the microsecond.
@@ -83,7 +89,7 @@ fn now() -> Timestamp {
 }
 
 /// A time with microseconds, as the service's clock gives them.
-fn at(minute: i64) -> Timestamp {
+pub(super) fn at(minute: i64) -> Timestamp {
     Timestamp::from_microsecond(1_800_000_000_000_000 + minute * 60_000_000 + 123_457).unwrap()
 }
 
@@ -105,7 +111,7 @@ fn record(
     t
 }
 
-fn save(
+pub(super) fn save(
     c: &dyn Catalog,
     id: &str,
     kind: TransferKind,

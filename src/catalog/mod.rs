@@ -19,6 +19,7 @@
 #[doc(hidden)]
 pub mod conformance;
 mod encode;
+mod migrate;
 mod model;
 mod postgres;
 mod sqlite;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+pub use migrate::{Copied, copy_catalog};
 pub use model::{
     DatabaseRecord, DatabaseSummary, LogLine, Origin, ProtectionRecord, RESTORE_TEST_DETAIL,
     RetentionPolicy, ScheduleRecord, TransferId, TransferIdError, TransferKind, TransferRecord,
@@ -36,6 +38,9 @@ pub use model::{
 };
 pub use postgres::{PgCatalog, PgTarget};
 pub use sqlite::SqliteCatalog;
+/// A claimed scheduled run: database, local date, when it was due, the transfer it started.
+pub type ScheduledRun = (String, String, Timestamp, Option<TransferId>);
+
 pub use team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 
 /// A catalog failure. These are the service's own problems (disk, network, corruption), not
@@ -80,6 +85,11 @@ pub enum CatalogError {
         "no database named `{0}` is registered (was it removed meanwhile?); add it with `pgbackups databases:add {0} postgres://...`"
     )]
     NotRegistered(String),
+    /// `catalog:migrate` into a catalog that holds records already.
+    #[error(
+        "the catalog to migrate into already holds {0}; migrate into an empty database (drop and create it again after a failed migration)"
+    )]
+    NotEmpty(String),
     #[error(
         "a user named `{0}` exists already; pick another name, or change theirs with `pgbackups users:password` and `users:role`"
     )]
@@ -87,6 +97,16 @@ pub enum CatalogError {
     /// A token or session for a user who is not (or no longer) there.
     #[error("no user named `{0}`; `pgbackups users` lists them")]
     NoSuchUser(String),
+}
+
+/// An ID counter's row (`prefix`, `last`) as the last ID claimed.
+fn counter(prefix: &str, last: i64) -> Result<TransferId, CatalogError> {
+    let bad = || CatalogError::Corrupt(format!("id counter {prefix} {last}"));
+    let mut chars = prefix.chars();
+    let (Some(p), None) = (chars.next(), chars.next()) else {
+        return Err(bad());
+    };
+    Ok(TransferId::new(p, u32::try_from(last).map_err(|_| bad())?))
 }
 
 /// Opens (creating and migrating) the SQLite catalog at `path`.
@@ -172,6 +192,10 @@ pub trait Catalog: Send + Sync {
     /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
     fn set_run_transfers(&self, runs: &[(String, String, TransferId)]) -> Result<(), CatalogError>;
 
+    /// Every claimed run, `(database, local date, due at, transfer started)`, by database and
+    /// date (`catalog:migrate` copies them, so that no run is started twice).
+    fn scheduled_runs(&self) -> Result<Vec<ScheduledRun>, CatalogError>;
+
     // ---- retention ----
 
     /// A database's retention policy, if one was set (else the default applies).
@@ -191,6 +215,9 @@ pub trait Catalog: Send + Sync {
 
     /// Makes sure the next ID with `id`'s prefix comes after it (after a catalog rebuild).
     fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError>;
+
+    /// The last ID claimed of each prefix, by prefix.
+    fn id_counters(&self) -> Result<Vec<TransferId>, CatalogError>;
 
     /// Inserts a transfer record, or updates it (leaving its layout alone).
     fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError>;

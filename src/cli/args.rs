@@ -85,6 +85,25 @@ pub enum Command {
         #[arg(long)]
         catalog: Option<String>,
     },
+    /// Copy a one-node SQLite catalog (databases, schedules, transfers and logs, users,
+    /// tokens, the audit log) into an empty PostgreSQL catalog, named as for `serve`
+    /// (--catalog, PGBACKUPS_CATALOG or the configuration file). Stop the service first; then
+    /// start it with the same data directory (its key opens the sealed URLs) and --catalog.
+    #[command(name = "catalog:migrate")]
+    CatalogMigrate {
+        /// The SQLite catalog to copy (`catalog.db` in the data directory); only read.
+        #[arg(long, value_name = "PATH")]
+        from_sqlite: PathBuf,
+        /// The PostgreSQL catalog to copy into (never with a password: PGPASSWORD, a
+        /// passfile, or the configuration file).
+        #[arg(long)]
+        catalog: Option<String>,
+        /// Directory of the configuration file and secrets.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     #[command(flatten)]
     Archive(ArchiveCommand),
     #[command(flatten)]

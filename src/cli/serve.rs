@@ -33,3 +33,35 @@ pub async fn run(args: ServeArgs) -> Result<i32, CliError> {
     crate::server::serve(config).await.map_err(CliError::lib)?;
     Ok(0)
 }
+
+/// `catalog:migrate --from-sqlite PATH`: the SQLite catalog copied into the PostgreSQL one
+/// the configuration names.
+pub async fn migrate(
+    from: PathBuf,
+    catalog: Option<String>,
+    data_dir: Option<PathBuf>,
+    store: StoreArgs,
+) -> Result<i32, CliError> {
+    let config = crate::config::load(crate::config::Flags {
+        catalog,
+        ..store.flags(data_dir)
+    })
+    .map_err(CliError::lib)?;
+    let copied =
+        tokio::task::spawn_blocking(move || crate::service::migrate_sqlite_catalog(&config, &from))
+            .await?
+            .map_err(CliError::lib)?;
+    println!(
+        "Copied {} databases, {} transfers ({} log lines), {} users, {} tokens, {} audit lines.",
+        copied.databases,
+        copied.transfers,
+        copied.log_lines,
+        copied.users,
+        copied.tokens,
+        copied.audit_lines
+    );
+    println!(
+        "Start the service with this catalog and the same data directory (its key opens the sealed URLs)."
+    );
+    Ok(0)
+}

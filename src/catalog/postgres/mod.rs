@@ -26,7 +26,7 @@ use super::model::{
     TransferId, TransferKind, TransferRecord, TransferState,
 };
 use super::team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
-use super::{Catalog, CatalogError};
+use super::{Catalog, CatalogError, ScheduledRun, counter};
 use pool::{Conn, Pool, wait};
 use rows::{SELECT_TRANSFER, read_row, read_rows};
 
@@ -376,6 +376,24 @@ impl Catalog for PgCatalog {
         Ok(())
     }
 
+    fn scheduled_runs(&self) -> Result<Vec<ScheduledRun>, CatalogError> {
+        let rows = wait(self.conn()?.query(
+            "SELECT database, local_date, due_at, transfer_id FROM scheduled_runs
+             ORDER BY database COLLATE \"C\", local_date",
+            &[],
+        ))?;
+        rows.iter()
+            .map(|r| {
+                let id: Option<String> = r.try_get(3)?;
+                let id = match id {
+                    Some(id) => Some(id.parse().map_err(|_| CatalogError::Corrupt(id.clone()))?),
+                    None => None,
+                };
+                Ok((r.try_get(0)?, r.try_get(1)?, from_micros(r.try_get(2)?), id))
+            })
+            .collect()
+    }
+
     // ---- retention ----
 
     fn retention(&self, database: &str) -> Result<Option<RetentionPolicy>, CatalogError> {
@@ -444,6 +462,16 @@ impl Catalog for PgCatalog {
             &[&id.prefix().to_string(), &number],
         ))?;
         Ok(())
+    }
+
+    fn id_counters(&self) -> Result<Vec<TransferId>, CatalogError> {
+        let rows = wait(self.conn()?.query(
+            "SELECT prefix, last FROM id_counters ORDER BY prefix COLLATE \"C\"",
+            &[],
+        ))?;
+        rows.iter()
+            .map(|r| counter(&r.try_get::<_, String>(0)?, r.try_get(1)?))
+            .collect()
     }
 
     fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError> {

@@ -40,6 +40,7 @@ behaviours!(
     the_audit_log_pages_back_newest_first,
     a_scheduled_run_is_claimed_once,
     schedules_retention_and_pins_are_kept,
+    a_sqlite_catalog_is_copied_whole,
 );
 
 #[test]
