@@ -270,3 +270,15 @@ fn a_one_node_sqlite_catalog_moves_into_postgresql_and_the_service_goes_on_there
         "2"
     );
 }
+
+#[test]
+fn connections_lost_to_a_server_restart_are_replaced() {
+    let cluster = Cluster::start();
+    cluster.create_db("restarted");
+    let catalog = PgCatalog::open(&target(&cluster, "restarted")).unwrap();
+    assert_eq!(catalog.claim_transfer_id('b').unwrap().to_string(), "b001");
+    cluster.restart();
+    // The pooled connection died with the server: the next call opens a new one.
+    assert_eq!(catalog.claim_transfer_id('b').unwrap().to_string(), "b002");
+    assert_eq!(catalog.claim_transfer_id('b').unwrap().to_string(), "b003");
+}

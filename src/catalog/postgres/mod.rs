@@ -12,6 +12,7 @@ mod logs;
 mod pool;
 mod rows;
 mod schema;
+mod target;
 mod team;
 
 use std::str::FromStr;
@@ -29,48 +30,7 @@ use super::team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 use super::{Catalog, CatalogError, ScheduledRun, counter};
 use pool::{Conn, Pool, wait};
 use rows::{SELECT_TRANSFER, read_row, read_rows};
-
-/// How many connections one node opens to the catalog at most.
-pub const DEFAULT_POOL_SIZE: usize = 8;
-
-/// Where a PostgreSQL catalog is: a `postgres://` URL and, kept apart from it, the password
-/// (from `PGPASSWORD`, a passfile or the configuration file). Neither `Debug` nor
-/// [`PgTarget::describe`] shows the password.
-#[derive(Clone)]
-pub struct PgTarget {
-    /// `postgres://user@host:port/database?options` (a password in it is used too).
-    pub url: String,
-    /// The password, when it is not in the URL.
-    pub password: Option<String>,
-    /// At most this many connections ([`DEFAULT_POOL_SIZE`] by default).
-    pub pool_size: usize,
-}
-
-impl PgTarget {
-    /// A target with the default pool size.
-    pub fn new(url: impl Into<String>, password: Option<String>) -> PgTarget {
-        PgTarget {
-            url: url.into(),
-            password,
-            pool_size: DEFAULT_POOL_SIZE,
-        }
-    }
-
-    /// The URL without its password, for logs and errors.
-    pub fn describe(&self) -> String {
-        crate::pg::redact(&self.url)
-    }
-}
-
-impl std::fmt::Debug for PgTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgTarget")
-            .field("url", &self.describe())
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("pool_size", &self.pool_size)
-            .finish()
-    }
-}
+pub use target::PgTarget;
 
 /// tokio-postgres's errors become the catalog's own, so that no caller depends on this
 /// backend.
@@ -113,6 +73,14 @@ impl PgCatalog {
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
+        }
+        // A catalog server that vanished without closing the connection (a crashed host, a
+        // cut network) fails the waiting statement within a minute or so, not two hours.
+        if !target.url.contains("keepalives") {
+            config
+                .keepalives_idle(Duration::from_secs(30))
+                .keepalives_interval(Duration::from_secs(10))
+                .keepalives_retries(3);
         }
         Ok(PgCatalog {
             pool: Pool::new(config, described, target.pool_size)?,
