@@ -282,3 +282,176 @@ fn connections_lost_to_a_server_restart_are_replaced() {
     assert_eq!(catalog.claim_transfer_id('b').unwrap().to_string(), "b002");
     assert_eq!(catalog.claim_transfer_id('b').unwrap().to_string(), "b003");
 }
+
+/// A certificate authority and a server certificate it signed for 127.0.0.1, made with the
+/// openssl tool in `dir` (readable by the server's OS user); returns the CA's PEM path and
+/// the server's `postgresql.conf` lines.
+fn tls_files(dir: &std::path::Path) -> (std::path::PathBuf, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=pgbackups test CA",
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"],
+        &ec[..],
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["server.crt", "server.key"] {
+        common::give_to_server_user(&dir.join(f));
+    }
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let conf = vec![
+        "ssl = on".to_string(),
+        format!("ssl_cert_file = '{}'", dir.join("server.crt").display()),
+        format!("ssl_key_file = '{}'", dir.join("server.key").display()),
+    ];
+    (dir.join("ca.crt"), conf)
+}
+
+#[test]
+fn tls_to_the_catalog_follows_sslmode_as_libpq_does() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, conf) = tls_files(certs.path());
+    let conf: Vec<&str> = conf.iter().map(String::as_str).collect();
+    let cluster = Cluster::start_with(&conf);
+    cluster.create_db("tls");
+    let at = |host: &str, query: &str| {
+        PgTarget::new(
+            format!("postgres://postgres@{host}:{}/tls?{query}", cluster.port),
+            Some(PASSWORD.to_string()),
+        )
+    };
+    let ca = ca.display().to_string();
+    // The chain and the name checked: connected, and encrypted.
+    let full = PgCatalog::open(&at(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .unwrap();
+    assert_eq!(full.claim_transfer_id('b').unwrap().to_string(), "b001");
+    let encrypted = cluster.psql(
+        "postgres",
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'pgbackups'",
+    );
+    assert_eq!(encrypted.trim(), "t");
+    // Another name than the certificate's: verify-full refuses, verify-ca does not check it.
+    let err = PgCatalog::open(&at(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .err()
+    .unwrap();
+    assert!(matches!(err, CatalogError::Unreachable { .. }), "{err:?}");
+    PgCatalog::open(&at(
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    ))
+    .unwrap();
+    // Another authority: refused.
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _) = tls_files(other.path());
+    let err = PgCatalog::open(&at(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={}", other_ca.display()),
+    ))
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    // require: encrypted without checking, as libpq; verify-* without a root: told what to add.
+    PgCatalog::open(&at("localhost", "sslmode=require")).unwrap();
+    let err = PgCatalog::open(&at("127.0.0.1", "sslmode=verify-full"))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("sslrootcert"), "{err}");
+    let err = PgCatalog::open(&at("127.0.0.1", "sslmode=sometimes"))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("verify-full"), "{err}");
+}
+
+#[test]
+fn require_fails_against_a_server_without_tls_and_prefer_goes_on_without() {
+    let cluster = Cluster::start();
+    let at = |query: &str| {
+        PgTarget::new(
+            format!(
+                "postgres://postgres@127.0.0.1:{}/postgres?{query}",
+                cluster.port
+            ),
+            Some(PASSWORD.to_string()),
+        )
+    };
+    assert!(PgCatalog::open(&at("sslmode=require")).is_err());
+    PgCatalog::open(&at("sslmode=prefer&application_name=x")).unwrap();
+    PgCatalog::open(&at("sslmode=disable")).unwrap();
+}

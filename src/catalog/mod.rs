@@ -54,7 +54,7 @@ pub enum CatalogError {
     Database(Box<dyn std::error::Error + Send + Sync>),
     /// The catalog's server could not be reached or refused the login.
     #[error(
-        "cannot connect to the catalog {catalog}: {source}; check that the server is up and that the user, the database and the password (PGPASSWORD, the passfile or the configuration file) are right"
+        "cannot connect to the catalog {catalog}: {source}; check that the server is up, that the user, the database and the password (PGPASSWORD, the passfile or the configuration file) are right, and with TLS the URL's sslmode and sslrootcert"
     )]
     Unreachable {
         /// Where the catalog is, without its password.

@@ -14,6 +14,7 @@ mod rows;
 mod schema;
 mod target;
 mod team;
+mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -57,12 +58,14 @@ impl PgCatalog {
     /// The pool, with no migration (tests make a "newer" catalog with it).
     fn connect(target: &PgTarget) -> Result<PgCatalog, CatalogError> {
         let described = target.describe();
-        let mut config = tokio_postgres::Config::from_str(&target.url).map_err(|source| {
+        let tls = tls::TlsSettings::from_url(&target.url, &described)?;
+        let mut config = tokio_postgres::Config::from_str(&tls.url).map_err(|source| {
             CatalogError::Unreachable {
                 catalog: described.clone(),
                 source: Box::new(source),
             }
         })?;
+        config.ssl_mode(tls.mode);
         if let Some(password) = &target.password
             && config.get_password().is_none()
         {
@@ -83,7 +86,7 @@ impl PgCatalog {
                 .keepalives_retries(3);
         }
         Ok(PgCatalog {
-            pool: Pool::new(config, described, target.pool_size)?,
+            pool: Pool::new(config, tls.connector, described, target.pool_size)?,
         })
     }
 

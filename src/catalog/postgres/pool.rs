@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::tls::RustlsConnect;
+
 use crate::catalog::CatalogError;
 
 /// How long a caller waits for a connection when every one is in use.
@@ -50,6 +52,8 @@ pub(super) struct Pool {
     /// Drives the connections; `None` only while dropping.
     rt: Option<tokio::runtime::Runtime>,
     config: Config,
+    /// TLS as `sslmode` asked (`None`: never).
+    tls: Option<RustlsConnect>,
     /// Where the catalog is, for errors (no password).
     described: String,
     max: usize,
@@ -71,7 +75,12 @@ pub(super) struct Conn<'a> {
 
 impl Pool {
     /// A pool of at most `max` connections to `config`; opens none yet.
-    pub(super) fn new(config: Config, described: String, max: usize) -> Result<Pool, CatalogError> {
+    pub(super) fn new(
+        config: Config,
+        tls: Option<RustlsConnect>,
+        described: String,
+        max: usize,
+    ) -> Result<Pool, CatalogError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("pgbackups-catalog")
@@ -81,6 +90,7 @@ impl Pool {
         Ok(Pool {
             rt: Some(rt),
             config,
+            tls,
             described,
             max: max.max(1),
             state: Mutex::new(PoolState {
@@ -145,23 +155,51 @@ impl Pool {
             return Err(CatalogError::Busy(self.max, Duration::ZERO));
         };
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let task = rt.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!("a connection to the catalog ended: {e}");
+            match tls {
+                Some(tls) => {
+                    let (client, connection) = config.connect(tls).await?;
+                    tokio::spawn(log_end(connection));
+                    Ok::<_, tokio_postgres::Error>(client)
                 }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    tokio::spawn(log_end(connection));
+                    Ok(client)
+                }
+            }
         });
         match wait(task) {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(CatalogError::Unreachable {
                 catalog: self.described.clone(),
-                source: Box::new(e),
+                source: with_causes(&e).into(),
             }),
             Err(e) => Err(CatalogError::Database(Box::new(e))),
         }
+    }
+}
+
+/// `e` and every cause under it, joined: tokio-postgres's own words for a failed handshake
+/// ("error performing TLS handshake") leave out why.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Drives one connection until it ends; says why when it broke.
+async fn log_end(connection: impl Future<Output = Result<(), tokio_postgres::Error>>) {
+    if let Err(e) = connection.await {
+        tracing::warn!("a connection to the catalog ended: {e}");
     }
 }
 
