@@ -2,7 +2,7 @@
 //! PostgreSQL database that several nodes share (`--catalog`, `PGBACKUPS_CATALOG`, or
 //! `catalog` in the configuration file). Its password comes as libpq users expect: in the
 //! file's URL, else `PGPASSWORD`, else the passfile (`PGPASSFILE` or `~/.pgpass`); never from
-//! the command line, where `ps` would show it.
+//! the command line, where `ps` would show it, nor from `PGBACKUPS_CATALOG`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -44,8 +44,9 @@ fn without_password(url: &str) -> String {
 /// Reads one environment variable.
 type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
 
-/// The catalog from the flag (`--catalog`: refused with a password in it), else
-/// `PGBACKUPS_CATALOG`, else the file's `catalog`; `None` for the embedded SQLite catalog.
+/// The catalog from the flag (`--catalog`), else `PGBACKUPS_CATALOG`, else the file's
+/// `catalog`; `None` for the embedded SQLite catalog. Only the file's URL may hold the
+/// password.
 pub(super) fn resolve(
     flag: Option<String>,
     file: Option<String>,
@@ -56,11 +57,11 @@ pub(super) fn resolve(
             .and_then(|v| v.into_string().ok())
             .filter(|v| !v.is_empty())
     };
-    let from_flag = flag.filter(|f| !f.is_empty());
-    let chosen = from_flag
-        .clone()
-        .or_else(|| text("PGBACKUPS_CATALOG"))
-        .or(file.filter(|f| !f.is_empty()));
+    let outside_file = flag
+        .filter(|f| !f.is_empty())
+        .or_else(|| text("PGBACKUPS_CATALOG"));
+    let from_file = outside_file.is_none();
+    let chosen = outside_file.or(file.filter(|f| !f.is_empty()));
     let Some(chosen) = chosen else {
         return Ok(None);
     };
@@ -75,8 +76,8 @@ pub(super) fn resolve(
         return Err(ConfigError::CatalogUser(without_password(&chosen)));
     }
     if url.password().is_some() {
-        if from_flag.is_some() {
-            return Err(ConfigError::CatalogPasswordInFlag);
+        if !from_file {
+            return Err(ConfigError::CatalogPasswordOutsideFile);
         }
         return Ok(Some(CatalogUrl {
             url: chosen,
@@ -209,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn a_password_on_the_command_line_is_refused_elsewhere_it_is_used() {
+    fn a_password_in_the_flag_or_the_variable_is_refused_in_the_file_it_is_used() {
         let err = resolve(
             Some("postgres://u:Secret-1@h/db".into()),
             None,

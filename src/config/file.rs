@@ -58,11 +58,12 @@ pub enum ConfigError {
         #[source]
         source: TomlError,
     },
-    /// `--catalog` with a password in it: the command line is visible to every user (`ps`).
+    /// `--catalog` or `PGBACKUPS_CATALOG` with a password in it: a command line is visible to
+    /// every user (`ps`), a service's environment to whoever can read its unit.
     #[error(
-        "--catalog must not hold a password: anyone on this machine can read the command line; give it in PGPASSWORD, a passfile (~/.pgpass or PGPASSFILE) or the configuration file's `catalog` URL"
+        "the catalog URL in --catalog or PGBACKUPS_CATALOG must not hold a password (anyone on this machine can read a command line); give it in PGPASSWORD, a passfile (~/.pgpass or PGPASSFILE) or the configuration file's `catalog` URL"
     )]
-    CatalogPasswordInFlag,
+    CatalogPasswordOutsideFile,
     /// A catalog that is not a PostgreSQL URL.
     #[error(
         "the catalog must be a PostgreSQL URL such as postgres://user@host/database (or `sqlite`, the default), not `{0}`"
