@@ -2,6 +2,7 @@
 //! [`load`], then passed down to the parts that use it. Nothing else reads the environment
 //! for settings. See `docs/CONFIG.md`.
 
+mod catalog;
 mod file;
 mod load;
 pub mod process_env;
@@ -10,6 +11,7 @@ mod proxy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use catalog::CatalogUrl;
 pub use file::{ConfigError, ConfigFile, TomlError, TuningFile};
 pub use load::{Flags, default_data_dir, load};
 pub use proxy::{BadProxy, TrustedProxy, client_address};
@@ -20,6 +22,9 @@ pub use proxy::{BadProxy, TrustedProxy, client_address};
 pub struct ServiceConfig {
     /// Holds the catalog, secrets, local storage and scratch space.
     pub data_dir: PathBuf,
+    /// A PostgreSQL catalog that several nodes share; `None`: the SQLite catalog in the data
+    /// directory (`catalog_path`).
+    pub catalog: Option<CatalogUrl>,
     /// Address the API listens on.
     pub listen: String,
     /// Extra directories to look for pg_dump / pg_restore / psql in, before the usual places.
@@ -93,6 +98,7 @@ impl ServiceConfig {
     pub fn new(data_dir: PathBuf) -> ServiceConfig {
         ServiceConfig {
             data_dir,
+            catalog: None,
             listen: DEFAULT_LISTEN.to_string(),
             pg_bin_dirs: Vec::new(),
             max_running: DEFAULT_MAX_RUNNING,

@@ -46,7 +46,8 @@ pub enum OpenError {
     },
     #[error("cannot open catalog {path}: {source}")]
     Catalog {
-        path: std::path::PathBuf,
+        /// The SQLite file, or the PostgreSQL URL without its password.
+        path: String,
         #[source]
         source: crate::catalog::CatalogError,
     },
@@ -73,11 +74,7 @@ impl Foundations {
                     source,
                 })?,
             );
-        let catalog =
-            crate::catalog::open(&config.catalog_path()).map_err(|source| OpenError::Catalog {
-                path: config.catalog_path(),
-                source,
-            })?;
+        let catalog = open_catalog(config)?;
         let storage = open_configured_storage(config, true)?;
         let clock: Arc<dyn Clock> = match &config.test_clock {
             Some(spec) => {
@@ -102,6 +99,79 @@ impl Foundations {
             notifier,
         })
     }
+}
+
+/// The catalog `config` names: the shared PostgreSQL one (`--catalog`), else the SQLite file
+/// in the data directory.
+fn open_catalog(config: &ServiceConfig) -> Result<Arc<dyn Catalog>, OpenError> {
+    match &config.catalog {
+        Some(pg) => {
+            let target = crate::catalog::PgTarget::new(pg.url.clone(), pg.password.clone());
+            let described = target.describe();
+            let catalog =
+                crate::catalog::open_postgres(&target).map_err(|source| OpenError::Catalog {
+                    path: described.clone(),
+                    source,
+                })?;
+            tracing::info!("PostgreSQL catalog: {described}");
+            Ok(catalog)
+        }
+        None => {
+            let path = config.catalog_path();
+            crate::catalog::open(&path).map_err(|source| OpenError::Catalog {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    }
+}
+
+/// Why `catalog:migrate` could not copy the catalog, with what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "name the PostgreSQL catalog to migrate into: --catalog postgres://user@host/database, PGBACKUPS_CATALOG, or `catalog` in the configuration file"
+    )]
+    NoTarget,
+    #[error("there is no SQLite catalog at {}", .0.display())]
+    NoSource(std::path::PathBuf),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("copying the catalog into {target} failed: {source}")]
+    Copy {
+        target: String,
+        #[source]
+        source: crate::catalog::CatalogError,
+    },
+}
+
+/// `catalog:migrate --from-sqlite PATH`: copies the SQLite catalog at `from` (only read) into
+/// the PostgreSQL catalog `config` names, which must be empty. Stop the service that uses
+/// `from` first: what it writes meanwhile would not be copied.
+pub fn migrate_sqlite_catalog(
+    config: &ServiceConfig,
+    from: &std::path::Path,
+) -> Result<crate::catalog::Copied, MigrateError> {
+    if config.catalog.is_none() {
+        return Err(MigrateError::NoTarget);
+    }
+    if !from.is_file() {
+        return Err(MigrateError::NoSource(from.to_path_buf()));
+    }
+    let source = crate::catalog::open(from).map_err(|source| OpenError::Catalog {
+        path: from.display().to_string(),
+        source,
+    })?;
+    let target = open_catalog(config)?;
+    let described = config
+        .catalog
+        .as_ref()
+        .map(|c| crate::pg::redact(&c.url))
+        .unwrap_or_default();
+    crate::catalog::copy_catalog(&*source, &*target).map_err(|source| MigrateError::Copy {
+        target: described,
+        source,
+    })
 }
 
 /// The parts of one service, wired together.

@@ -2,8 +2,8 @@
 //! sealed), transfers with their state and logs, and the backups they made.
 //!
 //! Everything else holds an `Arc<dyn Catalog>`: the [`Catalog`] trait is the one boundary,
-//! SQLite (`sqlite/`) the embedded implementation. A PostgreSQL catalog that several service
-//! nodes share comes next behind the same trait; the trait is shaped for it:
+//! SQLite (`sqlite/`) the embedded implementation, PostgreSQL (`postgres/`) the catalog that
+//! several service nodes can share. The trait is shaped for the shared one:
 //! - every change that must be atomic is one method (removing a database with its schedule,
 //!   refused while it is protected; a protection only of a registered database; appending a
 //!   batch of log lines; deleting a transfer with its log);
@@ -16,7 +16,12 @@
 //! This module depends on nothing above it (no transfer, schedule, protect or server): the
 //! plain records it keeps are in `model.rs`.
 
+#[doc(hidden)]
+pub mod conformance;
+mod encode;
+mod migrate;
 mod model;
+mod postgres;
 mod sqlite;
 mod team;
 
@@ -25,19 +30,48 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
+pub use migrate::{Copied, copy_catalog};
 pub use model::{
     DatabaseRecord, DatabaseSummary, LogLine, Origin, ProtectionRecord, RESTORE_TEST_DETAIL,
     RetentionPolicy, ScheduleRecord, TransferId, TransferIdError, TransferKind, TransferRecord,
     TransferState, VerifyMode,
 };
+pub use postgres::{PgCatalog, PgTarget};
 pub use sqlite::SqliteCatalog;
+/// A claimed scheduled run: database, local date, when it was due, the transfer it started.
+pub type ScheduledRun = (String, String, Timestamp, Option<TransferId>);
+
 pub use team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
 
-/// A catalog failure. These are the service's own problems (disk, corruption), not the user's.
+/// A catalog failure. These are the service's own problems (disk, network, corruption), not
+/// the user's. No variant names a backend: callers decide on what went wrong, whichever
+/// catalog it happened in.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// The catalog's database failed a statement (a full disk, a lost connection, a
+    /// constraint): the backend's own words follow.
     #[error("catalog database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(Box<dyn std::error::Error + Send + Sync>),
+    /// The catalog's server could not be reached or refused the login.
+    #[error(
+        "cannot connect to the catalog {catalog}: {source}; check that the server is up, that the user, the database and the password (PGPASSWORD, the passfile or the configuration file) are right, and with TLS the URL's sslmode and sslrootcert"
+    )]
+    Unreachable {
+        /// Where the catalog is, without its password.
+        catalog: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Every connection to the catalog stayed busy for this long.
+    #[error(
+        "all {0} connections to the catalog stayed busy for {1:?}; is a statement stuck on a lock?"
+    )]
+    Busy(usize, std::time::Duration),
+    /// The catalog's schema was written by a newer pgbackups than this one.
+    #[error(
+        "the catalog's schema is version {found}, newer than this pgbackups knows ({known}); run the newer pgbackups (every node sharing a catalog must run the same version)"
+    )]
+    Newer { found: i64, known: i64 },
     #[error("catalog holds a value it cannot read ({0}); was it written by a newer pgbackups?")]
     Corrupt(String),
     #[error("a database named `{0}` is already registered; remove it first or pick another name")]
@@ -51,6 +85,11 @@ pub enum CatalogError {
         "no database named `{0}` is registered (was it removed meanwhile?); add it with `pgbackups databases:add {0} postgres://...`"
     )]
     NotRegistered(String),
+    /// `catalog:migrate` into a catalog that holds records already.
+    #[error(
+        "the catalog to migrate into already holds {0}; migrate into an empty database (drop and create it again after a failed migration)"
+    )]
+    NotEmpty(String),
     #[error(
         "a user named `{0}` exists already; pick another name, or change theirs with `pgbackups users:password` and `users:role`"
     )]
@@ -60,9 +99,25 @@ pub enum CatalogError {
     NoSuchUser(String),
 }
 
+/// An ID counter's row (`prefix`, `last`) as the last ID claimed.
+fn counter(prefix: &str, last: i64) -> Result<TransferId, CatalogError> {
+    let bad = || CatalogError::Corrupt(format!("id counter {prefix} {last}"));
+    let mut chars = prefix.chars();
+    let (Some(p), None) = (chars.next(), chars.next()) else {
+        return Err(bad());
+    };
+    Ok(TransferId::new(p, u32::try_from(last).map_err(|_| bad())?))
+}
+
 /// Opens (creating and migrating) the SQLite catalog at `path`.
 pub fn open(path: &Path) -> Result<Arc<dyn Catalog>, CatalogError> {
     Ok(Arc::new(SqliteCatalog::open(path)?))
+}
+
+/// Opens (creating or migrating the schema under a lock) the PostgreSQL catalog at `target`,
+/// one that several service nodes may share.
+pub fn open_postgres(target: &PgTarget) -> Result<Arc<dyn Catalog>, CatalogError> {
+    Ok(Arc::new(PgCatalog::open(target)?))
 }
 
 /// An empty in-memory catalog (SQLite `:memory:`), for tests.
@@ -137,6 +192,10 @@ pub trait Catalog: Send + Sync {
     /// Notes which transfer each claimed run started: `(database, local date, transfer)`.
     fn set_run_transfers(&self, runs: &[(String, String, TransferId)]) -> Result<(), CatalogError>;
 
+    /// Every claimed run, `(database, local date, due at, transfer started)`, by database and
+    /// date (`catalog:migrate` copies them, so that no run is started twice).
+    fn scheduled_runs(&self) -> Result<Vec<ScheduledRun>, CatalogError>;
+
     // ---- retention ----
 
     /// A database's retention policy, if one was set (else the default applies).
@@ -156,6 +215,9 @@ pub trait Catalog: Send + Sync {
 
     /// Makes sure the next ID with `id`'s prefix comes after it (after a catalog rebuild).
     fn bump_id_counter(&self, id: TransferId) -> Result<(), CatalogError>;
+
+    /// The last ID claimed of each prefix, by prefix.
+    fn id_counters(&self) -> Result<Vec<TransferId>, CatalogError>;
 
     /// Inserts a transfer record, or updates it (leaving its layout alone).
     fn save_transfer(&self, t: &TransferRecord) -> Result<(), CatalogError>;

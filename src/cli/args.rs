@@ -78,6 +78,31 @@ pub enum Command {
         /// protected database gets a problem or is rid of it.
         #[arg(long, env = "PGBACKUPS_NOTIFY_URL")]
         notify_url: Option<String>,
+        /// A PostgreSQL catalog that several nodes share (postgres://user@host/database),
+        /// instead of the SQLite file in the data directory. Also PGBACKUPS_CATALOG or
+        /// `catalog` in the configuration file. Never a password here: PGPASSWORD, a
+        /// passfile (~/.pgpass, PGPASSFILE) or the configuration file's URL.
+        #[arg(long)]
+        catalog: Option<String>,
+    },
+    /// Copy a one-node SQLite catalog (databases, schedules, transfers and logs, users,
+    /// tokens, the audit log) into an empty PostgreSQL catalog, named as for `serve`
+    /// (--catalog, PGBACKUPS_CATALOG or the configuration file). Stop the service first; then
+    /// start it with the same data directory (its key opens the sealed URLs) and --catalog.
+    #[command(name = "catalog:migrate")]
+    CatalogMigrate {
+        /// The SQLite catalog to copy (`catalog.db` in the data directory); only read.
+        #[arg(long, value_name = "PATH")]
+        from_sqlite: PathBuf,
+        /// The PostgreSQL catalog to copy into (never with a password: PGPASSWORD, a
+        /// passfile, or the configuration file).
+        #[arg(long)]
+        catalog: Option<String>,
+        /// Directory of the configuration file and secrets.
+        #[arg(long, env = "PGBACKUPS_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     #[command(flatten)]
     Archive(ArchiveCommand),

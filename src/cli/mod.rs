@@ -39,6 +39,12 @@ pub use shared::Env;
 pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
     let env = &env;
     match cli.command {
+        Command::CatalogMigrate {
+            from_sqlite,
+            catalog,
+            data_dir,
+            store,
+        } => serve::migrate(from_sqlite, catalog, data_dir, store).await,
         Command::Serve {
             data_dir,
             store,
@@ -47,8 +53,10 @@ pub async fn run(cli: Cli, env: Env) -> Result<i32, CliError> {
             trusted_proxy,
             max_running,
             notify_url,
+            catalog,
         } => {
             serve::run(serve::ServeArgs {
+                catalog,
                 data_dir,
                 store,
                 listen,

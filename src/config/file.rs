@@ -14,6 +14,9 @@ pub struct ConfigFile {
     /// Proxies whose `X-Forwarded-For` is believed: addresses or `ADDRESS/PREFIX` networks.
     pub trusted_proxies: Option<Vec<String>>,
     pub notify_url: Option<String>,
+    /// A PostgreSQL catalog shared by several nodes (`postgres://user:password@host/db`);
+    /// absent: the embedded SQLite catalog.
+    pub catalog: Option<String>,
     /// Extra directories with the PostgreSQL client tools, searched first.
     pub pg_bin: Option<Vec<PathBuf>>,
     #[serde(default)]
@@ -55,6 +58,20 @@ pub enum ConfigError {
         #[source]
         source: TomlError,
     },
+    /// `--catalog` or `PGBACKUPS_CATALOG` with a password in it: a command line is visible to
+    /// every user (`ps`), a service's environment to whoever can read its unit.
+    #[error(
+        "the catalog URL in --catalog or PGBACKUPS_CATALOG must not hold a password (anyone on this machine can read a command line); give it in PGPASSWORD, a passfile (~/.pgpass or PGPASSFILE) or the configuration file's `catalog` URL"
+    )]
+    CatalogPasswordOutsideFile,
+    /// A catalog that is not a PostgreSQL URL.
+    #[error(
+        "the catalog must be a PostgreSQL URL such as postgres://user@host/database (or `sqlite`, the default), not `{0}`"
+    )]
+    CatalogUrl(String),
+    /// A catalog URL without a user name.
+    #[error("the catalog URL {0} names no user; write it as postgres://USER@host/database")]
+    CatalogUser(String),
     /// A `--trusted-proxy` (or `trusted_proxies`) that is not an address or network.
     #[error(transparent)]
     Proxy(#[from] super::BadProxy),

@@ -41,6 +41,9 @@ pub struct Flags {
     pub max_running: Option<usize>,
     /// `serve --notify-url` (`PGBACKUPS_NOTIFY_URL`).
     pub notify_url: Option<String>,
+    /// `serve --catalog`: the flag alone (`PGBACKUPS_CATALOG` is read here, below it), so that
+    /// a password typed on the command line can be refused.
+    pub catalog: Option<String>,
 }
 
 /// The service's configuration from the data directory, the configuration file, the
@@ -86,6 +89,7 @@ fn load_with(flags: Flags, env: Env) -> Result<ServiceConfig, ConfigError> {
         .map(|p| p.parse())
         .collect::<Result<_, _>>()?;
     config.notify_url = flags.notify_url.or(file.notify_url);
+    config.catalog = super::catalog::resolve(flags.catalog, file.catalog, env)?;
 
     config.pg_bin_dirs = match env("PGBACKUPS_PG_BIN") {
         Some(v) => std::env::split_paths(&v).collect(),

@@ -64,22 +64,3 @@ fn line(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogLine> {
         line: r.get(2)?,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use crate::catalog::{Catalog, SqliteCatalog, TransferId};
-
-    #[test]
-    fn a_tail_is_the_last_lines_oldest_first() {
-        let c = SqliteCatalog::open_in_memory().unwrap();
-        let id = TransferId::new('b', 1);
-        let now = jiff::Timestamp::now();
-        let lines: Vec<_> = (1..=5).map(|i| (now, format!("line {i}"))).collect();
-        c.append_logs(id, &lines).unwrap();
-        let tail = c.log_tail(id, 2).unwrap();
-        let got: Vec<(u64, &str)> = tail.iter().map(|l| (l.seq, l.line.as_str())).collect();
-        assert_eq!(got, [(4, "line 4"), (5, "line 5")]);
-        assert_eq!(c.log_tail(id, 10).unwrap().len(), 5);
-        assert_eq!(c.logs(id, 3).unwrap().len(), 2);
-    }
-}

@@ -18,8 +18,15 @@ use super::model::{
     TransferId, TransferKind, TransferRecord, TransferState,
 };
 use super::team::{AuditRecord, SessionRecord, TokenRecord, UserRecord};
-use super::{Catalog, CatalogError};
+use super::{Catalog, CatalogError, ScheduledRun, counter};
 use rows::{SELECT_TRANSFER, from_micros, kind_str, micros, origin_str, read_row};
+
+/// SQLite's errors become the catalog's own, so that no caller depends on this backend.
+impl From<rusqlite::Error> for CatalogError {
+    fn from(e: rusqlite::Error) -> CatalogError {
+        CatalogError::Database(Box::new(e))
+    }
+}
 
 /// The catalog, on one SQLite connection.
 ///
@@ -280,6 +287,32 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
+    fn scheduled_runs(&self) -> Result<Vec<ScheduledRun>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT database, local_date, due_at, transfer_id FROM scheduled_runs
+             ORDER BY database, local_date",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (database, date, due, id) = row?;
+            let id = match id {
+                Some(id) => Some(id.parse().map_err(|_| CatalogError::Corrupt(id.clone()))?),
+                None => None,
+            };
+            out.push((database, date, from_micros(due), id));
+        }
+        Ok(out)
+    }
+
     // ---- retention ----
 
     /// A database's retention policy, if one was set (else the default applies).
@@ -347,6 +380,18 @@ impl Catalog for SqliteCatalog {
             params![id.prefix().to_string(), number],
         )?;
         Ok(())
+    }
+
+    fn id_counters(&self) -> Result<Vec<TransferId>, CatalogError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT prefix, last FROM id_counters ORDER BY prefix")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (prefix, last) = row?;
+            out.push(counter(&prefix, last)?);
+        }
+        Ok(out)
     }
 
     /// Inserts a transfer record, or updates it (leaving its layout alone).

@@ -1,11 +1,13 @@
 //! Reading and writing the SQLite catalog's transfer rows: the columns, and the text and time
 //! encodings of the record's fields.
 
-use jiff::Timestamp;
 use rusqlite::Row;
 
 use crate::catalog::CatalogError;
-use crate::catalog::model::{Origin, TransferId, TransferKind, TransferRecord, TransferState};
+pub(super) use crate::catalog::encode::{
+    from_micros, kind_str, micros, origin_str, parse_kind, parse_origin, parse_state,
+};
+use crate::catalog::model::{TransferId, TransferRecord};
 
 pub(super) const SELECT_TRANSFER: &str = "SELECT id, kind, origin, database, backup_id, state, created_at,
     started_at, finished_at, bytes_processed, database_size, dump_size, object_size, sha256,
@@ -73,57 +75,4 @@ pub(super) fn read_row(r: &Row<'_>) -> rusqlite::Result<Result<TransferRecord, C
             .and_then(|f| serde_json::from_str(&f).ok()),
         set: r.get(26)?,
     }))
-}
-
-pub(super) fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-pub(super) fn from_micros(v: i64) -> Timestamp {
-    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-pub(super) fn kind_str(k: TransferKind) -> &'static str {
-    match k {
-        TransferKind::Capture => "capture",
-        TransferKind::Restore => "restore",
-        TransferKind::Copy => "copy",
-        TransferKind::Verify => "verify",
-    }
-}
-
-pub(super) fn parse_kind(s: &str) -> Result<TransferKind, CatalogError> {
-    match s {
-        "capture" => Ok(TransferKind::Capture),
-        "restore" => Ok(TransferKind::Restore),
-        "copy" => Ok(TransferKind::Copy),
-        "verify" => Ok(TransferKind::Verify),
-        _ => Err(CatalogError::Corrupt(format!("transfer kind {s}"))),
-    }
-}
-
-pub(super) fn origin_str(o: Origin) -> &'static str {
-    match o {
-        Origin::Manual => "manual",
-        Origin::Scheduled => "scheduled",
-    }
-}
-
-pub(super) fn parse_origin(s: &str) -> Result<Origin, CatalogError> {
-    match s {
-        "manual" => Ok(Origin::Manual),
-        "scheduled" => Ok(Origin::Scheduled),
-        _ => Err(CatalogError::Corrupt(format!("transfer origin {s}"))),
-    }
-}
-
-pub(super) fn parse_state(s: &str) -> Result<TransferState, CatalogError> {
-    Ok(match s {
-        "pending" => TransferState::Pending,
-        "running" => TransferState::Running,
-        "succeeded" => TransferState::Succeeded,
-        "failed" => TransferState::Failed,
-        "cancelled" => TransferState::Cancelled,
-        _ => return Err(CatalogError::Corrupt(format!("transfer state {s}"))),
-    })
 }

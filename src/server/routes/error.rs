@@ -105,6 +105,11 @@ impl From<TransferError> for ApiError {
                 StatusCode::CONFLICT
             }
             E::Catalog(CatalogError::NotRegistered(_)) => StatusCode::NOT_FOUND,
+            // The shared catalog's server is down or saturated: try again later.
+            E::Catalog(CatalogError::Unreachable { .. } | CatalogError::Busy(..)) => {
+                tracing::error!("{}", crate::pg::redact(&e.to_string()));
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             E::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             E::Source(_) => StatusCode::BAD_GATEWAY,
             E::Storage(StorageError::NotFound(key)) => {
