@@ -12,10 +12,10 @@ use serde::Deserialize;
 use crate::api::TokenView;
 use crate::server::auth::AuditTarget;
 use crate::server::extract::Path;
-use crate::team::{Principal, Team, TeamError};
+use crate::team::{Principal, TeamError};
 
 use super::views::Layout;
-use super::{ApiError, AppState, PageError, PageResult, html, layout};
+use super::{AppState, PageError, PageResult, html, layout, team_call};
 
 /// One token as the page lists it.
 struct TokenRow {
@@ -33,18 +33,6 @@ struct AccountPage {
     created: Option<String>,
 }
 
-/// Runs a blocking team call off the async threads.
-async fn team_call<T: Send + 'static>(
-    s: &AppState,
-    f: impl FnOnce(&Team) -> Result<T, TeamError> + Send + 'static,
-) -> Result<T, PageError> {
-    let team = s.team.clone();
-    tokio::task::spawn_blocking(move || f(&team))
-        .await
-        .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError::from(e).into())
-}
-
 /// The page, with `created` (a new token's text) when one was just made.
 async fn account_page(s: &AppState, p: &Principal, created: Option<String>) -> PageResult {
     if p.is_service_token() {
@@ -53,8 +41,8 @@ async fn account_page(s: &AppState, p: &Principal, created: Option<String>) -> P
             "the service's own token has no account: log in as a user (`pgbackups users:add NAME --role ...`)",
         ));
     }
-    let user = p.user.clone();
-    let tokens: Vec<TokenView> = team_call(s, move |t| t.tokens(Some(&user))).await?;
+    let (team, user) = (s.team.clone(), p.user.clone());
+    let tokens: Vec<TokenView> = team_call(move || team.tokens(Some(&user))).await?;
     Ok(html(&AccountPage {
         layout: layout(p),
         tokens: tokens
@@ -89,12 +77,11 @@ pub(super) async fn create_token(
     Extension(p): Extension<Principal>,
     Form(f): Form<TokenForm>,
 ) -> PageResult {
-    let user = p.user.clone();
+    let (team, user) = (s.team.clone(), p.user.clone());
     let label = f.label.trim().to_string();
-    let created = team_call(&s, move |t| {
-        t.create_token(&user, Some(label.as_str()).filter(|l| !l.is_empty()))
-    })
-    .await?;
+    let created =
+        team_call(move || team.create_token(&user, Some(label.as_str()).filter(|l| !l.is_empty())))
+            .await?;
     let id = created.id.clone();
     let mut out = account_page(&s, &p, Some(created.token)).await?;
     out.extensions_mut().insert(AuditTarget(id));
@@ -107,10 +94,10 @@ pub(super) async fn revoke_token(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> PageResult {
-    let (user, tid) = (p.user.clone(), id.clone());
-    team_call(&s, move |t| {
-        match t.token_info(&tid)? {
-            Some(tok) if tok.user == user => t.revoke_token(&tid),
+    let (team, user, tid) = (s.team.clone(), p.user.clone(), id.clone());
+    team_call(move || {
+        match team.token_info(&tid)? {
+            Some(tok) if tok.user == user => team.revoke_token(&tid),
             // Another user's token is reported as missing: its ID tells nothing.
             _ => Err(TeamError::NoSuchToken(tid)),
         }

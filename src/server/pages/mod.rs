@@ -32,7 +32,7 @@ use crate::team::Principal;
 
 use super::routes::{
     ApiError, AppState, Routes, apply_retention, apply_schedule, blocking, parse_id,
-    protection_view, schedule_view_of, schedule_views,
+    protection_view, schedule_view_of, schedule_views, team_call,
 };
 use views::{Layout, OverviewRow};
 
@@ -243,10 +243,7 @@ async fn audit(State(s): State<AppState>, Extension(p): Extension<Principal>) ->
         limit: Some(AUDIT_ROWS),
         before: None,
     };
-    let entries = tokio::task::spawn_blocking(move || team.audit_log(&q))
-        .await
-        .map_err(|e| PageError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(ApiError::from)?;
+    let entries = team_call(move || team.audit_log(&q)).await?;
     let entries = entries
         .into_iter()
         .map(|e| AuditRow {

@@ -81,14 +81,15 @@ pub(super) async fn set(
     Path(name): Path<String>,
     Form(f): Form<ScheduleForm>,
 ) -> PageResult {
-    let verify = match f.verify.as_str() {
-        "" | "off" => VerifyMode::Off,
-        "checksum" => VerifyMode::Checksum,
-        "restore" => VerifyMode::Restore,
-        other => {
-            let why = format!("verify is off, checksum or restore, not `{other}`");
-            return database_page(&s, &p, &name, None, Some(why), StatusCode::BAD_REQUEST).await;
-        }
+    let verify = match f.verify.trim() {
+        "" => VerifyMode::Off,
+        typed => match typed.parse::<VerifyMode>() {
+            Ok(mode) => mode,
+            Err(why) => {
+                return database_page(&s, &p, &name, None, Some(why), StatusCode::BAD_REQUEST)
+                    .await;
+            }
+        },
     };
     let request = SetScheduleRequest {
         database: Some(name.clone()),

@@ -45,6 +45,7 @@ pub(in crate::server) use protection::protection_view;
 pub(in crate::server) use schedules::{
     apply_retention, apply_schedule, schedule_view_of, schedule_views,
 };
+pub(in crate::server) use team::team_call;
 
 /// What the handlers use: the parts of the service, as the composition root built them.
 #[derive(Clone)]

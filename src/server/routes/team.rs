@@ -37,7 +37,7 @@ impl From<TeamError> for ApiError {
 }
 
 /// Runs a blocking team call (catalog, argon2) off the async threads.
-async fn team_call<T: Send + 'static>(
+pub(in crate::server) async fn team_call<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, TeamError> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
